@@ -1,0 +1,40 @@
+"""relbridge's single source of truth: shard schema, input formats, relations.
+
+Every other layer imports from here and nothing here imports them: the
+pipeline writes `SHARD_SCHEMA`, the trainer reads it.
+"""
+
+from relbridge.data_specs.formats import (
+    BitextRecord,
+    Entity,
+    InputError,
+    KnowledgeBase,
+    load_kb,
+)
+from relbridge.data_specs.relations import NA, RelationInventory
+from relbridge.data_specs.schema import (
+    SCHEMA_VERSION,
+    SHARD_SCHEMA,
+    Mention,
+    ProjectedMention,
+    RelationInstance,
+    ShardRow,
+    read_shards,
+)
+
+__all__ = [
+    "BitextRecord",
+    "Entity",
+    "InputError",
+    "KnowledgeBase",
+    "load_kb",
+    "NA",
+    "RelationInventory",
+    "SCHEMA_VERSION",
+    "SHARD_SCHEMA",
+    "Mention",
+    "ProjectedMention",
+    "RelationInstance",
+    "ShardRow",
+    "read_shards",
+]

@@ -1,0 +1,275 @@
+"""Input formats: parallel corpora and the knowledge base.
+
+Parallel corpora (one sentence pair per record, raw untokenised text):
+  * ``tsv``: ``src<TAB>tgt`` or ``id<TAB>src<TAB>tgt`` per line.
+  * ``jsonl``: ``{"src": ..., "tgt": ..., "id": optional}`` per line.
+  * ``text``: two line-aligned plain-text files, ``PREFIX.<src_lang>`` and
+    ``PREFIX.<tgt_lang>`` (Moses/OpenNMT style).
+
+Knowledge base: a directory with two files, each ``.tsv`` or ``.jsonl``:
+  * ``entities``: TSV ``id<TAB>type<TAB>lang<TAB>alias`` (one alias per line; an
+    entity repeats its id on several lines), or JSONL
+    ``{"id": "Q64", "type": "LOC", "aliases": {"en": ["Berlin"], "de": ["Berlin"]}}``.
+  * ``triples``: TSV ``subject<TAB>relation<TAB>object`` or JSONL
+    ``{"subject": ..., "relation": ..., "object": ...}``. Triples are directed.
+
+Lines are numbered from 1. Every parse error raises `InputError` naming the file
+and line; blank lines and ``#`` comments (TSV and text) are skipped in the KB
+only, never in a corpus, where they would shift the alignment of the two sides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, TextIO
+
+CORPUS_FORMATS = ("tsv", "jsonl", "text")
+
+
+class InputError(ValueError):
+    """A malformed input record; the message names the file and 1-based line."""
+
+    def __init__(self, source_file: str, line: int, reason: str):
+        super().__init__(f"{source_file}:{line}: {reason}")
+        self.source_file = source_file
+        self.line = line
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class BitextRecord:
+    """One raw sentence pair with its provenance (file and 1-based line)."""
+
+    corpus: str
+    source_file: str
+    line: int
+    src: str
+    tgt: str
+    record_id: str = ""
+
+    @property
+    def pair_id(self) -> str:
+        """A stable id: the record's own id when it has one, else a content hash.
+
+        The hash covers the corpus name and both texts, so re-running on the same
+        input yields the same ids (idempotent refreshes) wherever lines move.
+        """
+        if self.record_id:
+            return f"{self.corpus}:{self.record_id}"
+        digest = hashlib.sha1(f"{self.corpus}\x00{self.src}\x00{self.tgt}".encode()).hexdigest()
+        return f"{self.corpus}:{digest[:16]}"
+
+
+def corpus_format(path: str) -> str:
+    """Guesses a corpus format from its file name (``.tsv``, ``.jsonl``, else text)."""
+    lower = path.lower()
+    if lower.endswith((".tsv", ".tsv.gz")):
+        return "tsv"
+    if lower.endswith((".jsonl", ".jsonl.gz", ".json")):
+        return "jsonl"
+    return "text"
+
+
+def parse_tsv_pair(text: str, corpus: str, source_file: str, line: int) -> BitextRecord:
+    """Parses ``src<TAB>tgt`` or ``id<TAB>src<TAB>tgt``."""
+    cols = text.rstrip("\r\n").split("\t")
+    if len(cols) == 2:
+        record_id, src, tgt = "", *cols
+    elif len(cols) == 3:
+        record_id, src, tgt = cols
+    else:
+        raise InputError(source_file, line, f"expected 2 or 3 tab-separated columns, got {len(cols)}")
+    return _checked(BitextRecord(corpus, source_file, line, src.strip(), tgt.strip(), record_id.strip()))
+
+
+def parse_jsonl_pair(text: str, corpus: str, source_file: str, line: int) -> BitextRecord:
+    """Parses ``{"src": ..., "tgt": ..., "id": optional}``."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(source_file, line, f"invalid JSON: {e.msg}") from None
+    if not isinstance(obj, dict):
+        raise InputError(source_file, line, "expected a JSON object")
+    missing = [k for k in ("src", "tgt") if not isinstance(obj.get(k), str)]
+    if missing:
+        raise InputError(source_file, line, f"missing or non-string field(s): {', '.join(missing)}")
+    record_id = str(obj.get("id", ""))
+    return _checked(BitextRecord(corpus, source_file, line, obj["src"].strip(), obj["tgt"].strip(), record_id))
+
+
+def make_text_pair(src: str | None, tgt: str | None, corpus: str, source_file: str, line: int) -> BitextRecord:
+    """Pairs line ``line`` of two aligned text files; ``None`` means that file ended."""
+    if src is None or tgt is None:
+        side = "source" if src is None else "target"
+        raise InputError(source_file, line, f"the {side} file has fewer lines than its partner")
+    return _checked(BitextRecord(corpus, source_file, line, src.strip(), tgt.strip()))
+
+
+def _checked(record: BitextRecord) -> BitextRecord:
+    if not record.src or not record.tgt:
+        side = "source" if not record.src else "target"
+        raise InputError(record.source_file, record.line, f"empty {side} sentence")
+    return record
+
+
+PAIR_PARSERS: dict[str, Callable[[str, str, str, int], BitextRecord]] = {
+    "tsv": parse_tsv_pair,
+    "jsonl": parse_jsonl_pair,
+}
+
+
+# ---------------------------------------------------------------------------
+# Knowledge base
+
+
+@dataclass(frozen=True)
+class Entity:
+    """A KB entity: id, coarse type (PER, ORG, LOC, ...) and aliases per language."""
+
+    id: str
+    type: str
+    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False, compare=False)
+
+
+@dataclass(frozen=True)
+class KnowledgeBase:
+    """Entities with aliases plus directed ``(subject, relation, object)`` triples."""
+
+    entities: dict[str, Entity]
+    triples: frozenset[tuple[str, str, str]]
+
+    def aliases(self, lang: str) -> dict[str, list[str]]:
+        """Maps each alias in ``lang`` to the ids of the entities it may name."""
+        table: dict[str, list[str]] = defaultdict(list)
+        for entity in self.entities.values():
+            for alias in entity.aliases.get(lang, ()):
+                table[alias].append(entity.id)
+        return dict(table)
+
+    def relation_index(self) -> dict[tuple[str, str], tuple[str, ...]]:
+        """Maps (subject id, object id) to the relations that hold, sorted."""
+        index: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for s, r, o in self.triples:
+            index[(s, o)].add(r)
+        return {k: tuple(sorted(v)) for k, v in index.items()}
+
+    @property
+    def relations(self) -> tuple[str, ...]:
+        return tuple(sorted({r for _, r, _ in self.triples}))
+
+
+def _numbered(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
+    for number, text in enumerate(lines, start=1):
+        text = text.rstrip("\r\n")
+        if text.strip() and not text.startswith("#"):
+            yield number, text
+
+
+def _json_object(text: str, source_file: str, line: int, keys: tuple[str, ...]) -> dict:
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(source_file, line, f"invalid JSON: {e.msg}") from None
+    if not isinstance(obj, dict) or any(k not in obj for k in keys):
+        raise InputError(source_file, line, f"expected a JSON object with keys {', '.join(keys)}")
+    return obj
+
+
+def parse_entities(lines: Iterable[str], source_file: str) -> dict[str, Entity]:
+    """Parses an entities file (TSV or JSONL, by its extension)."""
+    aliases: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    types: dict[str, str] = {}
+    is_json = source_file.endswith(".jsonl")
+    for line, text in _numbered(lines):
+        if is_json:
+            obj = _json_object(text, source_file, line, ("id", "aliases"))
+            if not isinstance(obj["aliases"], dict):
+                raise InputError(source_file, line, '"aliases" must map a language to a list of names')
+            entity_id, entity_type = str(obj["id"]), str(obj.get("type", ""))
+            pairs = [(lang, a) for lang, names in obj["aliases"].items() for a in names]
+        else:
+            cols = text.split("\t")
+            if len(cols) != 4:
+                raise InputError(source_file, line, f"expected id, type, lang, alias (4 columns), got {len(cols)}")
+            entity_id, entity_type, lang, alias = (c.strip() for c in cols)
+            pairs = [(lang, alias)]
+        if entity_id in types and entity_type and types[entity_id] and types[entity_id] != entity_type:
+            raise InputError(source_file, line, f"entity {entity_id} has type {entity_type!r}, earlier {types[entity_id]!r}")
+        types[entity_id] = types.get(entity_id) or entity_type
+        for lang, alias in pairs:
+            alias = str(alias).strip()
+            if not alias:
+                raise InputError(source_file, line, f"empty alias for entity {entity_id}")
+            if alias not in aliases[entity_id][lang]:
+                aliases[entity_id][lang].append(alias)
+        aliases[entity_id]  # an entity with no aliases still exists
+    return {
+        eid: Entity(eid, types[eid], {lang: tuple(names) for lang, names in aliases[eid].items()})
+        for eid in types
+    }
+
+
+def parse_triples(lines: Iterable[str], source_file: str) -> dict[tuple[str, str, str], int]:
+    """Parses a triples file (TSV or JSONL, by its extension).
+
+    Returns:
+      Each distinct triple mapped to the first line that states it.
+    """
+    triples: dict[tuple[str, str, str], int] = {}
+    is_json = source_file.endswith(".jsonl")
+    for line, text in _numbered(lines):
+        if is_json:
+            obj = _json_object(text, source_file, line, ("subject", "relation", "object"))
+            triple = (str(obj["subject"]), str(obj["relation"]), str(obj["object"]))
+        else:
+            cols = [c.strip() for c in text.split("\t")]
+            if len(cols) != 3 or not all(cols):
+                raise InputError(source_file, line, "expected subject, relation, object (3 non-empty columns)")
+            triple = tuple(cols)
+        triples.setdefault(triple, line)
+    return triples
+
+
+def find_kb_files(listing: Iterable[str]) -> tuple[str, str]:
+    """Picks the entities and triples files from a KB directory's file names."""
+    names = {os.path.basename(p): p for p in listing}
+    found = []
+    for stem in ("entities", "triples"):
+        hits = [names[n] for n in (f"{stem}.jsonl", f"{stem}.tsv") if n in names]
+        if len(hits) != 1:
+            raise FileNotFoundError(
+                f"a KB directory needs exactly one of {stem}.jsonl / {stem}.tsv, found {len(hits)}"
+            )
+        found.append(hits[0])
+    return found[0], found[1]
+
+
+def load_kb(kb_dir: str, open_text: Callable[[str], TextIO] | None = None, listdir=None) -> KnowledgeBase:
+    """Loads a KB directory.
+
+    Args:
+      kb_dir: directory holding ``entities.{tsv,jsonl}`` and ``triples.{tsv,jsonl}``.
+      open_text: opens a path for text reading (default: built-in `open`); the
+        pipeline passes one backed by Beam's filesystems so gs:// paths work.
+      listdir: lists the paths in ``kb_dir`` (default: `os.listdir`).
+
+    Returns:
+      The knowledge base. Triples whose subject or object is not an entity raise
+      `InputError`, since they could never match a mention.
+    """
+    open_text = open_text or (lambda p: open(p, encoding="utf-8"))
+    listing = listdir(kb_dir) if listdir else [os.path.join(kb_dir, n) for n in os.listdir(kb_dir)]
+    entities_file, triples_file = find_kb_files(listing)
+    with open_text(entities_file) as f:
+        entities = parse_entities(f, entities_file)
+    with open_text(triples_file) as f:
+        triples = parse_triples(f, triples_file)
+    for (s, r, o), line in triples.items():
+        for arg in (s, o):
+            if arg not in entities:
+                raise InputError(triples_file, line, f"triple ({s}, {r}, {o}) names unknown entity {arg}")
+    return KnowledgeBase(entities, frozenset(triples))

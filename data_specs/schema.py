@@ -1,0 +1,248 @@
+"""The Parquet schema of a relbridge shard, defined once.
+
+A shard row is one sentence pair after the whole pipeline: its provenance, both
+sides' tokens, the word alignment, the source mentions found by distant
+supervision, their projections into the target side, and the relation instances
+between mentions. The pipeline's WriteShards stage and the trainer's reader both
+import `SHARD_SCHEMA` and the row dataclasses from here.
+
+Conventions:
+  * Spans are word (token) offsets ``[start, end)``: ``start`` inclusive, ``end``
+    exclusive, indexing the side's ``*_tokens`` list.
+  * An alignment is a sorted list of ``(src_idx, tgt_idx)`` word-index pairs, the
+    format of simalign's ``get_word_aligns``.
+  * Relation instances are directed: ``subject``/``object`` index into the source
+    mention list; ``tgt_subject``/``tgt_object`` index into the target mention
+    list and are ``None`` when the relation did not project.
+
+Bump `SCHEMA_VERSION` whenever a column is added, removed or changes meaning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+
+MENTION_TYPE = pa.struct(
+    [
+        ("start", pa.int32()),
+        ("end", pa.int32()),
+        ("kb_id", pa.string()),
+        ("type", pa.string()),
+        ("text", pa.string()),
+    ]
+)
+
+PROJECTED_MENTION_TYPE = pa.struct(
+    [
+        ("start", pa.int32()),
+        ("end", pa.int32()),
+        ("kb_id", pa.string()),
+        ("type", pa.string()),
+        ("text", pa.string()),
+        ("source_index", pa.int32()),
+        ("confidence", pa.float32()),
+    ]
+)
+
+LINK_TYPE = pa.struct([("src", pa.int32()), ("tgt", pa.int32())])
+
+RELATION_TYPE = pa.struct(
+    [
+        ("subject", pa.int32()),
+        ("object", pa.int32()),
+        ("label", pa.string()),
+        ("tgt_subject", pa.int32()),
+        ("tgt_object", pa.int32()),
+        ("distant", pa.bool_()),
+        ("projected", pa.bool_()),
+    ]
+)
+
+SHARD_SCHEMA = pa.schema(
+    [
+        ("pair_id", pa.string()),
+        ("corpus", pa.string()),
+        ("source_file", pa.string()),
+        ("line", pa.int64()),
+        ("src_lang", pa.string()),
+        ("tgt_lang", pa.string()),
+        ("src_text", pa.string()),
+        ("tgt_text", pa.string()),
+        ("src_tokens", pa.list_(pa.string())),
+        ("tgt_tokens", pa.list_(pa.string())),
+        ("alignment", pa.list_(LINK_TYPE)),
+        ("src_mentions", pa.list_(MENTION_TYPE)),
+        ("tgt_mentions", pa.list_(PROJECTED_MENTION_TYPE)),
+        ("relations", pa.list_(RELATION_TYPE)),
+    ],
+    metadata={b"relbridge.schema_version": str(SCHEMA_VERSION).encode()},
+)
+
+DEAD_LETTER_FIELDS = ("stage", "reason", "source_file", "line", "record")
+"""Keys of one dead-letter JSONL record: the stage that rejected it, why, where
+the input came from (file and 1-based line) and the original record."""
+
+
+@dataclass(frozen=True)
+class Mention:
+    """An entity mention: word span ``[start, end)`` linked to a KB entity."""
+
+    start: int
+    end: int
+    kb_id: str
+    type: str = ""
+    text: str = ""
+
+    def __post_init__(self):
+        if not 0 <= self.start < self.end:
+            raise ValueError(f"empty or negative span [{self.start}, {self.end})")
+
+    def to_row(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "Mention":
+        return cls(**row)
+
+
+@dataclass(frozen=True)
+class ProjectedMention:
+    """A source mention carried into the target side.
+
+    ``source_index`` points into the source mention list; ``confidence`` in
+    [0, 1] says how much the projection rule trusts the span.
+    """
+
+    start: int
+    end: int
+    kb_id: str
+    type: str
+    text: str
+    source_index: int
+    confidence: float
+
+    def __post_init__(self):
+        if not 0 <= self.start < self.end:
+            raise ValueError(f"empty or negative span [{self.start}, {self.end})")
+
+    def to_row(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "ProjectedMention":
+        return cls(**row)
+
+
+@dataclass(frozen=True)
+class RelationInstance:
+    """A directed relation between two source mentions, and its projection.
+
+    ``label`` is a relation name from the inventory, ``NA`` when the KB holds
+    no triple between the two entities. ``distant`` is True when the label came
+    from the KB (distant supervision); ``projected`` is True when both
+    arguments projected, and then ``tgt_subject``/``tgt_object`` are set.
+    """
+
+    subject: int
+    object: int
+    label: str
+    tgt_subject: int | None = None
+    tgt_object: int | None = None
+    distant: bool = True
+    projected: bool = False
+
+    def to_row(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "RelationInstance":
+        return cls(**row)
+
+
+@dataclass(frozen=True)
+class ShardRow:
+    """One sentence pair as stored in a shard (see `SHARD_SCHEMA`)."""
+
+    pair_id: str
+    corpus: str
+    source_file: str
+    line: int
+    src_lang: str
+    tgt_lang: str
+    src_text: str
+    tgt_text: str
+    src_tokens: tuple[str, ...]
+    tgt_tokens: tuple[str, ...]
+    alignment: tuple[tuple[int, int], ...] = ()
+    src_mentions: tuple[Mention, ...] = ()
+    tgt_mentions: tuple[ProjectedMention, ...] = ()
+    relations: tuple[RelationInstance, ...] = field(default=())
+
+    def to_row(self) -> dict[str, Any]:
+        """Returns a plain dict that `pa.Table.from_pylist(..., SHARD_SCHEMA)` accepts."""
+        return {
+            "pair_id": self.pair_id,
+            "corpus": self.corpus,
+            "source_file": self.source_file,
+            "line": self.line,
+            "src_lang": self.src_lang,
+            "tgt_lang": self.tgt_lang,
+            "src_text": self.src_text,
+            "tgt_text": self.tgt_text,
+            "src_tokens": list(self.src_tokens),
+            "tgt_tokens": list(self.tgt_tokens),
+            "alignment": [{"src": s, "tgt": t} for s, t in self.alignment],
+            "src_mentions": [m.to_row() for m in self.src_mentions],
+            "tgt_mentions": [m.to_row() for m in self.tgt_mentions],
+            "relations": [r.to_row() for r in self.relations],
+        }
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "ShardRow":
+        return cls(
+            pair_id=row["pair_id"],
+            corpus=row["corpus"],
+            source_file=row["source_file"],
+            line=row["line"],
+            src_lang=row["src_lang"],
+            tgt_lang=row["tgt_lang"],
+            src_text=row["src_text"],
+            tgt_text=row["tgt_text"],
+            src_tokens=tuple(row["src_tokens"]),
+            tgt_tokens=tuple(row["tgt_tokens"]),
+            alignment=tuple((link["src"], link["tgt"]) for link in row["alignment"]),
+            src_mentions=tuple(Mention.from_row(m) for m in row["src_mentions"]),
+            tgt_mentions=tuple(ProjectedMention.from_row(m) for m in row["tgt_mentions"]),
+            relations=tuple(RelationInstance.from_row(r) for r in row["relations"]),
+        )
+
+
+def read_shards(path_or_glob: str) -> list[ShardRow]:
+    """Reads every shard under a directory (or matching a glob) into rows.
+
+    Args:
+      path_or_glob: a shard directory (reads ``*.parquet`` in it) or a glob.
+
+    Returns:
+      The rows, in file order.
+    """
+    import glob
+    import os
+
+    import pyarrow.parquet as pq
+
+    pattern = os.path.join(path_or_glob, "*.parquet") if os.path.isdir(path_or_glob) else path_or_glob
+    files = sorted(glob.glob(pattern))
+    if not files:
+        raise FileNotFoundError(f"no Parquet shards match {pattern}")
+    rows: list[ShardRow] = []
+    for name in files:
+        table = pq.read_table(name, schema=SHARD_SCHEMA)
+        rows.extend(ShardRow.from_row(r) for r in table.to_pylist())
+    return rows
