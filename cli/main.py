@@ -1,0 +1,56 @@
+"""The `relbridge` command line: one entry point, one module per command group.
+
+Each module in `COMMAND_MODULES` exposes ``register(subparsers)``, which adds its
+subcommands with ``set_defaults(func=handler)``; a handler takes the parsed
+arguments (plus any unknown ones, for Beam) and returns an exit code. Modules
+import heavy libraries inside their handlers, so ``relbridge --help`` is quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+COMMAND_MODULES = (
+    "relbridge.cli.run",
+    "relbridge.cli.align",
+    "relbridge.cli.projection",
+    "relbridge.cli.train",
+    "relbridge.cli.demo",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="relbridge",
+        description="Cross-lingual distant-supervision relation extraction: "
+        "label, align, project, write shards, train and evaluate.",
+    )
+    parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if unknown and not getattr(args, "accepts_extra_args", False):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return int(args.func(args, unknown) or 0) if getattr(args, "accepts_extra_args", False) else int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
