@@ -2,7 +2,9 @@
 
 Each module in `COMMAND_MODULES` exposes ``register(subparsers)``, which adds its
 subcommands with ``set_defaults(func=handler)``; a handler takes the parsed
-arguments (plus any unknown ones, for Beam) and returns an exit code. Modules
+arguments and returns an exit code. A subcommand that forwards unknown flags
+(to Beam's PipelineOptions) sets ``accepts_extra_args=True`` and finds them in
+``args.extra_args``. Modules
 import heavy libraries inside their handlers, so ``relbridge --help`` is quick.
 """
 
@@ -49,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if unknown and not getattr(args, "accepts_extra_args", False):
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    return int(args.func(args, unknown) or 0) if getattr(args, "accepts_extra_args", False) else int(args.func(args) or 0)
+    args.extra_args = unknown
+    return int(args.func(args) or 0)
 
 
 if __name__ == "__main__":
