@@ -67,9 +67,10 @@ class RelxRecord:
 def strip_markers(marked: str) -> tuple[str, dict[str, tuple[int, int]]]:
     """Removes ``<e1>``/``</e1>``/``<e2>``/``</e2>`` and returns the clean text and spans.
 
-    A marker and the whitespace around it become one space when whitespace
-    separated it from a neighbour, except before closing punctuation or after an
-    apostrophe or opening bracket; a marker glued on both sides becomes nothing.
+    A marker with whitespace on both sides becomes one space. With whitespace on
+    one side only it becomes one space too, except before closing punctuation or
+    after an apostrophe or opening bracket (``L'<e1> Sacramento``,
+    ``Heatwave </e1>,``); a marker glued on both sides becomes nothing.
     """
     out: list[str] = []
     spans: dict[str, list[int]] = {"e1": [-1, -1], "e2": [-1, -1]}
@@ -79,8 +80,12 @@ def strip_markers(marked: str) -> tuple[str, dict[str, tuple[int, int]]]:
         pos = match.end()
         so_far = "".join(out)
         after = marked[match.end()] if match.end() < len(marked) else ""
-        spaced = match.group(0) != match.group(0).strip()
-        glue = (not so_far) or (not after) or after in _CLOSING or so_far[-1] in _OPENING
+        raw = match.group(0)
+        spaced = raw != raw.strip()
+        both_spaced = raw[0].isspace() and raw[-1].isspace()
+        glue = (not so_far) or (not after) or (
+            not both_spaced and (after in _CLOSING or so_far[-1] in _OPENING)
+        )
         tag = match.group(0).strip()
         name = tag.strip("</>")
         if tag.startswith("</"):
