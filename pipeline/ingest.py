@@ -1,0 +1,163 @@
+"""ReadBitext: parallel corpus files -> `BitextRecord`s with provenance.
+
+Reads TSV, JSONL or two line-aligned text files (see `data_specs.formats`)
+through Beam's filesystems, so local paths, globs and gs:// paths work alike.
+Each file is read sequentially by one worker so every record keeps its 1-based
+line number; a corpus split into many files is read in parallel. Malformed
+lines go to the dead-letter output with the file, line and reason.
+
+    records, dead = pcoll_of_nothing | ReadBitext(IngestConfig(corpus="a.tsv", ...))
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from dataclasses import dataclass
+from typing import Iterator
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from relbridge.data_specs.formats import (
+    CORPUS_FORMATS,
+    PAIR_PARSERS,
+    BitextRecord,
+    InputError,
+    corpus_format,
+    make_text_pair,
+)
+from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG, dead_letter
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Where the parallel corpus is and how to read it.
+
+    Attributes:
+      corpus: a TSV/JSONL file or glob, or for ``text`` a prefix P with files
+        ``P.<src_lang>`` and ``P.<tgt_lang>``.
+      src_lang: source language code (ISO 639-1, e.g. ``en``).
+      tgt_lang: target language code.
+      corpus_format: ``tsv``, ``jsonl``, ``text`` or ``auto`` (by file name).
+      corpus_name: recorded as provenance and part of every pair id; defaults
+        to the corpus file's base name.
+    """
+
+    corpus: str
+    src_lang: str
+    tgt_lang: str
+    corpus_format: str = "auto"
+    corpus_name: str = ""
+
+    def __post_init__(self):
+        if self.corpus_format not in (*CORPUS_FORMATS, "auto"):
+            raise ValueError(f"corpus_format must be one of {CORPUS_FORMATS} or 'auto', got {self.corpus_format!r}")
+        if not self.src_lang or not self.tgt_lang or self.src_lang == self.tgt_lang:
+            raise ValueError(f"need two different languages, got {self.src_lang!r} and {self.tgt_lang!r}")
+
+    @property
+    def resolved_format(self) -> str:
+        return corpus_format(self.corpus) if self.corpus_format == "auto" else self.corpus_format
+
+    @property
+    def name(self) -> str:
+        if self.corpus_name:
+            return self.corpus_name
+        base = os.path.basename(self.corpus.rstrip("/"))
+        for ext in (".gz", ".tsv", ".jsonl", ".json"):
+            base = base.removesuffix(ext)
+        return base or "corpus"
+
+    def input_files(self) -> list[str]:
+        """Expands the corpus into the files to read (pairs of files for ``text``)."""
+        if self.resolved_format == "text":
+            pair = [f"{self.corpus}.{self.src_lang}", f"{self.corpus}.{self.tgt_lang}"]
+            missing = [p for p in pair if not FileSystems.exists(p)]
+            if missing:
+                raise FileNotFoundError(f"corpus file(s) not found: {', '.join(missing)}")
+            return [f"{pair[0]}\t{pair[1]}"]
+        matches = FileSystems.match([self.corpus])[0].metadata_list
+        if not matches:
+            raise FileNotFoundError(f"no corpus file matches {self.corpus}")
+        return sorted(m.path for m in matches)
+
+
+def open_text(path: str) -> io.TextIOWrapper:
+    """Opens any Beam-filesystem path for UTF-8 text reading (gzip by extension)."""
+    return io.TextIOWrapper(FileSystems.open(path), encoding="utf-8", newline="")
+
+
+def read_records(spec: str, cfg: IngestConfig) -> Iterator[BitextRecord | InputError]:
+    """Yields the records of one input (a file, or a tab-joined text-file pair).
+
+    Bad lines are yielded as `InputError`s rather than raised, so one bad line
+    does not lose the rest of the file.
+    """
+    fmt = cfg.resolved_format
+    if fmt == "text":
+        src_path, tgt_path = spec.split("\t")
+        with open_text(src_path) as src, open_text(tgt_path) as tgt:
+            line = 0
+            while True:
+                s, t = src.readline(), tgt.readline()
+                if not s and not t:
+                    return
+                line += 1
+                try:
+                    yield make_text_pair(s or None, t or None, cfg.name, src_path, line)
+                except InputError as e:
+                    yield e
+    parse = PAIR_PARSERS[fmt]
+    with open_text(spec) as f:
+        for line, text in enumerate(f, start=1):
+            try:
+                yield parse(text, cfg.name, spec, line)
+            except InputError as e:
+                yield e
+
+
+class ReadCorpusFileFn(beam.DoFn):
+    """Reads one corpus input; emits records, and bad lines as dead letters."""
+
+    def __init__(self, cfg: IngestConfig):
+        self.cfg = cfg
+        self.records = beam.metrics.Metrics.counter(self.__class__, "records")
+        self.errors = beam.metrics.Metrics.counter(self.__class__, "parse_errors")
+
+    def process(self, spec: str):
+        for item in read_records(spec, self.cfg):
+            if isinstance(item, InputError):
+                self.errors.inc()
+                yield beam.pvalue.TaggedOutput(
+                    DEAD_LETTER_TAG,
+                    dead_letter("ReadBitext", item.reason, item.source_file, item.line, None),
+                )
+            else:
+                self.records.inc()
+                yield item
+
+
+class ReadBitext(beam.PTransform):
+    """Reads a parallel corpus into `BitextRecord`s.
+
+    Returns:
+      A tagged result: the main output holds `BitextRecord`s, ``dead_letter``
+      holds dicts for lines that could not be parsed.
+    """
+
+    def __init__(self, cfg: IngestConfig):
+        super().__init__()
+        self.cfg = cfg
+
+    def expand(self, pbegin):
+        files = self.cfg.input_files()
+        logger.info("ReadBitext: %d input file(s) for %s", len(files), self.cfg.corpus)
+        return (
+            pbegin
+            | "ListCorpusFiles" >> beam.Create(files)
+            | "ReadCorpusFiles" >> beam.ParDo(ReadCorpusFileFn(self.cfg)).with_outputs(DEAD_LETTER_TAG, main="records")
+        )

@@ -1,0 +1,135 @@
+"""Per-element functions and Beam transforms of the pipeline's first stages."""
+
+import json
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from relbridge.data_specs import NA, KnowledgeBase, Mention, RelationInstance
+from relbridge.data_specs.formats import BitextRecord, Entity
+from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG
+from relbridge.pipeline.ingest import IngestConfig, ReadBitext, read_records
+from relbridge.pipeline.label import AliasMatcher, LabelConfig, LabelWithKb, label_relations, resolve_mentions
+from relbridge.pipeline.tokenize import Tokenize, TokenizeConfig, make_tokenizer, tokenize_pair
+
+KB = KnowledgeBase(
+    entities={
+        "Q1": Entity("Q1", "PER", {"en": ("Angela Merkel", "Merkel")}),
+        "Q2": Entity("Q2", "LOC", {"en": ("Hamburg",)}),
+        "Q3": Entity("Q3", "ORG", {"en": ("CDU",)}),
+        "Q4": Entity("Q4", "LOC", {"en": ("Paris",)}),
+        "Q5": Entity("Q5", "PER", {"en": ("Paris",)}),  # Paris Hilton: an ambiguous alias
+    },
+    triples=frozenset({("Q1", "per:city_of_birth", "Q2"), ("Q1", "per:member_of", "Q3")}),
+)
+
+
+def write_kb(tmp_path):
+    kb_dir = tmp_path / "kb"
+    kb_dir.mkdir()
+    with open(kb_dir / "entities.jsonl", "w") as f:
+        for e in KB.entities.values():
+            f.write(json.dumps({"id": e.id, "type": e.type, "aliases": {k: list(v) for k, v in e.aliases.items()}}) + "\n")
+    with open(kb_dir / "triples.tsv", "w") as f:
+        for s, r, o in sorted(KB.triples):
+            f.write(f"{s}\t{r}\t{o}\n")
+    return str(kb_dir)
+
+
+def test_read_records_keeps_line_numbers_and_yields_errors(tmp_path):
+    corpus = tmp_path / "c.tsv"
+    corpus.write_text("a\tb\nbroken line\n3\tc\td\n")
+    items = list(read_records(str(corpus), IngestConfig(str(corpus), "en", "de")))
+    assert [getattr(i, "line", None) for i in items] == [1, 2, 3]
+    assert isinstance(items[1], ValueError) and "c.tsv:2" in str(items[1])
+    assert items[2].record_id == "3"
+
+
+def test_text_pair_files_report_unequal_lengths(tmp_path):
+    (tmp_path / "c.en").write_text("one\ntwo\n")
+    (tmp_path / "c.de").write_text("eins\n")
+    cfg = IngestConfig(str(tmp_path / "c"), "en", "de")
+    items = list(read_records(cfg.input_files()[0], cfg))
+    assert items[0].tgt == "eins"
+    assert "fewer lines" in str(items[1])
+
+
+def test_read_bitext_routes_bad_lines_to_dead_letters(tmp_path):
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"src": "Hi", "tgt": "Hallo"}\n{"src": "x"}\n')
+    with TestPipeline() as p:
+        out = p | ReadBitext(IngestConfig(str(corpus), "en", "de"))
+        assert_that(out.records | beam.Map(lambda r: (r.src, r.tgt, r.line)), equal_to([("Hi", "Hallo", 1)]), label="Good")
+        assert_that(
+            out[DEAD_LETTER_TAG] | beam.Map(lambda d: (d["stage"], d["line"], "tgt" in d["reason"])),
+            equal_to([("ReadBitext", 2, True)]),
+            label="Dead",
+        )
+
+
+@pytest.mark.parametrize(
+    "lang,text,expected",
+    [
+        ("en", "Merkel, born in Hamburg.", ["Merkel", ",", "born", "in", "Hamburg", "."]),
+        ("de", "Sie  wohnt in Berlin.", ["Sie", "wohnt", "in", "Berlin", "."]),
+        ("zh", "科学家猜想土卫六上存在海洋。", ["科学家", "猜想", "土卫六", "上", "存在", "海洋", "。"]),
+        ("ja", "東京は日本の首都です。", ["東京", "は", "日本", "の", "首都", "です", "。"]),
+    ],
+)
+def test_tokenizers_per_language(lang, text, expected):
+    assert make_tokenizer(lang)(text) == expected
+
+
+def test_tokenize_pair_rejects_overlong_sentences():
+    cfg = TokenizeConfig("en", "de", max_words=3)
+    record = BitextRecord("c", "f", 1, "one two three four", "eins")
+    with pytest.raises(ValueError, match="4 words"):
+        tokenize_pair(record, str.split, str.split, cfg)
+
+
+def test_tokenize_transform_outputs_rows_and_dead_letters():
+    records = [BitextRecord("c", "f", 1, "Merkel spoke .", "Merkel sprach ."), BitextRecord("c", "f", 2, "  ", "x")]  # no tokens
+    with TestPipeline() as p:
+        out = p | beam.Create(records) | Tokenize(TokenizeConfig("en", "de", max_words=2))
+        assert_that(out.rows, equal_to([]), label="NoRows")
+        assert_that(out[DEAD_LETTER_TAG] | beam.Map(lambda d: d["line"]), equal_to([1, 2]), label="Dead")
+
+
+def test_alias_matcher_prefers_longest_match():
+    matcher = AliasMatcher(KB, "en")
+    tokens = "Angela Merkel joined the CDU in Paris".split()
+    found = [(c.start, c.end, c.entity_ids) for c in matcher(tokens)]
+    assert found == [(0, 2, ("Q1",)), (4, 5, ("Q3",)), (6, 7, ("Q4", "Q5"))]
+
+
+def test_ambiguous_aliases_are_resolved_by_kb_facts_or_dropped():
+    matcher = AliasMatcher(KB, "en")
+    tokens = "Merkel left Paris".split()
+    mentions, ambiguous = resolve_mentions(matcher(tokens), tokens, KB, KB.relation_index(), 20)
+    assert [m.kb_id for m in mentions] == ["Q1"]
+    assert ambiguous == 1
+
+
+def test_label_relations_labels_ordered_pairs_from_the_kb():
+    mentions = [Mention(0, 1, "Q1", "PER"), Mention(3, 4, "Q2", "LOC"), Mention(5, 6, "Q1", "PER")]
+    rels = label_relations(mentions, KB.relation_index())
+    assert rels == [
+        RelationInstance(0, 1, "per:city_of_birth", distant=True),
+        RelationInstance(1, 0, NA, distant=False),
+        RelationInstance(1, 2, NA, distant=False),
+        RelationInstance(2, 1, "per:city_of_birth", distant=True),
+    ]
+
+
+def test_label_with_kb_transform(tmp_path):
+    kb_dir = write_kb(tmp_path)
+    record = BitextRecord("c", "f", 1, "Merkel was born in Hamburg .", "Merkel wurde in Hamburg geboren .")
+    row = tokenize_pair(record, str.split, str.split, TokenizeConfig("en", "de"))
+    with TestPipeline() as p:
+        out = p | beam.Create([row]) | LabelWithKb(LabelConfig(kb_dir, "en"))
+        assert_that(
+            out | beam.Map(lambda r: ([m.kb_id for m in r.src_mentions], [(x.subject, x.object, x.label) for x in r.relations])),
+            equal_to([(["Q1", "Q2"], [(0, 1, "per:city_of_birth"), (1, 0, NA)])]),
+        )
