@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import pyarrow as pa
 
@@ -221,6 +221,34 @@ class ShardRow:
             tgt_mentions=tuple(ProjectedMention.from_row(m) for m in row["tgt_mentions"]),
             relations=tuple(RelationInstance.from_row(r) for r in row["relations"]),
         )
+
+
+def token_offsets(text: str, tokens: Sequence[str]) -> list[tuple[int, int]]:
+    """Character span ``[start, end)`` of each token in ``text``.
+
+    Shard tokens are substrings of the text in order (the tokenizers only drop
+    whitespace), so a left-to-right search recovers them.
+
+    Raises:
+      ValueError: a token is not found where expected.
+    """
+    offsets, pos = [], 0
+    for token in tokens:
+        start = text.find(token, pos)
+        if start < 0:
+            raise ValueError(f"token {token!r} not found in text after offset {pos}")
+        offsets.append((start, start + len(token)))
+        pos = start + len(token)
+    return offsets
+
+
+def char_span_to_words(offsets: Sequence[tuple[int, int]], start: int, end: int) -> tuple[int, int] | None:
+    """The word span ``[first, last + 1)`` of the tokens inside chars ``[start, end)``.
+
+    A token counts when it overlaps the character span; ``None`` if none does.
+    """
+    inside = [i for i, (s, e) in enumerate(offsets) if s < end and e > start]
+    return (inside[0], inside[-1] + 1) if inside else None
 
 
 def read_shards(path_or_glob: str) -> list[ShardRow]:

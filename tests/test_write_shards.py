@@ -1,0 +1,84 @@
+"""WriteShards: Parquet round trip, dead letters, stats.json and COMPLETED."""
+
+import glob
+import json
+import os
+
+import apache_beam as beam
+import pyarrow.parquet as pq
+from apache_beam.io.parquetio import ReadFromParquet
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from relbridge.data_specs import SHARD_SCHEMA, Mention, RelationInstance, ShardRow
+from relbridge.data_specs.schema import char_span_to_words, token_offsets
+from relbridge.pipeline.dead_letter import dead_letter
+from relbridge.pipeline.write_shards import COMPLETED, STATS, WriteConfig, WriteShards
+
+
+def make_row(i: int) -> ShardRow:
+    return ShardRow(
+        pair_id=f"toy:{i}",
+        corpus="toy",
+        source_file="toy.tsv",
+        line=i,
+        src_lang="en",
+        tgt_lang="de",
+        src_text=f"A{i} likes B{i}",
+        tgt_text=f"A{i} mag B{i}",
+        src_tokens=(f"A{i}", "likes", f"B{i}"),
+        tgt_tokens=(f"A{i}", "mag", f"B{i}"),
+        alignment=((0, 0), (1, 1), (2, 2)),
+        src_mentions=(Mention(0, 1, "a", "PER", f"A{i}"), Mention(2, 3, "b", "PER", f"B{i}")),
+        relations=(RelationInstance(0, 1, "likes"), RelationInstance(1, 0, "NA", distant=False)),
+    )
+
+
+def test_shards_round_trip_and_stats_add_up(tmp_path):
+    rows = [make_row(i) for i in range(1, 6)]
+    dead = [dead_letter("Tokenize", "empty", "toy.tsv", 9, {"src": ""})]
+    cfg = WriteConfig(str(tmp_path), run_id="t1", num_shards=2)
+    with TestPipeline() as p:
+        _ = {
+            "rows": p | "Rows" >> beam.Create(rows),
+            "dead_letter": p | "Dead" >> beam.Create(dead),
+            "input_records": p | "Inputs" >> beam.Create([1] * 7),
+            "skipped": p | "Skipped" >> beam.Create(["toy:0"]),
+        } | WriteShards(cfg)
+
+    shard_files = sorted(glob.glob(str(tmp_path / "shards" / "part-t1-*.parquet")))
+    assert len(shard_files) == 2
+    for name in shard_files:
+        assert pq.read_schema(name).equals(SHARD_SCHEMA, check_metadata=False)
+    stats = json.loads((tmp_path / STATS).read_text())
+    assert (stats["input_records"], stats["rows"], stats["dead_letters"], stats["skipped_existing"]) == (7, 5, 1, 1)
+    assert stats["balanced"] is True
+    assert stats["counts"]["label:likes"] == 5 and stats["counts"]["na_instances"] == 5
+    assert os.path.exists(tmp_path / COMPLETED)
+    letters = [json.loads(x) for f in glob.glob(str(tmp_path / "dead_letter" / "*.jsonl")) for x in open(f)]
+    assert letters == [{"stage": "Tokenize", "reason": "empty", "source_file": "toy.tsv", "line": 9, "record": {"src": ""}}]
+
+    with TestPipeline() as p:
+        back = p | ReadFromParquet(str(tmp_path / "shards" / "*.parquet")) | beam.Map(ShardRow.from_row)
+        assert_that(back, equal_to(rows))
+
+
+def test_unbalanced_counts_are_flagged(tmp_path):
+    cfg = WriteConfig(str(tmp_path), run_id="t2", num_shards=1)
+    with TestPipeline() as p:
+        _ = {
+            "rows": p | "Rows" >> beam.Create([make_row(1)]),
+            "dead_letter": p | "Dead" >> beam.Create([]),
+            "input_records": p | "Inputs" >> beam.Create([1, 1]),
+            "skipped": p | "Skipped" >> beam.Create([]),
+        } | WriteShards(cfg)
+    assert json.loads((tmp_path / STATS).read_text())["balanced"] is False
+
+
+def test_token_offsets_map_char_spans_to_words():
+    text = "Die Sacramento Heatwave ist in Kalifornien."
+    tokens = ["Die", "Sacramento", "Heatwave", "ist", "in", "Kalifornien", "."]
+    offsets = token_offsets(text, tokens)
+    assert offsets[5] == (31, 42)
+    assert char_span_to_words(offsets, 4, 23) == (1, 3)
+    assert char_span_to_words(offsets, 100, 101) is None
