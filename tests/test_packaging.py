@@ -1,0 +1,86 @@
+"""Packaging and architecture: one import name, dependencies pointing one way."""
+
+import ast
+import os
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+ALLOWED = {
+    "data_specs": set(),
+    "alignment": {"data_specs"},
+    "pipeline": {"data_specs", "alignment"},
+    "models": {"data_specs"},
+}
+"""Which relbridge layers each layer may import (the owner's dependency rule)."""
+
+
+def imported_modules(path: str) -> set[str]:
+    tree = ast.parse(open(path, encoding="utf-8").read(), path)
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("layer", sorted(ALLOWED))
+def test_layers_import_only_downwards(layer):
+    offenders = []
+    for dirpath, _, files in os.walk(os.path.join(ROOT, layer)):
+        for name in files:
+            if not name.endswith(".py"):
+                continue
+            path = os.path.join(dirpath, name)
+            for module in imported_modules(path):
+                parts = module.split(".")
+                if parts[0] == "relbridge" and len(parts) > 1 and parts[1] != layer and parts[1] not in ALLOWED[layer]:
+                    offenders.append(f"{path}: {module}")
+                if layer == "models" and parts[0] == "apache_beam":
+                    offenders.append(f"{path}: {module}")
+    assert not offenders, "imports against the layer rule:\n" + "\n".join(offenders)
+
+
+def test_wheel_installs_under_one_import_name(tmp_path):
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), ROOT],
+        check=True,
+        cwd=tmp_path,
+    )
+    (wheel,) = [f for f in os.listdir(tmp_path) if f.endswith(".whl")]
+    names = zipfile.ZipFile(tmp_path / wheel).namelist()
+    top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert top == {"relbridge"}
+    for package in ("data_specs", "alignment", "pipeline", "models", "cli", "demo"):
+        assert f"relbridge/{package}/__init__.py" in names
+    assert "relbridge/demo/data/relx_ende_train.tsv" in names
+    assert "relbridge/demo/data/kb/triples.jsonl" in names
+    assert not any(n.startswith("relbridge/tests") for n in names)
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "relbridge = relbridge.cli.main:main" in zipfile.ZipFile(tmp_path / wheel).read(entry_points).decode()
+
+
+def test_cli_lists_subcommands():
+    from relbridge.cli.main import build_parser
+
+    help_text = build_parser().format_help()
+    for command in ("run", "train", "evaluate", "demo"):
+        assert command in help_text
+
+
+def test_dataflow_stages_the_package_from_pyproject(tmp_path):
+    """`--setup_file pyproject.toml` builds the sdist Dataflow workers install, offline."""
+    import tarfile
+
+    from apache_beam.runners.portability.stager import Stager
+
+    tarball = Stager._build_setup_package(os.path.join(ROOT, "pyproject.toml"), str(tmp_path), None)
+    names = tarfile.open(tarball).getnames()
+    for path in ("pyproject.toml", "data_specs/schema.py", "pipeline/main.py", "demo/data/kb/entities.jsonl"):
+        assert any(n.endswith("/" + path) for n in names), path
