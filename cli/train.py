@@ -1,0 +1,205 @@
+"""`relbridge train | evaluate | extract | benchmark relx`: the model commands.
+
+* ``train --shards DIR --output DIR [flags]`` or ``train --config run.json``:
+  every `TrainConfig` field is a flag (``--dev-fraction 0.1``, ``--no-freeze-embeddings``);
+  flags override the JSON file.
+* ``evaluate --model DIR --data PATH [--format shards|relx] [--lang xx] [--ids FILE]``
+  prints the metrics as JSON.
+* ``extract --model DIR --input sentences.txt --output triples.jsonl``.
+* ``benchmark relx --kbp37 DIR --relx DIR --output DIR``: KBP37 -> RELX en/de/fr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import typing
+
+
+def _train_fields():
+    from relbridge.models.trainer import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    return TrainConfig, [(f, hints[f.name]) for f in dataclasses.fields(TrainConfig)]
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """One flag per TrainConfig field, default None so that only given flags override."""
+    _, fields = _train_fields()
+    group = parser.add_argument_group("training settings (TrainConfig)")
+    for f, hint in fields:
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata.get("help", "")
+        if f.default is not dataclasses.MISSING:
+            help_text += f" (default: {f.default})"
+        if hint is bool:
+            group.add_argument(
+                flag,
+                dest=f.name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=help_text,
+            )
+        elif typing.get_origin(hint) is tuple:
+            group.add_argument(flag, dest=f.name, nargs="+", default=None, help=help_text)
+        else:
+            group.add_argument(flag, dest=f.name, type=hint, default=None, help=help_text)
+
+
+def _given_settings(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> dict:
+    _, fields = _train_fields()
+    out = {}
+    for f, _ in fields:
+        value = getattr(args, f.name, None)
+        if f.name not in skip and value is not None:
+            out[f.name] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train the relation extractor on shards (or KBP37/RELX files)",
+        description="Trains the multi-task relation extractor; the best model lands in OUTPUT/model.",
+    )
+    p.add_argument("--config", help="a JSON file of TrainConfig fields; flags override it")
+    _add_config_flags(p)
+    p.set_defaults(func=_train)
+
+    p = subparsers.add_parser("evaluate", help="score a trained model; prints JSON")
+    p.add_argument(
+        "--model", required=True, help="model directory (OUTPUT/model of a training run)"
+    )
+    p.add_argument(
+        "--data", required=True, nargs="+", help="shard directory/glob or KBP37/RELX file(s)"
+    )
+    p.add_argument(
+        "--format",
+        default="auto",
+        choices=("auto", "shards", "relx"),
+        help="data format (default: auto)",
+    )
+    p.add_argument("--lang", help="language of RELX files, or the language kept from shards")
+    p.add_argument(
+        "--ids", help="keep only these sentence ids: one per line, or a JSON list / object"
+    )
+    p.add_argument(
+        "--ids-key",
+        default="test",
+        help="key of the id list when --ids is a JSON object (default: test)",
+    )
+    p.add_argument("--batch-size", type=int, default=32)
+    p.set_defaults(func=_evaluate)
+
+    p = subparsers.add_parser("extract", help="extract relation triples from raw sentences")
+    p.add_argument("--model", required=True, help="model directory")
+    p.add_argument(
+        "--input",
+        required=True,
+        help="one sentence per line (plain, <e1>/<e2>-marked, or JSON with 'text')",
+    )
+    p.add_argument(
+        "--output",
+        required=True,
+        help="JSONL records: subject, relation, object, confidence, spans",
+    )
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.0,
+        help="minimum relation probability for untagged input",
+    )
+    p.set_defaults(func=_extract)
+
+    bench = subparsers.add_parser("benchmark", help="benchmarks")
+    bench_sub = bench.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
+    p = bench_sub.add_parser(
+        "relx",
+        help="train on KBP37, evaluate zero-shot on RELX en/de/fr (RELX metric)",
+        description="Trains on KBP37 train (early stopping on KBP37 dev) and evaluates on RELX en/de/fr.",
+    )
+    p.add_argument(
+        "--kbp37", required=True, help="directory with KBP37 train.txt and dev.txt (read in place)"
+    )
+    p.add_argument("--relx", required=True, help="directory with RELX_{en,de,fr}.txt")
+    p.add_argument("--languages", nargs="+", default=["en", "de", "fr"])
+    _add_config_flags(p, skip=("shards", "relx_train", "dev"))
+    p.set_defaults(func=_benchmark_relx)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from relbridge.models.trainer import TrainConfig, train
+
+    settings = {}
+    if args.config:
+        with open(args.config, encoding="utf-8") as f:
+            settings.update(json.load(f))
+    settings.update(_given_settings(args))
+    stats = train(TrainConfig.from_json(settings))
+    print(json.dumps({k: v for k, v in stats.items() if k != "history"}, indent=2))
+    return 0
+
+
+def _read_ids(path: str, key: str) -> set[str]:
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return {line.strip() for line in text.splitlines() if line.strip()}
+    if isinstance(data, dict):
+        data = data[key]
+    return {str(x) for x in data}
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from relbridge.models.evaluate import evaluate
+
+    ids = _read_ids(args.ids, args.ids_key) if args.ids else None
+    result = evaluate(
+        args.model,
+        args.data,
+        data_format=args.format,
+        lang=args.lang,
+        ids=ids,
+        batch_size=args.batch_size,
+    )
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _extract(args: argparse.Namespace) -> int:
+    from relbridge.models.extract import extract
+
+    sentences = []
+    with open(args.input, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            if line.startswith("{"):
+                line = json.loads(line)["text"]
+            sentences.append(line)
+    records = extract(args.model, sentences, batch_size=args.batch_size, threshold=args.threshold)
+    with open(args.output, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+    print(json.dumps({"sentences": len(sentences), "records": len(records), "output": args.output}))
+    return 0
+
+
+def _benchmark_relx(args: argparse.Namespace) -> int:
+    from relbridge.models.benchmark import run_relx_benchmark
+
+    settings = _given_settings(args, skip=("shards", "relx_train", "dev"))
+    output = settings.pop("output", None) or "out/benchmark_relx"
+    summary = run_relx_benchmark(args.kbp37, args.relx, output, tuple(args.languages), **settings)
+    print(
+        json.dumps(
+            {k: summary[k] for k in ("relx_f1", "published_mbert", "train_s", "wall_s")}, indent=2
+        )
+    )
+    return 0

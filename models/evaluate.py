@@ -1,0 +1,255 @@
+"""Relation-extraction metrics and `evaluate(model_dir, data) -> dict`.
+
+Metrics (all in percent):
+  * ``micro_p/r/f1``: over directed decisions, NA excluded: a prediction counts
+    when it is not NA, a gold fact when it is not NA, a hit when both agree.
+  * ``macro_f1``: per-relation F1 averaged over the relations in the gold labels.
+  * ``auc``: area under the held-out precision/recall curve: every (ordered pair,
+    non-NA relation) is ranked by its probability; recall is over gold facts.
+  * ``relx_f1`` (KBP37/RELX data only): for each of the 18 KBP relations, micro F1
+    restricted to its two directed labels ``r(e1,e2)`` and ``r(e2,e1)``, averaged
+    over the 18, as in the RELX paper's evaluation (sklearn ``f1_score`` with
+    ``labels=[...]``, ``average="micro"``; 0 for a relation never seen or predicted).
+
+Decoding. The model scores both directions of a pair from one encoding. For
+KBP37/RELX sentences, which carry exactly one directed label, the two directions
+are decoded jointly: NA when both directions' argmax is NA, otherwise the non-NA
+relation and direction with the highest probability, written ``r(e1,e2)`` when
+e1 (the ``<e1>`` entity) is the subject. Shard pairs may hold a relation in each
+direction, so each direction takes its own argmax.
+
+Usage::
+
+    evaluate("out/model", "RELX_de.txt", data_format="relx", ids=test_ids)
+    relbridge evaluate --model out/model --data RELX_de.txt --format relx
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Any
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from relbridge.data_specs.relations import KBP37_RELATIONS, NA
+from relbridge.models.data import PairInstance, RelationData, read_data
+
+logger = logging.getLogger(__name__)
+
+NO_RELATION = "no_relation"
+
+
+# ---------------------------------------------------------------------- metrics
+
+
+def _f1(p: float, r: float) -> float:
+    return 2 * p * r / (p + r) if p + r else 0.0
+
+
+def prf_without_na(gold: Sequence[str], pred: Sequence[str], na: str = NA) -> dict[str, float]:
+    """Micro P/R/F1 with NA excluded, and macro F1 over the gold relations."""
+    tp = sum(1 for g, p in zip(gold, pred) if g == p and g != na)
+    n_pred = sum(1 for p in pred if p != na)
+    n_gold = sum(1 for g in gold if g != na)
+    precision = tp / n_pred if n_pred else 0.0
+    recall = tp / n_gold if n_gold else 0.0
+    per_rel = []
+    for rel in sorted({g for g in gold if g != na}):
+        rtp = sum(1 for g, p in zip(gold, pred) if g == p == rel)
+        rp = sum(1 for p in pred if p == rel)
+        rg = sum(1 for g in gold if g == rel)
+        per_rel.append(_f1(rtp / rp if rp else 0.0, rtp / rg if rg else 0.0))
+    return {
+        "micro_p": 100 * precision,
+        "micro_r": 100 * recall,
+        "micro_f1": 100 * _f1(precision, recall),
+        "macro_f1": 100 * float(np.mean(per_rel)) if per_rel else 0.0,
+    }
+
+
+def held_out_auc(scores: np.ndarray, gold: Sequence[int], na_id: int = 0) -> float:
+    """Area under the held-out PR curve (OpenNRE/Mintz style), in percent.
+
+    Args:
+      scores: (N, R) probabilities.
+      gold: the N gold class ids.
+      na_id: the NA class, left out of the ranking.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    gold = np.asarray(gold)
+    n_facts = int((gold != na_id).sum())
+    if n_facts == 0 or scores.size == 0:
+        return 0.0
+    rels = [r for r in range(scores.shape[1]) if r != na_id]
+    flat = scores[:, rels].ravel()  # (N * (R-1),)
+    hit = (gold[:, None] == np.array(rels)[None, :]).ravel()
+    order = np.argsort(-flat, kind="stable")
+    correct = np.cumsum(hit[order])
+    precision = correct / np.arange(1, len(order) + 1)
+    recall = correct / n_facts
+    # Trapezoid area from recall 0 (sklearn.metrics.auc on the same points).
+    recall = np.concatenate([[0.0], recall])
+    precision = np.concatenate([[precision[0]], precision])
+    return 100 * float(np.sum(np.diff(recall) * (precision[1:] + precision[:-1]) / 2))
+
+
+def relx_f1(
+    gold: Sequence[str], pred: Sequence[str], relations: Sequence[str] = KBP37_RELATIONS
+) -> float:
+    """The RELX metric: mean over relations of micro F1 on their two directed labels, in percent.
+
+    Equivalent to ``mean(f1_score(gold, pred, labels=[f"{r}(e1,e2)", f"{r}(e2,e1)"],
+    average="micro") for r in relations)`` with sklearn (0 when undefined).
+    """
+    scores = []
+    for rel in relations:
+        labels = {f"{rel}(e1,e2)", f"{rel}(e2,e1)"}
+        tp = sum(1 for g, p in zip(gold, pred) if g == p and g in labels)
+        n_pred = sum(1 for p in pred if p in labels)
+        n_gold = sum(1 for g in gold if g in labels)
+        scores.append(_f1(tp / n_pred if n_pred else 0.0, tp / n_gold if n_gold else 0.0))
+    return 100 * float(np.mean(scores))
+
+
+# ---------------------------------------------------------------------- prediction
+
+
+@torch.no_grad()
+def predict_pairs(model, pairs: Sequence[PairInstance], batch_size: int = 32) -> np.ndarray:
+    """Relation probabilities of both directions of each pair: (N, 2, R)."""
+    model.eval()
+    device = next(model.parameters()).device
+    encoded = [
+        model.encode_pair(p.tokens, p.e1, p.e2, None, None, p.e1_type, p.e2_type) for p in pairs
+    ]
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids))
+    out = np.zeros((len(pairs), 2, len(model.inventory)), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        batch = {k: v.to(device) for k, v in model.collate([encoded[i] for i in idx]).items()}
+        logits = model(batch, labels=False)["relation_logits"].float()  # (b, 2, R)
+        out[idx] = torch.softmax(logits, dim=-1).cpu().numpy()
+    return out
+
+
+def decode_joint(probs: np.ndarray, names: Sequence[str]) -> tuple[str, str, float]:
+    """One directed decision for a pair: ``(label_12, label_21, confidence)`` with at most one non-NA.
+
+    Args:
+      probs: (2, R) probabilities of e1->e2 and e2->e1; class 0 is NA.
+      names: the relation names.
+    """
+    if probs[0].argmax() == 0 and probs[1].argmax() == 0:
+        return NA, NA, float(min(probs[0, 0], probs[1, 0]))
+    direction, rel = np.unravel_index(np.argmax(probs[:, 1:]), probs[:, 1:].shape)
+    label = names[rel + 1]
+    conf = float(probs[direction, rel + 1])
+    return (label, NA, conf) if direction == 0 else (NA, label, conf)
+
+
+def decode_pairs(
+    pairs: Sequence[PairInstance], probs: np.ndarray, names: Sequence[str]
+) -> list[tuple[str, str]]:
+    """Predicted (label_12, label_21) per pair: joint for KBP37/RELX pairs, per direction otherwise."""
+    out = []
+    for p, pr in zip(pairs, probs):
+        if p.side == "relx":
+            l12, l21, _ = decode_joint(pr, names)
+        else:
+            l12, l21 = names[int(pr[0].argmax())], names[int(pr[1].argmax())]
+        out.append((l12, l21))
+    return out
+
+
+def score(pairs: Sequence[PairInstance], probs: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
+    """All metrics of predictions ``probs`` (N, 2, R) against the pairs' gold labels."""
+    decisions = decode_pairs(pairs, probs, names)
+    rel2id = {n: i for i, n in enumerate(names)}
+    gold, pred, rows, gold_ids = [], [], [], []
+    for p, (l12, l21), pr in zip(pairs, decisions, probs):
+        for d, (g, y) in enumerate(((p.label_12, l12), (p.label_21, l21))):
+            if g is None:
+                continue
+            gold.append(g)
+            pred.append(y)
+            rows.append(pr[d])
+            gold_ids.append(rel2id.get(g, -1))  # -1: a gold relation the model does not know
+    metrics: dict[str, Any] = {"pairs": len(pairs), "decisions": len(gold)}
+    metrics.update(prf_without_na(gold, pred))
+    metrics["auc"] = (
+        held_out_auc(np.array(rows).reshape(len(rows), len(names)), gold_ids) if rows else 0.0
+    )
+    relx = [i for i, p in enumerate(pairs) if p.side == "relx"]
+    if relx:
+        g = [pairs[i].directed_label() for i in relx]
+        y = [_directed(*decisions[i]) for i in relx]
+        metrics["relx_f1"] = relx_f1(g, y)
+        metrics["accuracy"] = 100 * float(np.mean([a == b for a, b in zip(g, y)]))
+    return metrics
+
+
+def _directed(l12: str, l21: str) -> str:
+    if l12 != NA:
+        return f"{l12}(e1,e2)"
+    if l21 != NA:
+        return f"{l21}(e2,e1)"
+    return NO_RELATION
+
+
+def evaluate_model(model, data: RelationData, batch_size: int = 32) -> dict[str, Any]:
+    """Scores a loaded model on data: ``overall`` and ``per_language`` metrics."""
+    probs = predict_pairs(model, data.pairs, batch_size)
+    names = model.inventory.names
+    by_lang: dict[str, list[int]] = defaultdict(list)
+    for i, p in enumerate(data.pairs):
+        by_lang[p.lang].append(i)
+    return {
+        "overall": score(data.pairs, probs, names),
+        "per_language": {
+            lang: score([data.pairs[i] for i in idx], probs[idx], names)
+            for lang, idx in sorted(by_lang.items())
+        },
+    }
+
+
+def evaluate(
+    model_dir: str,
+    data: str | Sequence[str] | RelationData,
+    data_format: str = "auto",
+    lang: str | None = None,
+    ids: Iterable[str] | None = None,
+    batch_size: int = 32,
+) -> dict[str, Any]:
+    """Loads a saved model and scores it.
+
+    Args:
+      model_dir: a directory written by `RelationExtractor.save_pretrained`.
+      data: a shard directory/glob, a KBP37/RELX file, a list of them, or instances.
+      data_format: ``shards``, ``relx`` or ``auto`` (RELX for ``*.txt`` files).
+      lang: language of RELX files (default: from ``_xx.txt``), or the language
+        kept from shards.
+      ids: keep only these sentence ids (RELX record ids or shard pair ids).
+      batch_size: inference batch size.
+
+    Returns:
+      ``{"overall": metrics, "per_language": {lang: metrics}, "model": model_dir}``;
+      the metrics are described in the module docstring.
+    """
+    from relbridge.models.extractor import RelationExtractor
+
+    if isinstance(data, RelationData):
+        instances = data.filter(ids, lang) if ids is not None or lang else data
+    else:
+        paths = [data] if isinstance(data, str) else list(data)
+        instances = RelationData()
+        for path in paths:
+            instances.extend(read_data(path, data_format, lang=lang, ids=ids))
+    if not instances.pairs:
+        raise ValueError("no pairs to evaluate")
+    model = RelationExtractor.from_pretrained(model_dir)
+    result = evaluate_model(model, instances, batch_size)
+    result["model"] = model_dir
+    return result

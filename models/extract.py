@@ -1,0 +1,165 @@
+"""Relation extraction from raw sentences with a trained model.
+
+`extract(model_dir, sentences)` handles two kinds of input:
+
+* **marked** sentences, with ``<e1> .. </e1>`` and ``<e2> .. </e2>`` (KBP37/RELX
+  style): the pair is classified in both directions and decoded jointly into one
+  record (relation ``NA`` when neither direction holds);
+* **untagged** sentences: the tagging head finds mentions (BIO over words),
+  every pair of mentions is encoded once and scored in both directions, and each
+  direction whose best class is a relation (with probability >= ``threshold``)
+  becomes a record.
+
+Each record is ``{"sentence", "text", "subject", "subject_span", "relation",
+"object", "object_span", "confidence"}`` with character spans ``[start, end)``.
+
+CLI: ``relbridge extract --model DIR --input sentences.txt --output triples.jsonl``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from typing import Any
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from relbridge.data_specs.relations import NA
+from relbridge.data_specs.relx import strip_markers, words_with_spans
+from relbridge.data_specs.schema import token_offsets
+from relbridge.models.data import PairInstance
+from relbridge.models.evaluate import decode_joint, predict_pairs
+
+logger = logging.getLogger(__name__)
+
+_MARKERS = ("<e1>", "</e1>", "<e2>", "</e2>")
+
+
+def is_marked(sentence: str) -> bool:
+    return all(sentence.count(m) == 1 for m in _MARKERS)
+
+
+def bio_spans(tags: Sequence[str]) -> list[tuple[int, int, str]]:
+    """Word spans ``(start, end, type)`` from BIO tags; a stray ``I-t`` opens a span."""
+    spans, start, current = [], None, None
+    for i, tag in enumerate([*tags, "O"]):
+        prefix, _, etype = tag.partition("-")
+        if start is not None and not (prefix == "I" and etype == current):
+            spans.append((start, i, current))
+            start, current = None, None
+        if prefix in ("B", "I") and start is None:
+            start, current = i, etype
+    return spans
+
+
+@torch.no_grad()
+def tag_mentions(
+    model, sentences_words: Sequence[Sequence[str]], batch_size: int = 16
+) -> list[list[tuple[int, int, str]]]:
+    """Mentions found by the tagging head in each word-split sentence."""
+    model.eval()
+    device = next(model.parameters()).device
+    tags = model.cfg.tags
+    out = []
+    for start in range(0, len(sentences_words), batch_size):
+        chunk = sentences_words[start : start + batch_size]
+        items = [model.encode_tags(list(words)) for words in chunk]
+        batch = {k: v.to(device) for k, v in model.collate(items).items()}
+        pred = model(batch, labels=False)["tag_logits"].argmax(-1).cpu()  # (B, T)
+        for row, item, words in zip(pred, items, chunk):
+            word_tags = ["O"] * len(words)
+            previous = None
+            for t, w in enumerate(item.word_ids):
+                if w is not None and w != previous:
+                    word_tags[w] = tags[int(row[t])]
+                previous = w
+            out.append(bio_spans(word_tags))
+    return out
+
+
+def _char_span(offsets: Sequence[tuple[int, int]], span: tuple[int, int]) -> list[int]:
+    return [offsets[span[0]][0], offsets[span[1] - 1][1]]
+
+
+def extract(
+    model_dir: str | Any,
+    sentences: Sequence[str],
+    batch_size: int = 16,
+    threshold: float = 0.0,
+) -> list[dict[str, Any]]:
+    """Extracts (subject, relation, object, confidence) records from sentences.
+
+    Args:
+      model_dir: a saved model directory, or a loaded `RelationExtractor`.
+      sentences: raw sentences, marked (``<e1>``/``<e2>``) or untagged.
+      batch_size: inference batch size.
+      threshold: for untagged sentences, the minimum probability of a relation.
+
+    Returns:
+      The records, in sentence order.
+    """
+    from relbridge.models.extractor import RelationExtractor
+
+    model = (
+        RelationExtractor.from_pretrained(model_dir) if isinstance(model_dir, str) else model_dir
+    )
+    names = model.inventory.names
+    pairs: list[PairInstance] = []
+    meta: list[
+        tuple[int, str, list[tuple[int, int]], bool]
+    ] = []  # sentence, text, word char offsets, marked
+    untagged: list[tuple[int, str, list[str]]] = []
+    for i, sentence in enumerate(sentences):
+        if is_marked(sentence):
+            text, spans = strip_markers(sentence.strip())
+            words, (w1, w2) = words_with_spans(text, [spans["e1"], spans["e2"]])
+            if w1[0] < 0 or w2[0] < 0 or (w1[0] < w2[1] and w2[0] < w1[1]):
+                logger.warning("sentence %d: marked entities cover no word or overlap; skipped", i)
+                continue
+            pairs.append(PairInstance(str(i), "", tuple(words), w1, w2, None, None, side="relx"))
+            meta.append((i, text, token_offsets(text, words), True))
+        else:
+            text = sentence.strip()
+            words, _ = words_with_spans(text)
+            untagged.append((i, text, words))
+    found = tag_mentions(model, [w for _, _, w in untagged], batch_size) if untagged else []
+    for (i, text, words), mentions in zip(untagged, found):
+        offsets = token_offsets(text, words)
+        for (s1, e1, t1), (s2, e2, t2) in itertools.combinations(mentions, 2):
+            pairs.append(
+                PairInstance(
+                    str(i), "", tuple(words), (s1, e1), (s2, e2), None, None, e1_type=t1, e2_type=t2
+                )
+            )
+            meta.append((i, text, offsets, False))
+    probs = predict_pairs(model, pairs, batch_size) if pairs else np.zeros((0, 2, len(names)))
+    records = []
+    for pair, (i, text, offsets, marked), pr in zip(pairs, meta, probs):
+        span1, span2 = _char_span(offsets, pair.e1), _char_span(offsets, pair.e2)
+        if marked:
+            l12, l21, conf = decode_joint(pr, names)
+            choices = [(l21, 1, conf)] if l21 != NA else [(l12, 0, conf)]
+        else:
+            choices = []
+            for d in (0, 1):
+                best = int(pr[d].argmax())
+                if best != 0 and pr[d, best] >= threshold:
+                    choices.append((names[best], d, float(pr[d, best])))
+        for relation, direction, conf in choices:
+            subj, obj = (span1, span2) if direction == 0 else (span2, span1)
+            records.append(
+                {
+                    "sentence": i,
+                    "text": text,
+                    "subject": text[subj[0] : subj[1]],
+                    "subject_span": subj,
+                    "relation": relation,
+                    "object": text[obj[0] : obj[1]],
+                    "object_span": obj,
+                    "confidence": round(float(conf), 6),
+                }
+            )
+    records.sort(key=lambda r: r["sentence"])
+    return records

@@ -1,0 +1,508 @@
+"""The multi-task relation extractor: entity markers + entity-start pooling + BIO tagger.
+
+`RelationExtractor(ModelConfig)` wraps any Hugging Face encoder (`AutoModel`) with
+two heads trained jointly:
+
+* **relation head**: the two entities of a pair are wrapped in marker tokens
+  (``[E1] .. [/E1]`` and ``[E2] .. [/E2]``, or typed ``[E1:PER] .. [/E1:PER]``)
+  that are added to the tokenizer as special tokens. The hidden states at the two
+  start markers are concatenated and classified (Baldini Soares et al. 2019,
+  "entity start"). One encoding scores **both directions** of the pair:
+  ``concat(h_e1, h_e2)`` classifies the relation with e1 as subject and
+  ``concat(h_e2, h_e1)`` the relation with e2 as subject. The markers only name
+  the two entities (E1 is the one given first); the direction comes from the
+  concatenation order, so a directed label never leaks through the markers.
+* **tagging head**: token-level BIO tags over entity mentions, trained on
+  *unmarked* sentences (so it can find mentions in raw text at extraction time).
+  Word labels go to the first subword; other subwords and specials get -100.
+
+Distant-supervision bags (OpenNRE's ``scope``) are aggregated by `aggregate_bags`
+with selective attention or averaging over instance representations.
+
+Marker embeddings live in a small trainable table of their own, added in place of
+the encoder's word embeddings at marker positions, so the (large) word embedding
+matrix can stay frozen (``freeze_embeddings``) while the markers still learn.
+
+Usage::
+
+    model = RelationExtractor(ModelConfig(encoder="path/to/encoder", relations=("NA", "per:spouse")))
+    out = model(model.collate([model.encode_pair(tokens, (0, 2), (5, 6))]))
+    out["relation_logits"]  # (B, 2, R): [:, 0] e1->e2, [:, 1] e2->e1
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from relbridge.data_specs.relations import NA, RelationInventory
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "extractor_config.json"
+HEADS_FILE = "heads.pt"
+RELATIONS_FILE = "relations.json"
+ENCODER_DIR = "encoder"
+UNTYPED = "ENT"
+"""The entity type of untyped mentions; always the first tag type."""
+
+MARKER_STYLES = ("untyped", "typed")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a `RelationExtractor` (saved as JSON beside it)."""
+
+    encoder: str = field(
+        metadata={"help": "Hugging Face encoder directory or name (AutoModel/AutoTokenizer)."}
+    )
+    relations: tuple[str, ...] = field(
+        default=(NA,),
+        metadata={"help": "relation names, NA first (data_specs RelationInventory order)."},
+    )
+    entity_types: tuple[str, ...] = field(
+        default=(),
+        metadata={"help": "entity types besides the untyped 'ENT' (tags and typed markers)."},
+    )
+    marker_style: str = field(
+        default="untyped",
+        metadata={"help": "entity markers: 'untyped' ([E1]) or 'typed' ([E1:PER])."},
+    )
+    max_seq_len: int = field(
+        default=128,
+        metadata={"help": "subword budget per input, markers included (64-256; 128 suits CPU)."},
+    )
+    dropout: float = field(default=0.1, metadata={"help": "dropout before both heads (0-0.3)."})
+    relation_weight: float = field(
+        default=1.0, metadata={"help": "weight of the relation loss (>= 0)."}
+    )
+    tagging_weight: float = field(
+        default=0.2,
+        metadata={"help": "weight of the BIO tagging loss (>= 0; 0 skips tagging inputs)."},
+    )
+    freeze_embeddings: bool = field(
+        default=False,
+        metadata={"help": "freeze the encoder's word embeddings (marker embeddings still train)."},
+    )
+    base_encoder: str = field(
+        default="", metadata={"help": "provenance: the name the encoder was first loaded from."}
+    )
+
+    def __post_init__(self):
+        if not self.encoder:
+            raise ValueError("ModelConfig.encoder is empty")
+        RelationInventory(tuple(self.relations))  # raises ValueError on a bad inventory
+        if self.marker_style not in MARKER_STYLES:
+            raise ValueError(
+                f"marker_style must be one of {MARKER_STYLES}, got {self.marker_style!r}"
+            )
+        if self.max_seq_len < 16:
+            raise ValueError(f"max_seq_len must be >= 16, got {self.max_seq_len}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.relation_weight < 0 or self.tagging_weight < 0:
+            raise ValueError("task weights must be >= 0")
+        if self.relation_weight == 0 and self.tagging_weight == 0:
+            raise ValueError("at least one task weight must be > 0")
+        if UNTYPED in self.entity_types or len(set(self.entity_types)) != len(self.entity_types):
+            raise ValueError(f"entity_types must be unique and must not contain {UNTYPED!r}")
+
+    @property
+    def inventory(self) -> RelationInventory:
+        return RelationInventory(tuple(self.relations))
+
+    @property
+    def tag_types(self) -> tuple[str, ...]:
+        return (UNTYPED, *self.entity_types)
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """BIO tag names: ``O``, then ``B-t``/``I-t`` for each type."""
+        return ("O", *[f"{p}-{t}" for t in self.tag_types for p in ("B", "I")])
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
+        return cls(**kwargs)
+
+
+def marker_tokens(cfg: ModelConfig) -> list[str]:
+    """The marker strings added to the tokenizer, in a fixed order."""
+    if cfg.marker_style == "untyped":
+        return ["[E1]", "[/E1]", "[E2]", "[/E2]"]
+    return [f"[{tag}:{t}]" for t in cfg.tag_types for tag in ("E1", "/E1", "E2", "/E2")]
+
+
+@dataclass
+class Encoded:
+    """One model input before padding.
+
+    ``e1_pos``/``e2_pos`` index the start markers (-1 for a tagging-only input);
+    ``rel_labels`` are the class ids of (e1->e2, e2->e1), -100 when unknown;
+    ``tag_labels`` has one id per subword, -100 where not trained.
+    """
+
+    input_ids: list[int]
+    e1_pos: int = -1
+    e2_pos: int = -1
+    rel_labels: tuple[int, int] = (-100, -100)
+    tag_labels: list[int] | None = None
+    word_ids: list[int | None] | None = None
+
+
+def _tokenizer_kwargs() -> dict[str, Any]:
+    return {"is_split_into_words": True, "add_special_tokens": True, "truncation": False}
+
+
+class RelationExtractor(nn.Module):
+    """Encoder + relation head (entity-start pooling) + BIO tagging head.
+
+    Args:
+      cfg: the model configuration; ``cfg.encoder`` is loaded with `AutoModel`
+        and `AutoTokenizer`.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        from transformers import AutoModel, AutoTokenizer
+
+        self.cfg = cfg
+        self.inventory = cfg.inventory
+        self.tokenizer = AutoTokenizer.from_pretrained(cfg.encoder)
+        self.encoder = AutoModel.from_pretrained(cfg.encoder)
+        markers = marker_tokens(cfg)
+        self.tokenizer.add_tokens(markers, special_tokens=True)
+        if self.encoder.get_input_embeddings().num_embeddings < len(self.tokenizer):
+            self.encoder.resize_token_embeddings(len(self.tokenizer), mean_resizing=False)
+        self.marker_ids = {m: self.tokenizer.convert_tokens_to_ids(m) for m in markers}
+        hidden = self.encoder.config.hidden_size
+        word_emb = self.encoder.get_input_embeddings()
+        # Marker embeddings start near the word-embedding distribution. (M, H)
+        with torch.no_grad():
+            init = word_emb.weight.mean(
+                0, keepdim=True
+            ) + 0.5 * word_emb.weight.std() * torch.randn(len(markers), hidden)
+        self.marker_embeddings = nn.Embedding(len(markers), hidden)
+        self.marker_embeddings.weight.data.copy_(init)
+        lut = torch.full((word_emb.num_embeddings,), -1, dtype=torch.long)
+        for i, m in enumerate(markers):
+            lut[self.marker_ids[m]] = i
+        self.register_buffer("marker_lut", lut, persistent=False)
+        if cfg.freeze_embeddings:
+            word_emb.weight.requires_grad_(False)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.rel_norm = nn.LayerNorm(2 * hidden)
+        self.rel_head = nn.Linear(2 * hidden, len(self.inventory))
+        self.tag_head = nn.Linear(hidden, len(cfg.tags))
+        self.tag2id = {t: i for i, t in enumerate(cfg.tags)}
+        self.max_len = min(cfg.max_seq_len, _model_max_len(self.encoder, self.tokenizer))
+
+    # ------------------------------------------------------------------ inputs
+
+    def _type(self, entity_type: str | None) -> str:
+        return entity_type if entity_type in self.cfg.entity_types else UNTYPED
+
+    def _markers(self, which: str, entity_type: str | None) -> tuple[str, str]:
+        if self.cfg.marker_style == "untyped":
+            return f"[{which}]", f"[/{which}]"
+        t = self._type(entity_type)
+        return f"[{which}:{t}]", f"[/{which}:{t}]"
+
+    def encode_pair(
+        self,
+        words: Sequence[str],
+        e1: tuple[int, int],
+        e2: tuple[int, int],
+        label_12: str | None = None,
+        label_21: str | None = None,
+        e1_type: str = "",
+        e2_type: str = "",
+    ) -> Encoded:
+        """Marks two word spans ``[start, end)`` and tokenizes the sentence.
+
+        Long sentences are cut to a word window around both entities that fits
+        ``max_seq_len`` subwords. Labels are relation names (None: unknown).
+        """
+        (s1, t1), (s2, t2) = e1, e2
+        if not (0 <= s1 < t1 <= len(words) and 0 <= s2 < t2 <= len(words)):
+            raise ValueError(f"entity spans {e1} {e2} out of range for {len(words)} words")
+        if s1 < t2 and s2 < t1:
+            raise ValueError(f"entity spans {e1} and {e2} overlap")
+        open1, close1 = self._markers("E1", e1_type)
+        open2, close2 = self._markers("E2", e2_type)
+        inserts = {s1: [open1], t1: [close1], s2: [open2], t2: [close2]}
+        if t1 == s2:
+            inserts[s2] = [close1, open2]
+        if t2 == s1:
+            inserts[s1] = [close2, open1]
+        marked: list[str] = []
+        marker_at: list[int] = []  # positions of the four markers in `marked`
+        for i in range(len(words) + 1):
+            for m in inserts.get(i, []):
+                marker_at.append(len(marked))
+                marked.append(m)
+            if i < len(words):
+                marked.append(words[i])
+        ids = self._fit(marked, lo=min(marker_at), hi=max(marker_at) + 1)
+        e1_pos = ids.index(self.marker_ids[open1])
+        e2_pos = ids.index(self.marker_ids[open2])
+        inv = self.inventory.rel2id
+        labels = tuple(-100 if lab is None else inv[lab] for lab in (label_12, label_21))
+        return Encoded(ids, e1_pos, e2_pos, labels)  # type: ignore[arg-type]
+
+    def _fit(self, words: list[str], lo: int, hi: int) -> list[int]:
+        """Token ids of ``words``, windowed to ``max_len`` around marked words [lo, hi)."""
+        enc = self.tokenizer(words, **_tokenizer_kwargs())
+        ids = enc["input_ids"]
+        if len(ids) <= self.max_len:
+            return ids
+        # Subword count per word; then grow a window from [lo, hi) outwards.
+        counts = [0] * len(words)
+        for w in enc.word_ids():
+            if w is not None:
+                counts[w] += 1
+        budget = self.max_len - (len(ids) - sum(counts))
+        start, end = lo, min(hi, len(words))
+        used = sum(counts[start:end])
+        if used > budget:
+            raise ValueError(f"the two entities span {used} subwords, more than max_seq_len allows")
+        while True:
+            grew = False
+            if end < len(words) and used + counts[end] <= budget:
+                used += counts[end]
+                end += 1
+                grew = True
+            if start > 0 and used + counts[start - 1] <= budget:
+                start -= 1
+                used += counts[start]
+                grew = True
+            if not grew:
+                break
+        return self.tokenizer(words[start:end], **_tokenizer_kwargs())["input_ids"]
+
+    def encode_tags(
+        self, words: Sequence[str], mentions: Sequence[tuple[int, int, str]] = ()
+    ) -> Encoded:
+        """Tokenizes an unmarked sentence with BIO labels on the first subword of each word.
+
+        Args:
+          words: the sentence's words.
+          mentions: ``(start, end, type)`` word spans ``[start, end)``; overlapping
+            later mentions are dropped.
+        """
+        word_tags = ["O"] * len(words)
+        for start, end, etype in sorted(mentions):
+            if any(t != "O" for t in word_tags[start:end]):
+                continue
+            t = self._type(etype)
+            word_tags[start] = f"B-{t}"
+            for i in range(start + 1, end):
+                word_tags[i] = f"I-{t}"
+        enc = self.tokenizer(
+            list(words), truncation=True, max_length=self.max_len, is_split_into_words=True
+        )
+        word_ids = enc.word_ids()
+        labels, previous = [], None
+        for w in word_ids:
+            labels.append(-100 if w is None or w == previous else self.tag2id[word_tags[w]])
+            previous = w
+        return Encoded(enc["input_ids"], tag_labels=labels, word_ids=word_ids)
+
+    def collate(self, items: Sequence[Encoded]) -> dict[str, torch.Tensor]:
+        """Pads a list of inputs (right padding) into a batch of tensors."""
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        width = max(len(x.input_ids) for x in items)
+        n = len(items)
+        input_ids = torch.full((n, width), pad, dtype=torch.long)
+        attention = torch.zeros((n, width), dtype=torch.long)
+        tags = torch.full((n, width), -100, dtype=torch.long)
+        for i, x in enumerate(items):
+            input_ids[i, : len(x.input_ids)] = torch.tensor(x.input_ids)
+            attention[i, : len(x.input_ids)] = 1
+            if x.tag_labels is not None:
+                tags[i, : len(x.tag_labels)] = torch.tensor(x.tag_labels)
+        return {
+            "input_ids": input_ids,  # (B, T)
+            "attention_mask": attention,  # (B, T)
+            "e1_pos": torch.tensor([x.e1_pos for x in items]),  # (B,)
+            "e2_pos": torch.tensor([x.e2_pos for x in items]),  # (B,)
+            "rel_labels": torch.tensor([x.rel_labels for x in items]),  # (B, 2)
+            "tag_labels": tags,  # (B, T)
+        }
+
+    # ------------------------------------------------------------------ model
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Word embeddings with marker positions taken from the marker table. (B, T, H)"""
+        embeds = self.encoder.get_input_embeddings()(input_ids)
+        marker = self.marker_lut[input_ids]  # (B, T), -1 where not a marker
+        is_marker = marker >= 0
+        if is_marker.any():
+            embeds = embeds.clone()
+            embeds[is_marker] = self.marker_embeddings(marker[is_marker]).to(embeds.dtype)
+        return embeds
+
+    def pair_representations(
+        self, hidden: torch.Tensor, e1_pos: torch.Tensor, e2_pos: torch.Tensor
+    ) -> torch.Tensor:
+        """Entity-start representations of both directions. Returns (B, 2, 2H)."""
+        rows = torch.arange(hidden.size(0), device=hidden.device)
+        h1 = hidden[rows, e1_pos.clamp(min=0)]  # (B, H)
+        h2 = hidden[rows, e2_pos.clamp(min=0)]  # (B, H)
+        forward = torch.cat([h1, h2], dim=-1)  # (B, 2H): e1 subject
+        backward = torch.cat([h2, h1], dim=-1)  # (B, 2H): e2 subject
+        return self.rel_norm(torch.stack([forward, backward], dim=1))
+
+    def forward(
+        self, batch: dict[str, torch.Tensor], labels: bool | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Runs both heads.
+
+        Args:
+          batch: a `collate` output.
+          labels: when truthy (or None and the batch has labels), adds
+            ``loss`` and the per-task ``relation_loss``/``tagging_loss``.
+
+        Returns:
+          ``relation_logits`` (B, 2, R) with [:, 0] = e1->e2 and [:, 1] = e2->e1,
+          ``pair_reps`` (B, 2, 2H), ``tag_logits`` (B, T, K), ``has_pair`` (B,),
+          and the losses when labels are used.
+        """
+        input_ids = batch["input_ids"]
+        out = self.encoder(
+            inputs_embeds=self.embed(input_ids), attention_mask=batch["attention_mask"]
+        )
+        hidden = self.dropout(out.last_hidden_state)  # (B, T, H)
+        has_pair = batch["e1_pos"] >= 0  # (B,)
+        reps = self.pair_representations(hidden, batch["e1_pos"], batch["e2_pos"])  # (B, 2, 2H)
+        result = {
+            "relation_logits": self.rel_head(self.dropout(reps)),  # (B, 2, R)
+            "pair_reps": reps,
+            "tag_logits": self.tag_head(hidden),  # (B, T, K)
+            "has_pair": has_pair,
+        }
+        if labels or (labels is None and "rel_labels" in batch):
+            result.update(self.losses(result, batch))
+        return result
+
+    def losses(
+        self, result: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """Weighted sum of the mean relation and tagging cross-entropies (the parts detached)."""
+        rel_labels = batch["rel_labels"].masked_fill(
+            ~result["has_pair"].unsqueeze(1), -100
+        )  # (B, 2)
+        rel_loss = masked_cross_entropy(result["relation_logits"], rel_labels)
+        tag_loss = masked_cross_entropy(result["tag_logits"], batch["tag_labels"])
+        loss = self.cfg.relation_weight * rel_loss + self.cfg.tagging_weight * tag_loss
+        return {"loss": loss, "relation_loss": rel_loss.detach(), "tagging_loss": tag_loss.detach()}
+
+    def aggregate_bags(
+        self,
+        reps: torch.Tensor,
+        scope: Sequence[tuple[int, int]],
+        mode: str,
+        bag_labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Bag logits from instance representations (OpenNRE's ``scope``).
+
+        Args:
+          reps: instance representations, (N, 2H), bag members contiguous.
+          scope: one ``(start, end)`` row range per bag.
+          mode: ``attention`` (selective attention with the relation-head rows
+            as queries) or ``average``.
+          bag_labels: (nbags,) gold ids; in training, attention queries with the
+            gold relation; without labels every relation attends separately and
+            its own logit is kept (OpenNRE's test-time rule).
+
+        Returns:
+          (nbags, R) bag logits.
+        """
+        weight = self.rel_head.weight  # (R, 2H)
+        out = []
+        for b, (start, end) in enumerate(scope):
+            bag = reps[start:end]  # (n, 2H)
+            if mode == "average":
+                out.append(self.rel_head(self.dropout(bag.mean(0))))
+            elif mode == "attention":
+                if bag_labels is not None:
+                    att = torch.softmax(bag @ weight[bag_labels[b]], dim=0)  # (n,)
+                    out.append(self.rel_head(self.dropout(att @ bag)))
+                else:
+                    att = torch.softmax(bag @ weight.T, dim=0)  # (n, R)
+                    bag_reps = att.T @ bag  # (R, 2H)
+                    logits = self.rel_head(bag_reps)  # (R, R)
+                    out.append(logits.diagonal())
+            else:
+                raise ValueError(f"unknown bag aggregation {mode!r}")
+        return torch.stack(out)  # (nbags, R)
+
+    # ------------------------------------------------------------------ io
+
+    def save_pretrained(self, directory: str) -> None:
+        """Writes encoder + tokenizer, heads, ``relations.json`` and the config JSON."""
+        os.makedirs(directory, exist_ok=True)
+        encoder = self.encoder
+        if hasattr(encoder, "merge_and_unload"):  # a peft (LoRA) wrapper: save merged weights
+            encoder = copy.deepcopy(encoder).merge_and_unload()
+        enc_dir = os.path.join(directory, ENCODER_DIR)
+        encoder.save_pretrained(enc_dir)
+        self.tokenizer.save_pretrained(enc_dir)
+        heads = {k: v for k, v in self.state_dict().items() if not k.startswith("encoder.")}
+        torch.save(heads, os.path.join(directory, HEADS_FILE))
+        self.inventory.save(os.path.join(directory, RELATIONS_FILE))
+        cfg = self.cfg.to_json()
+        cfg["encoder"] = ENCODER_DIR
+        cfg["base_encoder"] = self.cfg.base_encoder or self.cfg.encoder
+        with open(os.path.join(directory, CONFIG_FILE), "w", encoding="utf-8") as f:
+            json.dump(cfg, f, indent=2, ensure_ascii=False)
+
+    @classmethod
+    def from_pretrained(cls, directory: str, **overrides: Any) -> RelationExtractor:
+        """Loads a directory written by `save_pretrained` (in eval mode)."""
+        with open(os.path.join(directory, CONFIG_FILE), encoding="utf-8") as f:
+            data = json.load(f)
+        data["encoder"] = os.path.join(directory, data["encoder"])
+        data.update(overrides)
+        inventory = RelationInventory.load(os.path.join(directory, RELATIONS_FILE))
+        if tuple(data["relations"]) != inventory.names:
+            raise ValueError(f"{RELATIONS_FILE} and {CONFIG_FILE} disagree on the relations")
+        model = cls(ModelConfig.from_json(data))
+        heads = torch.load(
+            os.path.join(directory, HEADS_FILE), map_location="cpu", weights_only=True
+        )
+        missing, unexpected = model.load_state_dict(heads, strict=False)
+        missing = [k for k in missing if not k.startswith("encoder.")]
+        if missing or unexpected:
+            raise ValueError(f"heads file mismatch: missing {missing}, unexpected {unexpected}")
+        return model.eval()
+
+
+def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over labels != -100; a graph-connected zero when there are none."""
+    logits = logits.float().reshape(-1, logits.size(-1))  # (N, C)
+    labels = labels.reshape(-1)  # (N,)
+    if not (labels != -100).any():
+        return logits.sum() * 0.0
+    return nn.functional.cross_entropy(logits, labels, ignore_index=-100)
+
+
+def _model_max_len(encoder: nn.Module, tokenizer: Any) -> int:
+    limit = getattr(encoder.config, "max_position_embeddings", 512) or 512
+    if getattr(encoder.config, "model_type", "") in ("xlm-roberta", "roberta", "camembert"):
+        limit -= 2  # positions start after padding_idx
+    tok_limit = getattr(tokenizer, "model_max_length", limit) or limit
+    return int(min(limit, tok_limit if tok_limit < 1_000_000 else limit))

@@ -1,0 +1,727 @@
+"""Training loop for `RelationExtractor`: `train(TrainConfig) -> dict`.
+
+Reads shards (all languages, both sides) or KBP37/RELX files, holds out a dev
+split (given files, or a fraction of sentence ids by stable hash), and trains
+the relation and tagging heads jointly with AdamW, linear warm-up and linear
+decay, gradient accumulation and early stopping on the dev metric. With
+``aggregation`` = ``attention``/``average`` the relation loss is computed on
+distant-supervision bags (OpenNRE ``scope``) instead of single instances.
+
+Everything that a resumed run needs goes into ``<output>/checkpoint.pt``
+(trainable weights, optimizer, scheduler, epoch and step, RNG states, early
+stopping state), written to a temporary file and renamed, so a run killed at any
+point resumes from its last checkpoint and ends with the same result as an
+uninterrupted one. The best model (by dev metric) is ``<output>/model``
+(`RelationExtractor.save_pretrained`).
+
+Run it with ``relbridge train --shards DIR --output DIR`` or::
+
+    from relbridge.models.trainer import TrainConfig, train
+    stats = train(TrainConfig(shards="out/shards", output="out/model"))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from relbridge.data_specs.relations import RelationInventory
+from relbridge.models.data import (
+    LanguageBalancedSampler,
+    RelationData,
+    hash_fraction,
+    make_bags,
+    read_data,
+)
+from relbridge.models.extractor import Encoded, ModelConfig, RelationExtractor, masked_cross_entropy
+
+logger = logging.getLogger(__name__)
+
+AGGREGATIONS = ("none", "attention", "average")
+DEV_METRICS = ("micro_f1", "macro_f1", "relx_f1", "auc")
+DEFAULT_MODEL = "multilingual-e5-small"
+CHECKPOINT = "checkpoint.pt"
+MODEL_DIR = "model"
+# Config fields that may change between a run and its resumption.
+_RESUMABLE_CHANGES = {"stop_after_steps", "resume", "progress", "num_threads"}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings; the defaults suit a few thousand sentences on 2 CPU cores."""
+
+    output: str = field(
+        metadata={"help": "output directory: model/, checkpoint.pt, train_stats.json."}
+    )
+    shards: str = field(default="", metadata={"help": "shard directory or glob to train on."})
+    relx_train: tuple[str, ...] = field(
+        default=(),
+        metadata={"help": "KBP37/RELX-format training files (instead of, or besides, shards)."},
+    )
+    dev: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "dev data: KBP37/RELX files or shard directories (default: dev_fraction)."
+        },
+    )
+    dev_fraction: float = field(
+        default=0.1,
+        metadata={
+            "help": "share of training sentence ids held out as dev when no dev is given (0-0.3)."
+        },
+    )
+    model: str = field(
+        default=DEFAULT_MODEL,
+        metadata={
+            "help": "encoder name or directory, resolved by data_specs.encoders.resolve_model."
+        },
+    )
+    epochs: int = field(default=3, metadata={"help": "passes over the training data (1-10)."})
+    lr: float = field(default=5e-5, metadata={"help": "peak encoder learning rate (1e-5 - 1e-4)."})
+    head_lr: float = field(
+        default=1e-3, metadata={"help": "learning rate of the heads and markers (1e-4 - 3e-3)."}
+    )
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (0-0.1)."})
+    batch_size: int = field(
+        default=16, metadata={"help": "inputs (or bags) per micro-batch (8-64)."}
+    )
+    grad_accum: int = field(
+        default=1, metadata={"help": "micro-batches per optimizer step (>= 1)."}
+    )
+    warmup_ratio: float = field(
+        default=0.1, metadata={"help": "share of steps with linear warm-up (0-0.2)."}
+    )
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm (0: off)."})
+    aggregation: str = field(
+        default="none",
+        metadata={"help": "relation loss over: none (instances), attention or average (bags)."},
+    )
+    max_bag_size: int = field(default=8, metadata={"help": "bag members kept per bag (bag modes)."})
+    marker_style: str = field(
+        default="untyped", metadata={"help": "entity markers: untyped or typed."}
+    )
+    relation_weight: float = field(default=1.0, metadata={"help": "relation task weight (>= 0)."})
+    tagging_weight: float = field(
+        default=0.2, metadata={"help": "BIO tagging task weight (>= 0; 0: no tagging)."}
+    )
+    tagging_ratio: float = field(
+        default=0.25,
+        metadata={
+            "help": "tagging inputs drawn per epoch, as a share of relation inputs (0-1; each costs a pass)."
+        },
+    )
+    lang_temperature: float = field(
+        default=1.0,
+        metadata={"help": "language sampling temperature (1: natural, larger: flatter; 1-5)."},
+    )
+    seed: int = field(
+        default=13, metadata={"help": "seed for initialisation, data order and dropout."}
+    )
+    freeze_embeddings: bool = field(
+        default=True,
+        metadata={
+            "help": "freeze the word-embedding matrix (cheap AdamW on CPU; markers still train)."
+        },
+    )
+    freeze_layers: int = field(
+        default=0,
+        metadata={
+            "help": "also freeze the embeddings block and the lowest N encoder layers (CPU speed)."
+        },
+    )
+    max_seq_len: int = field(
+        default=128, metadata={"help": "subwords per input, markers included (64-256)."}
+    )
+    dropout: float = field(default=0.1, metadata={"help": "head dropout (0-0.3)."})
+    patience: int = field(
+        default=2,
+        metadata={"help": "evaluations without dev improvement before stopping (0: never)."},
+    )
+    dev_metric: str = field(
+        default="micro_f1", metadata={"help": f"early-stopping metric: {', '.join(DEV_METRICS)}."}
+    )
+    eval_every: int = field(
+        default=0, metadata={"help": "evaluate dev every N optimizer steps (0: each epoch end)."}
+    )
+    save_every: int = field(
+        default=200, metadata={"help": "checkpoint every N optimizer steps (0: epoch ends only)."}
+    )
+    stop_after_steps: int = field(
+        default=0,
+        metadata={
+            "help": "checkpoint and stop after N optimizer steps in total (0: run to the end)."
+        },
+    )
+    resume: bool = field(
+        default=True, metadata={"help": "resume from <output>/checkpoint.pt when present."}
+    )
+    max_train_instances: int = field(
+        default=0, metadata={"help": "use at most N training pairs (0: all)."}
+    )
+    lora: bool = field(
+        default=False, metadata={"help": "train LoRA adapters (peft) instead of the full encoder."}
+    )
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank (4-64)."})
+    bf16: bool = field(default=True, metadata={"help": "bf16 autocast (CUDA only)."})
+    compile: bool = field(
+        default=False, metadata={"help": "torch.compile the encoder (CUDA only)."}
+    )
+    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda."})
+    num_threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch default)."})
+    progress: bool = field(default=True, metadata={"help": "show a tqdm progress bar."})
+
+    def __post_init__(self):
+        if not self.output:
+            raise ValueError("output is required")
+        if not self.shards and not self.relx_train:
+            raise ValueError("give shards or relx_train")
+        if not 0.0 <= self.dev_fraction < 1.0:
+            raise ValueError(f"dev_fraction must be in [0, 1), got {self.dev_fraction}")
+        for name in ("epochs", "batch_size", "grad_accum", "max_bag_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0 or self.head_lr <= 0:
+            raise ValueError("learning rates must be > 0")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
+        if self.dev_metric not in DEV_METRICS:
+            raise ValueError(f"dev_metric must be one of {DEV_METRICS}, got {self.dev_metric!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.lang_temperature <= 0:
+            raise ValueError("lang_temperature must be > 0")
+        if not 0.0 <= self.tagging_ratio <= 1.0:
+            raise ValueError("tagging_ratio must be in [0, 1]")
+        for name in (
+            "patience",
+            "eval_every",
+            "save_every",
+            "stop_after_steps",
+            "freeze_layers",
+            "max_train_instances",
+        ):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields: {sorted(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+def resolve_encoder(name: str) -> str:
+    """The local directory of an encoder: ``data_specs.encoders.resolve_model`` when present."""
+    try:
+        from relbridge.data_specs.encoders import resolve_model
+    except ImportError:
+        if os.path.isdir(name):
+            return name
+        raise ValueError(
+            f"encoder {name!r} is not a directory and relbridge.data_specs.encoders is missing"
+        ) from None
+    return str(resolve_model(name))
+
+
+# ---------------------------------------------------------------------- data
+
+
+def load_training_data(cfg: TrainConfig) -> tuple[RelationData, RelationData]:
+    """Reads the training data and the dev split (given files, or a hash split by sentence id)."""
+    train = RelationData()
+    if cfg.shards:
+        train.extend(read_data(cfg.shards, "shards"))
+    for path in cfg.relx_train:
+        train.extend(read_data(path, "relx"))
+    if cfg.dev:
+        dev = RelationData()
+        for path in cfg.dev:
+            dev.extend(read_data(path))
+    elif cfg.dev_fraction > 0:
+        held = {p.id for p in train.pairs if hash_fraction(p.id, cfg.seed) < cfg.dev_fraction}
+        dev = train.filter(held)
+        train = RelationData(
+            [p for p in train.pairs if p.id not in held],
+            [t for t in train.tags if t.id not in held],
+        )
+    else:
+        dev = RelationData()
+    if cfg.max_train_instances and len(train.pairs) > cfg.max_train_instances:
+        rng = random.Random(cfg.seed)
+        keep = sorted(rng.sample(range(len(train.pairs)), cfg.max_train_instances))
+        train = RelationData([train.pairs[i] for i in keep], train.tags)
+    if not train.pairs:
+        raise ValueError("no training pairs")
+    return train, dev
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """One sampled training unit: a pair input, a tagging input, or a bag."""
+
+    kind: str  # "pair" | "tag" | "bag"
+    index: int
+    lang: str
+
+
+def _build_units(
+    model: RelationExtractor, data: RelationData, cfg: TrainConfig
+) -> tuple[list[_Unit], list[Encoded], list[Encoded], list]:
+    pair_enc = [
+        model.encode_pair(p.tokens, p.e1, p.e2, p.label_12, p.label_21, p.e1_type, p.e2_type)
+        for p in data.pairs
+    ]
+    tag_enc = []
+    if cfg.tagging_weight > 0 and cfg.tagging_ratio > 0:
+        tag_enc = [model.encode_tags(t.tokens, t.mentions) for t in data.tags]
+    units: list[_Unit] = []
+    bags = []
+    if cfg.aggregation == "none":
+        units += [_Unit("pair", i, p.lang) for i, p in enumerate(data.pairs)]
+    else:
+        bags = make_bags(data.pairs)
+        for b, bag in enumerate(bags):
+            langs = [data.pairs[i].lang for i, _ in bag.members]
+            units.append(_Unit("bag", b, max(set(langs), key=langs.count)))
+    units += [_Unit("tag", i, t.lang) for i, t in enumerate(data.tags[: len(tag_enc)])]
+    return units, pair_enc, tag_enc, bags
+
+
+def _epoch_batches(
+    sampler: LanguageBalancedSampler,
+    units: list[_Unit],
+    lengths: list[int],
+    epoch: int,
+    cfg: TrainConfig,
+    seed: int,
+) -> list[list[int]]:
+    """Micro-batches of unit indices; similar lengths are batched together to cut padding."""
+    order = sampler.order(epoch)
+    n_rel = sum(1 for u in units if u.kind != "tag")
+    n_tag = len(units) - n_rel
+    max_tags = int(round(cfg.tagging_ratio * n_rel)) if n_tag else 0
+    kept, tags = [], 0
+    for i in order:
+        if units[i].kind == "tag":
+            if tags >= max_tags:
+                continue
+            tags += 1
+        kept.append(i)
+    rng = random.Random(f"{seed}:batches:{epoch}")
+    chunk = cfg.batch_size * 32
+    batches = []
+    for start in range(0, len(kept), chunk):
+        block = sorted(kept[start : start + chunk], key=lambda i: lengths[i])
+        batches += [block[j : j + cfg.batch_size] for j in range(0, len(block), cfg.batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def _sampler_languages(units: list[_Unit]) -> list[str]:
+    return [u.lang for u in units]
+
+
+# ---------------------------------------------------------------------- model setup
+
+
+def _freeze_lower(model: RelationExtractor, n_layers: int) -> None:
+    """Freezes the encoder's embeddings block and its lowest ``n_layers`` layers."""
+    if n_layers <= 0:
+        return
+    encoder = model.encoder
+    for p in encoder.embeddings.parameters():
+        p.requires_grad_(False)
+    layers = encoder.encoder.layer
+    for layer in layers[: min(n_layers, len(layers))]:
+        for p in layer.parameters():
+            p.requires_grad_(False)
+
+
+def _apply_lora(model: RelationExtractor, cfg: TrainConfig) -> None:
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=2 * cfg.lora_r,
+        lora_dropout=0.05,
+        target_modules=["query", "value"],
+    )
+    model.encoder = get_peft_model(model.encoder, lora)
+
+
+def _optimizer(model: RelationExtractor, cfg: TrainConfig) -> torch.optim.Optimizer:
+    decay, no_decay, heads = [], [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if not name.startswith("encoder."):
+            heads.append(p)
+        elif p.ndim < 2:
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    groups = [
+        {"params": decay, "lr": cfg.lr, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "lr": cfg.lr, "weight_decay": 0.0},
+        {"params": heads, "lr": cfg.head_lr, "weight_decay": cfg.weight_decay},
+    ]
+    return torch.optim.AdamW([g for g in groups if g["params"]])
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float):
+    warmup = int(warmup_ratio * total_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _trainable_state(model: RelationExtractor) -> dict[str, torch.Tensor]:
+    """Trainable weights plus all head weights (frozen encoder weights are rebuilt from the base)."""
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    return {
+        k: v
+        for k, v in model.state_dict().items()
+        if k in trainable or not k.startswith("encoder.")
+    }
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _atomic_save(obj: Any, path: str) -> None:
+    tmp = path + ".tmp"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _save_model_dir(model: RelationExtractor, output: str) -> str:
+    """Writes ``<output>/model`` via a temporary directory, replacing the old one."""
+    final = os.path.join(output, MODEL_DIR)
+    tmp, old = final + ".tmp", final + ".old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    if os.path.exists(final):
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _config_diff(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
+    now = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    return [k for k in now if k not in _RESUMABLE_CHANGES and saved.get(k) != now[k]]
+
+
+# ---------------------------------------------------------------------- loop
+
+
+def _micro_batch_loss(
+    model: RelationExtractor,
+    units: list[_Unit],
+    batch_units: Sequence[int],
+    pair_enc: list[Encoded],
+    tag_enc: list[Encoded],
+    bags: list,
+    cfg: TrainConfig,
+    device: torch.device,
+) -> torch.Tensor:
+    """The weighted multi-task loss of one micro-batch of units."""
+    items: list[Encoded] = []
+    bag_units = []
+    pair_rows: dict[int, int] = {}
+    for u in (units[i] for i in batch_units):
+        if u.kind == "pair":
+            items.append(pair_enc[u.index])
+        elif u.kind == "tag":
+            items.append(tag_enc[u.index])
+        else:
+            bag_units.append(u.index)
+            for i, _ in bags[u.index].members[: cfg.max_bag_size]:
+                if i not in pair_rows:
+                    pair_rows[i] = len(items)
+                    # Bag mode: instance labels are replaced by the bag label below.
+                    items.append(dataclasses.replace(pair_enc[i], rel_labels=(-100, -100)))
+    batch = {k: v.to(device) for k, v in model.collate(items).items()}
+    out = model(batch, labels=True)
+    if not bag_units:
+        return out["loss"]
+    # Bags: gather each member's directed representation, then aggregate. (N, 2H)
+    rows, dirs, scope = [], [], []
+    for b in bag_units:
+        members = bags[b].members[: cfg.max_bag_size]
+        scope.append((len(rows), len(rows) + len(members)))
+        rows += [pair_rows[i] for i, _ in members]
+        dirs += [d for _, d in members]
+    reps = out["pair_reps"][torch.tensor(rows, device=device), torch.tensor(dirs, device=device)]
+    rel2id = model.inventory.rel2id
+    bag_labels = torch.tensor([rel2id[bags[b].label] for b in bag_units], device=device)
+    bag_logits = model.aggregate_bags(reps, scope, cfg.aggregation, bag_labels)  # (nbags, R)
+    tag_loss = masked_cross_entropy(out["tag_logits"], batch["tag_labels"])
+    rel_loss = masked_cross_entropy(bag_logits, bag_labels)
+    return model.cfg.relation_weight * rel_loss + model.cfg.tagging_weight * tag_loss
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Trains a `RelationExtractor` and returns run statistics.
+
+    Args:
+      cfg: the training configuration.
+
+    Returns:
+      A dict with ``model_dir`` (the best model), ``best_dev`` (its dev metrics),
+      ``history`` (one dev evaluation per entry), counts, wall time, throughput,
+      ``completed`` (False when stopped by ``stop_after_steps``) and
+      ``stopped_early``.
+    """
+    from tqdm.auto import tqdm
+
+    from relbridge.models.evaluate import evaluate_model
+
+    started = time.perf_counter()
+    os.makedirs(cfg.output, exist_ok=True)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    device = torch.device(
+        "cuda"
+        if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+        else "cpu"
+    )
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+
+    train_data, dev_data = load_training_data(cfg)
+    inventory = RelationInventory.from_relations(train_data.relations() | dev_data.relations())
+    model_cfg = ModelConfig(
+        encoder=resolve_encoder(cfg.model),
+        relations=inventory.names,
+        entity_types=tuple(sorted(train_data.entity_types() - {"ENT"})),
+        marker_style=cfg.marker_style,
+        max_seq_len=cfg.max_seq_len,
+        dropout=cfg.dropout,
+        relation_weight=cfg.relation_weight,
+        tagging_weight=cfg.tagging_weight,
+        freeze_embeddings=cfg.freeze_embeddings,
+        base_encoder=cfg.model,
+    )
+    model = RelationExtractor(model_cfg)
+    _freeze_lower(model, cfg.freeze_layers)
+    if cfg.lora:
+        _apply_lora(model, cfg)
+    model.to(device)
+    units, pair_enc, tag_enc, bags = _build_units(model, train_data, cfg)
+    lengths = [
+        len(pair_enc[u.index].input_ids)
+        if u.kind == "pair"
+        else len(tag_enc[u.index].input_ids)
+        if u.kind == "tag"
+        else sum(len(pair_enc[i].input_ids) for i, _ in bags[u.index].members[: cfg.max_bag_size])
+        for u in units
+    ]
+    sampler = LanguageBalancedSampler(_sampler_languages(units), cfg.lang_temperature, cfg.seed)
+    steps_per_epoch = math.ceil(
+        len(_epoch_batches(sampler, units, lengths, 0, cfg, cfg.seed)) / cfg.grad_accum
+    )
+    total_steps = steps_per_epoch * cfg.epochs
+    optimizer = _optimizer(model, cfg)
+    scheduler = _scheduler(optimizer, total_steps, cfg.warmup_ratio)
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    logger.info(
+        "training on %d pairs, %d tagging inputs, %d bags (%s); dev %d pairs; %d relations; "
+        "%d steps; %.1fM trainable parameters; device %s",
+        len(train_data.pairs), len(tag_enc), len(bags), dict(train_data.languages()), len(dev_data.pairs),
+        len(inventory), total_steps, n_trainable / 1e6, device,
+    )  # fmt: skip
+    use_cuda = device.type == "cuda"
+    if use_cuda and cfg.compile:
+        model.encoder.compile()  # in place: state-dict keys stay unprefixed
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_cuda and cfg.bf16)
+
+    # Resumable state.
+    state = {
+        "epoch": 0,
+        "step_in_epoch": 0,
+        "global_step": 0,
+        "best": None,
+        "bad_evals": 0,
+        "history": [],
+    }
+    ckpt_path = os.path.join(cfg.output, CHECKPOINT)
+    if cfg.resume and os.path.exists(ckpt_path):
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        diff = _config_diff(ckpt["config"], cfg)
+        if diff:
+            raise ValueError(
+                f"{ckpt_path} was written with different settings ({diff}); use another output"
+            )
+        missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+        if unexpected or [k for k in missing if k in _trainable_state(model)]:
+            raise ValueError(f"checkpoint does not match the model: {unexpected or missing}")
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        state = ckpt["state"]
+        _set_rng_state(ckpt["rng"])
+        logger.info(
+            "resumed from %s at epoch %d step %d", ckpt_path, state["epoch"], state["step_in_epoch"]
+        )
+
+    def save_checkpoint() -> None:
+        _atomic_save(
+            {
+                "model": _trainable_state(model),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "state": state,
+                "rng": _rng_state(),
+                "config": json.loads(json.dumps(dataclasses.asdict(cfg))),
+                "model_config": model_cfg.to_json(),
+            },
+            ckpt_path,
+        )
+
+    def evaluate_dev() -> bool:
+        """Evaluates dev, saves the best model; returns True when patience ran out."""
+        if not dev_data.pairs:
+            return False
+        metrics = evaluate_model(model, dev_data, batch_size=2 * cfg.batch_size)["overall"]
+        model.train()
+        value = metrics.get(cfg.dev_metric, metrics["micro_f1"])
+        entry = {"epoch": state["epoch"], "global_step": state["global_step"], **metrics}
+        state["history"].append(entry)
+        logger.info("dev at step %d: %s=%.2f", state["global_step"], cfg.dev_metric, value)
+        if state["best"] is None or value > state["best"][cfg.dev_metric]:
+            state["best"] = {**entry, cfg.dev_metric: value}
+            state["bad_evals"] = 0
+            _save_model_dir(model, cfg.output)
+        else:
+            state["bad_evals"] += 1
+        return cfg.patience > 0 and state["bad_evals"] >= cfg.patience
+
+    model.train()
+    seen = 0
+    loop_started = time.perf_counter()
+    bar = tqdm(
+        total=total_steps,
+        initial=state["global_step"],
+        disable=not cfg.progress,
+        desc="train",
+        unit="step",
+    )
+    stopped_early = state.get("stopped_early", False)
+    interrupted = False
+    while state["epoch"] < cfg.epochs and not stopped_early and not interrupted:
+        batches = _epoch_batches(sampler, units, lengths, state["epoch"], cfg, cfg.seed)
+        for step in range(state["step_in_epoch"], steps_per_epoch):
+            micro = batches[step * cfg.grad_accum : (step + 1) * cfg.grad_accum]
+            if not micro:
+                break
+            total_units = sum(len(m) for m in micro)
+            loss_sum = 0.0
+            for m in micro:
+                with autocast:
+                    loss = _micro_batch_loss(model, units, m, pair_enc, tag_enc, bags, cfg, device)
+                (loss * len(m) / total_units).backward()
+                loss_sum += loss.item() * len(m)
+            if cfg.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(
+                    [p for p in model.parameters() if p.requires_grad], cfg.max_grad_norm
+                )
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            state["global_step"] += 1
+            state["step_in_epoch"] = step + 1
+            seen += total_units
+            bar.update(1)
+            bar.set_postfix(
+                loss=f"{loss_sum / total_units:.4f}",
+                ex_s=f"{seen / (time.perf_counter() - loop_started):.1f}",
+            )
+            if cfg.eval_every and state["global_step"] % cfg.eval_every == 0 and evaluate_dev():
+                stopped_early = True
+            if stopped_early or (cfg.save_every and state["global_step"] % cfg.save_every == 0):
+                state["stopped_early"] = stopped_early
+                save_checkpoint()
+            if stopped_early:
+                break
+            if cfg.stop_after_steps and state["global_step"] >= cfg.stop_after_steps:
+                save_checkpoint()
+                interrupted = True
+                break
+        if interrupted or stopped_early:
+            break
+        state["epoch"] += 1
+        state["step_in_epoch"] = 0
+        if not cfg.eval_every and evaluate_dev():
+            stopped_early = True
+        state["stopped_early"] = stopped_early
+        save_checkpoint()
+    bar.close()
+
+    completed = not interrupted
+    if completed and (not dev_data.pairs or state["best"] is None):
+        _save_model_dir(model, cfg.output)  # no dev: the final model is the result
+    elapsed = time.perf_counter() - loop_started
+    stats = {
+        "model_dir": os.path.join(cfg.output, MODEL_DIR),
+        "completed": completed,
+        "stopped_early": stopped_early,
+        "epochs_run": state["epoch"],
+        "global_step": state["global_step"],
+        "total_steps": total_steps,
+        "train_pairs": len(train_data.pairs),
+        "train_tagging_inputs": len(tag_enc),
+        "train_bags": len(bags),
+        "dev_pairs": len(dev_data.pairs),
+        "languages": dict(train_data.languages()),
+        "relations": len(inventory),
+        "trainable_parameters": n_trainable,
+        "dev_metric": cfg.dev_metric,
+        "best_dev": state["best"],
+        "history": state["history"],
+        "examples_per_s": round(seen / elapsed, 2) if elapsed > 0 and seen else None,
+        "wall_s": round(time.perf_counter() - started, 1),
+        "device": str(device),
+    }
+    with open(os.path.join(cfg.output, "train_stats.json"), "w", encoding="utf-8") as f:
+        json.dump(stats, f, indent=2)
+    with open(os.path.join(cfg.output, "train_config.json"), "w", encoding="utf-8") as f:
+        json.dump(dataclasses.asdict(cfg), f, indent=2)
+    return stats
