@@ -1,0 +1,273 @@
+"""Batched subword embeddings of pre-tokenised sentences.
+
+`SentenceEmbedder` tokenises many word lists at once (a fast tokenizer with
+``is_split_into_words``), cuts sentences longer than the encoder window into
+overlapping windows, sorts all windows by length and embeds them in batches of
+at most ``max_tokens`` padded subwords, then stitches each sentence back
+together: every subword keeps the vector from the window in which it sits
+farthest from an edge. Nothing is truncated.
+
+Only the layers up to the deepest one asked for are run (the rest of the
+encoder is dropped at load time when the model keeps its layers in
+``encoder.layer``), so layer 6 of a 12-layer encoder costs half a forward pass.
+
+    emb = SentenceEmbedder(model_dir, layers=(6,))
+    sents = emb.embed([["a", "house"], ["ein", "Haus"]])  # list[EmbeddedSentence]
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+# Model types whose position ids start after the padding index (RoBERTa family).
+_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert")
+
+
+@dataclass(frozen=True)
+class EmbeddedSentence:
+    """Subword vectors of one sentence.
+
+    Attributes:
+      vectors: ``(T, H)`` float32, one row per subword (no special tokens).
+      word_of: ``(T,)`` int, the word index of each subword. A word that yields
+        no subwords (e.g. U+3000 under NFKC) does not occur here.
+    """
+
+    vectors: np.ndarray
+    word_of: np.ndarray
+
+
+def window_starts(length: int, content: int, overlap: int) -> list[int]:
+    """Start offsets of windows of ``content`` subwords covering ``length`` subwords.
+
+    Consecutive windows overlap by at least ``overlap``; the last window ends at
+    ``length``. One window when the sentence fits.
+    """
+    if length <= content:
+        return [0]
+    stride = max(1, content - overlap)
+    starts = list(range(0, length - content, stride))
+    starts.append(length - content)
+    return starts
+
+
+def stitch_windows(
+    starts: Sequence[int], content: int, length: int, windows: Sequence[np.ndarray]
+) -> np.ndarray:
+    """Joins window outputs: each position takes the window where it is most central.
+
+    Args:
+      starts: window start offsets (`window_starts`).
+      content: window size in subwords.
+      length: sentence length in subwords.
+      windows: per window, ``(w, H)`` vectors with ``w = min(content, length - start)``.
+
+    Returns:
+      ``(length, H)`` vectors.
+    """
+    if len(windows) == 1:
+        return windows[0]
+    pos = np.arange(length)
+    best = np.full(length, -1)
+    choice = np.zeros(length, dtype=int)
+    for k, s in enumerate(starts):
+        inside = (pos >= s) & (pos < s + content)
+        margin = np.minimum(pos - s, s + content - 1 - pos)
+        better = inside & (margin > best)
+        best[better] = margin[better]
+        choice[better] = k
+    out = np.empty((length, windows[0].shape[1]), dtype=windows[0].dtype)
+    for k, s in enumerate(starts):
+        idx = np.nonzero(choice == k)[0]
+        out[idx] = windows[k][idx - s]
+    return out
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def resolve_dtype(dtype: str, device: str):
+    """``auto``: bfloat16 on CUDA, float32 on CPU (bf16 on CPU is opt-in, see `AlignConfig`)."""
+    import torch
+
+    if dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+
+
+class SentenceEmbedder:
+    """Loads a Hugging Face encoder and embeds word lists in batches.
+
+    Args:
+      model_dir: a local Hugging Face directory (tokenizer + model).
+      layers: hidden-state indices to average (0 = embeddings, k = after layer k).
+      max_length: window size in subwords including special tokens; ``None``
+        uses the encoder's limit (512 for e5/XLM-R).
+      window_overlap: subwords shared by consecutive windows (capped at half a window).
+      max_tokens: padded subwords per forward pass (batch size x longest window).
+      device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"``.
+      dtype: ``"auto"``, ``"float32"``, ``"bfloat16"`` or ``"float16"``.
+    """
+
+    def __init__(
+        self,
+        model_dir: str,
+        layers: Sequence[int],
+        max_length: int | None = None,
+        window_overlap: int = 64,
+        max_tokens: int = 4096,
+        device: str = "auto",
+        dtype: str = "auto",
+    ):
+        from transformers import AutoModel, AutoTokenizer
+
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.layers = tuple(layers)
+        self.max_tokens = max_tokens
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        if not self.tokenizer.is_fast:
+            raise ValueError(f"{model_dir}: a fast tokenizer is needed for word ids")
+        model = AutoModel.from_pretrained(model_dir, dtype=self.dtype)
+        n_layers = model.config.num_hidden_layers
+        if max(self.layers) > n_layers or min(self.layers) < 0:
+            raise ValueError(
+                f"layers {self.layers} out of range: {model_dir} has {n_layers} layers"
+            )
+        self._truncate(model, max(self.layers))
+        self.model = model.to(self.device).eval()
+
+        limit = (
+            self.tokenizer.model_max_length if self.tokenizer.model_max_length < 100_000 else 10**9
+        )
+        positions = getattr(model.config, "max_position_embeddings", None)
+        if positions:
+            offset = (
+                model.config.pad_token_id + 1 if model.config.model_type in _OFFSET_POSITIONS else 0
+            )
+            limit = min(limit, positions - offset)
+        if max_length is not None:
+            limit = min(limit, max_length)
+        self.prefix, self.suffix = self._special_tokens(self.tokenizer)
+        self.content = limit - len(self.prefix) - len(self.suffix)
+        if self.content < 2:
+            raise ValueError(f"window of {limit} subwords leaves no room for text")
+        self.overlap = min(window_overlap, self.content // 2)
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        logger.info(
+            "encoder %s: layers %s, window %d subwords, %s on %s",
+            model_dir,
+            self.layers,
+            limit,
+            self.dtype,
+            self.device,
+        )
+
+    @staticmethod
+    def _special_tokens(tokenizer) -> tuple[list[int], list[int]]:
+        """Special token ids the tokenizer puts before and after a single sentence."""
+        enc = tokenizer(["a"], is_split_into_words=True, add_special_tokens=True)
+        word_ids = enc.word_ids(0)
+        first = word_ids.index(0)
+        last = len(word_ids) - 1 - word_ids[::-1].index(0)
+        return enc["input_ids"][:first], enc["input_ids"][last + 1 :]
+
+    @staticmethod
+    def _truncate(model, top: int) -> None:
+        """Drops encoder layers above ``top`` when the model keeps them in ``encoder.layer``."""
+        import torch
+
+        layer_list = getattr(getattr(model, "encoder", None), "layer", None)
+        if isinstance(layer_list, torch.nn.ModuleList) and top < len(layer_list):
+            model.encoder.layer = layer_list[:top]
+            model.config.num_hidden_layers = top
+
+    def tokenize(self, sentences: Sequence[Sequence[str]]) -> list[tuple[list[int], np.ndarray]]:
+        """Subword ids (no special tokens) and word index per subword, for each sentence."""
+        enc = self.tokenizer(
+            [list(s) for s in sentences], is_split_into_words=True, add_special_tokens=False
+        )
+        out = []
+        for k in range(len(sentences)):
+            word_ids = enc.word_ids(k)
+            ids = enc["input_ids"][k]
+            keep = [t for t, w in enumerate(word_ids) if w is not None]
+            out.append(
+                ([ids[t] for t in keep], np.array([word_ids[t] for t in keep], dtype=np.int64))
+            )
+        return out
+
+    def embed_ids(self, id_lists: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        """``(T_k, H)`` float32 vectors for each subword id list (windows as needed)."""
+        import torch
+
+        # (sentence, start, ids) for every window of every sentence
+        pieces = []
+        plans = []
+        for k, ids in enumerate(id_lists):
+            starts = window_starts(len(ids), self.content, self.overlap)
+            plans.append(starts)
+            for s in starts:
+                pieces.append(
+                    (k, s, list(self.prefix) + list(ids[s : s + self.content]) + list(self.suffix))
+                )
+        order = sorted(range(len(pieces)), key=lambda p: -len(pieces[p][2]))
+        outputs: list[np.ndarray | None] = [None] * len(pieces)
+        n_pre, n_suf = len(self.prefix), len(self.suffix)
+        batch: list[int] = []
+
+        def run(batch: list[int]) -> None:
+            width = len(pieces[batch[0]][2])
+            input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, p in enumerate(batch):
+                ids = pieces[p][2]
+                input_ids[row, : len(ids)] = torch.tensor(ids)
+                mask[row, : len(ids)] = 1
+            with torch.inference_mode():
+                out = self.model(
+                    input_ids=input_ids.to(self.device),
+                    attention_mask=mask.to(self.device),
+                    output_hidden_states=True,
+                )
+                hidden = out.hidden_states
+                h = hidden[self.layers[0]]  # (B, W, H)
+                for layer in self.layers[1:]:
+                    h = h + hidden[layer]
+                h = (h.float() / len(self.layers)).cpu().numpy()
+            for row, p in enumerate(batch):
+                n = len(pieces[p][2]) - n_pre - n_suf
+                outputs[p] = h[row, n_pre : n_pre + n]
+
+        for p in order:
+            if batch and (len(batch) + 1) * len(pieces[batch[0]][2]) > self.max_tokens:
+                run(batch)
+                batch = []
+            batch.append(p)
+        if batch:
+            run(batch)
+
+        result = []
+        by_sentence: list[list[np.ndarray]] = [[] for _ in id_lists]
+        for p, (k, _, _) in enumerate(pieces):
+            by_sentence[k].append(outputs[p])
+        for k, ids in enumerate(id_lists):
+            result.append(stitch_windows(plans[k], self.content, len(ids), by_sentence[k]))
+        return result
+
+    def embed(self, sentences: Sequence[Sequence[str]]) -> list[EmbeddedSentence]:
+        """Embeds word lists; see `EmbeddedSentence`."""
+        tokenized = self.tokenize(sentences)
+        vectors = self.embed_ids([ids for ids, _ in tokenized])
+        return [EmbeddedSentence(v, w) for v, (_, w) in zip(vectors, tokenized)]

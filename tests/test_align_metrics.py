@@ -1,0 +1,166 @@
+"""AER / precision / recall, Pharaoh and 'src ||| tgt' readers, and the eval-align CLI."""
+
+import argparse
+import json
+import os
+
+import pytest
+from relbridge.alignment.metrics import (
+    alignment_scores,
+    format_pharaoh,
+    parse_pair_line,
+    parse_pharaoh,
+    read_pairs,
+    read_pharaoh,
+)
+
+
+def test_parse_pharaoh_sure_and_possible():
+    gold = parse_pharaoh("1-1 2p3 3-2\n", one_based=True)
+    assert gold.sure == {(0, 0), (2, 1)}
+    assert gold.possible == {(0, 0), (1, 2), (2, 1)}  # P includes S
+    assert parse_pharaoh("0-0 1p1").sure == {(0, 0)}
+    assert parse_pharaoh("").possible == frozenset()
+
+
+@pytest.mark.parametrize("line", ["1-x", "1:2", "1-2-3", "-1-2"])
+def test_parse_pharaoh_rejects_garbage(line):
+    with pytest.raises(ValueError, match="not a Pharaoh link"):
+        parse_pharaoh(line)
+
+
+def test_zero_index_in_one_based_gold_is_an_error():
+    with pytest.raises(ValueError, match="below index 1"):
+        parse_pharaoh("0-1", one_based=True)
+
+
+def test_aer_on_hand_made_gold():
+    # pair 1: S = {0-0, 1-1}, P = S + {1-2}; pair 2: S = {0-1}, P = S
+    gold = [parse_pharaoh("0-0 1-1 1p2"), parse_pharaoh("0-1")]
+    hyps = [[(0, 0), (1, 2), (2, 2)], [(0, 1)]]
+    # |A| = 4, |S| = 3, |A&S| = 2 (0-0, 0-1), |A&P| = 3 (0-0, 1-2, 0-1)
+    s = alignment_scores(hyps, gold)
+    assert s.precision == pytest.approx(3 / 4)
+    assert s.recall == pytest.approx(2 / 3)
+    assert s.aer == pytest.approx(1 - (2 + 3) / (4 + 3))
+    assert (s.pairs, s.hyp_links, s.sure_links) == (2, 4, 3)
+
+
+def test_perfect_and_rejected_hypotheses():
+    gold = [parse_pharaoh("0-0 1p1"), parse_pharaoh("0-0")]
+    assert alignment_scores([[(0, 0)], [(0, 0)]], gold).aer == 0.0
+    # a rejected pair (None) counts as no links: recall drops, precision does not
+    s = alignment_scores([[(0, 0)], None], gold)
+    assert s.precision == 1.0 and s.recall == 0.5
+    with pytest.raises(ValueError, match="2 gold"):
+        alignment_scores([[(0, 0)]], gold)
+
+
+def test_pair_line_strips_separator_padding_and_keeps_ideographic_space():
+    assert parse_pair_line("2 .   ||| 2 .  \n") == (["2", "."], ["2", "."])
+    src, tgt = parse_pair_line("我 \u3000 好 ||| I am fine")
+    assert src == ["我", "\u3000", "好"] and tgt == ["I", "am", "fine"]
+    assert parse_pair_line(" ||| a") == ([], ["a"])
+    with pytest.raises(ValueError, match="separator"):
+        parse_pair_line("no separator here")
+
+
+def test_readers_name_file_and_line(tmp_path):
+    pairs = tmp_path / "x.src-tgt"
+    pairs.write_text("a b ||| c\nbroken line\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"x.src-tgt:2"):
+        read_pairs(str(pairs))
+    assert read_pairs(str(pairs), limit=1) == [(["a", "b"], ["c"])]
+    gold = tmp_path / "x.gold"
+    gold.write_text("0\t0-0 1p0\n1\t0-1\n", encoding="utf-8")  # simalign's id<TAB> prefix
+    assert [g.sure for g in read_pharaoh(str(gold))] == [{(0, 0)}, {(0, 1)}]
+    gold.write_text("1-1\n1-x\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"x.gold:2"):
+        read_pharaoh(str(gold), one_based=True)
+
+
+def test_format_pharaoh_sorts():
+    assert format_pharaoh([(2, 0), (0, 1)]) == "0-1 2-0"
+
+
+@pytest.mark.parametrize("pair", ["enfr", "roen", "zhen"])
+def test_dev_gold_indices_fit_the_sentences(shared_data, pair):
+    folder = os.path.join(shared_data, "alignment", pair)
+    pairs = read_pairs(os.path.join(folder, f"{pair}.src-tgt"))
+    gold = read_pharaoh(os.path.join(folder, f"{pair}.gold"), one_based=True)
+    assert len(pairs) == len(gold)
+    for (src, tgt), g in zip(pairs, gold):
+        assert all(i < len(src) and j < len(tgt) for i, j in g.possible)
+
+
+def _cli(argv):
+    from relbridge.cli import align
+
+    parser = argparse.ArgumentParser()
+    align.register(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_eval_align_cli_prints_one_json_line(tiny_encoder, tmp_path, capsys):
+    pairs = tmp_path / "t.src-tgt"
+    pairs.write_text(
+        "the city of Berlin  ||| die Stadt Berlin \nAngela Merkel ||| Angela Merkel \n",
+        encoding="utf-8",
+    )
+    gold = tmp_path / "t.gold"
+    gold.write_text("1-1 2-2 4p3\n1-1 2-2\n", encoding="utf-8")
+    out = tmp_path / "links.txt"
+    argv = [
+        "eval-align",
+        "--pairs",
+        str(pairs),
+        "--gold",
+        str(gold),
+        "--gold-one-based",
+        "--model",
+        tiny_encoder,
+    ]
+    argv += [
+        "--layer",
+        "1",
+        "--method",
+        "mai",
+        "--device",
+        "cpu",
+        "--output",
+        str(out),
+        "--batch-size",
+        "1",
+    ]
+    assert _cli(argv) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1
+    report = json.loads(lines[0])
+    assert report["pairs"] == 2 and report["failed"] == 0 and report["pairs_per_s"] > 0
+    assert set(report["by_method"]) == {"argmax", "itermax", "match"}
+    assert 0.0 <= report["aer"] <= 1.0 and report["config"]["layer"] == 1
+    assert report["aer"] == report["by_method"]["argmax"]["aer"]
+    assert len(out.read_text().splitlines()) == 2
+
+
+def test_eval_align_cli_preset_and_limit(tiny_encoder, tmp_path, capsys):
+    pairs = tmp_path / "t.src-tgt"
+    pairs.write_text("Paris ||| Paris\nBerlin ||| Berlin\n", encoding="utf-8")
+    gold = tmp_path / "t.gold"
+    gold.write_text("0-0\n0-0\n", encoding="utf-8")
+    argv = [
+        "eval-align",
+        "--pairs",
+        str(pairs),
+        "--gold",
+        str(gold),
+        "--model",
+        tiny_encoder,
+        "--layer",
+        "2",
+    ]
+    argv += ["--aligner", "simalign.itermax.v1", "--limit", "1", "--device", "cpu"]
+    assert _cli(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["pairs"] == 1 and report["config"]["method"] == "itermax" and report["aer"] == 0.0

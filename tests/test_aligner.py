@@ -1,0 +1,227 @@
+"""The batched word aligner against stock simalign, on a tiny random encoder."""
+
+import itertools
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from relbridge.alignment.aligner import (
+    ALIGNERS,
+    AlignConfig,
+    AlignResult,
+    WordAligner,
+    aligner_config,
+    register_preset,
+)
+from relbridge.alignment.embed import stitch_windows, window_starts
+from relbridge.alignment.methods import (
+    METHODS,
+    MethodParams,
+    PairScores,
+    Registry,
+    match_links,
+    softmax_links,
+)
+
+# Words the tiny tokenizer knows whole, plus some it spells out in characters.
+PAIRS = [
+    (
+        ["the", "city", "of", "Berlin", "was", "founded", "in", "Germany"],
+        ["die", "Stadt", "Berlin", "ist", "in", "Germany", "geboren"],
+    ),
+    (["Angela", "Merkel", "is", "president"], ["Angela", "Merkel", "ist", "von", "Firma", "und"]),
+    (
+        ["Siemens", "is", "a", "company", "in", "Munich"],
+        ["Siemens", "ist", "eine", "Firma", "in", "Munich"],
+    ),
+    (["a", "b"], ["c"]),
+    (["Emmanuel", "Macron"], ["Macron", "Emmanuel", ",", "president", "of", "France"]),
+]
+STOCK_KEYS = {"argmax": "inter", "itermax": "itermax", "match": "mwmf"}
+
+
+@pytest.fixture(scope="module")
+def aligners(tiny_encoder):
+    """Our aligner (all three methods) per (token_type, layer, distortion)."""
+    cache = {}
+
+    def get(token_type="word", layer=1, distortion=0.0, **kw):
+        key = (token_type, layer, distortion, tuple(sorted(kw.items())))
+        if key not in cache:
+            cfg = AlignConfig(
+                model=tiny_encoder,
+                layer=layer,
+                method="argmax",
+                also=("itermax", "match"),
+                token_type=token_type,
+                distortion=distortion,
+                device="cpu",
+                **kw,
+            )
+            cache[key] = WordAligner(cfg)
+        return cache[key]
+
+    return get
+
+
+@pytest.mark.parametrize(
+    "token_type,layer,distortion", [("word", 1, 0.0), ("bpe", 1, 0.0), ("bpe", 2, 0.5)]
+)
+def test_same_links_as_stock_simalign(tiny_encoder, aligners, token_type, layer, distortion):
+    from simalign import SentenceAligner
+
+    stock = SentenceAligner(
+        model=tiny_encoder,
+        token_type=token_type,
+        matching_methods="mai",
+        device="cpu",
+        layer=layer,
+        distortion=distortion,
+    )
+    results = aligners(token_type, layer, distortion).align_batch(PAIRS)
+    for (src, tgt), result in zip(PAIRS, results):
+        expected = stock.get_word_aligns(src, tgt)
+        for ours, theirs in STOCK_KEYS.items():
+            assert list(result.by_method[ours]) == expected[theirs], (ours, src, tgt)
+        assert result.links == result.by_method["argmax"]
+
+
+def test_batched_equals_one_at_a_time(aligners):
+    aligner = aligners()
+    batched = aligner.align_batch(PAIRS)
+    assert batched == [aligner.align(src, tgt) for src, tgt in PAIRS]
+
+
+def test_small_forward_batches_give_the_same_links(aligners):
+    assert aligners(max_tokens=16).align_batch(PAIRS) == aligners().align_batch(PAIRS)
+
+
+def test_match_equals_networkx_matching():
+    from simalign import SentenceAligner
+
+    rng = np.random.default_rng(0)
+    for m, n in [(1, 1), (3, 5), (6, 4), (7, 7)]:
+        sim = rng.random((m, n))
+        ours = match_links(PairScores(sim=sim, dot=sim), MethodParams())
+        assert (ours == (SentenceAligner.get_max_weight_match(sim) > 0)).all()
+
+
+def test_softmax_method_keeps_mutual_confident_links():
+    dot = np.array([[9.0, 0.0, 0.0], [0.0, 9.0, 8.9], [0.0, 0.0, 0.0]])
+    links = softmax_links(PairScores(sim=dot, dot=dot), MethodParams(softmax_threshold=0.1))
+    # source 1 splits its mass between targets 1 and 2, both above 0.1, and both
+    # targets prefer source 1; source 2 is flat (1/3 each), but no target wants it
+    assert links.tolist() == [[True, False, False], [False, True, True], [False, False, False]]
+
+
+def test_window_starts_cover_and_overlap():
+    assert window_starts(5, 10, 4) == [0]
+    starts = window_starts(25, 10, 4)
+    assert starts[0] == 0 and starts[-1] == 15
+    assert all(b - a <= 6 for a, b in itertools.pairwise(starts))
+
+
+def test_stitch_takes_each_position_from_its_most_central_window():
+    starts = window_starts(12, 8, 4)  # [0, 4]
+    windows = [np.full((8, 1), float(k)) for k in range(len(starts))]
+    out = stitch_windows(starts, 8, 12, windows)[:, 0]
+    # positions 0-5 are more central in window 0 (0-7), 6-11 in window 1 (4-11)
+    assert out.tolist() == [0.0] * 6 + [1.0] * 6
+
+
+def test_long_sentences_are_windowed_not_truncated(aligners, tiny_encoder):
+    long_src = ("the city of Berlin was founded in Germany and " * 12).split()  # > 64 subwords
+    long_tgt = ("die Stadt Berlin ist in Germany geboren und " * 12).split()
+    aligner = aligners(max_length=24, window_overlap=8)
+    result = aligner.align(long_src, long_tgt)
+    assert result.error is None
+    assert max(i for i, _ in result.links) >= len(long_src) - 5  # links reach the end
+    emb = aligner.embedder
+    ids, _word_of = emb.tokenize([long_src])[0]
+    assert len(ids) > emb.content
+    (vectors,) = emb.embed_ids([ids])
+    assert vectors.shape[0] == len(ids) and np.isfinite(vectors).all()
+    # a sentence that fits one window is embedded exactly as without windows
+    short = PAIRS[0][0]
+    (a,) = aligners().embedder.embed_ids([emb.tokenize([short])[0][0]])
+    (b,) = emb.embed_ids([emb.tokenize([short])[0][0]])
+    assert np.allclose(a, b, atol=1e-5)
+
+
+def test_full_encoder_window_is_used_by_default(aligners):
+    emb = aligners().embedder
+    assert emb.content == 62  # tiny model: 64 positions minus [CLS] and [SEP]
+
+
+def test_bad_pairs_become_dead_letters(aligners):
+    aligner = aligners()
+    good = PAIRS[1]
+    results = aligner.align_batch(
+        [
+            ([], ["Paris"]),
+            (["Paris"], []),
+            (["\u3000"], ["Paris"]),  # a word with no subwords, alone on its side
+            "the city",
+            ("the city", ["Stadt"]),
+            good,
+        ]
+    )
+    errors = [r.error for r in results]
+    assert errors[0] == "empty source side"
+    assert errors[1] == "empty target side"
+    assert errors[2] == "no subwords on the source side"
+    assert errors[3] == "not a (source words, target words) pair"
+    assert errors[4] == "source side is a string, not a word list"
+    assert all(r.links is None for r in results[:5])
+    assert results[5] == aligner.align(*good)
+
+
+def test_word_without_subwords_gets_no_link_but_pair_aligns(aligners):
+    src = ["Angela", "\u3000", "Merkel"]
+    result = aligners().align(src, ["Angela", "Merkel"])
+    assert result.error is None
+    assert all(i != 1 for i, _ in result.links)
+    assert {i for i, _ in result.links} <= {0, 2}
+
+
+def test_too_many_subwords_is_a_dead_letter(aligners):
+    result = aligners(max_subwords=5).align(["Berlin"] * 6, ["Berlin"])
+    assert result.links is None and "max_subwords" in result.error
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="unknown extraction method"):
+        AlignConfig(method="viterbi")
+    with pytest.raises(ValueError, match="token_type"):
+        AlignConfig(token_type="char")
+    with pytest.raises(ValueError, match="distortion"):
+        AlignConfig(distortion=2.0)
+    with pytest.raises(ValueError, match="batch_size"):
+        AlignConfig(batch_size=0)
+    cfg = AlignConfig(method="simalign.itermax.v1", also=["match"], extra_layers=[5, 6])
+    assert cfg.methods == ("simalign.itermax.v1", "match") and cfg.layers == (6, 5)
+    hash(cfg)  # frozen and hashable: pickles to workers, keys run ids
+
+
+def test_registries_refuse_duplicates():
+    with pytest.raises(ValueError, match="already registered"):
+        register_preset("simalign.argmax.v1", method="argmax")
+    with pytest.raises(ValueError, match="already registered"):
+        METHODS.register("simalign.match.v1")(match_links)
+    reg = Registry("thing")
+    reg.register("a.v1")(1)
+    assert reg.get("a.v1") == 1 and reg.names() == ["a.v1"]
+    with pytest.raises(ValueError, match="unknown thing"):
+        reg.get("a.v2")
+
+
+def test_presets_by_versioned_name():
+    assert "simalign.itermax.v1" in ALIGNERS.names()
+    cfg = aligner_config("simalign.mai.v1", layer=4)
+    assert cfg.methods == ("argmax", "itermax", "match") and cfg.layer == 4
+    assert aligner_config("simalign.match.v1") == replace(AlignConfig(), method="match")
+
+
+def test_failed_result_shape():
+    r = AlignResult.failed("why")
+    assert r.links is None and r.error == "why" and dict(r.by_method) == {}
