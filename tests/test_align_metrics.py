@@ -93,50 +93,36 @@ def test_dev_gold_indices_fit_the_sentences(shared_data, pair):
         assert all(i < len(src) and j < len(tgt) for i, j in g.possible)
 
 
-def _cli(argv):
+def _eval_align(tmp_path, pairs_text: str, gold_text: str, *flags: str) -> dict:
+    """Runs ``eval-align`` on two small files; returns its one JSON line."""
+    import contextlib
+    import io
+
     from relbridge.cli import align
 
+    pairs, gold = tmp_path / "t.src-tgt", tmp_path / "t.gold"
+    pairs.write_text(pairs_text, encoding="utf-8")
+    gold.write_text(gold_text, encoding="utf-8")
     parser = argparse.ArgumentParser()
     align.register(parser.add_subparsers())
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-def test_eval_align_cli_prints_one_json_line(tiny_encoder, tmp_path, capsys):
-    pairs = tmp_path / "t.src-tgt"
-    pairs.write_text(
-        "the city of Berlin  ||| die Stadt Berlin \nAngela Merkel ||| Angela Merkel \n",
-        encoding="utf-8",
-    )
-    gold = tmp_path / "t.gold"
-    gold.write_text("1-1 2-2 4p3\n1-1 2-2\n", encoding="utf-8")
-    out = tmp_path / "links.txt"
-    argv = [
-        "eval-align",
-        "--pairs",
-        str(pairs),
-        "--gold",
-        str(gold),
-        "--gold-one-based",
-        "--model",
-        tiny_encoder,
-    ]
-    argv += [
-        "--layer",
-        "1",
-        "--method",
-        "mai",
-        "--device",
-        "cpu",
-        "--output",
-        str(out),
-        "--batch-size",
-        "1",
-    ]
-    assert _cli(argv) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
+    args = parser.parse_args(["eval-align", "--pairs", str(pairs), "--gold", str(gold), *flags])
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        assert args.func(args) == 0
+    lines = stdout.getvalue().strip().splitlines()
     assert len(lines) == 1
-    report = json.loads(lines[0])
+    return json.loads(lines[0])
+
+
+def test_eval_align_cli_prints_one_json_line(tiny_encoder, tmp_path):
+    out = tmp_path / "links.txt"
+    report = _eval_align(
+        tmp_path,
+        "the city of Berlin  ||| die Stadt Berlin \nAngela Merkel ||| Angela Merkel \n",
+        "1-1 2-2 4p3\n1-1 2-2\n",
+        *("--gold-one-based", "--model", tiny_encoder, "--layer", "1", "--method", "mai"),
+        *("--device", "cpu", "--output", str(out), "--batch-size", "1"),
+    )
     assert report["pairs"] == 2 and report["failed"] == 0 and report["pairs_per_s"] > 0
     assert set(report["by_method"]) == {"argmax", "itermax", "match"}
     assert 0.0 <= report["aer"] <= 1.0 and report["config"]["layer"] == 1
@@ -144,23 +130,12 @@ def test_eval_align_cli_prints_one_json_line(tiny_encoder, tmp_path, capsys):
     assert len(out.read_text().splitlines()) == 2
 
 
-def test_eval_align_cli_preset_and_limit(tiny_encoder, tmp_path, capsys):
-    pairs = tmp_path / "t.src-tgt"
-    pairs.write_text("Paris ||| Paris\nBerlin ||| Berlin\n", encoding="utf-8")
-    gold = tmp_path / "t.gold"
-    gold.write_text("0-0\n0-0\n", encoding="utf-8")
-    argv = [
-        "eval-align",
-        "--pairs",
-        str(pairs),
-        "--gold",
-        str(gold),
-        "--model",
-        tiny_encoder,
-        "--layer",
-        "2",
-    ]
-    argv += ["--aligner", "simalign.itermax.v1", "--limit", "1", "--device", "cpu"]
-    assert _cli(argv) == 0
-    report = json.loads(capsys.readouterr().out)
+def test_eval_align_cli_preset_and_limit(tiny_encoder, tmp_path):
+    report = _eval_align(
+        tmp_path,
+        "Paris ||| Paris\nBerlin ||| Berlin\n",
+        "0-0\n0-0\n",
+        *("--model", tiny_encoder, "--layer", "2", "--aligner", "simalign.itermax.v1"),
+        *("--limit", "1", "--device", "cpu"),
+    )
     assert report["pairs"] == 1 and report["config"]["method"] == "itermax" and report["aer"] == 0.0
