@@ -1,0 +1,553 @@
+"""Label projection: carry source mentions and relations across a word alignment.
+
+The per-element functions here are what the pipeline's ``ProjectLabels`` stage
+(`relbridge.pipeline.project`) and ``relbridge eval-projection`` both call:
+
+    result = project_pair(src_tokens, tgt_tokens, links, src_mentions, relations, ProjectConfig())
+    result.tgt_mentions   # list[ProjectedMention], source_index -> src_mentions
+    result.relations      # RelationInstance with tgt_subject/tgt_object when both project
+    result.counts         # ProjectionCounts: projected / dropped / repaired ...
+
+Spans are word offsets ``[start, end)``; links are ``(src_idx, tgt_idx)`` word
+pairs. A source span is projected in four steps, each a rule that
+`ProjectConfig` can switch off so its effect can be measured:
+
+1. **Verbatim span** (``verbatim_spans``): a name or number whose words occur
+   unchanged (case-folded, tokenisation-insensitive) in the target is taken as
+   is; with several occurrences, the one closest to the span's links wins.
+2. **Verbatim anchors** (``verbatim_anchors``): otherwise, each name-like
+   source word found verbatim in the target adds an anchor link, so a
+   mis-aligned name word still pulls the span to the right place.
+3. **Best contiguous span** (``span_search``): every target word gets a
+   weight from its links: ``+in/(in+out)`` for words linked into the source
+   span (``in``) and possibly outside it (``out``), ``-outside_penalty`` for
+   words linked only outside, ``-gap_penalty`` for unlinked words. The
+   projection is the contiguous target span with the largest summed weight, so
+   one-to-many and many-to-one links are covered, unlinked words inside a name
+   are bridged when the words around them outweigh them, and a stray link far
+   away is ignored. With ``span_search=False`` the baseline rule is used: first
+   to last linked target word.
+4. **Trim** (``trim_punctuation``): punctuation and hyphens at either edge are
+   cut (a link from a name to its comma or quote is a common aligner error).
+
+Every projection has a confidence in [0, 1] (1 for verbatim spans; otherwise
+the harmonic mean of link coverage, source coverage and target purity,
+see `span_confidence`); spans below
+``min_confidence`` are dropped. Two projections of non-overlapping source
+mentions that overlap in the target conflict: the more confident one is kept
+and the other is searched again with the kept words blocked
+(``repair_conflicts``), or dropped. A relation projects only when both of its
+arguments do, keeping the subject/object roles.
+"""
+
+from __future__ import annotations
+
+import logging
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from relbridge.data_specs.schema import Mention, ProjectedMention, RelationInstance
+
+logger = logging.getLogger(__name__)
+
+Link = tuple[int, int]
+Span = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    """Rules and thresholds of label projection (see the module docstring).
+
+    Attributes:
+      min_confidence: projections with a lower confidence are dropped. 0 keeps
+        every projection; useful range 0.2-0.6 (higher = fewer, cleaner labels).
+      verbatim_spans: take a name or number that occurs unchanged in the target.
+      verbatim_anchors: name-like source words found verbatim in the target
+        are linked to that word (replacing their aligner links) before scoring.
+      span_search: choose the best-scoring contiguous target span; False = the
+        baseline first-to-last-linked-word rule.
+      gap_penalty: weight of an unlinked target word in the span search; below
+        1 a one-word gap between two linked words is bridged. Range 0.3-1.5.
+      outside_penalty: weight of a target word linked only to words outside the
+        source span. Range 0.5-2.
+      max_gap: longest run of unlinked words that may be bridged inside a span
+        (the baseline rule ignores it). 0 = never bridge.
+      trim_punctuation: cut punctuation and hyphens at the span's edges.
+      resolve_conflicts: handle overlapping projections of non-overlapping
+        source mentions (keep the more confident one); False keeps both.
+      repair_conflicts: search the losing mention again with the winner's words
+        blocked, instead of dropping it.
+      max_span_words: projections longer than this many words are dropped (a
+        guard against runaway spans); also caps verbatim matching.
+    """
+
+    min_confidence: float = 0.3
+    verbatim_spans: bool = True
+    verbatim_anchors: bool = True
+    span_search: bool = True
+    gap_penalty: float = 0.6
+    outside_penalty: float = 1.0
+    max_gap: int = 2
+    trim_punctuation: bool = True
+    resolve_conflicts: bool = True
+    repair_conflicts: bool = True
+    max_span_words: int = 40
+
+    def __post_init__(self):
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ValueError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
+        if self.gap_penalty < 0 or self.outside_penalty < 0:
+            raise ValueError("gap_penalty and outside_penalty must be >= 0")
+        if self.max_gap < 0:
+            raise ValueError(f"max_gap must be >= 0, got {self.max_gap}")
+        if self.max_span_words < 1:
+            raise ValueError(f"max_span_words must be >= 1, got {self.max_span_words}")
+
+
+@dataclass(frozen=True)
+class ProjectedSpan:
+    """A target span ``[start, end)`` and how it was found.
+
+    Attributes:
+      rule: ``"verbatim"``, ``"search"`` (best contiguous span) or ``"first_last"``.
+    """
+
+    start: int
+    end: int
+    confidence: float
+    rule: str
+
+
+@dataclass
+class ProjectionCounts:
+    """What happened to the mentions and relations of one or more pairs.
+
+    Pipeline counters and ``stats.json`` take these names as they are.
+    """
+
+    mentions: int = 0
+    mentions_projected: int = 0
+    mentions_verbatim: int = 0
+    mentions_repaired: int = 0
+    mentions_dropped_unaligned: int = 0
+    mentions_dropped_low_confidence: int = 0
+    mentions_dropped_conflict: int = 0
+    relations: int = 0
+    relations_projected: int = 0
+    relations_dropped: int = 0
+
+    def add(self, other: ProjectionCounts) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass(frozen=True)
+class ProjectionResult:
+    """The output of `project_pair` for one sentence pair."""
+
+    tgt_mentions: list[ProjectedMention]
+    relations: list[RelationInstance]
+    counts: ProjectionCounts = field(default_factory=ProjectionCounts)
+
+
+# ----------------------------------------------------------------------------
+# Token classes
+# ----------------------------------------------------------------------------
+
+
+def is_punctuation(token: str) -> bool:
+    """True for a token made only of punctuation or symbols (hyphens, quotes, commas)."""
+    return bool(token) and all(unicodedata.category(c)[0] in "PSZ" for c in token)
+
+
+def _fold(token: str) -> str:
+    """Case-folded token without accents' combining marks, for verbatim comparison."""
+    text = unicodedata.normalize("NFKD", token.casefold())
+    return "".join(c for c in text if not unicodedata.combining(c))
+
+
+def _name_like(token: str) -> bool:
+    """A word that is worth matching verbatim: has a capital or a digit, 2+ word characters."""
+    return sum(c.isalnum() for c in token) >= 2 and any(c.isupper() or c.isdigit() for c in token)
+
+
+def _key(tokens: Sequence[str]) -> str:
+    """Tokenisation-insensitive key: folded word characters only (``Al-Qaida`` == ``Al Qaida``)."""
+    return "".join(c for t in tokens for c in _fold(t) if c.isalnum())
+
+
+# ----------------------------------------------------------------------------
+# Span projection
+# ----------------------------------------------------------------------------
+
+
+def trim_span(span: Span, tgt_tokens: Sequence[str]) -> Span | None:
+    """Cuts punctuation/hyphen tokens off both edges; ``None`` if nothing is left."""
+    start, end = span
+    while start < end and is_punctuation(tgt_tokens[start]):
+        start += 1
+    while end > start and is_punctuation(tgt_tokens[end - 1]):
+        end -= 1
+    return (start, end) if start < end else None
+
+
+def verbatim_occurrences(
+    src_words: Sequence[str], tgt_tokens: Sequence[str], max_words: int
+) -> list[Span]:
+    """Target spans whose tokenisation-insensitive key equals the source words'.
+
+    Only names and numbers count (some word must be `_name_like`), so common
+    words shared by two languages do not anchor anything.
+    """
+    if not any(_name_like(w) for w in src_words):
+        return []
+    key = _key(src_words)
+    if len(key) < 2:
+        return []
+    found = []
+    for start in range(len(tgt_tokens)):
+        if is_punctuation(tgt_tokens[start]):
+            continue
+        so_far = ""
+        for end in range(start + 1, min(len(tgt_tokens), start + max_words) + 1):
+            so_far += _key(tgt_tokens[end - 1 : end])
+            if not key.startswith(so_far):
+                break
+            if so_far == key and not is_punctuation(tgt_tokens[end - 1]):
+                found.append((start, end))
+                break
+    return found
+
+
+def anchor_links(
+    span: Span,
+    links: Iterable[Link],
+    src_tokens: Sequence[str],
+    tgt_tokens: Sequence[str],
+) -> set[Link]:
+    """Links from name-like source words in ``span`` to identical target words.
+
+    Where a word occurs several times in the target, the occurrence nearest to
+    the span's existing links is used (or every one when there are none).
+    """
+    linked_targets = [t for s, t in links if span[0] <= s < span[1]]
+    centre = sum(linked_targets) / len(linked_targets) if linked_targets else None
+    folded_tgt = [_fold(t) for t in tgt_tokens]
+    out: set[Link] = set()
+    for s in range(*span):
+        if not _name_like(src_tokens[s]):
+            continue
+        word = _fold(src_tokens[s])
+        hits = [t for t, w in enumerate(folded_tgt) if w == word]
+        if hits and centre is not None:
+            hits = [min(hits, key=lambda t: abs(t - centre))]
+        out.update((s, t) for t in hits)
+    return out
+
+
+def target_weights(
+    span: Span, links: Iterable[Link], n_tgt: int, cfg: ProjectConfig
+) -> tuple[list[float], list[int]]:
+    """Per target word: its span-search weight and its number of links from ``span``.
+
+    Returns:
+      ``(weights, inside)``, both of length ``n_tgt``.
+    """
+    inside, outside = [0] * n_tgt, [0] * n_tgt
+    for s, t in links:
+        if 0 <= t < n_tgt:
+            if span[0] <= s < span[1]:
+                inside[t] += 1
+            else:
+                outside[t] += 1
+    weights = []
+    for i, o in zip(inside, outside):
+        if i:
+            weights.append(i / (i + o))
+        elif o:
+            weights.append(-cfg.outside_penalty)
+        else:
+            weights.append(-cfg.gap_penalty)
+    return weights, inside
+
+
+def best_contiguous_span(
+    weights: Sequence[float], inside: Sequence[int], max_gap: int, blocked: Sequence[bool] = ()
+) -> Span | None:
+    """The span with the largest summed weight that starts and ends on a linked word.
+
+    Runs of more than ``max_gap`` words without a link from the source span
+    are never crossed, nor is a blocked word. Ties go to the shorter span,
+    then the leftmost.
+    """
+    prefix = [0.0]
+    for w in weights:
+        prefix.append(prefix[-1] + w)
+    best_key: tuple[float, int, int] | None = None  # (score, -length, -start)
+    best_span = None
+    positions = [t for t, n in enumerate(inside) if n and not (blocked and blocked[t])]
+    for k, a in enumerate(positions):
+        prev = a
+        for b in positions[k:]:
+            if b - prev - 1 > max_gap or (blocked and any(blocked[prev + 1 : b])):
+                break
+            prev = b
+            key = (prefix[b + 1] - prefix[a], -(b - a), -a)
+            if best_key is None or key > best_key:
+                best_key, best_span = key, (a, b + 1)
+    return best_span
+
+
+def span_confidence(
+    span: Span,
+    src_span: Span,
+    links: Iterable[Link],
+    weights: Sequence[float],
+    inside: Sequence[int],
+    src_tokens: Sequence[str],
+    tgt_tokens: Sequence[str],
+) -> float:
+    """Harmonic mean of link coverage, source coverage and target purity.
+
+    * link coverage: share of the source span's links that land in ``span``;
+    * source coverage: share of the source span's (non-punctuation) words with
+      a link into ``span``;
+    * target purity: mean weight (clipped at 0) of the target span's
+      (non-punctuation) words, i.e. how exclusively they link to the source span.
+    """
+    total = sum(inside)
+    if not total:
+        return 0.0
+    link_cov = sum(inside[span[0] : span[1]]) / total
+    src_words = [s for s in range(*src_span) if not is_punctuation(src_tokens[s])] or list(
+        range(*src_span)
+    )
+    reached = {s for s, t in links if span[0] <= t < span[1]}
+    src_cov = sum(s in reached for s in src_words) / len(src_words)
+    tgt_words = [t for t in range(*span) if not is_punctuation(tgt_tokens[t])] or list(range(*span))
+    purity = sum(max(weights[t], 0.0) for t in tgt_words) / len(tgt_words)
+    parts = (link_cov, src_cov, purity)
+    if min(parts) <= 0:
+        return 0.0
+    return len(parts) / sum(1 / x for x in parts)
+
+
+def project_span(
+    span: Span,
+    links: Iterable[Link],
+    src_tokens: Sequence[str],
+    tgt_tokens: Sequence[str],
+    cfg: ProjectConfig = ProjectConfig(),
+    blocked: Sequence[bool] = (),
+) -> ProjectedSpan | None:
+    """Projects one source word span ``[start, end)`` into the target.
+
+    Args:
+      span: source word span ``[start, end)``.
+      links: ``(src_idx, tgt_idx)`` word links of the pair.
+      src_tokens, tgt_tokens: the pair's words.
+      cfg: projection rules.
+      blocked: optional per-target-word flags; blocked words are never part of
+        the result (used to repair conflicts).
+
+    Returns:
+      The projected span with its confidence, or ``None`` when nothing links
+      to the span (or only blocked words do). The confidence threshold is
+      applied by the caller (`project_mentions`).
+    """
+    links = [(s, t) for s, t in links if 0 <= t < len(tgt_tokens)]
+    is_blocked = (lambda a, b: any(blocked[a:b])) if blocked else (lambda a, b: False)
+    src_words = src_tokens[span[0] : span[1]]
+    if cfg.verbatim_spans:
+        hits = [
+            h
+            for h in verbatim_occurrences(src_words, tgt_tokens, cfg.max_span_words)
+            if not is_blocked(*h)
+        ]
+        if hits:
+            linked = [t for s, t in links if span[0] <= s < span[1]]
+            centre = sum(linked) / len(linked) if linked else 0.0
+            start, end = min(hits, key=lambda h: (abs((h[0] + h[1] - 1) / 2 - centre), h[0]))
+            return ProjectedSpan(start, end, 1.0, "verbatim")
+    if cfg.verbatim_anchors:
+        anchors = anchor_links(span, links, src_tokens, tgt_tokens)
+        anchored = {s for s, _ in anchors}
+        links = sorted({link for link in links if link[0] not in anchored} | anchors)
+    weights, inside = target_weights(span, links, len(tgt_tokens), cfg)
+    if cfg.span_search:
+        found = best_contiguous_span(weights, inside, cfg.max_gap, blocked)
+        rule = "search"
+    else:
+        linked = [t for t, n in enumerate(inside) if n and not (blocked and blocked[t])]
+        found = (linked[0], linked[-1] + 1) if linked else None
+        rule = "first_last"
+    if found is None:
+        return None
+    if cfg.trim_punctuation:
+        found = trim_span(found, tgt_tokens)
+        if found is None:
+            return None
+    confidence = span_confidence(found, span, links, weights, inside, src_tokens, tgt_tokens)
+    return ProjectedSpan(found[0], found[1], round(confidence, 4), rule)
+
+
+def _overlaps(a: Span, b: Span) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
+
+def project_mentions(
+    src_mentions: Sequence[Mention],
+    links: Iterable[Link],
+    src_tokens: Sequence[str],
+    tgt_tokens: Sequence[str],
+    cfg: ProjectConfig = ProjectConfig(),
+    counts: ProjectionCounts | None = None,
+) -> list[ProjectedMention]:
+    """Projects every source mention and resolves conflicts between them.
+
+    Rules, in order:
+      * a mention with no link (and no verbatim match) is dropped (``unaligned``);
+      * a projection longer than ``max_span_words`` or below ``min_confidence``
+        is dropped (``low_confidence``);
+      * mentions with identical source spans get identical projections;
+      * two projections overlap in the target while their source spans do not
+        (a conflict): the more confident one (then the earlier one) is kept;
+        the other is projected again with the kept words blocked and kept if
+        it passes the threshold (``repaired``), else dropped (``conflict``).
+        Overlapping source mentions (nested names) may overlap in the target.
+
+    Returns:
+      Projected mentions in source order, ``source_index`` pointing into
+      ``src_mentions``; at most one per source mention.
+    """
+    counts = counts if counts is not None else ProjectionCounts()
+    links = list(links)
+    spans: dict[int, ProjectedSpan] = {}
+    by_source_span: dict[Span, ProjectedSpan | None] = {}
+    for k, m in enumerate(src_mentions):
+        counts.mentions += 1
+        key = (m.start, m.end)
+        if key not in by_source_span:
+            by_source_span[key] = project_span(key, links, src_tokens, tgt_tokens, cfg)
+        found = by_source_span[key]
+        if found is None:
+            counts.mentions_dropped_unaligned += 1
+        elif found.confidence < cfg.min_confidence or found.end - found.start > cfg.max_span_words:
+            counts.mentions_dropped_low_confidence += 1
+        else:
+            spans[k] = found
+
+    if cfg.resolve_conflicts:
+        order = sorted(spans, key=lambda k: (-spans[k].confidence, k))
+        kept: list[int] = []
+        for k in order:
+            mk = src_mentions[k]
+            rivals = [
+                j
+                for j in kept
+                if _overlaps((spans[j].start, spans[j].end), (spans[k].start, spans[k].end))
+                and not _overlaps((src_mentions[j].start, src_mentions[j].end), (mk.start, mk.end))
+            ]
+            if not rivals:
+                kept.append(k)
+                continue
+            repaired = None
+            if cfg.repair_conflicts:
+                blocked = [False] * len(tgt_tokens)
+                for j in kept:
+                    if not _overlaps(
+                        (src_mentions[j].start, src_mentions[j].end), (mk.start, mk.end)
+                    ):
+                        blocked[spans[j].start : spans[j].end] = [True] * (
+                            spans[j].end - spans[j].start
+                        )
+                repaired = project_span(
+                    (mk.start, mk.end), links, src_tokens, tgt_tokens, cfg, blocked
+                )
+                if repaired is not None and (
+                    repaired.confidence < cfg.min_confidence
+                    or repaired.end - repaired.start > cfg.max_span_words
+                ):
+                    repaired = None
+            if repaired is None:
+                counts.mentions_dropped_conflict += 1
+                del spans[k]
+            else:
+                counts.mentions_repaired += 1
+                spans[k] = repaired
+                kept.append(k)
+
+    out = []
+    for k in sorted(spans):
+        m, p = src_mentions[k], spans[k]
+        counts.mentions_projected += 1
+        counts.mentions_verbatim += p.rule == "verbatim"
+        text = " ".join(tgt_tokens[p.start : p.end])
+        out.append(ProjectedMention(p.start, p.end, m.kb_id, m.type, text, k, float(p.confidence)))
+    return out
+
+
+# ----------------------------------------------------------------------------
+# Relations and whole pairs
+# ----------------------------------------------------------------------------
+
+
+def project_relations(
+    relations: Sequence[RelationInstance],
+    index_map: Mapping[int, int],
+    counts: ProjectionCounts | None = None,
+) -> list[RelationInstance]:
+    """Sets target arguments on relations whose subject and object both projected.
+
+    Args:
+      relations: relations between source mentions (indices into the source list).
+      index_map: source mention index -> target mention index.
+      counts: updated in place when given.
+
+    Returns:
+      The relations in the same order; ``projected=True`` with
+      ``tgt_subject``/``tgt_object`` (same roles) when both arguments map,
+      otherwise ``projected=False`` and both ``None``.
+    """
+    counts = counts if counts is not None else ProjectionCounts()
+    out = []
+    for rel in relations:
+        counts.relations += 1
+        subj, obj = index_map.get(rel.subject), index_map.get(rel.object)
+        if subj is not None and obj is not None and subj != obj:
+            counts.relations_projected += 1
+            out.append(replace(rel, tgt_subject=subj, tgt_object=obj, projected=True))
+        else:
+            counts.relations_dropped += 1
+            out.append(replace(rel, tgt_subject=None, tgt_object=None, projected=False))
+    return out
+
+
+def project_pair(
+    src_tokens: Sequence[str],
+    tgt_tokens: Sequence[str],
+    links: Iterable[Link] | None,
+    src_mentions: Sequence[Mention],
+    relations: Sequence[RelationInstance],
+    cfg: ProjectConfig = ProjectConfig(),
+) -> ProjectionResult:
+    """Projects one pair's mentions and relations (what ``ProjectLabels`` calls).
+
+    Args:
+      src_tokens, tgt_tokens: the pair's words.
+      links: ``(src_idx, tgt_idx)`` word links; ``None`` or empty when the pair
+        could not be aligned (then only verbatim spans project).
+      src_mentions: source mentions, word spans ``[start, end)``.
+      relations: relations between ``src_mentions`` (by index).
+      cfg: projection rules.
+
+    Returns:
+      A `ProjectionResult`: target mentions (``source_index`` into
+      ``src_mentions``), relations with target roles, and counts.
+    """
+    counts = ProjectionCounts()
+    tgt_mentions = project_mentions(src_mentions, links or (), src_tokens, tgt_tokens, cfg, counts)
+    index_map = {m.source_index: i for i, m in enumerate(tgt_mentions)}
+    projected_relations = project_relations(relations, index_map, counts)
+    return ProjectionResult(tgt_mentions, projected_relations, counts)

@@ -1,0 +1,248 @@
+"""Label projection rules on tiny hand-aligned pairs (no model needed)."""
+
+import dataclasses
+
+import pytest
+from relbridge.alignment.projection import (
+    ProjectConfig,
+    ProjectionCounts,
+    is_punctuation,
+    project_mentions,
+    project_pair,
+    project_relations,
+    project_span,
+    trim_span,
+    verbatim_occurrences,
+)
+from relbridge.data_specs.schema import Mention, RelationInstance
+
+# Rules that would otherwise hide the one under test.
+NO_VERBATIM = ProjectConfig(verbatim_spans=False, verbatim_anchors=False)
+
+
+def diagonal(n, offset=0):
+    return [(i, i + offset) for i in range(n)]
+
+
+def span_of(result):
+    return None if result is None else (result.start, result.end)
+
+
+def test_one_to_one_span():
+    src = ["the", "president", "of", "Acme", "spoke"]
+    tgt = ["der", "Präsident", "von", "Acme", "sprach"]
+    got = project_span((1, 4), diagonal(5), src, tgt, NO_VERBATIM)
+    assert span_of(got) == (1, 4)
+    assert got.confidence == pytest.approx(1.0)
+    assert got.rule == "search"
+
+
+def test_one_to_many_and_many_to_one():
+    # one source word -> two target words; two source words -> one target word
+    src = ["the", "Nobel", "Prize", "went", "to", "Marie", "Curie"]
+    tgt = ["der", "Nobel", "-", "Preis", "ging", "an", "MarieCurie"]
+    links = [(0, 0), (1, 1), (2, 2), (2, 3), (3, 4), (4, 5), (5, 6), (6, 6)]
+    assert span_of(project_span((1, 3), links, src, tgt, NO_VERBATIM)) == (1, 4)
+    assert span_of(project_span((5, 7), links, src, tgt, NO_VERBATIM)) == (6, 7)
+
+
+def test_stray_link_far_away_is_ignored():
+    # 'Smith' is also (wrongly) linked to the last word: the span stays contiguous
+    src = ["John", "Smith", "met", "the", "mayor", "in", "town"]
+    tgt = ["John", "Smith", "traf", "den", "Bürgermeister", "in", "der", "Stadt"]
+    links = [(0, 0), (1, 1), (1, 7), (2, 2), (3, 3), (4, 4), (5, 5), (6, 7)]
+    got = project_span((0, 2), links, src, tgt, NO_VERBATIM)
+    assert span_of(got) == (0, 2)
+    assert got.confidence < 1.0
+    first_last = dataclasses.replace(NO_VERBATIM, span_search=False)
+    assert span_of(project_span((0, 2), links, src, tgt, first_last)) == (0, 8)
+
+
+def test_partial_links_cover_the_linked_part():
+    # 'the' in the source span is unlinked; the name still projects
+    src = ["the", "United", "Nations", "met"]
+    tgt = ["Vereinte", "Nationen", "tagten"]
+    links = [(1, 0), (2, 1), (3, 2)]
+    assert span_of(project_span((0, 3), links, src, tgt, NO_VERBATIM)) == (0, 2)
+
+
+def test_punctuation_at_edges_is_trimmed():
+    src = ["he", "met", "Acme", "Corp", ",", "then", "left"]
+    tgt = ["er", "traf", "«", "Acme", "Corp", "»", ",", "dann"]
+    links = [(0, 0), (1, 1), (2, 2), (2, 3), (3, 4), (3, 5), (4, 6), (5, 7)]
+    assert span_of(project_span((2, 4), links, src, tgt, NO_VERBATIM)) == (3, 5)
+    untrimmed = dataclasses.replace(NO_VERBATIM, trim_punctuation=False)
+    assert span_of(project_span((2, 4), links, src, tgt, untrimmed)) == (2, 6)
+    assert trim_span((0, 3), ["-", "x", ","]) == (1, 2)
+    assert trim_span((0, 2), ["-", ","]) is None
+
+
+def test_unlinked_word_inside_a_name_is_bridged():
+    # 'de' is unaligned but sits between two linked words of the name
+    src = ["the", "University", "of", "Paris"]
+    tgt = ["l'", "Université", "de", "Paris"]
+    links = [(0, 0), (1, 1), (3, 3)]
+    assert span_of(project_span((1, 4), links, src, tgt, NO_VERBATIM)) == (1, 4)
+    no_bridge = dataclasses.replace(NO_VERBATIM, max_gap=0)
+    assert span_of(project_span((1, 4), links, src, tgt, no_bridge)) in {(1, 2), (3, 4)}
+
+
+def test_verbatim_span_overrides_wrong_links():
+    src = ["yesterday", "Angela", "Merkel", "spoke"]
+    tgt = ["gestern", "sprach", "Angela", "Merkel"]
+    links = [(0, 0), (1, 1), (2, 1), (3, 1)]  # the name wrongly linked to 'sprach'
+    got = project_span((1, 3), links, src, tgt, ProjectConfig())
+    assert span_of(got) == (2, 4)
+    assert got.rule == "verbatim" and got.confidence == 1.0
+    assert span_of(project_span((1, 3), links, src, tgt, NO_VERBATIM)) == (1, 2)
+
+
+def test_verbatim_picks_the_occurrence_nearest_the_links():
+    src = ["Paris", "and", "Paris"]
+    tgt = ["Paris", "und", "Paris"]
+    assert span_of(project_span((2, 3), [(2, 2)], src, tgt)) == (2, 3)
+    assert span_of(project_span((0, 1), [(0, 0)], src, tgt)) == (0, 1)
+
+
+def test_verbatim_ignores_tokenisation_and_case_but_not_common_words():
+    assert verbatim_occurrences(["Al-Qaida"], ["die", "Al", "-", "Qaida"], 10) == [(1, 4)]
+    assert verbatim_occurrences(["1999"], ["im", "Jahr", "1999", "."], 10) == [(2, 3)]
+    assert verbatim_occurrences(["NATO"], ["la", "Nato"], 10) == [(1, 2)]
+    assert verbatim_occurrences(["in"], ["in"], 10) == []  # not a name
+
+
+def test_hyphen_compound_source_matches_split_target():
+    src = ["Coca-Cola", "sells"]
+    tgt = ["Coca", "-", "Cola", "verkauft"]
+    got = project_span((0, 1), [(0, 0), (1, 3)], src, tgt)
+    assert span_of(got) == (0, 3)
+
+
+def test_verbatim_anchor_repairs_a_misaligned_name_word():
+    # 'Schmidt' is linked to 'sagte' instead of itself
+    src = ["Minister", "Helmut", "Schmidt", "said"]
+    tgt = ["Minister", "Helmut", "Schmidt", "sagte"]
+    links = [(0, 0), (1, 1), (2, 3), (3, 3)]
+    anchored = dataclasses.replace(ProjectConfig(), verbatim_spans=False)
+    assert span_of(project_span((1, 3), links, src, tgt, anchored)) == (1, 3)
+    # without anchors the span stops at the last correctly linked word
+    assert span_of(project_span((1, 3), links, src, tgt, NO_VERBATIM)) == (1, 2)
+
+
+def test_unaligned_mention_is_dropped_and_counted():
+    src = ["Acme", "Corp", "closed"]
+    tgt = ["geschlossen"]
+    counts = ProjectionCounts()
+    out = project_mentions([Mention(0, 2, "Q1")], [(2, 0)], src, tgt, ProjectConfig(), counts)
+    assert out == []
+    assert counts.mentions_dropped_unaligned == 1 and counts.mentions_projected == 0
+
+
+def test_low_confidence_is_dropped():
+    # the span's only link lands on a word mostly linked elsewhere
+    src = ["a", "b", "Xyz", "c"]
+    tgt = ["p", "q", "r"]
+    links = [(0, 1), (1, 1), (3, 1), (2, 1)]
+    counts = ProjectionCounts()
+    cfg = ProjectConfig(min_confidence=0.6)
+    assert project_mentions([Mention(2, 3, "Q")], links, src, tgt, cfg, counts) == []
+    assert counts.mentions_dropped_low_confidence == 1
+    kept = project_mentions(
+        [Mention(2, 3, "Q")], links, src, tgt, ProjectConfig(min_confidence=0.0)
+    )
+    assert [(m.start, m.end) for m in kept] == [(1, 2)]
+    assert 0.0 <= kept[0].confidence <= 1.0
+
+
+def test_conflicting_projections_are_repaired_or_dropped():
+    # both mentions link to target word 1; mention 0 has more evidence
+    src = ["Acme", "Corp", "and", "Beta"]
+    tgt = ["Acme", "und", "Beta"]
+    links = [(0, 0), (1, 0), (1, 1), (3, 1), (3, 2)]
+    mentions = [Mention(0, 2, "A"), Mention(3, 4, "B")]
+    cfg = dataclasses.replace(NO_VERBATIM, min_confidence=0.0)
+    counts = ProjectionCounts()
+    out = project_mentions(mentions, links, src, tgt, cfg, counts)
+    spans = {m.source_index: (m.start, m.end) for m in out}
+    assert not (spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1])
+    assert counts.mentions_repaired == 1
+    dropping = dataclasses.replace(cfg, repair_conflicts=False)
+    counts = ProjectionCounts()
+    out = project_mentions(mentions, links, src, tgt, dropping, counts)
+    assert len(out) == 1 and counts.mentions_dropped_conflict == 1
+    keep_both = dataclasses.replace(cfg, resolve_conflicts=False)
+    assert len(project_mentions(mentions, links, src, tgt, keep_both)) == 2
+
+
+def test_nested_and_identical_source_mentions_may_overlap():
+    src = ["the", "University", "of", "Paris"]
+    tgt = ["l'", "Université", "de", "Paris"]
+    links = diagonal(4)
+    mentions = [Mention(1, 4, "UNIV"), Mention(3, 4, "PARIS"), Mention(1, 4, "UNIV2")]
+    out = project_mentions(mentions, links, src, tgt, NO_VERBATIM)
+    assert [(m.start, m.end, m.source_index) for m in out] == [(1, 4, 0), (3, 4, 1), (1, 4, 2)]
+    assert out[0].text == "Université de Paris" and out[0].kb_id == "UNIV"
+
+
+def test_relations_keep_roles_and_need_both_arguments():
+    rels = [
+        RelationInstance(0, 1, "org:founded_by"),
+        RelationInstance(1, 0, "per:employee_of"),
+        RelationInstance(0, 2, "NA", distant=False),
+    ]
+    counts = ProjectionCounts()
+    out = project_relations(rels, {0: 1, 1: 0}, counts)
+    assert (out[0].tgt_subject, out[0].tgt_object, out[0].projected) == (1, 0, True)
+    assert (out[1].tgt_subject, out[1].tgt_object, out[1].projected) == (0, 1, True)
+    assert (out[2].tgt_subject, out[2].tgt_object, out[2].projected) == (None, None, False)
+    assert out[2].distant is False and out[0].label == "org:founded_by"
+    assert (counts.relations, counts.relations_projected, counts.relations_dropped) == (3, 2, 1)
+
+
+def test_project_pair_end_to_end_and_unaligned_pair():
+    src = ["Barack", "Obama", "visited", "the", "University", "of", "Paris", "."]
+    tgt = ["Barack", "Obama", "besuchte", "die", "Universität", "von", "Paris", "."]
+    mentions = [Mention(0, 2, "Q76", "PER"), Mention(4, 7, "Q209842", "ORG")]
+    rels = [RelationInstance(0, 1, "per:visited")]
+    result = project_pair(src, tgt, diagonal(8), mentions, rels, ProjectConfig())
+    assert [(m.start, m.end, m.type) for m in result.tgt_mentions] == [(0, 2, "PER"), (4, 7, "ORG")]
+    assert result.relations[0].projected and (
+        result.relations[0].tgt_subject,
+        result.relations[0].tgt_object,
+    ) == (0, 1)
+    assert result.counts.mentions_projected == 2 and result.counts.mentions_verbatim == 1
+    # no links: only the verbatim name projects, so the relation does not
+    tgt = ["Barack", "Obama", "besuchte", "die", "Pariser", "Universität", "."]
+    result = project_pair(src, tgt, None, mentions, rels, ProjectConfig())
+    assert [m.source_index for m in result.tgt_mentions] == [0]
+    assert not result.relations[0].projected
+    assert result.counts.relations_dropped == 1
+
+
+def test_links_out_of_range_are_ignored():
+    got = project_span((0, 1), [(0, 0), (0, 9)], ["x"], ["y"], NO_VERBATIM)
+    assert span_of(got) == (0, 1)
+
+
+def test_config_validation_and_pickling():
+    import pickle
+
+    with pytest.raises(ValueError):
+        ProjectConfig(min_confidence=1.5)
+    with pytest.raises(ValueError):
+        ProjectConfig(max_gap=-1)
+    with pytest.raises(ValueError):
+        ProjectConfig(gap_penalty=-0.1)
+    with pytest.raises(ValueError):
+        ProjectConfig(max_span_words=0)
+    cfg = ProjectConfig(min_confidence=0.4)
+    assert pickle.loads(pickle.dumps(cfg)) == cfg and hash(cfg) == hash(
+        ProjectConfig(min_confidence=0.4)
+    )
+
+
+def test_punctuation_classes():
+    assert (
+        is_punctuation(",") and is_punctuation("-") and is_punctuation("«") and is_punctuation("—")
+    )
+    assert not is_punctuation("a-b") and not is_punctuation("1")
