@@ -303,51 +303,63 @@ def _build_units(
     return units, pair_enc, tag_enc, bags
 
 
-def _epoch_batches(
-    sampler: LanguageBalancedSampler,
-    units: list[_Unit],
-    lengths: list[int],
-    epoch: int,
-    cfg: TrainConfig,
-    seed: int,
-) -> list[list[int]]:
-    """Micro-batches of unit indices; similar lengths are batched together to cut padding."""
-    order = sampler.order(epoch)
-    n_rel = sum(1 for u in units if u.kind != "tag")
-    n_tag = len(units) - n_rel
-    max_tags = int(round(cfg.tagging_ratio * n_rel)) if n_tag else 0
-    kept, tags = [], 0
-    for i in order:
-        if units[i].kind == "tag":
-            if tags >= max_tags:
-                continue
-            tags += 1
-        kept.append(i)
-    rng = random.Random(f"{seed}:batches:{epoch}")
-    chunk = cfg.batch_size * 32
-    batches = []
-    for start in range(0, len(kept), chunk):
-        block = sorted(kept[start : start + chunk], key=lambda i: lengths[i])
-        batches += [block[j : j + cfg.batch_size] for j in range(0, len(block), cfg.batch_size)]
-    rng.shuffle(batches)
-    return batches
+class _UnitSampler:
+    """Per-epoch micro-batches: relation units and tagging units, each language-balanced.
 
+    Relation units (pairs or bags) are drawn once per epoch on average (temperature
+    sampling over languages); tagging units add ``tagging_ratio`` times as many
+    draws. Within chunks of 32 batches, inputs of similar length share a batch
+    (less padding), and the batches are shuffled. The result depends only on
+    (seed, epoch), which is what makes a resumed run identical.
+    """
 
-def _sampler_languages(units: list[_Unit]) -> list[str]:
-    return [u.lang for u in units]
+    def __init__(self, units: list[_Unit], lengths: list[int], cfg: TrainConfig):
+        self.units, self.lengths, self.cfg = units, lengths, cfg
+        self.rel_idx = [i for i, u in enumerate(units) if u.kind != "tag"]
+        self.tag_idx = [i for i, u in enumerate(units) if u.kind == "tag"]
+        self.rel = LanguageBalancedSampler(
+            [units[i].lang for i in self.rel_idx], cfg.lang_temperature, cfg.seed
+        )
+        n_tags = round(cfg.tagging_ratio * len(self.rel_idx)) if self.tag_idx else 0
+        self.tag = (
+            LanguageBalancedSampler(
+                [units[i].lang for i in self.tag_idx], cfg.lang_temperature, cfg.seed + 1, n_tags
+            )
+            if n_tags
+            else None
+        )
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        drawn = [self.rel_idx[i] for i in self.rel.order(epoch)]
+        if self.tag is not None:
+            drawn += [self.tag_idx[i] for i in self.tag.order(epoch)]
+        rng = random.Random(f"{self.cfg.seed}:batches:{epoch}")
+        rng.shuffle(drawn)
+        size, chunk = self.cfg.batch_size, self.cfg.batch_size * 32
+        batches = []
+        for start in range(0, len(drawn), chunk):
+            block = sorted(drawn[start : start + chunk], key=lambda i: self.lengths[i])
+            batches += [block[j : j + size] for j in range(0, len(block), size)]
+        rng.shuffle(batches)
+        return batches
 
 
 # ---------------------------------------------------------------------- model setup
 
 
 def _freeze_lower(model: RelationExtractor, n_layers: int) -> None:
-    """Freezes the encoder's embeddings block and its lowest ``n_layers`` layers."""
+    """Freezes the encoder's embeddings block and its lowest ``n_layers`` layers (BERT-like encoders)."""
     if n_layers <= 0:
         return
     encoder = model.encoder
-    for p in encoder.embeddings.parameters():
+    embeddings = getattr(encoder, "embeddings", None)
+    layers = getattr(getattr(encoder, "encoder", None), "layer", None)
+    if embeddings is None or layers is None:
+        raise ValueError(
+            f"freeze_layers needs a BERT-like encoder (.embeddings, .encoder.layer), got {type(encoder)}"
+        )
+    for p in embeddings.parameters():
         p.requires_grad_(False)
-    layers = encoder.encoder.layer
     for layer in layers[: min(n_layers, len(layers))]:
         for p in layer.parameters():
             p.requires_grad_(False)
@@ -555,10 +567,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         else sum(len(pair_enc[i].input_ids) for i, _ in bags[u.index].members[: cfg.max_bag_size])
         for u in units
     ]
-    sampler = LanguageBalancedSampler(_sampler_languages(units), cfg.lang_temperature, cfg.seed)
-    steps_per_epoch = math.ceil(
-        len(_epoch_batches(sampler, units, lengths, 0, cfg, cfg.seed)) / cfg.grad_accum
-    )
+    sampler = _UnitSampler(units, lengths, cfg)
+    steps_per_epoch = math.ceil(len(sampler.batches(0)) / cfg.grad_accum)
     total_steps = steps_per_epoch * cfg.epochs
     optimizer = _optimizer(model, cfg)
     scheduler = _scheduler(optimizer, total_steps, cfg.warmup_ratio)
@@ -647,7 +657,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     stopped_early = state.get("stopped_early", False)
     interrupted = False
     while state["epoch"] < cfg.epochs and not stopped_early and not interrupted:
-        batches = _epoch_batches(sampler, units, lengths, state["epoch"], cfg, cfg.seed)
+        batches = sampler.batches(state["epoch"])
         for step in range(state["step_in_epoch"], steps_per_epoch):
             micro = batches[step * cfg.grad_accum : (step + 1) * cfg.grad_accum]
             if not micro:
@@ -669,11 +679,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             state["global_step"] += 1
             state["step_in_epoch"] = step + 1
             seen += total_units
-            bar.update(1)
             bar.set_postfix(
                 loss=f"{loss_sum / total_units:.4f}",
                 ex_s=f"{seen / (time.perf_counter() - loop_started):.1f}",
+                refresh=False,
             )
+            bar.update(1)
             if cfg.eval_every and state["global_step"] % cfg.eval_every == 0 and evaluate_dev():
                 stopped_early = True
             if stopped_early or (cfg.save_every and state["global_step"] % cfg.save_every == 0):
