@@ -22,9 +22,10 @@ Usage::
     path = resolve_model()                      # bundled e5 unless cached/online
     model = AutoModel.from_pretrained(path)
 
-The materialised directory holds ``config.json``, ``model.safetensors``
-(float32; float16 is ~4x slower on CPU), ``tokenizer.json``,
-``tokenizer_config.json`` and ``relbridge_provenance.json``.
+The materialised directory (~490 MB, ~4 s to build) holds ``config.json``
+(``BertModel``), ``model.safetensors`` (float32; float16 is ~4x slower on
+CPU), the genuine ``tokenizer.json`` with a ``tokenizer_config.json`` that
+loads it verbatim, and ``relbridge_provenance.json`` (sources and sha256).
 """
 
 from __future__ import annotations
@@ -81,7 +82,9 @@ def bundled_e5_dir(cache_dir: str | None = None) -> str:
     return os.path.join(cache_dir or default_cache_dir(), "encoders", name)
 
 
-def resolve_model(name_or_path: str | None = None, cache_dir: str | None = None) -> str:
+def resolve_model(
+    name_or_path: str | os.PathLike | None = None, cache_dir: str | None = None
+) -> str:
     """Return a local directory or hub name that `from_pretrained` can load.
 
     Args:
@@ -95,6 +98,7 @@ def resolve_model(name_or_path: str | None = None, cache_dir: str | None = None)
         bundled e5) or a hub name that was confirmed reachable.
     """
     if name_or_path is not None:
+        name_or_path = os.fspath(name_or_path)
         path = os.path.expanduser(name_or_path)
         if os.path.isdir(path):
             if not os.path.isfile(os.path.join(path, "config.json")):
@@ -241,10 +245,16 @@ def materialise_bundled_e5(cache_dir: str | None = None) -> str:
         if _is_complete(target):  # another process built it while we waited
             return target
         _remove_stale_tmp_dirs(parent, os.path.basename(target))
+        if os.path.lexists(target):  # not ours (no provenance): move it aside, never into it
+            aside = tempfile.mkdtemp(prefix=f".tmp-{os.path.basename(target)}-", dir=parent)
+            logger.warning("Replacing incomplete encoder directory %s", target)
+            os.replace(target, os.path.join(aside, "incomplete"))
+            shutil.rmtree(aside, ignore_errors=True)
         tmp = tempfile.mkdtemp(prefix=f".tmp-{os.path.basename(target)}-", dir=parent)
         try:
             start = time.perf_counter()
             _build_e5_dir(tmp)
+            _make_readable(tmp)  # mkdtemp gives 0700, safetensors 0600
             try:
                 os.rename(tmp, target)
             except OSError:
@@ -281,6 +291,13 @@ def _file_lock(path: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _make_readable(directory: str) -> None:
+    """Give the directory and its files the usual 0755 / 0644 permissions."""
+    os.chmod(directory, 0o755)
+    for entry in os.scandir(directory):
+        os.chmod(entry.path, 0o644)
 
 
 def _remove_stale_tmp_dirs(parent: str, name: str, max_age_s: float = 3600.0) -> None:
@@ -498,7 +515,6 @@ def _tokenizer_config(hp: dict) -> dict:
         "unk_token": "<unk>",
         "pad_token": "<pad>",
         "mask_token": "<mask>",
-        "add_prefix_space": True,
         "clean_up_tokenization_spaces": True,
     }
 

@@ -143,6 +143,8 @@ def test_materialised_dir_has_config_weights_tokenizer_and_provenance(e5_dir):
         PROVENANCE_FILE,
     ):
         assert os.path.isfile(os.path.join(e5_dir, name)), name
+        assert os.stat(os.path.join(e5_dir, name)).st_mode & 0o777 == 0o644, name
+    assert os.stat(e5_dir).st_mode & 0o777 == 0o755  # readable by other users' workers
     with open(os.path.join(e5_dir, "config.json")) as f:
         config = json.load(f)
     assert (config["model_type"], config["hidden_size"], config["num_hidden_layers"]) == (
@@ -222,6 +224,21 @@ def test_losing_the_rename_race_is_tolerated(tmp_path, monkeypatch):
     assert materialise_bundled_e5(str(tmp_path)) == target
     assert not os.path.exists(os.path.join(target, "extra"))
     assert not [n for n in os.listdir(os.path.dirname(target)) if n.startswith(".tmp-")]
+
+
+def test_incomplete_directory_is_replaced(tmp_path, monkeypatch):
+    target = bundled_e5_dir(str(tmp_path))
+    os.makedirs(target)
+    with open(os.path.join(target, "config.json"), "w") as f:
+        f.write("{}")  # e.g. a half-copied directory: no provenance file
+
+    def fake_build(out_dir):
+        with open(os.path.join(out_dir, PROVENANCE_FILE), "w") as f:
+            f.write("{}")
+
+    monkeypatch.setattr(encoders, "_build_e5_dir", fake_build)
+    assert materialise_bundled_e5(str(tmp_path)) == target
+    assert os.listdir(target) == [PROVENANCE_FILE]
 
 
 # ---------------------------------------------------------------------------
