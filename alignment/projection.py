@@ -182,12 +182,18 @@ def _key(tokens: Sequence[str]) -> str:
 # ----------------------------------------------------------------------------
 
 
-def trim_span(span: Span, tgt_tokens: Sequence[str]) -> Span | None:
-    """Cuts punctuation/hyphen tokens off both edges; ``None`` if nothing is left."""
+def trim_span(span: Span, tgt_tokens: Sequence[str], src_words: Sequence[str] = ()) -> Span | None:
+    """Cuts punctuation/hyphen tokens off both edges; ``None`` if nothing is left.
+
+    An edge token equal to the source span's own edge token is kept, so
+    ``Metro Inc .`` still ends in its period.
+    """
+    first = src_words[0] if src_words and is_punctuation(src_words[0]) else None
+    last = src_words[-1] if src_words and is_punctuation(src_words[-1]) else None
     start, end = span
-    while start < end and is_punctuation(tgt_tokens[start]):
+    while start < end and is_punctuation(tgt_tokens[start]) and tgt_tokens[start] != first:
         start += 1
-    while end > start and is_punctuation(tgt_tokens[end - 1]):
+    while end > start and is_punctuation(tgt_tokens[end - 1]) and tgt_tokens[end - 1] != last:
         end -= 1
     return (start, end) if start < end else None
 
@@ -220,6 +226,36 @@ def verbatim_occurrences(
     return found
 
 
+def choose_occurrence(
+    rank: int,
+    n_source_occurrences: int,
+    candidates: Sequence[Span],
+    centre: float | None,
+    relative_position: float,
+    n_tgt: int,
+) -> Span:
+    """Picks the target occurrence of a repeated name.
+
+    When the name occurs as often in the target as in the source, the one
+    with the same rank (the k-th for the k-th); otherwise the one nearest to
+    the span's links (``centre``), or without links the one nearest to the
+    source span's relative position in its sentence.
+    """
+    if len(candidates) == n_source_occurrences:
+        return candidates[rank]
+    target = centre if centre is not None else relative_position * n_tgt
+
+    def distance(span: Span) -> tuple[float, int]:
+        return abs((span[0] + span[1] - 1) / 2 - target), span[0]
+
+    return min(candidates, key=distance)
+
+
+def _centre(span: Span, links: Iterable[Link]) -> float | None:
+    linked = [t for s, t in links if span[0] <= s < span[1]]
+    return sum(linked) / len(linked) if linked else None
+
+
 def anchor_links(
     span: Span,
     links: Iterable[Link],
@@ -228,21 +264,26 @@ def anchor_links(
 ) -> set[Link]:
     """Links from name-like source words in ``span`` to identical target words.
 
-    Where a word occurs several times in the target, the occurrence nearest to
-    the span's existing links is used (or every one when there are none).
+    A repeated word is linked to one target occurrence (see `choose_occurrence`).
     """
-    linked_targets = [t for s, t in links if span[0] <= s < span[1]]
-    centre = sum(linked_targets) / len(linked_targets) if linked_targets else None
+    links = list(links)
+    folded_src = [_fold(t) for t in src_tokens]
     folded_tgt = [_fold(t) for t in tgt_tokens]
     out: set[Link] = set()
     for s in range(*span):
         if not _name_like(src_tokens[s]):
             continue
-        word = _fold(src_tokens[s])
-        hits = [t for t, w in enumerate(folded_tgt) if w == word]
-        if hits and centre is not None:
-            hits = [min(hits, key=lambda t: abs(t - centre))]
-        out.update((s, t) for t in hits)
+        hits = [(t, t + 1) for t, w in enumerate(folded_tgt) if w == folded_src[s]]
+        if not hits:
+            continue
+        same = [i for i, w in enumerate(folded_src) if w == folded_src[s]]
+        centre = _centre((s, s + 1), links)
+        if centre is None:
+            centre = _centre(span, links)
+        chosen = choose_occurrence(
+            same.index(s), len(same), hits, centre, (s + 0.5) / len(src_tokens), len(tgt_tokens)
+        )
+        out.add((s, chosen[0]))
     return out
 
 
@@ -366,9 +407,12 @@ def project_span(
             if not is_blocked(*h)
         ]
         if hits:
-            linked = [t for s, t in links if span[0] <= s < span[1]]
-            centre = sum(linked) / len(linked) if linked else 0.0
-            start, end = min(hits, key=lambda h: (abs((h[0] + h[1] - 1) / 2 - centre), h[0]))
+            same = verbatim_occurrences(src_words, src_tokens, cfg.max_span_words)
+            rank = same.index(span) if span in same else 0
+            mid = (span[0] + span[1]) / 2 / len(src_tokens)
+            start, end = choose_occurrence(
+                rank, len(same), hits, _centre(span, links), mid, len(tgt_tokens)
+            )
             return ProjectedSpan(start, end, 1.0, "verbatim")
     if cfg.verbatim_anchors:
         anchors = anchor_links(span, links, src_tokens, tgt_tokens)
@@ -385,7 +429,7 @@ def project_span(
     if found is None:
         return None
     if cfg.trim_punctuation:
-        found = trim_span(found, tgt_tokens)
+        found = trim_span(found, tgt_tokens, src_words)
         if found is None:
             return None
     confidence = span_confidence(found, span, links, weights, inside, src_tokens, tgt_tokens)

@@ -75,6 +75,9 @@ def test_punctuation_at_edges_is_trimmed():
     assert span_of(project_span((2, 4), links, src, tgt, untrimmed)) == (2, 6)
     assert trim_span((0, 3), ["-", "x", ","]) == (1, 2)
     assert trim_span((0, 2), ["-", ","]) is None
+    # a period that ends the source name too is kept
+    assert trim_span((0, 3), ["Metro", "Inc", "."], ["Metro", "Inc", "."]) == (0, 3)
+    assert trim_span((0, 3), ["Metro", "Inc", ","], ["Metro", "Inc", "."]) == (0, 2)
 
 
 def test_unlinked_word_inside_a_name_is_bridged():
@@ -102,6 +105,18 @@ def test_verbatim_picks_the_occurrence_nearest_the_links():
     tgt = ["Paris", "und", "Paris"]
     assert span_of(project_span((2, 3), [(2, 2)], src, tgt)) == (2, 3)
     assert span_of(project_span((0, 1), [(0, 0)], src, tgt)) == (0, 1)
+
+
+def test_repeated_name_takes_the_occurrence_of_the_same_rank():
+    # 'ICI' occurs three times on both sides; the links of the second one point
+    # at the third target occurrence, but rank agreement wins
+    src = ["for", "ICI", ",", "ICI", "said", "ICI", "chief"]
+    tgt = ["für", "ICI", ",", "von", "ICI", "sagte", "ICI", "Chef"]
+    got = project_span((3, 4), [(3, 6)], src, tgt)
+    assert span_of(got) == (4, 5)
+    # different counts: nearest to the links
+    got = project_span((3, 4), [(3, 6)], src[:5], tgt)
+    assert span_of(got) == (6, 7)
 
 
 def test_verbatim_ignores_tokenisation_and_case_but_not_common_words():

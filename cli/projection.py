@@ -1,0 +1,139 @@
+"""`relbridge eval-projection`: project source gold spans and score them on the target gold.
+
+    relbridge eval-projection --format relx \\
+        --src ../shared/data/relx/RELX_en.txt --tgt ../shared/data/relx/RELX_de.txt
+    relbridge eval-projection --format conll \\
+        --src ../shared/data/europarl-ner/en-europarl.test.conll02 \\
+        --tgt ../shared/data/europarl-ner/de-europarl.test.conll02
+
+aligns every pair with the project's `WordAligner` (or reads links saved by an
+earlier run with ``--links``), projects the source gold with `project_pair`
+under the `ProjectConfig` the flags describe, and prints one JSON line:
+``precision``, ``recall``, ``f1`` (exact spans, same role or type),
+``token_f1``, for RELX ``both_exact``, the projection counts and the configs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+
+logger = logging.getLogger(__name__)
+
+# flag -> ProjectConfig field, for the value flags
+_PROJECT_VALUES = {
+    "min_confidence": float,
+    "gap_penalty": float,
+    "outside_penalty": float,
+    "max_gap": int,
+    "max_span_words": int,
+}
+# --no-X flag -> ProjectConfig boolean field
+_PROJECT_SWITCHES = (
+    "verbatim_spans",
+    "verbatim_anchors",
+    "span_search",
+    "trim_punctuation",
+    "resolve_conflicts",
+    "repair_conflicts",
+)
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "eval-projection",
+        help="score label projection on parallel gold (RELX or CoNLL BIO files)",
+        description="Projects the source gold entities into the target with the word aligner "
+        "and the projection rules, and scores them against the target gold. Flags left out "
+        "take AlignConfig's and ProjectConfig's defaults.",
+    )
+    parser.add_argument("--format", required=True, choices=("relx", "conll"))
+    parser.add_argument("--src", required=True, help="source-language gold file")
+    parser.add_argument("--tgt", required=True, help="target-language gold file (parallel)")
+    parser.add_argument(
+        "--no-gold-cuts",
+        action="store_true",
+        help="RELX: tokenise the target without splitting words at the gold boundaries",
+    )
+    parser.add_argument("--limit", type=int, help="only the first N pairs")
+    parser.add_argument(
+        "--links",
+        help="Pharaoh file of links, one line per pair: read if it exists, else written "
+        "after aligning (to rerun projection settings without the encoder)",
+    )
+    parser.add_argument("--errors", help="write the wrongly projected sentences here (TSV)")
+    al = parser.add_argument_group("word aligner (AlignConfig)")
+    al.add_argument("--aligner", help="registered preset, e.g. simalign.argmax.v1")
+    al.add_argument("--method", help="link extraction method (argmax, itermax, match, softmax)")
+    al.add_argument("--layer", type=int, help="hidden state to use (e5-small: 6)")
+    al.add_argument("--model", help="encoder name or local Hugging Face directory")
+    al.add_argument("--token-type", choices=("word", "bpe"), help="match words or subwords")
+    al.add_argument("--batch-size", type=int, help="pairs per align_batch call")
+    al.add_argument("--device", help="auto, cpu or cuda")
+    al.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"))
+    al.add_argument("--threads", type=int, help="torch CPU threads")
+    pr = parser.add_argument_group("projection rules (ProjectConfig)")
+    for name, kind in _PROJECT_VALUES.items():
+        pr.add_argument("--" + name.replace("_", "-"), type=kind, help=f"ProjectConfig.{name}")
+    for name in _PROJECT_SWITCHES:
+        pr.add_argument(
+            "--no-" + name.replace("_", "-"),
+            dest=name,
+            action="store_false",
+            default=None,
+            help=f"ProjectConfig.{name}=False",
+        )
+    parser.set_defaults(func=_eval_projection, extra_layers=None)
+
+
+def project_config_from_args(args: argparse.Namespace):
+    """The `ProjectConfig` the projection flags describe."""
+    from relbridge.alignment.projection import ProjectConfig
+
+    fields = (*_PROJECT_VALUES, *_PROJECT_SWITCHES)
+    return ProjectConfig(
+        **{f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}
+    )
+
+
+def _eval_projection(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from relbridge.alignment import projection_eval as pe
+    from relbridge.alignment.metrics import format_pharaoh, read_pharaoh
+    from relbridge.cli.align import config_from_args
+
+    project_cfg = project_config_from_args(args)
+    if args.format == "relx":
+        pairs = pe.load_relx_pairs(args.src, args.tgt, gold_cuts=not args.no_gold_cuts)
+    else:
+        pairs = pe.load_conll_pairs(args.src, args.tgt)
+    pairs = pairs[: args.limit] if args.limit else pairs
+    align_cfg = config_from_args(args)
+    if args.links and os.path.exists(args.links):
+        links = [sorted(g.sure) for g in read_pharaoh(args.links)]
+        if len(links) != len(pairs):
+            raise SystemExit(f"{args.links} has {len(links)} lines for {len(pairs)} pairs")
+        logger.info("read links of %d pairs from %s", len(links), args.links)
+    else:
+        from relbridge.alignment.aligner import WordAligner
+
+        links = pe.align_pairs(pairs, WordAligner(align_cfg), align_cfg.batch_size)
+        if args.links:
+            with open(args.links, "w", encoding="utf-8") as f:
+                f.writelines(format_pharaoh(x or ()) + "\n" for x in links)
+    errors: list | None = [] if args.errors else None
+    scores = pe.evaluate(pairs, links, project_cfg, errors)
+    if args.errors:
+        with open(args.errors, "w", encoding="utf-8") as f:
+            f.writelines(pe.format_error(*e) + "\n" for e in errors)
+    report = {
+        **scores.as_dict(),
+        "format": args.format,
+        "align_config": asdict(align_cfg),
+        "project_config": asdict(project_cfg),
+    }
+    print(json.dumps(report))
+    return 0
