@@ -65,6 +65,8 @@ class AlignConfig:
         default (multilingual-e5-small).
       layer: hidden state to use (0 = embeddings). For e5-small (12 layers)
         6 beat 8 on every dev pair; useful range 4-8.
+      text_prefix: text embedded before every sentence and never aligned (e.g.
+        ``"passage: "``, the prefix e5 models were trained with); empty = none.
       extra_layers: further hidden states averaged with ``layer`` (e.g. ``(5, 7)``); empty = off.
       method: extraction method whose links go into ``AlignResult.links``:
         ``argmax``, ``itermax``, ``match``, ``softmax`` or a registered name
@@ -92,6 +94,7 @@ class AlignConfig:
 
     model: str | None = None
     layer: int = 6
+    text_prefix: str = ""
     extra_layers: tuple[int, ...] = ()
     method: str = "argmax"
     also: tuple[str, ...] = ()
@@ -298,6 +301,7 @@ class WordAligner:
             max_tokens=cfg.max_tokens,
             device=cfg.device,
             dtype=cfg.dtype,
+            text_prefix=cfg.text_prefix,
         )
 
     def align_batch(

@@ -118,6 +118,8 @@ class SentenceEmbedder:
       max_tokens: padded subwords per forward pass (batch size x longest window).
       device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"``.
       dtype: ``"auto"``, ``"float32"``, ``"bfloat16"`` or ``"float16"``.
+      text_prefix: text put before every sentence (after the special tokens)
+        and left out of the output, e.g. ``"passage: "`` for e5 models.
     """
 
     def __init__(
@@ -129,6 +131,7 @@ class SentenceEmbedder:
         max_tokens: int = 4096,
         device: str = "auto",
         dtype: str = "auto",
+        text_prefix: str = "",
     ):
         from transformers import AutoModel, AutoTokenizer
 
@@ -160,6 +163,8 @@ class SentenceEmbedder:
         if max_length is not None:
             limit = min(limit, max_length)
         self.prefix, self.suffix = self._special_tokens(self.tokenizer)
+        if text_prefix:  # e.g. e5's "passage: ", embedded with every window, never aligned
+            self.prefix += self.tokenizer(text_prefix, add_special_tokens=False)["input_ids"]
         self.content = limit - len(self.prefix) - len(self.suffix)
         if self.content < 2:
             raise ValueError(f"window of {limit} subwords leaves no room for text")

@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 # flag -> AlignConfig field, for the flags that map one to one
 _FIELDS = {
     "model": "model",
+    "text_prefix": "text_prefix",
     "layer": "layer",
     "token_type": "token_type",
     "distortion": "distortion",
@@ -58,6 +59,7 @@ def register(subparsers) -> None:
         help="method, comma-separated methods (the first one is scored as 'aer') or 'mai'",
     )
     parser.add_argument("--layer", type=int, help="hidden state to use (e5-small: 6)")
+    parser.add_argument("--text-prefix", help='text before every sentence, e.g. "passage: "')
     parser.add_argument(
         "--extra-layers", help="comma-separated hidden states averaged with --layer"
     )
