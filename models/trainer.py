@@ -51,7 +51,7 @@ logger = logging.getLogger(__name__)
 
 AGGREGATIONS = ("none", "attention", "average")
 DEV_METRICS = ("micro_f1", "macro_f1", "relx_f1", "auc")
-DEFAULT_MODEL = "multilingual-e5-small"
+DEFAULT_MODEL = "intfloat/multilingual-e5-small"
 CHECKPOINT = "checkpoint.pt"
 MODEL_DIR = "model"
 # Config fields that may change between a run and its resumption.
@@ -227,15 +227,9 @@ class TrainConfig:
 
 
 def resolve_encoder(name: str) -> str:
-    """The local directory of an encoder: ``data_specs.encoders.resolve_model`` when present."""
-    try:
-        from relbridge.data_specs.encoders import resolve_model
-    except ImportError:
-        if os.path.isdir(name):
-            return name
-        raise ValueError(
-            f"encoder {name!r} is not a directory and relbridge.data_specs.encoders is missing"
-        ) from None
+    """A directory `AutoModel` can load: `data_specs.encoders.resolve_model` (bundled e5 offline)."""
+    from relbridge.data_specs.encoders import resolve_model
+
     return str(resolve_model(name))
 
 
