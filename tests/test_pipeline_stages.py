@@ -28,7 +28,7 @@ KB = KnowledgeBase(
 
 def write_kb(tmp_path):
     kb_dir = tmp_path / "kb"
-    kb_dir.mkdir()
+    kb_dir.mkdir(exist_ok=True)
     with open(kb_dir / "entities.jsonl", "w") as f:
         for e in KB.entities.values():
             f.write(json.dumps({"id": e.id, "type": e.type, "aliases": {k: list(v) for k, v in e.aliases.items()}}) + "\n")

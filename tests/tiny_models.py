@@ -19,7 +19,8 @@ WORDS = (
 def tiny_vocab() -> list[str]:
     chars = string.ascii_letters + string.digits + string.punctuation + "äöüßéèàçÄÖÜÉ"
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    return specials + list(chars) + ["##" + c for c in chars] + sorted(set(WORDS))
+    tokens = specials + list(chars) + ["##" + c for c in chars] + sorted(set(WORDS))
+    return list(dict.fromkeys(tokens))  # "a" is both a character and a word: ids must stay dense
 
 
 def build_tiny_encoder(path: str, num_layers: int = 2, hidden: int = 32, seed: int = 0) -> str:

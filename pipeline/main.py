@@ -1,0 +1,129 @@
+"""The relbridge Beam DAG, wired from its stages.
+
+    ReadBitext -> [SkipExisting] -> Tokenize -> LabelWithKb -> AlignWords
+      -> ProjectLabels -> WriteShards
+
+Run it with ``relbridge run --corpus ... --kb ... --src-lang en --tgt-lang de
+--output DIR [Beam flags]``; any flag we do not know goes to Beam's
+`PipelineOptions` (``--runner DataflowRunner --project ... --region ...
+--temp_location gs://...``, or ``--direct_running_mode multi_processing``).
+Workers get the code as the installed package: on Dataflow pass
+``--setup_file`` pointing at a ``setup.py`` shim or ``--sdk_location``/
+``--extra_package`` with a wheel built from ``pyproject.toml`` (see README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import logging
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from relbridge.pipeline.align import AlignWords
+from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG
+from relbridge.pipeline.ingest import ReadBitext
+from relbridge.pipeline.label import LabelWithKb
+from relbridge.pipeline.options import PipelineConfig, add_arguments, config_from_args
+from relbridge.pipeline.project import ProjectLabels
+from relbridge.pipeline.tokenize import Tokenize
+from relbridge.pipeline.write_shards import STATS, WriteShards
+
+logger = logging.getLogger(__name__)
+
+
+def existing_pair_ids(output: str) -> list[str]:
+    """Pair ids already written to ``output/shards`` by earlier runs."""
+    import pyarrow.parquet as pq
+
+    pattern = FileSystems.join(output, "shards", "*.parquet")
+    ids: list[str] = []
+    for meta in FileSystems.match([pattern])[0].metadata_list:
+        with FileSystems.open(meta.path) as f:
+            ids.extend(pq.read_table(f, columns=["pair_id"]).column("pair_id").to_pylist())
+    return ids
+
+
+def build_pipeline(p: beam.Pipeline, cfg: PipelineConfig, done: frozenset[str] = frozenset()):
+    """Adds the DAG to ``p``; returns the PCollection holding the stats dict.
+
+    Args:
+      p: the pipeline.
+      cfg: the run's config.
+      done: pair ids written by earlier runs (refresh mode); those records are
+        counted as skipped instead of processed again.
+    """
+    # records: BitextRecord (one per parsable input line)
+    ingested = p | "ReadBitext" >> ReadBitext(cfg.ingest)
+    records = ingested.records
+    dead_letters = [ingested[DEAD_LETTER_TAG]]
+    ones = lambda _: 1  # noqa: E731
+    input_records = (
+        (records | "CountRecords" >> beam.Map(ones), ingested[DEAD_LETTER_TAG] | "CountBadLines" >> beam.Map(ones))
+        | "CountInputs" >> beam.Flatten()
+    )
+    skipped = p | "NoneSkipped" >> beam.Create([])
+    if done:
+        parts = records | "SkipExisting" >> beam.Partition(lambda r, _: int(r.pair_id in done), 2)
+        records, skipped = parts[0], parts[1]
+
+    # rows: ShardRow, filled in stage by stage
+    tokenized = records | "Tokenize" >> Tokenize(cfg.tokenize)
+    dead_letters.append(tokenized[DEAD_LETTER_TAG])
+    labelled = tokenized.rows | "LabelWithKb" >> LabelWithKb(cfg.label)
+    aligned = labelled | "AlignWords" >> AlignWords(cfg.align)
+    dead_letters.append(aligned[DEAD_LETTER_TAG])
+    projected = aligned.rows | "ProjectLabels" >> ProjectLabels(cfg.project)
+
+    all_dead = dead_letters | "MergeDeadLetters" >> beam.Flatten()
+    return {
+        "rows": projected,
+        "dead_letter": all_dead,
+        "input_records": input_records,
+        "skipped": skipped,
+    } | "WriteShards" >> WriteShards(cfg.write)
+
+
+def write_config(cfg: PipelineConfig) -> None:
+    """Saves the resolved config beside the shards (before the run starts)."""
+    if not FileSystems.exists(cfg.write.output):
+        FileSystems.mkdirs(cfg.write.output)
+    with FileSystems.create(cfg.write.path("pipeline_config.json")) as f:
+        f.write(json.dumps(cfg.to_dict(), indent=2, sort_keys=True, default=str).encode())
+
+
+def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> dict:
+    """Parses flags, builds and runs the pipeline; returns ``stats.json``'s content.
+
+    Args:
+      argv: our flags plus any Beam flags.
+      test_pipeline: a pipeline to build into instead of a new one (tests).
+    """
+    parser = argparse.ArgumentParser(prog="relbridge run", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    args, beam_args = parser.parse_known_args(argv)
+    return run_config(config_from_args(args), beam_args, test_pipeline)
+
+
+def run_config(
+    cfg: PipelineConfig, beam_args: list[str] | None = None, test_pipeline: beam.Pipeline | None = None
+) -> dict:
+    """Runs the pipeline for a resolved config; returns ``stats.json``'s content."""
+    done = frozenset(existing_pair_ids(cfg.write.output)) if cfg.skip_existing else frozenset()
+    if done:
+        # A refresh writes new files beside the old ones, never over them.
+        run_id = hashlib.sha1((cfg.write.run_id + "".join(sorted(done))).encode()).hexdigest()[:10]
+        cfg = dataclasses.replace(cfg, write=dataclasses.replace(cfg.write, run_id=run_id))
+        logger.info("refresh: %d pair ids already in %s", len(done), cfg.write.output)
+    write_config(cfg)
+    logger.info("run %s: %s -> %s", cfg.write.run_id, cfg.ingest.corpus, cfg.write.output)
+    p = test_pipeline or beam.Pipeline(options=PipelineOptions(beam_args or []))
+    build_pipeline(p, cfg, done)
+    result = p.run()
+    result.wait_until_finish()
+    with FileSystems.open(cfg.write.path(STATS)) as f:
+        return json.loads(f.read())

@@ -1,0 +1,91 @@
+"""The pipeline's own flags, parsed apart from Beam's `PipelineOptions`.
+
+`parse_args(argv)` returns our namespace and the leftover flags, which go to
+Beam unchanged (``--runner``, ``--direct_running_mode``, ``--project``, ...).
+`PipelineConfig` groups one frozen config per stage; it is hashed into the run
+id and saved as ``pipeline_config.json`` beside the shards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+
+from relbridge.alignment.aligner import AlignConfig
+from relbridge.alignment.projection import ProjectConfig
+from relbridge.pipeline.ingest import IngestConfig
+from relbridge.pipeline.label import LabelConfig
+from relbridge.pipeline.tokenize import TokenizeConfig
+from relbridge.pipeline.write_shards import WriteConfig
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """All stage configs of one run."""
+
+    ingest: IngestConfig
+    tokenize: TokenizeConfig
+    label: LabelConfig
+    align: AlignConfig
+    project: ProjectConfig
+    write: WriteConfig
+    skip_existing: bool = False
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self, input_files: list[str]) -> str:
+        """A short hash of the config (minus the run id) and the input files."""
+        body = self.to_dict()
+        body["write"].pop("run_id")
+        blob = json.dumps({"config": body, "inputs": input_files}, sort_keys=True, default=str)
+        return hashlib.sha1(blob.encode()).hexdigest()[:10]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds the pipeline's flags (used by `relbridge run`)."""
+    io = parser.add_argument_group("inputs and outputs")
+    io.add_argument("--corpus", required=True, help="parallel corpus: a .tsv (src<TAB>tgt or id<TAB>src<TAB>tgt) "
+                    "or .jsonl ({src, tgt, id?}) file or glob, or a prefix P of two line-aligned text files "
+                    "P.<src-lang> and P.<tgt-lang>; local, gs:// or any Beam filesystem")
+    io.add_argument("--corpus-format", default="auto", choices=["auto", "tsv", "jsonl", "text"],
+                    help="corpus format (default: by file name; anything not .tsv/.jsonl is 'text')")
+    io.add_argument("--corpus-name", default="", help="provenance name, part of every pair id (default: file name)")
+    io.add_argument("--kb", required=True, help="KB directory with entities.{tsv,jsonl} (id, type, aliases per "
+                    "language) and triples.{tsv,jsonl} (subject, relation, object)")
+    io.add_argument("--src-lang", required=True, help="source language code, e.g. en (KB aliases are matched here)")
+    io.add_argument("--tgt-lang", required=True, help="target language code, e.g. de (labels are projected here)")
+    io.add_argument("--output", required=True, help="output directory for shards, dead letters and stats")
+    io.add_argument("--num-shards", type=int, default=0, help="Parquet files to write (default: runner decides)")
+    io.add_argument("--skip-existing", action="store_true",
+                    help="refresh mode: skip pairs whose id is already in OUTPUT/shards and add new shards beside")
+    lab = parser.add_argument_group("distant supervision")
+    lab.add_argument("--case-insensitive", action="store_true", help="match KB aliases ignoring case")
+    lab.add_argument("--max-mentions", type=int, default=20, help="mentions kept per sentence (default 20)")
+    lab.add_argument("--max-words", type=int, default=256, help="longest sentence accepted, in words (default 256)")
+    al = parser.add_argument_group("word alignment")
+    al.add_argument("--model", default=None, help="encoder: local path or Hugging Face name; falls back to the "
+                    "bundled multilingual-e5-small when it cannot be loaded offline")
+    al.add_argument("--align-method", default=AlignConfig.method, help=f"alignment method (default {AlignConfig.method})")
+    al.add_argument("--align-layer", type=int, default=AlignConfig.layer, help=f"encoder layer (default {AlignConfig.layer})")
+    al.add_argument("--align-batch-size", type=int, default=AlignConfig.batch_size,
+                    help=f"sentence pairs per encoder batch (default {AlignConfig.batch_size})")
+
+
+def config_from_args(args: argparse.Namespace) -> PipelineConfig:
+    """Builds the stage configs from parsed flags (each validates itself)."""
+    cfg = PipelineConfig(
+        ingest=IngestConfig(args.corpus, args.src_lang, args.tgt_lang, args.corpus_format, args.corpus_name),
+        tokenize=TokenizeConfig(args.src_lang, args.tgt_lang, max_words=args.max_words),
+        label=LabelConfig(args.kb, args.src_lang, not args.case_insensitive, args.max_mentions),
+        align=AlignConfig(model=args.model, layer=args.align_layer, method=args.align_method,
+                          batch_size=args.align_batch_size),
+        project=ProjectConfig(),
+        write=WriteConfig(args.output, num_shards=args.num_shards),
+        skip_existing=args.skip_existing,
+    )
+    run_id = cfg.fingerprint(cfg.ingest.input_files())
+    return dataclasses.replace(cfg, write=dataclasses.replace(cfg.write, run_id=run_id))

@@ -1,0 +1,53 @@
+"""ProjectLabels: carry source mentions and relations into the target language.
+
+The per-pair logic is `relbridge.alignment.projection.project_pair`, shared
+with `relbridge eval-projection`, so what is measured is what the pipeline
+does. This stage only wraps it and counts projected, dropped and repaired
+mentions and relations in Beam counters (and, through `pipeline.stats`, in
+``stats.json``).
+
+    rows = rows | ProjectLabels(ProjectConfig())
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import replace
+
+import apache_beam as beam
+
+from relbridge.alignment.projection import ProjectConfig, project_pair
+from relbridge.data_specs.schema import ShardRow
+
+
+def projection_counts(counts) -> dict[str, int]:
+    """The projection's counts as a plain name -> int mapping."""
+    if dataclasses.is_dataclass(counts):
+        counts = dataclasses.asdict(counts)
+    return {str(k): int(v) for k, v in dict(counts).items()}
+
+
+class ProjectLabelsFn(beam.DoFn):
+    """Wraps `project_pair` for one aligned row."""
+
+    def __init__(self, cfg: ProjectConfig):
+        self.cfg = cfg
+
+    def process(self, row: ShardRow):
+        result = project_pair(
+            row.src_tokens, row.tgt_tokens, row.alignment, row.src_mentions, row.relations, self.cfg
+        )
+        for name, value in projection_counts(result.counts).items():
+            beam.metrics.Metrics.counter(self.__class__, name).inc(value)
+        yield replace(row, tgt_mentions=tuple(result.tgt_mentions), relations=tuple(result.relations))
+
+
+class ProjectLabels(beam.PTransform):
+    """Adds projected target mentions and projected relation roles to rows."""
+
+    def __init__(self, cfg: ProjectConfig):
+        super().__init__()
+        self.cfg = cfg
+
+    def expand(self, rows):
+        return rows | "ProjectSpansAndRelations" >> beam.ParDo(ProjectLabelsFn(self.cfg))

@@ -1,0 +1,115 @@
+"""The whole DAG on a tiny random encoder: counts add up, shards match the schema."""
+
+import glob
+import json
+import os
+
+import pyarrow.parquet as pq
+import pytest
+
+from relbridge.data_specs import SHARD_SCHEMA, read_shards
+from relbridge.pipeline.main import build_pipeline, run
+from relbridge.pipeline.options import add_arguments, config_from_args
+from relbridge.pipeline.write_shards import COMPLETED
+
+from test_pipeline_stages import write_kb
+
+CORPUS = [
+    "1\tAngela Merkel was born in Hamburg .\tAngela Merkel wurde in Hamburg geboren .",
+    "2\tMerkel joined the CDU in 1990 .\tMerkel trat 1990 der CDU bei .",
+    "3\tthe weather was fine .\tdas Wetter war gut .",
+    "only one column",
+    "5\tHamburg is a city .\t   ",
+]
+
+
+def pipeline_argv(tmp_path, tiny_encoder, *extra):
+    corpus = tmp_path / "toy.tsv"
+    if not corpus.exists():
+        corpus.write_text("\n".join(CORPUS) + "\n")
+    return [
+        "--corpus", str(corpus), "--kb", write_kb(tmp_path), "--src-lang", "en", "--tgt-lang", "de",
+        "--output", str(tmp_path / "out"), "--model", tiny_encoder, "--align-layer", "1", "--num-shards", "1",
+        *extra,
+    ]  # fmt: skip
+
+
+def test_pipeline_end_to_end(tmp_path, tiny_encoder):
+    stats = run(pipeline_argv(tmp_path, tiny_encoder))
+    assert stats["input_records"] == 5
+    assert stats["rows"] == 3 and stats["dead_letters"] == 2 and stats["balanced"]
+    assert stats["counts"]["dead_letter:ReadBitext"] == 2
+    out = tmp_path / "out"
+    assert os.path.exists(out / COMPLETED) and os.path.exists(out / "pipeline_config.json")
+    (shard,) = glob.glob(str(out / "shards" / "*.parquet"))
+    assert pq.read_schema(shard).names == SHARD_SCHEMA.names
+    rows = {r.pair_id: r for r in read_shards(str(out / "shards"))}
+    first = rows["toy:1"]
+    assert [m.kb_id for m in first.src_mentions] == ["Q1", "Q2"]
+    assert [(r.subject, r.object, r.label) for r in first.relations] == [(0, 1, "per:city_of_birth"), (1, 0, "NA")]
+    assert first.alignment and all(0 <= s < 7 and 0 <= t < 7 for s, t in first.alignment)
+    assert all(m.source_index in (0, 1) for m in first.tgt_mentions)
+    assert rows["toy:3"].relations == ()
+    letters = [json.loads(x) for f in glob.glob(str(out / "dead_letter" / "*.jsonl")) for x in open(f)]
+    assert sorted(d["line"] for d in letters) == [4, 5]
+
+
+def test_shards_load_in_duckdb(tmp_path, tiny_encoder):
+    duckdb = pytest.importorskip("duckdb")
+    run(pipeline_argv(tmp_path, tiny_encoder))
+    pattern = str(tmp_path / "out" / "shards" / "*.parquet")
+    con = duckdb.connect()
+    n_rows, n_mentions = con.execute(
+        f"SELECT count(*), sum(len(src_mentions)) FROM read_parquet('{pattern}')"
+    ).fetchone()
+    assert (n_rows, n_mentions) == (3, 4)
+    labels = con.execute(
+        f"SELECT r.label FROM (SELECT unnest(relations) AS r FROM read_parquet('{pattern}')) ORDER BY 1"
+    ).fetchall()
+    assert [l for (l,) in labels] == ["NA", "NA", "per:city_of_birth", "per:member_of"]
+
+
+def test_refresh_skips_pairs_already_written(tmp_path, tiny_encoder):
+    run(pipeline_argv(tmp_path, tiny_encoder))
+    corpus = tmp_path / "toy.tsv"
+    with open(corpus, "a") as f:
+        f.write("6\tMerkel visited Hamburg .\tMerkel besuchte Hamburg .\n")
+    stats = run(pipeline_argv(tmp_path, tiny_encoder, "--skip-existing"))
+    assert (stats["input_records"], stats["rows"], stats["skipped_existing"]) == (6, 1, 3)
+    assert stats["balanced"]
+    ids = sorted(r.pair_id for r in read_shards(str(tmp_path / "out" / "shards")))
+    assert ids == ["toy:1", "toy:2", "toy:3", "toy:6"]
+
+
+def test_multi_processing_direct_runner(tmp_path, tiny_encoder):
+    argv = pipeline_argv(tmp_path, tiny_encoder, "--direct_running_mode", "multi_processing", "--direct_num_workers", "2")
+    stats = run(argv)
+    assert stats["rows"] == 3 and stats["balanced"]
+
+
+def test_dataflow_pipeline_constructs_without_running(tmp_path, tiny_encoder):
+    """A dry construction with Dataflow options: the DAG is runner-agnostic."""
+    import argparse
+
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args, beam_args = parser.parse_known_args(
+        pipeline_argv(tmp_path, tiny_encoder)
+        + ["--runner", "DataflowRunner", "--project", "p", "--region", "europe-west1", "--temp_location", "gs://b/tmp"]
+    )
+    cfg = config_from_args(args)
+    options = PipelineOptions(beam_args)
+    assert options.get_all_options()["runner"] == "DataflowRunner"
+    p = beam.Pipeline(runner="DirectRunner", options=options)
+    build_pipeline(p, cfg)
+    labels = {t.full_label for t in p._current_transform().parts}  # top-level stage labels
+    assert {"ReadBitext", "Tokenize", "LabelWithKb", "AlignWords", "ProjectLabels", "WriteShards"} <= labels
+
+
+@pytest.mark.parametrize("bad", [["--src-lang", "en", "--tgt-lang", "en"]])
+def test_bad_options_fail_clearly(tmp_path, tiny_encoder, bad):
+    with pytest.raises(ValueError, match="two different languages"):
+        run(pipeline_argv(tmp_path, tiny_encoder) + bad)
