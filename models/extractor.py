@@ -256,15 +256,23 @@ class RelationExtractor(nn.Module):
                 marked.append(m)
             if i < len(words):
                 marked.append(words[i])
-        ids = self._fit(marked, lo=min(marker_at), hi=max(marker_at) + 1)
+        gap = (marker_at[1] + 1, marker_at[2])  # words between the two entities
+        ids = self._fit(marked, lo=min(marker_at), hi=max(marker_at) + 1, gap=gap)
         e1_pos = ids.index(self.marker_ids[open1])
         e2_pos = ids.index(self.marker_ids[open2])
         inv = self.inventory.rel2id
         labels = tuple(-100 if lab is None else inv[lab] for lab in (label_12, label_21))
         return Encoded(ids, e1_pos, e2_pos, labels)  # type: ignore[arg-type]
 
-    def _fit(self, words: list[str], lo: int, hi: int) -> list[int]:
-        """Token ids of ``words``, windowed to ``max_len`` around marked words [lo, hi)."""
+    def _fit(
+        self, words: list[str], lo: int, hi: int, gap: tuple[int, int] | None = None
+    ) -> list[int]:
+        """Token ids of ``words``, windowed to ``max_len`` around marked words [lo, hi).
+
+        When the two entities lie further apart than ``max_len`` allows, the
+        middle of the ``gap`` between them (word indices ``[a, b)``) is dropped,
+        keeping the words next to each entity, rather than failing the sentence.
+        """
         enc = self.tokenizer(words, **_tokenizer_kwargs())
         ids = enc["input_ids"]
         if len(ids) <= self.max_len:
@@ -277,6 +285,20 @@ class RelationExtractor(nn.Module):
         budget = self.max_len - (len(ids) - sum(counts))
         start, end = lo, min(hi, len(words))
         used = sum(counts[start:end])
+        if used > budget and gap is not None and gap[0] < gap[1]:
+            a, b = gap
+            keep_left = keep_right = 0  # words kept right after entity one / before entity two
+            room = budget - (used - sum(counts[a:b]))
+            while a + keep_left < b - keep_right:
+                take_left = keep_left <= keep_right
+                w = a + keep_left if take_left else b - 1 - keep_right
+                if counts[w] > room:
+                    break
+                room -= counts[w]
+                keep_left, keep_right = keep_left + take_left, keep_right + (not take_left)
+            dropped = (b - keep_right) - (a + keep_left)
+            kept = words[: a + keep_left] + words[b - keep_right :]
+            return self._fit(kept, lo, hi - dropped)
         if used > budget:
             raise ValueError(f"the two entities span {used} subwords, more than max_seq_len allows")
         while True:

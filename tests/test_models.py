@@ -283,6 +283,21 @@ def test_long_sentences_are_windowed_around_both_entities(tiny_encoder):
         model.encode_pair(words, (40, 42), (41, 43))  # overlapping spans
 
 
+def test_entities_far_apart_keep_both_and_the_words_beside_them(tiny_encoder):
+    model = RelationExtractor(
+        ModelConfig(encoder=tiny_encoder, relations=("NA", "r"), max_seq_len=24)
+    )
+    words = ["Merkel", "said"] + ["Paris"] * 60 + ["in", "Berlin"]
+    enc = model.encode_pair(words, (0, 1), (63, 64), "r", "NA")
+    assert len(enc.input_ids) <= 24
+    text = model.tokenizer.decode(enc.input_ids)
+    assert "Merkel" in text and "Berlin" in text and "said" in text and "in" in text
+    tokens = model.tokenizer.convert_ids_to_tokens(enc.input_ids)
+    assert tokens[enc.e1_pos] == "[E1]" and tokens[enc.e2_pos] == "[E2]" and "[/E2]" in tokens
+    with pytest.raises(ValueError, match="entities span"):
+        model.encode_pair(["Paris"] * 60, (0, 30), (30, 60))  # the entities alone are too long
+
+
 def test_model_config_is_validated(tiny_encoder):
     with pytest.raises(ValueError):
         ModelConfig(encoder=tiny_encoder, relations=("per:x", "NA"))
