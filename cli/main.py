@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "relbridge.cli.align",
     "relbridge.cli.projection",
     "relbridge.cli.train",
+    "relbridge.cli.finetune",
     "relbridge.cli.demo",
 )
 
