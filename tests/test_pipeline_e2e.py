@@ -105,7 +105,8 @@ def test_dataflow_pipeline_constructs_without_running(tmp_path, tiny_encoder):
     assert options.get_all_options()["runner"] == "DataflowRunner"
     p = beam.Pipeline(runner="DirectRunner", options=options)
     build_pipeline(p, cfg)
-    labels = {t.full_label for t in p._current_transform().parts}  # top-level stage labels
+    proto = p.to_runner_api()  # what a runner receives: the portable pipeline graph
+    labels = {t.unique_name for t in proto.components.transforms.values()}
     assert {"ReadBitext", "Tokenize", "LabelWithKb", "AlignWords", "ProjectLabels", "WriteShards"} <= labels
 
 
