@@ -27,6 +27,13 @@ simalign's default subword mode.
     results = aligner.align_batch([(["a", "house"], ["une", "maison"])])
     results[0].links  # ((0, 0), (1, 1))
 
+Statistical links (``AlignConfig.statistical``): eflomal learns from a whole
+corpus, so it runs in `WordAligner.align_corpus` (and in the pipeline as a
+corpus-level step), never in `align_batch`. Its links replace the neural ones
+(``"only"``) or are combined with them by a rule of `alignment.symmetrize`
+(``"intersection"``, ``"union"``, ``"grow-diag-final"``, ``"grow-diag-final-and"``,
+``"fill"``); `merge_links` applies the rule to one pair.
+
 Configurations can also be named: `aligner_config("simalign.itermax.v1")`
 returns a registered preset (see `ALIGNERS`).
 """
@@ -47,12 +54,16 @@ from relbridge.alignment.methods import (
     apply_distortion,
     resolve_method,
 )
+from relbridge.alignment.statistical import EflomalConfig, eflomal_align
+from relbridge.alignment.symmetrize import COMBINERS, combine
 
 logger = logging.getLogger(__name__)
 
 Links = tuple[tuple[int, int], ...]
 TOKEN_TYPES = ("word", "bpe")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+STATISTICAL = ("off", "only", *COMBINERS)
+"""How eflomal's links enter: not at all, instead of the neural links, or combined by a rule."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +101,13 @@ class AlignConfig:
       dtype: ``"auto"`` = bfloat16 on CUDA and float32 on CPU; ``"bfloat16"`` on
         a CPU with native bf16 (AVX-512 BF16 / AMX) is ~2.5x faster there.
       num_threads: torch CPU threads (``None`` leaves torch's setting).
+      statistical: eflomal links trained on the corpus being aligned (see
+        `STATISTICAL`): ``"off"``, ``"only"`` (eflomal replaces the neural
+        links), or a rule combining neural (first) and eflomal links:
+        ``"intersection"``, ``"union"``, ``"grow-diag-final(-and)"``, ``"fill"``.
+        Needs the whole corpus (`WordAligner.align_corpus`, or the pipeline).
+      eflomal: eflomal's settings (`EflomalConfig`; a dict is converted),
+        including an optional extra training corpus.
     """
 
     model: str | None = None
@@ -111,9 +129,15 @@ class AlignConfig:
     device: str = "auto"
     dtype: str = "auto"
     num_threads: int | None = None
+    statistical: str = "off"
+    eflomal: EflomalConfig = EflomalConfig()
 
     def __post_init__(self):
         object.__setattr__(self, "extra_layers", tuple(self.extra_layers))
+        if isinstance(self.eflomal, Mapping):
+            object.__setattr__(self, "eflomal", EflomalConfig(**self.eflomal))
+        if self.statistical not in STATISTICAL:
+            raise ValueError(f"statistical must be one of {STATISTICAL}, got {self.statistical!r}")
         object.__setattr__(self, "also", tuple(self.also))
         for name in (self.method, *self.also):
             resolve_method(name)
@@ -359,6 +383,42 @@ class WordAligner:
     def align(self, src: Sequence[str], tgt: Sequence[str]) -> AlignResult:
         """One pair (convenience; batches are much faster)."""
         return self.align_batch([(src, tgt)])[0]
+
+    def align_corpus(
+        self, pairs: Sequence[tuple[Sequence[str], Sequence[str]]]
+    ) -> list[AlignResult]:
+        """Aligns a whole corpus: neural links batch by batch, then eflomal's if configured.
+
+        eflomal trains on the pairs the neural aligner accepted (plus
+        ``cfg.eflomal.extra_corpus``); each result's ``by_method`` then also
+        holds ``"eflomal"``'s links, and ``links`` follow ``cfg.statistical``.
+        """
+        size = self.cfg.batch_size
+        results = [r for k in range(0, len(pairs), size) for r in self.align_batch(pairs[k : k + size])]
+        if self.cfg.statistical == "off":
+            return results
+        ok = [k for k, r in enumerate(results) if r.links is not None]
+        statistical = eflomal_align([pairs[k] for k in ok], self.cfg.eflomal) if ok else []
+        for k, links in zip(ok, statistical, strict=True):
+            results[k] = with_statistical(results[k], links, self.cfg.statistical)
+        return results
+
+
+def merge_links(neural: Links, statistical: Links, how: str) -> Links:
+    """One pair's final links: ``statistical`` (``how="only"``) or ``combine(neural, statistical, how)``."""
+    if how == "only":
+        return tuple(sorted(set(statistical)))
+    if how == "off":
+        return tuple(neural)
+    return tuple(combine(neural, statistical, how))
+
+
+def with_statistical(result: AlignResult, statistical: Links, how: str) -> AlignResult:
+    """``result`` (neural) with eflomal's links merged in by ``how`` and kept in ``by_method``."""
+    links = merge_links(result.links or (), statistical, how)
+    return AlignResult(
+        links=links, by_method={**result.by_method, "eflomal": tuple(sorted(set(statistical)))}
+    )
 
 
 def with_method(cfg: AlignConfig, method: str) -> AlignConfig:

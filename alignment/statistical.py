@@ -34,7 +34,14 @@ class EflomalConfig:
       n_iterations: base iterations per model; ``None`` lets eflomal pick by corpus size.
       null_prior: prior probability of a NULL link (0.1-0.3).
       symmetrize: how to merge the two directions (see `COMBINERS`).
-      seed: eflomal samples; results vary slightly from run to run.
+      extra_corpus: optional pre-tokenised ``src ||| tgt`` file of unlabelled
+        parallel text in the same language pair and direction, trained on with
+        the corpus being aligned (its own links are discarded). eflomal on a
+        few hundred pairs is weak; a few thousand more pairs help. Tokenise it
+        as the corpus is tokenised (the pipeline's `Tokenize` stage), or the
+        vocabularies will not meet.
+
+    eflomal samples at random, so links vary slightly from run to run.
     """
 
     model: int = 3
@@ -42,6 +49,7 @@ class EflomalConfig:
     n_iterations: int | None = None
     null_prior: float = 0.2
     symmetrize: str = "grow-diag-final-and"
+    extra_corpus: str | None = None
 
     def __post_init__(self):
         if self.model not in (1, 2, 3):
@@ -66,9 +74,12 @@ def eflomal_align(
     """Trains eflomal on ``pairs`` and returns symmetrised links for each pair.
 
     Args:
-      pairs: ``(src_words, tgt_words)``; words must not contain whitespace
-        (spaces inside a word are replaced by ``_`` for eflomal only).
-      cfg: settings.
+      pairs: ``(src_words, tgt_words)``; whitespace inside a word (eflomal
+        splits on it) is replaced by ``_`` for eflomal only, so indices hold.
+      cfg: settings; ``cfg.extra_corpus`` pairs are trained on after ``pairs``.
+
+    Returns:
+      sorted links of each of ``pairs``, in order.
 
     Raises:
       ValueError: a pair has an empty side (eflomal cannot align it).
@@ -78,18 +89,32 @@ def eflomal_align(
     for n, (src, tgt) in enumerate(pairs):
         if not src or not tgt:
             raise ValueError(f"pair {n} has an empty side")
-    clean = lambda words: " ".join(w.replace(" ", "_") or "_" for w in words)  # noqa: E731
+    extra = read_extra_corpus(cfg.extra_corpus) if cfg.extra_corpus else []
+    corpus = [*pairs, *extra]
+    clean = lambda words: " ".join("_".join(w.split()) or "_" for w in words)  # noqa: E731
     aligner = Aligner(
         model=cfg.model, n_samplers=cfg.n_samplers, n_iterations=cfg.n_iterations, null_prior=cfg.null_prior
     )
     with tempfile.TemporaryDirectory(prefix="relbridge-eflomal-") as tmp:
         fwd, rev = os.path.join(tmp, "fwd"), os.path.join(tmp, "rev")
         aligner.align(
-            [clean(s) for s, _ in pairs],
-            [clean(t) for _, t in pairs],
+            [clean(s) for s, _ in corpus],
+            [clean(t) for _, t in corpus],
             links_filename_fwd=fwd,
             links_filename_rev=rev,
         )
         forward, reverse = _read_links(fwd), _read_links(rev)
-    logger.info("eflomal aligned %d pairs (model %d)", len(pairs), cfg.model)
-    return [combine(f, r, cfg.symmetrize) for f, r in zip(forward, reverse, strict=True)]
+    logger.info(
+        "eflomal aligned %d pairs (+%d extra, model %d)", len(pairs), len(extra), cfg.model
+    )
+    n = len(pairs)
+    return [combine(f, r, cfg.symmetrize) for f, r in zip(forward[:n], reverse[:n], strict=True)]
+
+
+def read_extra_corpus(path: str) -> list[tuple[list[str], list[str]]]:
+    """The non-empty pairs of a ``src ||| tgt`` file (see `metrics.read_pairs`)."""
+    from relbridge.alignment.metrics import read_pairs
+
+    pairs = [(s, t) for s, t in read_pairs(path) if s and t]
+    logger.info("extra corpus %s: %d pairs", path, len(pairs))
+    return pairs

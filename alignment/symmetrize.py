@@ -1,4 +1,4 @@
-"""Combining two sets of word links: intersection, union, grow-diag-final(-and).
+"""Combining two sets of word links: intersection, union, grow-diag-final(-and), fill.
 
 Used to symmetrise a statistical aligner's two directions and to combine
 neural and statistical links. Links are ``(src_idx, tgt_idx)`` word pairs; every
@@ -9,6 +9,10 @@ intersection, repeatedly add neighbouring union links (including diagonal
 neighbours) that cover a still-unaligned source or target word, then (final)
 add remaining union links for unaligned words; ``-and`` requires both words to
 be unaligned in that last step, which favours precision.
+
+``fill`` is asymmetric: all of ``a`` plus the links of ``b`` whose source and
+target words ``a`` left both unaligned. It suits a precise first set (neural
+mutual-argmax links) completed by a second one (eflomal's).
 """
 
 from __future__ import annotations
@@ -66,11 +70,20 @@ def grow_diag_final_and(a: Links, b: Links) -> list[tuple[int, int]]:
     return grow_diag_final(a, b, final_and=True)
 
 
+def fill(a: Links, b: Links) -> list[tuple[int, int]]:
+    """``a`` plus the links of ``b`` between words that ``a`` leaves unaligned on both sides."""
+    a = set(a)
+    src_aligned = {i for i, _ in a}
+    tgt_aligned = {j for _, j in a}
+    return sorted(a | {(i, j) for i, j in b if i not in src_aligned and j not in tgt_aligned})
+
+
 COMBINERS: dict[str, Callable[[Links, Links], list[tuple[int, int]]]] = {
     "intersection": intersection,
     "union": union,
     "grow-diag-final": lambda a, b: grow_diag_final(a, b, final_and=False),
     "grow-diag-final-and": grow_diag_final_and,
+    "fill": fill,
 }
 """Link combiners by name (used for symmetrisation and neural+statistical links)."""
 

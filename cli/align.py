@@ -3,9 +3,14 @@
     relbridge eval-align --pairs ../shared/data/alignment/enfr/enfr.src-tgt \\
         --gold ../shared/data/alignment/enfr/enfr.gold --gold-one-based --method itermax
 
-prints one JSON line: ``aer``, ``precision``, ``recall`` (of the first method),
-``by_method`` (every method asked for), ``pairs``, ``failed``, ``pairs_per_s``
-(alignment time only, model loading excluded) and the resolved ``config``.
+prints one JSON line: ``aer``, ``precision``, ``recall`` (of the links the
+configuration produces: the first method's, merged with eflomal's when
+``--statistical`` is on), ``by_method`` (every neural method asked for, plus
+``eflomal`` alone), ``pairs``, ``failed``, ``pairs_per_s`` (alignment time
+only, model loading excluded, eflomal included) and the resolved ``config``.
+
+    relbridge eval-align --pairs P --gold G --gold-one-based --statistical fill \
+        --statistical-extra-corpus more.src-tgt   # neural links completed by eflomal's
 """
 
 from __future__ import annotations
@@ -32,7 +37,12 @@ _FIELDS = {
     "device": "device",
     "dtype": "dtype",
     "threads": "num_threads",
+    "statistical": "statistical",
 }
+# from alignment.aligner.STATISTICAL, kept here so that --help does not import torch
+STATISTICAL = (
+    "off", "only", "intersection", "union", "grow-diag-final", "grow-diag-final-and", "fill"
+)
 
 
 def register(subparsers) -> None:
@@ -80,7 +90,17 @@ def register(subparsers) -> None:
     parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"))
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument(
-        "--output", help="write the first method's links here (0-based Pharaoh, one line per pair)"
+        "--statistical",
+        choices=STATISTICAL,
+        help="eflomal trained on --pairs: off, only (instead of neural links) or a rule "
+        "combining neural and eflomal links",
+    )
+    parser.add_argument(
+        "--statistical-extra-corpus",
+        help="more pre-tokenised 'src ||| tgt' text of the same pair for eflomal to train on",
+    )
+    parser.add_argument(
+        "--output", help="write the configuration's links here (0-based Pharaoh, one line per pair)"
     )
     parser.add_argument("--limit", type=int, help="only the first N pairs")
     parser.set_defaults(func=_eval_align)
@@ -88,6 +108,8 @@ def register(subparsers) -> None:
 
 def config_from_args(args: argparse.Namespace):
     """The `AlignConfig` the flags describe (preset, then explicit flags)."""
+    from dataclasses import replace
+
     from relbridge.alignment.aligner import AlignConfig, aligner_config
     from relbridge.alignment.methods import MAI
 
@@ -105,9 +127,10 @@ def config_from_args(args: argparse.Namespace):
         if not methods:
             raise ValueError("--method is empty")
         overrides["method"], overrides["also"] = methods[0], methods[1:]
-    if args.aligner:
-        return aligner_config(args.aligner, **overrides)
-    return AlignConfig(**overrides)
+    cfg = aligner_config(args.aligner, **overrides) if args.aligner else AlignConfig(**overrides)
+    if args.statistical_extra_corpus is not None:
+        cfg = replace(cfg, eflomal=replace(cfg.eflomal, extra_corpus=args.statistical_extra_corpus))
+    return cfg
 
 
 def _eval_align(args: argparse.Namespace) -> int:
@@ -129,14 +152,11 @@ def _eval_align(args: argparse.Namespace) -> int:
         raise SystemExit(f"{args.gold} has {len(gold)} lines for {len(pairs)} pairs")
     aligner = WordAligner(cfg)
     start = time.perf_counter()
-    results = []
-    for k in range(0, len(pairs), cfg.batch_size):
-        results.extend(aligner.align_batch(pairs[k : k + cfg.batch_size]))
+    results = aligner.align_corpus(pairs)
     elapsed = time.perf_counter() - start
-    by_method = {
-        m: alignment_scores([r.by_method.get(m) for r in results], gold) for m in cfg.methods
-    }
-    first = by_method[cfg.method]
+    methods = cfg.methods + (("eflomal",) if cfg.statistical != "off" else ())
+    by_method = {m: alignment_scores([r.by_method.get(m) for r in results], gold) for m in methods}
+    first = alignment_scores([r.links for r in results], gold)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:
             f.writelines(format_pharaoh(r.links or ()) + "\n" for r in results)

@@ -14,7 +14,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from relbridge.alignment.aligner import AlignConfig
+from relbridge.alignment.aligner import STATISTICAL, AlignConfig
+from relbridge.alignment.statistical import EflomalConfig
 from relbridge.alignment.projection import ProjectConfig
 from relbridge.pipeline.ingest import IngestConfig
 from relbridge.pipeline.label import LabelConfig
@@ -73,6 +74,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     al.add_argument("--align-layer", type=int, default=AlignConfig.layer, help=f"encoder layer (default {AlignConfig.layer})")
     al.add_argument("--align-batch-size", type=int, default=AlignConfig.batch_size,
                     help=f"sentence pairs per encoder batch (default {AlignConfig.batch_size})")
+    al.add_argument("--align-statistical", default=AlignConfig.statistical, choices=STATISTICAL,
+                    help="eflomal, trained once on the whole corpus: off, only (instead of neural links) or a "
+                    f"rule combining neural and eflomal links (default {AlignConfig.statistical})")
+    al.add_argument("--align-statistical-extra-corpus", default=None,
+                    help="more parallel text for eflomal to train on: a pre-tokenised 'src ||| tgt' file "
+                    "of the same language pair and direction, tokenised like the corpus")
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
@@ -82,7 +89,8 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         tokenize=TokenizeConfig(args.src_lang, args.tgt_lang, max_words=args.max_words),
         label=LabelConfig(args.kb, args.src_lang, not args.case_insensitive, args.max_mentions),
         align=AlignConfig(model=args.model, layer=args.align_layer, method=args.align_method,
-                          batch_size=args.align_batch_size),
+                          batch_size=args.align_batch_size, statistical=args.align_statistical,
+                          eflomal=EflomalConfig(extra_corpus=args.align_statistical_extra_corpus)),
         project=ProjectConfig(),
         write=WriteConfig(args.output, num_shards=args.num_shards),
         skip_existing=args.skip_existing,

@@ -139,3 +139,19 @@ def test_eval_align_cli_preset_and_limit(tiny_encoder, tmp_path):
         *("--limit", "1", "--device", "cpu"),
     )
     assert report["pairs"] == 1 and report["config"]["method"] == "itermax" and report["aer"] == 0.0
+
+
+def test_eval_align_cli_statistical_links(tiny_encoder, tmp_path):
+    extra = tmp_path / "extra.src-tgt"
+    extra.write_text("Paris is big ||| Paris ist gross\n" * 20, encoding="utf-8")
+    report = _eval_align(
+        tmp_path,
+        "Paris is big ||| Paris ist gross\nBerlin is big ||| Berlin ist gross\n",
+        "0-0 1-1 2-2\n0-0 1-1 2-2\n",
+        *("--model", tiny_encoder, "--layer", "1", "--device", "cpu", "--statistical", "only"),
+        *("--statistical-extra-corpus", str(extra)),
+    )
+    assert set(report["by_method"]) == {"argmax", "eflomal"}
+    assert report["aer"] == report["by_method"]["eflomal"]["aer"]
+    assert report["config"]["statistical"] == "only"
+    assert report["config"]["eflomal"]["extra_corpus"] == str(extra)

@@ -11,9 +11,12 @@ from relbridge.alignment.aligner import (
     AlignResult,
     WordAligner,
     aligner_config,
+    merge_links,
     register_preset,
+    with_statistical,
 )
 from relbridge.alignment.embed import stitch_windows, window_starts
+from relbridge.alignment.statistical import EflomalConfig
 from relbridge.alignment.methods import (
     METHODS,
     MethodParams,
@@ -225,3 +228,52 @@ def test_presets_by_versioned_name():
 def test_failed_result_shape():
     r = AlignResult.failed("why")
     assert r.links is None and r.error == "why" and dict(r.by_method) == {}
+
+
+NEURAL = ((0, 0), (1, 1), (2, 3))
+STATISTICAL_LINKS = [(0, 0), (1, 2), (3, 4), (5, 0)]
+
+
+@pytest.mark.parametrize(
+    "how,expected",
+    [
+        ("off", NEURAL),
+        ("only", ((0, 0), (1, 2), (3, 4), (5, 0))),
+        ("intersection", ((0, 0),)),
+        ("union", ((0, 0), (1, 1), (1, 2), (2, 3), (3, 4), (5, 0))),
+        # grown from (0, 0) along the diagonal; (5, 0) only has a free source word
+        ("grow-diag-final", ((0, 0), (1, 1), (1, 2), (2, 3), (3, 4), (5, 0))),
+        ("grow-diag-final-and", ((0, 0), (1, 1), (1, 2), (2, 3), (3, 4))),
+        ("fill", ((0, 0), (1, 1), (2, 3), (3, 4))),
+    ],
+)
+def test_merge_links_by_each_rule(how, expected):
+    assert merge_links(NEURAL, STATISTICAL_LINKS, how) == expected
+    merged = with_statistical(AlignResult(NEURAL, by_method={"argmax": NEURAL}), STATISTICAL_LINKS, how)
+    assert merged.links == expected
+    assert merged.by_method["argmax"] == NEURAL and merged.by_method["eflomal"] == tuple(sorted(STATISTICAL_LINKS))
+
+
+def test_statistical_config():
+    with pytest.raises(ValueError, match="statistical"):
+        AlignConfig(statistical="average")
+    cfg = AlignConfig(statistical="fill", eflomal={"n_samplers": 1, "extra_corpus": "x.src-tgt"})
+    assert cfg.eflomal == EflomalConfig(n_samplers=1, extra_corpus="x.src-tgt")
+    hash(cfg)
+
+
+@pytest.mark.parametrize("how", ["only", "union", "fill"])
+def test_align_corpus_merges_eflomal_links(tiny_encoder, how):
+    pairs = [*PAIRS, ([], ["x"])] * 4  # eflomal trains only on the pairs the neural step accepts
+    cfg = AlignConfig(model=tiny_encoder, layer=1, device="cpu", statistical=how, batch_size=3,
+                      eflomal=EflomalConfig(n_samplers=1))
+    results = WordAligner(cfg).align_corpus(pairs)
+    assert len(results) == len(pairs)
+    for (src, tgt), r in zip(pairs, results):
+        if not src:
+            assert r.links is None and "empty" in r.error
+            continue
+        assert r.links == merge_links(r.by_method["argmax"], r.by_method["eflomal"], how)
+        assert all(0 <= i < len(src) and 0 <= j < len(tgt) for i, j in r.links)
+    off = WordAligner(replace(cfg, statistical="off")).align_corpus(pairs)
+    assert [r.links for r in off] == [r.by_method.get("argmax") for r in results]

@@ -5,9 +5,10 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.utils.shared import Shared
 
-from relbridge.alignment.aligner import AlignConfig, AlignResult
+from relbridge.alignment.aligner import AlignConfig, AlignResult, WordAligner
+from relbridge.alignment.statistical import EflomalConfig
 from relbridge.data_specs import ShardRow
-from relbridge.pipeline.align import AlignBatchFn, AlignWords
+from relbridge.pipeline.align import AlignBatchFn, AlignWords, EflomalFn
 from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG
 
 
@@ -52,3 +53,67 @@ def test_align_batch_fn_lifecycle_with_a_fake_aligner(monkeypatch):
     assert out[0].alignment == ((0, 0),)
     assert out[1].tag == DEAD_LETTER_TAG
     assert out[1].value["reason"] == "cannot align" and out[1].value["line"] == 2
+
+
+def toy_rows(n: int = 100) -> list[ShardRow]:
+    """Rows whose two nouns swap places in the target: only eflomal's lexicon can tell."""
+    words = [("house", "Haus"), ("cat", "Katze"), ("dog", "Hund"), ("tree", "Baum"), ("car", "Auto")]
+    rows = []
+    for k in range(n):
+        (s1, t1), (s2, t2) = words[k % 5], words[(k * 3 + 1) % 5]
+        if s1 != s2:
+            rows.append(row(k, f"the {s1} and the {s2}", f"das {t2} und das {t1}"))
+    return rows
+
+
+def test_align_words_runs_eflomal_once_over_the_corpus(tiny_encoder):
+    rows = toy_rows()
+    cfg = AlignConfig(model=tiny_encoder, layer=1, batch_size=8, statistical="only",
+                      eflomal=EflomalConfig(n_samplers=2))
+
+    def learned_the_lexicon(out):
+        assert len(out) == len(rows)
+        crossed = sum((1, 4) in r.alignment and (4, 1) in r.alignment for r in out)
+        assert crossed >= 0.9 * len(rows), crossed
+
+    with TestPipeline() as p:
+        out = p | beam.Create(rows) | AlignWords(cfg)
+        assert_that(out.rows, learned_the_lexicon, label="Rows")
+        assert_that(out[DEAD_LETTER_TAG], equal_to([]), label="NoDead")
+
+
+def test_align_words_merges_statistical_links_by_pair_id(tiny_encoder, monkeypatch):
+    import relbridge.pipeline.align as align_module
+
+    # a deterministic stand-in for eflomal: each pair gets one link, last word to last word
+    monkeypatch.setattr(
+        align_module, "eflomal_align", lambda pairs, cfg: [[(len(s) - 1, len(t) - 1)] for s, t in pairs]
+    )
+    cfg = AlignConfig(model=tiny_encoder, layer=1, batch_size=2, statistical="union")
+    neural = WordAligner(cfg).align_batch([(r.src_tokens, r.tgt_tokens) for r in ROWS])
+    expected = [
+        (r.pair_id, tuple(sorted({*n.links, (len(r.src_tokens) - 1, len(r.tgt_tokens) - 1)})))
+        for r, n in zip(ROWS, neural)
+    ]
+    with TestPipeline() as p:
+        out = p | beam.Create(ROWS) | AlignWords(cfg)
+        assert_that(out.rows | beam.Map(lambda r: (r.pair_id, r.alignment)), equal_to(expected), label="Rows")
+        assert_that(out[DEAD_LETTER_TAG], equal_to([]), label="NoDead")
+
+
+def test_a_pair_eflomal_did_not_align_is_a_dead_letter(monkeypatch):
+    import relbridge.pipeline.align as align_module
+
+    monkeypatch.setattr(align_module, "WordAligner", lambda cfg: FakeAligner())
+    fn = AlignBatchFn(AlignConfig(statistical="intersection"), Shared())
+    fn.setup()
+    out = list(fn.process([row(1, "good one", "gut"), row(2, "good two", "gut")], statistical={"c:1": [[0, 0]]}))
+    assert out[0].alignment == ((0, 0),)
+    assert out[1].tag == DEAD_LETTER_TAG and "eflomal" in out[1].value["reason"]
+
+
+def test_eflomal_fn_skips_one_sided_pairs_and_keys_links_by_pair_id():
+    pairs = [(f"p{k}", ("a", "b"), ("x", "y")) for k in range(30)] + [("empty", ("a",), ())]
+    out = dict(EflomalFn(EflomalConfig(n_samplers=1)).process(pairs))
+    assert sorted(out) == sorted(f"p{k}" for k in range(30))
+    assert all(0 <= i < 2 and 0 <= j < 2 for links in out.values() for i, j in links)

@@ -2,11 +2,22 @@
 
 import pytest
 
-from relbridge.alignment.statistical import EflomalConfig, eflomal_align
-from relbridge.alignment.symmetrize import combine, grow_diag_final, intersection, union
+from relbridge.alignment.statistical import EflomalConfig, eflomal_align, read_extra_corpus
+from relbridge.alignment.symmetrize import combine, fill, grow_diag_final, intersection, union
 
 FWD = [(0, 0), (1, 1), (2, 3)]
 REV = [(0, 0), (1, 1), (1, 2), (3, 3)]
+
+
+def toy_corpus(n: int = 100) -> list[tuple[list[str], list[str]]]:
+    """Pairs whose two nouns swap places in the target: only a lexicon can tell."""
+    words = [("house", "Haus"), ("cat", "Katze"), ("dog", "Hund"), ("tree", "Baum"), ("car", "Auto")]
+    pairs = []
+    for k in range(n):
+        (s1, t1), (s2, t2) = words[k % 5], words[(k * 3 + 1) % 5]
+        if s1 != s2:
+            pairs.append((["the", s1, "and", "the", s2], ["das", t2, "und", "das", t1]))
+    return pairs
 
 
 def test_intersection_and_union():
@@ -30,12 +41,7 @@ def test_unknown_combination_is_an_error():
 
 
 def test_eflomal_learns_a_toy_lexicon():
-    words = [("house", "Haus"), ("cat", "Katze"), ("dog", "Hund"), ("tree", "Baum"), ("car", "Auto")]
-    pairs = []
-    for n in range(100):
-        (s1, t1), (s2, t2) = words[n % 5], words[(n * 3 + 1) % 5]
-        if s1 != s2:  # the nouns swap places: only the lexicon can tell
-            pairs.append((["the", s1, "and", "the", s2], ["das", t2, "und", "das", t1]))
+    pairs = toy_corpus()
     links = eflomal_align(pairs, EflomalConfig(n_samplers=2))
     assert len(links) == len(pairs)
     crossed = sum((1, 4) in l and (4, 1) in l for l in links)
@@ -47,3 +53,31 @@ def test_eflomal_rejects_empty_sides():
         eflomal_align([(["a"], ["b"]), ([], ["c"])])
     with pytest.raises(ValueError):
         EflomalConfig(symmetrize="nope")
+
+
+def test_fill_adds_second_links_only_between_words_the_first_left_unaligned():
+    first = [(0, 0), (1, 1)]
+    second = [(0, 1), (2, 2), (2, 1), (3, 0)]
+    # (0, 1): both words taken; (2, 1): target 1 taken; (3, 0): target 0 taken
+    assert fill(first, second) == [(0, 0), (1, 1), (2, 2)]
+    assert combine(first, second, "fill") == fill(first, second)
+    assert fill([], second) == sorted(second)
+
+
+def test_eflomal_trains_on_the_extra_corpus_too(tmp_path):
+    corpus = toy_corpus()
+    extra = tmp_path / "extra.src-tgt"
+    extra.write_text(
+        "".join(f"{' '.join(s)} ||| {' '.join(t)}\n" for s, t in corpus[5:]) + "lonely ||| \n",
+        encoding="utf-8",
+    )
+    assert len(read_extra_corpus(str(extra))) == len(corpus) - 5  # the one-sided line is skipped
+    links = eflomal_align(corpus[:5], EflomalConfig(n_samplers=2, extra_corpus=str(extra)))
+    assert len(links) == 5  # links of the extra corpus are not returned
+    assert sum((1, 4) in l and (4, 1) in l for l in links) >= 4
+
+
+def test_eflomal_keeps_word_indices_when_a_word_holds_whitespace():
+    pairs = [(["a", "b\u3000c", "d"], ["x", "y", "z"])] + [(["a", "e", "d"], ["x", "w", "z"])] * 20
+    for links in eflomal_align(pairs, EflomalConfig(n_samplers=1)):
+        assert all(0 <= i < 3 and 0 <= j < 3 for i, j in links)
