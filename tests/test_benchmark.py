@@ -1,0 +1,63 @@
+"""The RELX benchmark end to end on KBP37-shaped toy files, and the CPU preset's frozen layers."""
+
+import json
+
+from relbridge.models.benchmark import kbp37_test_ids, relx_benchmark_config, run_relx_benchmark
+from relbridge.models.extractor import ModelConfig, RelationExtractor
+from relbridge.models.trainer import _freeze_lower
+from test_models import RELX_TEXT
+
+
+def _toy_dirs(tmp_path):
+    """KBP37 train/dev/test and RELX en/de/fr from the same four records; RELX-en holds ids 1-2."""
+    kbp, relx = tmp_path / "kbp37", tmp_path / "relx"
+    kbp.mkdir()
+    relx.mkdir()
+    for name in ("train", "dev", "test"):
+        (kbp / f"{name}.txt").write_text(RELX_TEXT, encoding="utf-8")
+    records = RELX_TEXT.split("\n\n\n")
+    (relx / "RELX_en.txt").write_text("\n\n\n".join(records[:2]) + "\n", encoding="utf-8")
+    for lang in ("de", "fr"):
+        (relx / f"RELX_{lang}.txt").write_text(RELX_TEXT, encoding="utf-8")
+    return str(kbp), str(relx)
+
+
+def test_kbp37_test_ids_leave_out_relx(tmp_path):
+    kbp, relx = _toy_dirs(tmp_path)
+    assert kbp37_test_ids(kbp, relx) == {"3", "4"}
+
+
+def test_benchmark_runs_and_reports_every_language(tiny_encoder, tmp_path):
+    kbp, relx = _toy_dirs(tmp_path)
+    out = tmp_path / "bench"
+    summary = run_relx_benchmark(
+        kbp, relx, str(out), preset="cpu", kbp37_test=True,
+        model=tiny_encoder, freeze_layers=1, max_train_instances=0, max_dev_instances=3,
+        eval_every=3, epochs=2, batch_size=2, progress=False,
+    )  # fmt: skip
+    assert set(summary["relx_f1"]) == {"en", "de", "fr"}
+    assert summary["scores"]["en"]["pairs"] == 2 and summary["scores"]["de"]["pairs"] == 4
+    assert summary["scores"]["kbp37_test_minus_relx"]["pairs"] == 2
+    training = summary["training"]
+    assert training["dev_pairs"] == 3 and training["tokens_per_s"] > 0
+    # 4 pairs / batch 2 = 2 steps per epoch: dev at step 3 (eval_every) and at the last step, 4.
+    assert [h["global_step"] for h in summary["history"]] == [3, 4]
+    assert json.loads((out / "benchmark.json").read_text())["preset"] == "cpu"
+
+
+def test_presets_and_overrides(tmp_path):
+    cpu = relx_benchmark_config("k", str(tmp_path), "cpu", lr=2e-5)
+    assert cpu.freeze_layers == 8 and cpu.lr == 2e-5 and cpu.tagging_weight == 0.0
+    full = relx_benchmark_config("k", str(tmp_path), "full")
+    assert full.freeze_layers == 0 and full.max_train_instances == 0
+    assert cpu.relx_train == ("k/train.txt",) and cpu.dev == ("k/dev.txt",)
+
+
+def test_freeze_lower_stops_gradients_below_the_top_layers(tiny_encoder):
+    model = RelationExtractor(ModelConfig(encoder=tiny_encoder, relations=("NA", "r")))
+    _freeze_lower(model, 1)
+    layers = model.encoder.encoder.layer
+    assert not any(p.requires_grad for p in layers[0].parameters())
+    assert all(p.requires_grad for p in layers[1].parameters())
+    assert not model.marker_embeddings.weight.requires_grad
+    assert model.rel_head.weight.requires_grad
