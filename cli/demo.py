@@ -24,6 +24,6 @@ def _demo(args: argparse.Namespace) -> int:
     from relbridge.demo.run_demo import DemoConfig, run_demo
 
     kwargs = {"epochs": args.epochs} if args.epochs else {}
-    summary = run_demo(DemoConfig(output=args.output, model=args.model, beam_args=tuple(args.extra_args), **kwargs))
+    summary = run_demo(DemoConfig(output=args.output, model=args.model, pipeline_args=tuple(args.extra_args), **kwargs))
     print(json.dumps(summary, indent=2, default=str))
     return 0 if summary["records"]["balanced (input = rows + dead letters)"] else 1

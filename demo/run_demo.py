@@ -32,13 +32,20 @@ class DemoConfig:
       output: output directory (shards, model, summary).
       model: encoder for alignment and training (default: bundled e5-small).
       epochs: training epochs over the demo shards.
-      beam_args: extra Beam flags, e.g. ``--direct_running_mode multi_processing``.
+      max_na_ratio: relation-less pairs kept per pair with a relation (distant
+        supervision labels ~90% of the demo's pairs NA).
+      freeze_layers: encoder layers (from the bottom) left frozen, which halves
+        the backward pass on CPU.
+      pipeline_args: further `relbridge run` or Beam flags, e.g. ``--align-layer 8`` or
+        ``--direct_running_mode multi_processing``.
     """
 
     output: str
     model: str | None = None
-    epochs: int = 4
-    beam_args: tuple[str, ...] = ()
+    epochs: int = 3
+    max_na_ratio: float = 1.0
+    freeze_layers: int = 4
+    pipeline_args: tuple[str, ...] = ()
 
 
 def data_dir() -> str:
@@ -54,7 +61,7 @@ def run_pipeline(cfg: DemoConfig) -> tuple[dict, str]:
     argv = [
         "--corpus", os.path.join(data, "relx_ende_train.tsv"), "--corpus-name", "relx_ende",
         "--kb", os.path.join(data, "kb"), "--src-lang", "en", "--tgt-lang", "de", "--output", out,
-        *(["--model", cfg.model] if cfg.model else []), *cfg.beam_args,
+        *(["--model", cfg.model] if cfg.model else []), *cfg.pipeline_args,
     ]  # fmt: skip
     return run(argv), os.path.join(out, "shards")
 
@@ -79,6 +86,8 @@ def train_and_evaluate(cfg: DemoConfig, shards: str) -> tuple[str, dict, dict]:
             shards=shards,
             output=os.path.join(cfg.output, "training"),
             epochs=cfg.epochs,
+            max_na_ratio=cfg.max_na_ratio,
+            freeze_layers=cfg.freeze_layers,
             **({"model": cfg.model} if cfg.model else {}),
         )
     )
@@ -130,7 +139,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         "shards": shards,
         "model": model_dir,
         "projection_vs_relx_de_gold": projection,
-        "training": train_stats,
+        "training": {k: v for k, v in train_stats.items() if k != "history"},
         "extraction_on_heldout_relx": scores,
         "timings": timings,
     }
