@@ -3,8 +3,8 @@
 * ``train --shards DIR --output DIR [flags]`` or ``train --config run.json``:
   every `TrainConfig` field is a flag (``--dev-fraction 0.1``, ``--no-freeze-embeddings``);
   flags override the JSON file.
-* ``evaluate --model DIR --data PATH [--format shards|relx] [--lang xx] [--ids FILE]``
-  prints the metrics as JSON.
+* ``evaluate --model DIR --data PATH [--format shards|relx] [--lang xx] [--ids FILE]
+  [--pr-curve curve.png]`` prints the metrics as JSON.
 * ``extract --model DIR --input sentences.txt --output triples.jsonl``.
 * ``benchmark relx --kbp37 DIR --relx DIR --output DIR [--preset auto|cpu|full]``:
   KBP37 -> RELX en/de/fr (see `relbridge.models.benchmark` for the presets).
@@ -93,6 +93,7 @@ def register(subparsers) -> None:
         help="key of the id list when --ids is a JSON object (default: test)",
     )
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--pr-curve", metavar="PNG", help="also draw the held-out PR curve into PNG")
     p.set_defaults(func=_evaluate)
 
     p = subparsers.add_parser("extract", help="extract relation triples from raw sentences")
@@ -181,6 +182,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         lang=args.lang,
         ids=ids,
         batch_size=args.batch_size,
+        pr_curve_png=args.pr_curve,
     )
     print(json.dumps(result, indent=2))
     return 0

@@ -35,7 +35,13 @@ import numpy as np
 import torch
 
 from relbridge.data_specs.relations import KBP37_RELATIONS, NA
-from relbridge.models.data import PairInstance, RelationData, read_data
+from relbridge.models.data import (
+    PairInstance,
+    RelationData,
+    SkippedPair,
+    directed_label,
+    read_data,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -70,30 +76,93 @@ def prf_without_na(gold: Sequence[str], pred: Sequence[str], na: str = NA) -> di
     }
 
 
+def pr_curve(scores: np.ndarray, gold: Sequence[int], na_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The held-out precision/recall curve (OpenNRE/Mintz style).
+
+    Every (instance, non-NA relation) is ranked by its probability; precision and
+    recall are taken after each rank, recall over the gold facts (non-NA gold).
+
+    Args:
+      scores: (N, R) probabilities.
+      gold: the N gold class ids.
+      na_id: the NA class, left out of the ranking.
+
+    Returns:
+      ``(recall, precision)``, each (N * (R-1),); empty when there is no gold fact.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    gold = np.asarray(gold)
+    n_facts = int((gold != na_id).sum())
+    if n_facts == 0 or scores.size == 0:
+        return np.zeros(0), np.zeros(0)
+    rels = [r for r in range(scores.shape[1]) if r != na_id]
+    flat = scores[:, rels].ravel()  # (N * (R-1),)
+    hit = (gold[:, None] == np.array(rels)[None, :]).ravel()
+    order = np.argsort(-flat, kind="stable")
+    correct = np.cumsum(hit[order])
+    return correct / n_facts, correct / np.arange(1, len(order) + 1)
+
+
 def held_out_auc(scores: np.ndarray, gold: Sequence[int], na_id: int = 0) -> float:
-    """Area under the held-out PR curve (OpenNRE/Mintz style), in percent.
+    """Area under the held-out PR curve (`pr_curve`), in percent.
 
     Args:
       scores: (N, R) probabilities.
       gold: the N gold class ids.
       na_id: the NA class, left out of the ranking.
     """
-    scores = np.asarray(scores, dtype=np.float64)
-    gold = np.asarray(gold)
-    n_facts = int((gold != na_id).sum())
-    if n_facts == 0 or scores.size == 0:
+    recall, precision = pr_curve(scores, gold, na_id)
+    if recall.size == 0:
         return 0.0
-    rels = [r for r in range(scores.shape[1]) if r != na_id]
-    flat = scores[:, rels].ravel()  # (N * (R-1),)
-    hit = (gold[:, None] == np.array(rels)[None, :]).ravel()
-    order = np.argsort(-flat, kind="stable")
-    correct = np.cumsum(hit[order])
-    precision = correct / np.arange(1, len(order) + 1)
-    recall = correct / n_facts
     # Trapezoid area from recall 0 (sklearn.metrics.auc on the same points).
     recall = np.concatenate([[0.0], recall])
     precision = np.concatenate([[precision[0]], precision])
     return 100 * float(np.sum(np.diff(recall) * (precision[1:] + precision[:-1]) / 2))
+
+
+def write_pr_curve_png(recall: np.ndarray, precision: np.ndarray, path: str, size: int = 400) -> None:
+    """Draws the PR curve as a PNG (no plotting library needed).
+
+    Recall runs left to right and precision bottom to top, both over [0, 1],
+    with light grid lines every 0.1; the curve is drawn in blue on white.
+    """
+    import struct
+    import zlib
+
+    margin = size // 20
+    inner = size - 2 * margin
+    img = np.full((size, size, 3), 255, dtype=np.uint8)  # (H, W, RGB)
+    ticks = margin + np.round(np.linspace(0, 1, 11) * (inner - 1)).astype(int)
+    img[margin : margin + inner, ticks] = 225
+    img[ticks, margin : margin + inner] = 225
+    for edge in (margin, margin + inner - 1):  # the frame
+        img[margin : margin + inner, edge] = 0
+        img[edge, margin : margin + inner] = 0
+    if len(recall):
+        xs = np.concatenate([[0.0], recall])
+        ys = np.concatenate([[precision[0]], precision])
+        px = np.clip(xs, 0, 1) * (inner - 1)
+        py = np.clip(ys, 0, 1) * (inner - 1)
+        # Each segment sampled once per pixel of its length, so the line has no gaps.
+        steps = np.maximum(np.ceil(np.maximum(np.abs(np.diff(px)), np.abs(np.diff(py)))), 1)
+        steps = steps.astype(int)
+        seg = np.repeat(np.arange(len(steps)), steps)
+        frac = (np.arange(steps.sum()) - np.repeat(np.cumsum(steps) - steps, steps)) / steps[seg]
+        x = np.append(px[seg] + frac * (px[seg + 1] - px[seg]), px[-1])
+        y = np.append(py[seg] + frac * (py[seg + 1] - py[seg]), py[-1])
+        cols = margin + np.round(x).astype(int)
+        rows = margin + inner - 1 - np.round(y).astype(int)
+        for dr in (0, 1):  # two pixels thick
+            img[np.minimum(rows + dr, size - 1), cols] = (31, 90, 200)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    raw = b"".join(b"\x00" + row.tobytes() for row in img)  # filter type 0 per row
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0))
+    png += chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
+    with open(path, "wb") as f:
+        f.write(png)
 
 
 def relx_f1(
@@ -164,9 +233,21 @@ def decode_pairs(
     return out
 
 
-def score(pairs: Sequence[PairInstance], probs: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
-    """All metrics of predictions ``probs`` (N, 2, R) against the pairs' gold labels."""
+def _decisions(
+    pairs: Sequence[PairInstance],
+    probs: np.ndarray,
+    names: Sequence[str],
+    skipped: Sequence[SkippedPair] = (),
+) -> tuple[list[tuple[str, str]], list[str], list[str], np.ndarray, list[int]]:
+    """Per-pair decisions, then one row per directed gold label: gold, prediction, (R,) probabilities, gold id.
+
+    Skipped records are decided NA with certainty, so their relations count as missed.
+    """
     decisions = decode_pairs(pairs, probs, names)
+    certain_na = np.zeros((len(skipped), 2, len(names)), dtype=np.float32)
+    certain_na[..., 0] = 1.0
+    decisions += [(NA, NA)] * len(skipped)
+    pairs, probs = [*pairs, *skipped], np.concatenate([probs.reshape(-1, 2, len(names)), certain_na])
     rel2id = {n: i for i, n in enumerate(names)}
     gold, pred, rows, gold_ids = [], [], [], []
     for p, (l12, l21), pr in zip(pairs, decisions, probs):
@@ -177,15 +258,29 @@ def score(pairs: Sequence[PairInstance], probs: np.ndarray, names: Sequence[str]
             pred.append(y)
             rows.append(pr[d])
             gold_ids.append(rel2id.get(g, -1))  # -1: a gold relation the model does not know
-    metrics: dict[str, Any] = {"pairs": len(pairs), "decisions": len(gold)}
+    return decisions, gold, pred, np.array(rows).reshape(len(rows), len(names)), gold_ids
+
+
+def score(
+    pairs: Sequence[PairInstance],
+    probs: np.ndarray,
+    names: Sequence[str],
+    skipped: Sequence[SkippedPair] = (),
+) -> dict[str, Any]:
+    """All metrics of predictions ``probs`` (N, 2, R) against the pairs' gold labels.
+
+    ``skipped`` records (KBP37/RELX records that could not be encoded) count as
+    predicted NA, so the metrics cover the whole test set.
+    """
+    decisions, gold, pred, rows, gold_ids = _decisions(pairs, probs, names, skipped)
+    metrics: dict[str, Any] = {"pairs": len(pairs), "skipped": len(skipped), "decisions": len(gold)}
     metrics.update(prf_without_na(gold, pred))
-    metrics["auc"] = (
-        held_out_auc(np.array(rows).reshape(len(rows), len(names)), gold_ids) if rows else 0.0
-    )
+    metrics["auc"] = held_out_auc(rows, gold_ids) if len(rows) else 0.0
     relx = [i for i, p in enumerate(pairs) if p.side == "relx"]
-    if relx:
+    if relx or skipped:
         g = [pairs[i].directed_label() for i in relx]
-        y = [_directed(*decisions[i]) for i in relx]
+        g += [directed_label(x.label_12, x.label_21) for x in skipped]
+        y = [_directed(*decisions[i]) for i in relx] + [NO_RELATION] * len(skipped)
         metrics["relx_f1"] = relx_f1(g, y)
         metrics["accuracy"] = 100 * float(np.mean([a == b for a, b in zip(g, y)]))
     return metrics
@@ -199,18 +294,32 @@ def _directed(l12: str, l21: str) -> str:
     return NO_RELATION
 
 
-def evaluate_model(model, data: RelationData, batch_size: int = 32) -> dict[str, Any]:
-    """Scores a loaded model on data: ``overall`` and ``per_language`` metrics."""
+def evaluate_model(
+    model, data: RelationData, batch_size: int = 32, pr_curve_png: str | None = None
+) -> dict[str, Any]:
+    """Scores a loaded model on data: ``overall`` and ``per_language`` metrics.
+
+    With ``pr_curve_png``, also draws the overall held-out PR curve there.
+    """
     probs = predict_pairs(model, data.pairs, batch_size)
     names = model.inventory.names
+    if pr_curve_png:
+        _, _, _, rows, gold_ids = _decisions(data.pairs, probs, names, data.skipped)
+        write_pr_curve_png(*pr_curve(rows, gold_ids), pr_curve_png)
     by_lang: dict[str, list[int]] = defaultdict(list)
     for i, p in enumerate(data.pairs):
         by_lang[p.lang].append(i)
+    langs = sorted(set(by_lang) | {x.lang for x in data.skipped})
     return {
-        "overall": score(data.pairs, probs, names),
+        "overall": score(data.pairs, probs, names, data.skipped),
         "per_language": {
-            lang: score([data.pairs[i] for i in idx], probs[idx], names)
-            for lang, idx in sorted(by_lang.items())
+            lang: score(
+                [data.pairs[i] for i in by_lang[lang]],
+                probs[by_lang[lang]],
+                names,
+                [x for x in data.skipped if x.lang == lang],
+            )
+            for lang in langs
         },
     }
 
@@ -222,6 +331,7 @@ def evaluate(
     lang: str | None = None,
     ids: Iterable[str] | None = None,
     batch_size: int = 32,
+    pr_curve_png: str | None = None,
 ) -> dict[str, Any]:
     """Loads a saved model and scores it.
 
@@ -233,6 +343,7 @@ def evaluate(
         kept from shards.
       ids: keep only these sentence ids (RELX record ids or shard pair ids).
       batch_size: inference batch size.
+      pr_curve_png: where to draw the overall PR curve (None: nowhere).
 
     Returns:
       ``{"overall": metrics, "per_language": {lang: metrics}, "model": model_dir}``;
@@ -250,6 +361,6 @@ def evaluate(
     if not instances.pairs:
         raise ValueError("no pairs to evaluate")
     model = RelationExtractor.from_pretrained(model_dir)
-    result = evaluate_model(model, instances, batch_size)
+    result = evaluate_model(model, instances, batch_size, pr_curve_png)
     result["model"] = model_dir
     return result

@@ -54,6 +54,7 @@ DEV_METRICS = ("micro_f1", "macro_f1", "relx_f1", "auc")
 DEFAULT_MODEL = "intfloat/multilingual-e5-small"
 CHECKPOINT = "checkpoint.pt"
 MODEL_DIR = "model"
+TRAIN_CONFIG = "train_config.json"
 # Config fields that may change between a run and its resumption.
 _RESUMABLE_CHANGES = {"stop_after_steps", "resume", "progress", "num_threads"}
 
@@ -474,12 +475,18 @@ def _atomic_save(obj: Any, path: str) -> None:
     os.replace(tmp, path)
 
 
-def _save_model_dir(model: RelationExtractor, output: str) -> str:
-    """Writes ``<output>/model`` via a temporary directory, replacing the old one."""
-    final = os.path.join(output, MODEL_DIR)
+def _save_model_dir(model: RelationExtractor, cfg: TrainConfig) -> str:
+    """Writes ``<output>/model`` via a temporary directory, replacing the old one.
+
+    The training config goes beside the model (``train_config.json``), so every
+    saved model says how it was trained.
+    """
+    final = os.path.join(cfg.output, MODEL_DIR)
     tmp, old = final + ".tmp", final + ".old"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
+    with open(os.path.join(tmp, TRAIN_CONFIG), "w", encoding="utf-8") as f:
+        json.dump(dataclasses.asdict(cfg), f, indent=2)
     if os.path.exists(final):
         shutil.rmtree(old, ignore_errors=True)
         os.replace(final, old)
@@ -679,7 +686,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         if state["best"] is None or value > state["best"][cfg.dev_metric]:
             state["best"] = {**entry, cfg.dev_metric: value}
             state["bad_evals"] = 0
-            _save_model_dir(model, cfg.output)
+            _save_model_dir(model, cfg)
         else:
             state["bad_evals"] += 1
         return cfg.patience > 0 and state["bad_evals"] >= cfg.patience
@@ -757,7 +764,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     completed = not interrupted
     if completed and (not dev_data.pairs or state["best"] is None):
-        _save_model_dir(model, cfg.output)  # no dev: the final model is the result
+        _save_model_dir(model, cfg)  # no dev: the final model is the result
     stats = {
         "model_dir": os.path.join(cfg.output, MODEL_DIR),
         "completed": completed,
@@ -785,6 +792,6 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     }
     with open(os.path.join(cfg.output, "train_stats.json"), "w", encoding="utf-8") as f:
         json.dump(stats, f, indent=2)
-    with open(os.path.join(cfg.output, "train_config.json"), "w", encoding="utf-8") as f:
+    with open(os.path.join(cfg.output, TRAIN_CONFIG), "w", encoding="utf-8") as f:
         json.dump(dataclasses.asdict(cfg), f, indent=2)
     return stats

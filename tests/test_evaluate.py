@@ -1,10 +1,21 @@
-"""Metrics: the RELX metric on hand-made labels, P/R/F1 without NA, held-out AUC, joint decoding."""
+"""Metrics: the RELX metric on hand-made labels, P/R/F1 without NA, held-out AUC and its PR
+curve (values and PNG), joint decoding."""
+
+import struct
+import zlib
 
 import numpy as np
 import pytest
 
 from relbridge.data_specs.relations import KBP37_RELATIONS, NA
-from relbridge.models.evaluate import decode_joint, held_out_auc, prf_without_na, relx_f1
+from relbridge.models.evaluate import (
+    decode_joint,
+    held_out_auc,
+    pr_curve,
+    prf_without_na,
+    relx_f1,
+    write_pr_curve_png,
+)
 
 EMP12, EMP21 = "per:employee_of(e1,e2)", "per:employee_of(e2,e1)"
 CITY12 = "org:city_of_headquarters(e1,e2)"
@@ -68,3 +79,67 @@ def test_joint_decoding_picks_one_direction():
     assert decode_joint(np.array([[0.3, 0.6, 0.1], [0.2, 0.1, 0.7]]), names)[:2] == (NA, "s")
     label_12, label_21, conf = decode_joint(np.array([[0.3, 0.6, 0.1], [0.9, 0.05, 0.05]]), names)
     assert (label_12, label_21) == ("r", NA) and conf == pytest.approx(0.6)
+
+
+def test_pr_curve_ranks_every_relation_of_every_row():
+    scores = np.array([[0.1, 0.9, 0.0], [0.2, 0.0, 0.8], [0.6, 0.3, 0.1]])
+    recall, precision = pr_curve(scores, [1, 0, 0])
+    # Ranked: row0/r1 (hit), row1/r2, row2/r1, ... -> one fact found first.
+    assert recall[0] == 1.0 and precision[0] == 1.0 and precision[1] == 0.5
+    assert len(recall) == 6 and pr_curve(scores, [0, 0, 0])[0].size == 0
+
+
+def _read_png(path) -> np.ndarray:
+    """Decodes an 8-bit RGB, unfiltered PNG (what write_pr_curve_png writes) to (H, W, 3)."""
+    data = open(path, "rb").read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, chunks = 8, {}
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        assert struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])[0] == zlib.crc32(kind + body)
+        chunks[kind] = chunks.get(kind, b"") + body
+        pos += 12 + length
+    width, height, depth, color = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
+    assert (depth, color) == (8, 2)
+    raw = np.frombuffer(zlib.decompress(chunks[b"IDAT"]), dtype=np.uint8).reshape(height, -1)
+    assert (raw[:, 0] == 0).all()
+    return raw[:, 1:].reshape(height, width, 3)
+
+
+def test_pr_curve_png_draws_the_curve_where_it_lies(tmp_path):
+    path = tmp_path / "pr.png"
+    # Precision 1 up to recall 0.5, then a straight drop to precision 0.5 at recall 1.
+    write_pr_curve_png(np.array([0.5, 1.0]), np.array([1.0, 0.5]), str(path), size=200)
+    img = _read_png(path)
+    assert img.shape == (200, 200, 3)
+    margin, inner = 10, 180
+    blue = (img == (31, 90, 200)).all(-1)
+
+    def pixel(recall, precision):
+        return margin + inner - 1 - round(precision * (inner - 1)), margin + round(recall * (inner - 1))
+
+    for point in ((0.0, 1.0), (0.25, 1.0), (0.5, 1.0), (0.75, 0.75), (1.0, 0.5)):
+        assert blue[pixel(*point)], point
+    assert not blue[pixel(0.75, 0.3)] and not blue[pixel(0.25, 0.5)]
+
+
+def test_skipped_records_count_as_missed(tmp_path):
+    from relbridge.models.data import PairInstance, SkippedPair, read_relx_data
+    from relbridge.models.evaluate import score
+
+    names = (NA, "per:spouse")
+    pairs = [PairInstance("1", "en", ("Ann", "and", "Bob"), (0, 1), (2, 3), "per:spouse", NA, side="relx")]
+    probs = np.array([[[0.1, 0.9], [0.9, 0.1]]])
+    alone = score(pairs, probs, names)
+    assert alone["micro_r"] == 100.0 and alone["relx_f1"] == pytest.approx(100 / 18)
+    missed = score(pairs, probs, names, [SkippedPair("2", "en", NA, "per:spouse")])
+    assert missed["skipped"] == 1 and missed["micro_r"] == 50.0 and missed["micro_p"] == 100.0
+    assert missed["relx_f1"] == pytest.approx(100 * (2 / 3) / 18)
+    # The reader keeps an empty entity's record as skipped, with its directed gold label.
+    path = tmp_path / "RELX_en.txt"
+    path.write_text(
+        '7\t" the <e1> </e1> Prize at <e2> Basel </e2> . "\nper:spouse(e2,e1)\n\n\n', encoding="utf-8"
+    )
+    data = read_relx_data(str(path))
+    assert not data.pairs and data.skipped == [SkippedPair("7", "en", NA, "per:spouse")]

@@ -129,13 +129,15 @@ def test_cli_train_evaluate_extract(tiny_encoder, tmp_path, capsys):
         == 0
     )
     assert json.loads((out / "train_config.json").read_text())["batch_size"] == 4
+    assert json.loads((out / "model" / "train_config.json").read_text())["batch_size"] == 4
     capsys.readouterr()
     ids = tmp_path / "ids.json"
     ids.write_text(json.dumps({"test": ["toy:0", "toy:1"]}))
-    assert (
-        main(["evaluate", "--model", str(out / "model"), "--data", shards, "--ids", str(ids)]) == 0
-    )
+    curve = tmp_path / "pr.png"
+    argv = ["evaluate", "--model", str(out / "model"), "--data", shards, "--ids", str(ids)]
+    assert main([*argv, "--pr-curve", str(curve)]) == 0
     assert json.loads(capsys.readouterr().out)["overall"]["pairs"] == 4
+    assert curve.read_bytes()[:4] == b"\x89PNG"
     sentences = tmp_path / "in.txt"
     sentences.write_text("<e1> Merkel </e1> was born in <e2> Berlin </e2>\n", encoding="utf-8")
     assert (
@@ -156,3 +158,32 @@ def test_cli_train_evaluate_extract(tiny_encoder, tmp_path, capsys):
         "Merkel",
         "Berlin",
     }
+
+
+def test_lora_trains_adapters_only_and_saves_merged_weights(tiny_encoder, tmp_path):
+    pytest.importorskip("peft", reason="LoRA needs the peft extra")
+    from relbridge.models.evaluate import predict_pairs
+    from relbridge.models.extractor import ModelConfig
+    from relbridge.models.trainer import _apply_lora
+    from test_models import _toy_pairs
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(encoder=tiny_encoder, relations=("NA", "org:founded_in", "per:born_in"))
+    model = RelationExtractor(cfg)
+    _apply_lora(model, TrainConfig(output=str(tmp_path), shards="x", lora=True, lora_r=4))
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    encoder_trainable = {n for n in trainable if n.startswith("encoder.")}
+    assert encoder_trainable and all("lora_" in n for n in encoder_trainable)
+    pairs = _toy_pairs()
+    items = [model.encode_pair(p.tokens, p.e1, p.e2, p.label_12, p.label_21) for p in pairs]
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(5):  # moves the LoRA B matrices away from zero
+        loss = model(model.collate(items), labels=True)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    probs = predict_pairs(model, pairs)
+    model.save_pretrained(str(tmp_path / "m"))
+    loaded = RelationExtractor.from_pretrained(str(tmp_path / "m"))
+    assert not any("lora_" in k for k in loaded.state_dict())
+    assert torch.allclose(torch.tensor(predict_pairs(loaded, pairs)), torch.tensor(probs), atol=1e-5)
