@@ -62,7 +62,8 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--aligner",
-        help="registered preset, e.g. simalign.itermax.v1 (default: AlignConfig defaults)",
+        help="registered preset, e.g. simalign.itermax.v1 or relbridge.default.v1 (the pipeline's "
+        "default); default: AlignConfig defaults (stock simalign's layer 6 argmax on words)",
     )
     parser.add_argument(
         "--method",
@@ -128,8 +129,9 @@ def config_from_args(args: argparse.Namespace):
             raise ValueError("--method is empty")
         overrides["method"], overrides["also"] = methods[0], methods[1:]
     cfg = aligner_config(args.aligner, **overrides) if args.aligner else AlignConfig(**overrides)
-    if args.statistical_extra_corpus is not None:
-        cfg = replace(cfg, eflomal=replace(cfg.eflomal, extra_corpus=args.statistical_extra_corpus))
+    extra_corpus = getattr(args, "statistical_extra_corpus", None)  # other commands reuse this
+    if extra_corpus is not None:
+        cfg = replace(cfg, eflomal=replace(cfg.eflomal, extra_corpus=extra_corpus))
     return cfg
 
 

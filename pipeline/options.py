@@ -14,8 +14,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from relbridge.alignment.aligner import STATISTICAL, AlignConfig
-from relbridge.alignment.statistical import EflomalConfig
+from relbridge.alignment.aligner import DEFAULT_PRESET, STATISTICAL, AlignConfig, aligner_config
 from relbridge.alignment.projection import ProjectConfig
 from relbridge.pipeline.ingest import IngestConfig
 from relbridge.pipeline.label import LabelConfig
@@ -70,13 +69,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     al = parser.add_argument_group("word alignment")
     al.add_argument("--model", default=None, help="encoder: local path or Hugging Face name; falls back to the "
                     "bundled multilingual-e5-small when it cannot be loaded offline")
-    al.add_argument("--align-method", default=AlignConfig.method, help=f"alignment method (default {AlignConfig.method})")
-    al.add_argument("--align-layer", type=int, default=AlignConfig.layer, help=f"encoder layer (default {AlignConfig.layer})")
+    al.add_argument("--aligner", default=DEFAULT_PRESET,
+                    help=f"registered aligner preset; the flags below override it (default {DEFAULT_PRESET})")
+    al.add_argument("--align-method", default=None, help="alignment method (default: the preset's)")
+    al.add_argument("--align-layer", type=int, default=None, help="encoder layer (default: the preset's)")
     al.add_argument("--align-batch-size", type=int, default=AlignConfig.batch_size,
                     help=f"sentence pairs per encoder batch (default {AlignConfig.batch_size})")
-    al.add_argument("--align-statistical", default=AlignConfig.statistical, choices=STATISTICAL,
+    al.add_argument("--align-statistical", default=None, choices=STATISTICAL,
                     help="eflomal, trained once on the whole corpus: off, only (instead of neural links) or a "
-                    f"rule combining neural and eflomal links (default {AlignConfig.statistical})")
+                    "rule combining neural and eflomal links (default: the preset's)")
     al.add_argument("--align-statistical-extra-corpus", default=None,
                     help="more parallel text for eflomal to train on: a pre-tokenised 'src ||| tgt' file "
                     "of the same language pair and direction, tokenised like the corpus")
@@ -88,12 +89,21 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         ingest=IngestConfig(args.corpus, args.src_lang, args.tgt_lang, args.corpus_format, args.corpus_name),
         tokenize=TokenizeConfig(args.src_lang, args.tgt_lang, max_words=args.max_words),
         label=LabelConfig(args.kb, args.src_lang, not args.case_insensitive, args.max_mentions),
-        align=AlignConfig(model=args.model, layer=args.align_layer, method=args.align_method,
-                          batch_size=args.align_batch_size, statistical=args.align_statistical,
-                          eflomal=EflomalConfig(extra_corpus=args.align_statistical_extra_corpus)),
+        align=align_config_from_args(args),
         project=ProjectConfig(),
         write=WriteConfig(args.output, num_shards=args.num_shards),
         skip_existing=args.skip_existing,
     )
     run_id = cfg.fingerprint(cfg.ingest.input_files())
     return dataclasses.replace(cfg, write=dataclasses.replace(cfg.write, run_id=run_id))
+
+
+def align_config_from_args(args: argparse.Namespace) -> AlignConfig:
+    """The ``--aligner`` preset with the ``--align-*`` flags that were given."""
+    flags = {"layer": args.align_layer, "method": args.align_method, "statistical": args.align_statistical}
+    cfg = aligner_config(args.aligner, model=args.model, batch_size=args.align_batch_size,
+                         **{k: v for k, v in flags.items() if v is not None})
+    if args.align_statistical_extra_corpus:
+        cfg = dataclasses.replace(
+            cfg, eflomal=dataclasses.replace(cfg.eflomal, extra_corpus=args.align_statistical_extra_corpus))
+    return cfg

@@ -223,6 +223,8 @@ def test_presets_by_versioned_name():
     cfg = aligner_config("simalign.mai.v1", layer=4)
     assert cfg.methods == ("argmax", "itermax", "match") and cfg.layer == 4
     assert aligner_config("simalign.match.v1") == replace(AlignConfig(), method="match")
+    default = aligner_config("relbridge.default.v1")
+    assert (default.statistical, default.token_type, default.text_prefix) == ("fill", "bpe", "passage: ")
 
 
 def test_failed_result_shape():

@@ -117,3 +117,21 @@ def test_eflomal_fn_skips_one_sided_pairs_and_keys_links_by_pair_id():
     out = dict(EflomalFn(EflomalConfig(n_samplers=1)).process(pairs))
     assert sorted(out) == sorted(f"p{k}" for k in range(30))
     assert all(0 <= i < 2 and 0 <= j < 2 for links in out.values() for i, j in links)
+
+
+def test_run_flags_pick_the_default_preset_and_override_it():
+    import argparse
+
+    from relbridge.alignment.aligner import DEFAULT_PRESET, aligner_config
+    from relbridge.pipeline.options import add_arguments, align_config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    required = ["--corpus", "c.tsv", "--kb", "kb", "--src-lang", "en", "--tgt-lang", "de", "--output", "out"]
+    assert align_config_from_args(parser.parse_args(required)) == aligner_config(DEFAULT_PRESET)
+    args = parser.parse_args([*required, "--align-layer", "5", "--align-statistical", "off",
+                              "--align-statistical-extra-corpus", "more.src-tgt", "--model", "m"])
+    cfg = align_config_from_args(args)
+    assert (cfg.layer, cfg.statistical, cfg.model) == (5, "off", "m")
+    assert cfg.eflomal.extra_corpus == "more.src-tgt"
+    assert cfg.text_prefix == aligner_config(DEFAULT_PRESET).text_prefix  # the rest stays the preset's
