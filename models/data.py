@@ -30,8 +30,8 @@ import os
 import random
 import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
 from relbridge.data_specs.relations import NA
 from relbridge.data_specs.relx import read_relx, words_with_spans

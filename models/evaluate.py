@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from typing import Any
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -76,7 +76,9 @@ def prf_without_na(gold: Sequence[str], pred: Sequence[str], na: str = NA) -> di
     }
 
 
-def pr_curve(scores: np.ndarray, gold: Sequence[int], na_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def pr_curve(
+    scores: np.ndarray, gold: Sequence[int], na_id: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """The held-out precision/recall curve (OpenNRE/Mintz style).
 
     Every (instance, non-NA relation) is ranked by its probability; precision and
@@ -120,7 +122,9 @@ def held_out_auc(scores: np.ndarray, gold: Sequence[int], na_id: int = 0) -> flo
     return 100 * float(np.sum(np.diff(recall) * (precision[1:] + precision[:-1]) / 2))
 
 
-def write_pr_curve_png(recall: np.ndarray, precision: np.ndarray, path: str, size: int = 400) -> None:
+def write_pr_curve_png(
+    recall: np.ndarray, precision: np.ndarray, path: str, size: int = 400
+) -> None:
     """Draws the PR curve as a PNG (no plotting library needed).
 
     Recall runs left to right and precision bottom to top, both over [0, 1],
@@ -156,7 +160,9 @@ def write_pr_curve_png(recall: np.ndarray, precision: np.ndarray, path: str, siz
             img[np.minimum(rows + dr, size - 1), cols] = (31, 90, 200)
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     raw = b"".join(b"\x00" + row.tobytes() for row in img)  # filter type 0 per row
     png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0))
@@ -247,7 +253,10 @@ def _decisions(
     certain_na = np.zeros((len(skipped), 2, len(names)), dtype=np.float32)
     certain_na[..., 0] = 1.0
     decisions += [(NA, NA)] * len(skipped)
-    pairs, probs = [*pairs, *skipped], np.concatenate([probs.reshape(-1, 2, len(names)), certain_na])
+    pairs, probs = (
+        [*pairs, *skipped],
+        np.concatenate([probs.reshape(-1, 2, len(names)), certain_na]),
+    )
     rel2id = {n: i for i, n in enumerate(names)}
     gold, pred, rows, gold_ids = [], [], [], []
     for p, (l12, l21), pr in zip(pairs, decisions, probs):

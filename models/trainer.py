@@ -30,9 +30,9 @@ import os
 import random
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -569,9 +569,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
       ``completed`` (False when stopped by ``stop_after_steps``) and
       ``stopped_early``.
     """
-    from tqdm.auto import tqdm
-
     from relbridge.models.evaluate import evaluate_model
+    from tqdm.auto import tqdm
 
     started = time.perf_counter()
     os.makedirs(cfg.output, exist_ok=True)

@@ -5,6 +5,7 @@ import json
 from relbridge.models.benchmark import kbp37_test_ids, relx_benchmark_config, run_relx_benchmark
 from relbridge.models.extractor import ModelConfig, RelationExtractor
 from relbridge.models.trainer import _freeze_lower
+from single_thread import one_torch_thread  # noqa: F401 (autouse)
 from test_models import RELX_TEXT
 
 

@@ -91,13 +91,16 @@ def test_pr_curve_ranks_every_relation_of_every_row():
 
 def _read_png(path) -> np.ndarray:
     """Decodes an 8-bit RGB, unfiltered PNG (what write_pr_curve_png writes) to (H, W, 3)."""
-    data = open(path, "rb").read()
+    with open(path, "rb") as f:
+        data = f.read()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     pos, chunks = 8, {}
     while pos < len(data):
         (length,) = struct.unpack(">I", data[pos : pos + 4])
         kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
-        assert struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])[0] == zlib.crc32(kind + body)
+        assert struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])[0] == zlib.crc32(
+            kind + body
+        )
         chunks[kind] = chunks.get(kind, b"") + body
         pos += 12 + length
     width, height, depth, color = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
@@ -117,7 +120,9 @@ def test_pr_curve_png_draws_the_curve_where_it_lies(tmp_path):
     blue = (img == (31, 90, 200)).all(-1)
 
     def pixel(recall, precision):
-        return margin + inner - 1 - round(precision * (inner - 1)), margin + round(recall * (inner - 1))
+        return margin + inner - 1 - round(precision * (inner - 1)), margin + round(
+            recall * (inner - 1)
+        )
 
     for point in ((0.0, 1.0), (0.25, 1.0), (0.5, 1.0), (0.75, 0.75), (1.0, 0.5)):
         assert blue[pixel(*point)], point
@@ -129,7 +134,11 @@ def test_skipped_records_count_as_missed(tmp_path):
     from relbridge.models.evaluate import score
 
     names = (NA, "per:spouse")
-    pairs = [PairInstance("1", "en", ("Ann", "and", "Bob"), (0, 1), (2, 3), "per:spouse", NA, side="relx")]
+    pairs = [
+        PairInstance(
+            "1", "en", ("Ann", "and", "Bob"), (0, 1), (2, 3), "per:spouse", NA, side="relx"
+        )
+    ]
     probs = np.array([[[0.1, 0.9], [0.9, 0.1]]])
     alone = score(pairs, probs, names)
     assert alone["micro_r"] == 100.0 and alone["relx_f1"] == pytest.approx(100 / 18)
@@ -139,7 +148,8 @@ def test_skipped_records_count_as_missed(tmp_path):
     # The reader keeps an empty entity's record as skipped, with its directed gold label.
     path = tmp_path / "RELX_en.txt"
     path.write_text(
-        '7\t" the <e1> </e1> Prize at <e2> Basel </e2> . "\nper:spouse(e2,e1)\n\n\n', encoding="utf-8"
+        '7\t" the <e1> </e1> Prize at <e2> Basel </e2> . "\nper:spouse(e2,e1)\n\n\n',
+        encoding="utf-8",
     )
     data = read_relx_data(str(path))
     assert not data.pairs and data.skipped == [SkippedPair("7", "en", NA, "per:spouse")]

@@ -19,6 +19,7 @@ from relbridge.models.data import (
 )
 from relbridge.models.evaluate import predict_pairs
 from relbridge.models.extractor import ModelConfig, RelationExtractor
+from single_thread import one_torch_thread  # noqa: F401 (autouse)
 
 # (en tokens, de tokens, subject span, object span (en), same spans (de), label, subject kb, object kb)
 FACTS = [
@@ -95,7 +96,7 @@ def test_shard_reader_gives_both_sides_and_directions(tmp_path):
         "NA",
     )
     # "the president of France is Macron": the subject (Macron) comes second, so it is e2.
-    president = [p for p in data.pairs if p.id == "toy:3" and p.lang == "de"][0]
+    president = next(p for p in data.pairs if p.id == "toy:3" and p.lang == "de")
     assert (president.e1, president.e2, president.label_12, president.label_21) == (
         (3, 4),
         (5, 6),
@@ -258,7 +259,7 @@ def test_batched_and_one_by_one_predictions_agree(tiny_encoder):
         PairInstance(
             "c",
             "en",
-            tuple(["the", "city", "of", "Paris", "and", "the", "company", "Siemens"]),
+            ("the", "city", "of", "Paris", "and", "the", "company", "Siemens"),
             (3, 4),
             (7, 8),
             None,

@@ -9,14 +9,15 @@ from relbridge.models.evaluate import evaluate
 from relbridge.models.extract import extract
 from relbridge.models.extractor import RelationExtractor
 from relbridge.models.trainer import TrainConfig, train
+from single_thread import one_torch_thread  # noqa: F401 (autouse)
 from test_models import RELX_TEXT, write_toy_shards
 
 
 def _cfg(tiny_encoder, shards, output, **kw) -> TrainConfig:
-    base = dict(
-        shards=shards, output=str(output), model=tiny_encoder, epochs=3, batch_size=4, lr=1e-3, head_lr=3e-3,
-        dev_fraction=0.0, save_every=1, progress=False, freeze_embeddings=False, tagging_ratio=1.0,
-    )  # fmt: skip
+    base = {
+        "shards": shards, "output": str(output), "model": tiny_encoder, "epochs": 3, "batch_size": 4, "lr": 1e-3, "head_lr": 3e-3,
+        "dev_fraction": 0.0, "save_every": 1, "progress": False, "freeze_embeddings": False, "tagging_ratio": 1.0,
+    }  # fmt: skip
     base.update(kw)
     return TrainConfig(**base)
 
@@ -186,4 +187,6 @@ def test_lora_trains_adapters_only_and_saves_merged_weights(tiny_encoder, tmp_pa
     model.save_pretrained(str(tmp_path / "m"))
     loaded = RelationExtractor.from_pretrained(str(tmp_path / "m"))
     assert not any("lora_" in k for k in loaded.state_dict())
-    assert torch.allclose(torch.tensor(predict_pairs(loaded, pairs)), torch.tensor(probs), atol=1e-5)
+    assert torch.allclose(
+        torch.tensor(predict_pairs(loaded, pairs)), torch.tensor(probs), atol=1e-5
+    )
