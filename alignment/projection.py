@@ -9,7 +9,7 @@ The per-element functions here are what the pipeline's ``ProjectLabels`` stage
     result.counts         # ProjectionCounts: projected / dropped / repaired ...
 
 Spans are word offsets ``[start, end)``; links are ``(src_idx, tgt_idx)`` word
-pairs. A source span is projected in four steps, each a rule that
+pairs. A source span is projected in five steps, each a rule that
 `ProjectConfig` can switch off so its effect can be measured:
 
 1. **Verbatim span** (``verbatim_spans``): a name or number whose words occur
@@ -18,16 +18,29 @@ pairs. A source span is projected in four steps, each a rule that
 2. **Verbatim anchors** (``verbatim_anchors``): otherwise, each name-like
    source word found verbatim in the target adds an anchor link, so a
    mis-aligned name word still pulls the span to the right place.
-3. **Best contiguous span** (``span_search``): every target word gets a
-   weight from its links: ``+in/(in+out)`` for words linked into the source
-   span (``in``) and possibly outside it (``out``), ``-outside_penalty`` for
-   words linked only outside, ``-gap_penalty`` for unlinked words. The
-   projection is the contiguous target span with the largest summed weight, so
-   one-to-many and many-to-one links are covered, unlinked words inside a name
-   are bridged when the words around them outweigh them, and a stray link far
-   away is ignored. With ``span_search=False`` the baseline rule is used: first
-   to last linked target word.
-4. **Trim** (``trim_punctuation``): punctuation and hyphens at either edge are
+3. **Fallback links** (``fallback_links``): a source word of the span that
+   the main links leave unlinked takes its links from a second, denser link
+   set (``extra_links``, e.g. simalign's itermax next to argmax). Argmax links
+   are precise but leave ~1 entity word in 20 unlinked (``Lebanon`` /
+   ``Libanon``, ``playwright`` / ``Dramatiker``); only those words borrow the
+   denser links, so the precise links decide everything else.
+4. **Best contiguous span** (``span_search``): candidate spans start and end
+   on a target word linked into the source span, and cross at most
+   ``max_gap`` words without such a link. With ``span_objective="f1"`` the
+   candidate with the best harmonic mean of *source coverage* (share of the
+   source span's words linked into it) and *target purity* (mean over its
+   words of ``in/(in+out)`` for words linked into the source span (``in``)
+   and outside it (``out``), ``unlinked_credit`` for unlinked words, 0 for
+   words linked only outside) wins. So a span bridges unlinked function words
+   when that covers more of the name (``política de competencia de la Unión
+   Europea`` for ``European Union 's competition policy``), one-to-many and
+   many-to-one links are covered, and a stray link far away, which would
+   cover nothing new at the price of purity, is ignored. ``"sum"`` is the
+   earlier objective: the largest summed weight (``in/(in+out)``,
+   ``-outside_penalty``, ``-gap_penalty``), which prefers the larger half of a
+   name split by two unlinked words. With ``span_search=False`` the baseline
+   rule is used: first to last linked target word.
+5. **Trim** (``trim_punctuation``): punctuation and hyphens at either edge are
    cut (a link from a name to its comma or quote is a common aligner error).
 
 Every projection has a confidence in [0, 1] (1 for verbatim spans; otherwise
@@ -53,6 +66,7 @@ logger = logging.getLogger(__name__)
 
 Link = tuple[int, int]
 Span = tuple[int, int]
+SPAN_OBJECTIVES = ("f1", "sum")
 
 
 @dataclass(frozen=True)
@@ -65,14 +79,25 @@ class ProjectConfig:
       verbatim_spans: take a name or number that occurs unchanged in the target.
       verbatim_anchors: name-like source words found verbatim in the target
         are linked to that word (replacing their aligner links) before scoring.
+      fallback_method: aligner method whose links (``extra_links`` of
+        `project_pair`, ``AlignResult.by_method[fallback_method]``) stand in
+        for source words the main links leave unlinked; callers add it to
+        ``AlignConfig.also``. ``""`` = off. itermax (a superset of argmax that
+        links leftover words) is the natural partner of argmax links.
       span_search: choose the best-scoring contiguous target span; False = the
         baseline first-to-last-linked-word rule.
-      gap_penalty: weight of an unlinked target word in the span search; below
+      span_objective: ``"f1"`` (source coverage x target purity) or ``"sum"``
+        (summed word weights); see the module docstring.
+      unlinked_credit: purity of an unlinked target word inside a span under
+        ``"f1"`` (1 = as good as a linked word, 0 = as bad as a word linked
+        elsewhere). Range 0.3-0.7.
+      gap_penalty: weight of an unlinked target word under ``"sum"``; below
         1 a one-word gap between two linked words is bridged. Range 0.3-1.5.
       outside_penalty: weight of a target word linked only to words outside the
-        source span. Range 0.5-2.
-      max_gap: longest run of unlinked words that may be bridged inside a span
-        (the baseline rule ignores it). 0 = never bridge.
+        source span under ``"sum"``. Range 0.5-2.
+      max_gap: longest run of words without a link from the source span that
+        may be bridged inside a span (the baseline rule ignores it). 0 = never
+        bridge; 4 covers ``de la`` and ``der`` between reordered name parts.
       trim_punctuation: cut punctuation and hyphens at the span's edges.
       resolve_conflicts: handle overlapping projections of non-overlapping
         source mentions (keep the more confident one); False keeps both.
@@ -85,10 +110,13 @@ class ProjectConfig:
     min_confidence: float = 0.3
     verbatim_spans: bool = True
     verbatim_anchors: bool = True
+    fallback_method: str = "itermax"
     span_search: bool = True
+    span_objective: str = "f1"
+    unlinked_credit: float = 0.5
     gap_penalty: float = 0.6
     outside_penalty: float = 1.0
-    max_gap: int = 2
+    max_gap: int = 4
     trim_punctuation: bool = True
     resolve_conflicts: bool = True
     repair_conflicts: bool = True
@@ -99,6 +127,12 @@ class ProjectConfig:
             raise ValueError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
         if self.gap_penalty < 0 or self.outside_penalty < 0:
             raise ValueError("gap_penalty and outside_penalty must be >= 0")
+        if self.span_objective not in SPAN_OBJECTIVES:
+            raise ValueError(
+                f"span_objective must be one of {SPAN_OBJECTIVES}, got {self.span_objective!r}"
+            )
+        if not 0.0 <= self.unlinked_credit <= 1.0:
+            raise ValueError(f"unlinked_credit must be in [0, 1], got {self.unlinked_credit}")
         if self.max_gap < 0:
             raise ValueError(f"max_gap must be >= 0, got {self.max_gap}")
         if self.max_span_words < 1:
@@ -287,6 +321,79 @@ def anchor_links(
     return out
 
 
+def fallback_links(span: Span, links: Iterable[Link], extra_links: Iterable[Link]) -> set[Link]:
+    """Links from ``extra_links`` for the words of ``span`` that ``links`` leave unlinked.
+
+    >>> sorted(fallback_links((0, 2), [(0, 0)], [(0, 0), (0, 3), (1, 1), (2, 2)]))
+    [(1, 1)]
+    """
+    linked = {s for s, _ in links}
+    return {(s, t) for s, t in extra_links if span[0] <= s < span[1] and s not in linked}
+
+
+def best_f1_span(
+    span: Span,
+    links: Iterable[Link],
+    src_tokens: Sequence[str],
+    tgt_tokens: Sequence[str],
+    cfg: ProjectConfig,
+    blocked: Sequence[bool] = (),
+) -> Span | None:
+    """The candidate target span with the best source coverage / target purity F1.
+
+    Candidates start and end on a (non-punctuation) target word linked into ``span`` and cross
+    no run of more than ``cfg.max_gap`` words without such a link, nor a
+    blocked word. Coverage is the share of the source span's (non-punctuation)
+    words with a link into the candidate; purity is the mean over its
+    (non-punctuation) words of ``in/(in+out)`` (linked into / outside the
+    source span), ``cfg.unlinked_credit`` (unlinked) or 0 (linked only
+    outside). Ties go to the shorter span, then the leftmost.
+
+    >>> src, tgt = ["European", "Union", "policy"], ["política", "de", "la", "Unión", "Europea"]
+    >>> best_f1_span((0, 3), [(0, 4), (1, 3), (2, 0)], src, tgt, ProjectConfig())
+    (0, 5)
+    """
+    n = len(tgt_tokens)
+    inside, outside = [0] * n, [0] * n
+    reaches: list[set[int]] = [set() for _ in range(n)]
+    for s, t in links:
+        if 0 <= t < n:
+            if span[0] <= s < span[1]:
+                inside[t] += 1
+                reaches[t].add(s)
+            else:
+                outside[t] += 1
+    src_words = {s for s in range(*span) if not is_punctuation(src_tokens[s])} or set(range(*span))
+    purity_sum, words = [0.0], [0]  # prefix sums over non-punctuation target words
+    for t in range(n):
+        counted = not is_punctuation(tgt_tokens[t])
+        if inside[t]:
+            value = inside[t] / (inside[t] + outside[t])
+        else:
+            value = 0.0 if outside[t] else cfg.unlinked_credit
+        purity_sum.append(purity_sum[-1] + value * counted)
+        words.append(words[-1] + counted)
+    positions = [t for t in range(n) if inside[t] and not (blocked and blocked[t])]
+    # a span never starts or ends on punctuation (trimming would cut it) unless only punctuation is linked
+    positions = [t for t in positions if not is_punctuation(tgt_tokens[t])] or positions
+    best_key, best_span = None, None
+    for k, a in enumerate(positions):
+        prev, covered = a, set()
+        for b in positions[k:]:
+            if b - prev - 1 > cfg.max_gap or (blocked and any(blocked[prev + 1 : b])):
+                break
+            prev = b
+            covered |= reaches[b] & src_words
+            n_words = words[b + 1] - words[a]
+            purity = (purity_sum[b + 1] - purity_sum[a]) / n_words if n_words else 1.0
+            coverage = len(covered) / len(src_words)
+            score = 2 * purity * coverage / (purity + coverage) if purity + coverage else 0.0
+            key = (round(score, 9), -(b - a), -a)
+            if best_key is None or key > best_key:
+                best_key, best_span = key, (a, b + 1)
+    return best_span
+
+
 def target_weights(
     span: Span, links: Iterable[Link], n_tgt: int, cfg: ProjectConfig
 ) -> tuple[list[float], list[int]]:
@@ -381,6 +488,7 @@ def project_span(
     tgt_tokens: Sequence[str],
     cfg: ProjectConfig = ProjectConfig(),
     blocked: Sequence[bool] = (),
+    extra_links: Iterable[Link] = (),
 ) -> ProjectedSpan | None:
     """Projects one source word span ``[start, end)`` into the target.
 
@@ -391,6 +499,8 @@ def project_span(
       cfg: projection rules.
       blocked: optional per-target-word flags; blocked words are never part of
         the result (used to repair conflicts).
+      extra_links: the denser second link set for ``fallback_links`` (used
+        only when ``cfg.fallback_method`` is set).
 
     Returns:
       The projected span with its confidence, or ``None`` when nothing links
@@ -418,8 +528,14 @@ def project_span(
         anchors = anchor_links(span, links, src_tokens, tgt_tokens)
         anchored = {s for s, _ in anchors}
         links = sorted({link for link in links if link[0] not in anchored} | anchors)
+    if cfg.fallback_method and extra_links:
+        extra = [(s, t) for s, t in extra_links if 0 <= t < len(tgt_tokens)]
+        links = sorted(set(links) | fallback_links(span, links, extra))
     weights, inside = target_weights(span, links, len(tgt_tokens), cfg)
-    if cfg.span_search:
+    if cfg.span_search and cfg.span_objective == "f1":
+        found = best_f1_span(span, links, src_tokens, tgt_tokens, cfg, blocked)
+        rule = "search"
+    elif cfg.span_search:
         found = best_contiguous_span(weights, inside, cfg.max_gap, blocked)
         rule = "search"
     else:
@@ -447,6 +563,7 @@ def project_mentions(
     tgt_tokens: Sequence[str],
     cfg: ProjectConfig = ProjectConfig(),
     counts: ProjectionCounts | None = None,
+    extra_links: Iterable[Link] = (),
 ) -> list[ProjectedMention]:
     """Projects every source mention and resolves conflicts between them.
 
@@ -466,14 +583,16 @@ def project_mentions(
       ``src_mentions``; at most one per source mention.
     """
     counts = counts if counts is not None else ProjectionCounts()
-    links = list(links)
+    links, extra_links = list(links), list(extra_links)
     spans: dict[int, ProjectedSpan] = {}
     by_source_span: dict[Span, ProjectedSpan | None] = {}
     for k, m in enumerate(src_mentions):
         counts.mentions += 1
         key = (m.start, m.end)
         if key not in by_source_span:
-            by_source_span[key] = project_span(key, links, src_tokens, tgt_tokens, cfg)
+            by_source_span[key] = project_span(
+                key, links, src_tokens, tgt_tokens, cfg, extra_links=extra_links
+            )
         found = by_source_span[key]
         if found is None:
             counts.mentions_dropped_unaligned += 1
@@ -507,7 +626,7 @@ def project_mentions(
                             spans[j].end - spans[j].start
                         )
                 repaired = project_span(
-                    (mk.start, mk.end), links, src_tokens, tgt_tokens, cfg, blocked
+                    (mk.start, mk.end), links, src_tokens, tgt_tokens, cfg, blocked, extra_links
                 )
                 if repaired is not None and (
                     repaired.confidence < cfg.min_confidence
@@ -575,6 +694,7 @@ def project_pair(
     src_mentions: Sequence[Mention],
     relations: Sequence[RelationInstance],
     cfg: ProjectConfig = ProjectConfig(),
+    extra_links: Iterable[Link] | None = None,
 ) -> ProjectionResult:
     """Projects one pair's mentions and relations (what ``ProjectLabels`` calls).
 
@@ -585,13 +705,17 @@ def project_pair(
       src_mentions: source mentions, word spans ``[start, end)``.
       relations: relations between ``src_mentions`` (by index).
       cfg: projection rules.
+      extra_links: links of ``cfg.fallback_method`` for the same pair (see
+        `fallback_links`); ``None`` = the rule is skipped.
 
     Returns:
       A `ProjectionResult`: target mentions (``source_index`` into
       ``src_mentions``), relations with target roles, and counts.
     """
     counts = ProjectionCounts()
-    tgt_mentions = project_mentions(src_mentions, links or (), src_tokens, tgt_tokens, cfg, counts)
+    tgt_mentions = project_mentions(
+        src_mentions, links or (), src_tokens, tgt_tokens, cfg, counts, extra_links or ()
+    )
     index_map = {m.source_index: i for i, m in enumerate(tgt_mentions)}
     projected_relations = project_relations(relations, index_map, counts)
     return ProjectionResult(tgt_mentions, projected_relations, counts)

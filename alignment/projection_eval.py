@@ -17,8 +17,8 @@ gold target spans), ``f1``, and ``token_f1`` (micro F1 over (sentence, token,
 role-or-type) triples). Used by ``relbridge eval-projection``:
 
     pairs = load_relx_pairs("RELX_en.txt", "RELX_de.txt")
-    links = [r.links for r in aligner.align_batch([(p.src_words, p.tgt_words) for p in pairs])]
-    print(evaluate(pairs, links, ProjectConfig()).as_dict())
+    links, extra = align_pairs(pairs, aligner, methods=["itermax"])  # aligner computes itermax too
+    print(evaluate(pairs, links, ProjectConfig(), extra_links=extra["itermax"]).as_dict())
 """
 
 from __future__ import annotations
@@ -181,6 +181,13 @@ def load_conll_pairs(src_path: str, tgt_path: str) -> list[GoldPair]:
 # ----------------------------------------------------------------------------
 
 
+def prf(right: int, predicted: int, gold: int) -> tuple[float, float, float]:
+    """``(precision, recall, f1)`` from counts (0 where undefined)."""
+    p = right / predicted if predicted else 0.0
+    r = right / gold if gold else 0.0
+    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+
+
 @dataclass
 class ProjectionScores:
     """Exact-span and token counts over a gold set."""
@@ -199,18 +206,13 @@ class ProjectionScores:
     counts: ProjectionCounts = field(default_factory=ProjectionCounts)
 
     def as_dict(self) -> dict:
-        def f1(p: float, r: float) -> float:
-            return 2 * p * r / (p + r) if p + r else 0.0
-
-        p = self.exact / self.projected if self.projected else 0.0
-        r = self.exact / self.gold if self.gold else 0.0
-        tp = self.right_tokens / self.projected_tokens if self.projected_tokens else 0.0
-        tr = self.right_tokens / self.gold_tokens if self.gold_tokens else 0.0
+        p, r, f1 = prf(self.exact, self.projected, self.gold)
+        token_f1 = prf(self.right_tokens, self.projected_tokens, self.gold_tokens)[2]
         out = {
             "precision": round(p, 4),
             "recall": round(r, 4),
-            "f1": round(f1(p, r), 4),
-            "token_f1": round(f1(tp, tr), 4),
+            "f1": round(f1, 4),
+            "token_f1": round(token_f1, 4),
             "sentences": self.sentences,
             "gold": self.gold,
             "projected": self.projected,
@@ -248,6 +250,7 @@ def evaluate(
     links: Sequence[Sequence[Link] | None],
     cfg: ProjectConfig,
     errors: list | None = None,
+    extra_links: Sequence[Sequence[Link] | None] | None = None,
 ) -> ProjectionScores:
     """Projects each pair's source gold with `project_pair` and scores it.
 
@@ -257,13 +260,22 @@ def evaluate(
       cfg: projection rules.
       errors: when a list is given, ``(pair, predicted, gold)`` is appended for
         every sentence with a wrong or missing span.
+      extra_links: one list per pair of ``cfg.fallback_method``'s links, or
+        ``None`` (then the fallback rule is skipped).
     """
     scores = ProjectionScores()
-    for pair, pair_links in zip(pairs, links, strict=True):
+    extra_links = extra_links if extra_links is not None else [None] * len(pairs)
+    for pair, pair_links, pair_extra in zip(pairs, links, extra_links, strict=True):
         scores.sentences += 1
         scores.unaligned_pairs += pair_links is None
         result = project_pair(
-            pair.src_words, pair.tgt_words, pair_links, pair.src_mentions, pair.relations, cfg
+            pair.src_words,
+            pair.tgt_words,
+            pair_links,
+            pair.src_mentions,
+            pair.relations,
+            cfg,
+            pair_extra,
         )
         scores.counts.add(result.counts)
         predicted = [(m.start, m.end, m.type) for m in result.tgt_mentions]
@@ -285,14 +297,26 @@ def evaluate(
     return scores
 
 
-def align_pairs(pairs: Sequence[GoldPair], aligner, batch_size: int = 32) -> list:
-    """Links for every pair with a `WordAligner`-like ``align_batch``; ``None`` where it failed."""
-    out = []
+def align_pairs(
+    pairs: Sequence[GoldPair], aligner, batch_size: int = 32, methods: Sequence[str] = ()
+) -> tuple[list, dict[str, list]]:
+    """Links for every pair with a `WordAligner`-like ``align_batch``.
+
+    Returns:
+      ``(links, by_method)``: the main method's links per pair (``None`` where
+      the pair could not be aligned) and, for each of ``methods`` (which the
+      aligner must compute, ``AlignConfig.also``), its links per pair.
+    """
+    out: list = []
+    by_method: dict[str, list] = {m: [] for m in methods}
     for k in range(0, len(pairs), batch_size):
         batch = pairs[k : k + batch_size]
         results = aligner.align_batch([(list(p.src_words), list(p.tgt_words)) for p in batch])
-        out.extend(None if r.links is None else list(r.links) for r in results)
-    return out
+        for r in results:
+            out.append(None if r.links is None else list(r.links))
+            for m in methods:
+                by_method[m].append(None if r.links is None else list(r.by_method[m]))
+    return out, by_method
 
 
 def format_error(pair: GoldPair, predicted: list, gold: list) -> str:

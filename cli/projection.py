@@ -20,11 +20,16 @@ import json
 import logging
 import os
 
+from relbridge.alignment.aligner import DEFAULT_PRESET
+
 logger = logging.getLogger(__name__)
 
 # flag -> ProjectConfig field, for the value flags
 _PROJECT_VALUES = {
     "min_confidence": float,
+    "fallback_method": str,
+    "span_objective": str,
+    "unlinked_credit": float,
     "gap_penalty": float,
     "outside_penalty": float,
     "max_gap": int,
@@ -61,11 +66,17 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--links",
         help="Pharaoh file of links, one line per pair: read if it exists, else written "
-        "after aligning (to rerun projection settings without the encoder)",
+        "after aligning (to rerun projection settings without the encoder); the "
+        "fallback method's links go to PATH.<method> beside it",
     )
     parser.add_argument("--errors", help="write the wrongly projected sentences here (TSV)")
     al = parser.add_argument_group("word aligner (AlignConfig)")
-    al.add_argument("--aligner", help="registered preset, e.g. simalign.argmax.v1")
+    al.add_argument(
+        "--aligner",
+        default=DEFAULT_PRESET,
+        help=f"registered preset (default {DEFAULT_PRESET}, the pipeline's); "
+        "e.g. simalign.argmax.v1 for stock simalign",
+    )
     al.add_argument("--method", help="link extraction method (argmax, itermax, match, softmax)")
     al.add_argument("--layer", type=int, help="hidden state to use (e5-small: 6)")
     al.add_argument("--model", help="encoder name or local Hugging Face directory")
@@ -98,11 +109,27 @@ def project_config_from_args(args: argparse.Namespace):
     )
 
 
+def _read_links(path: str, n_pairs: int) -> list:
+    from relbridge.alignment.metrics import read_pharaoh
+
+    links = [sorted(g.sure) for g in read_pharaoh(path)]
+    if len(links) != n_pairs:
+        raise SystemExit(f"{path} has {len(links)} lines for {n_pairs} pairs")
+    logger.info("read links of %d pairs from %s", n_pairs, path)
+    return links
+
+
+def _write_links(path: str, links: list) -> None:
+    from relbridge.alignment.metrics import format_pharaoh
+
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(format_pharaoh(x or ()) + "\n" for x in links)
+
+
 def _eval_projection(args: argparse.Namespace) -> int:
-    from dataclasses import asdict
+    from dataclasses import asdict, replace
 
     from relbridge.alignment import projection_eval as pe
-    from relbridge.alignment.metrics import format_pharaoh, read_pharaoh
     from relbridge.cli.align import config_from_args
 
     project_cfg = project_config_from_args(args)
@@ -112,20 +139,30 @@ def _eval_projection(args: argparse.Namespace) -> int:
         pairs = pe.load_conll_pairs(args.src, args.tgt)
     pairs = pairs[: args.limit] if args.limit else pairs
     align_cfg = config_from_args(args)
+    fallback = project_cfg.fallback_method
+    if fallback:
+        align_cfg = replace(align_cfg, also=tuple(dict.fromkeys((*align_cfg.also, fallback))))
+    extra = None
     if args.links and os.path.exists(args.links):
-        links = [sorted(g.sure) for g in read_pharaoh(args.links)]
-        if len(links) != len(pairs):
-            raise SystemExit(f"{args.links} has {len(links)} lines for {len(pairs)} pairs")
-        logger.info("read links of %d pairs from %s", len(links), args.links)
+        links = _read_links(args.links, len(pairs))
+        extra_path = f"{args.links}.{fallback}"
+        if fallback and os.path.exists(extra_path):
+            extra = _read_links(extra_path, len(pairs))
+        elif fallback:
+            logger.warning("%s missing: fallback links off for this run", extra_path)
     else:
         from relbridge.alignment.aligner import WordAligner
 
-        links = pe.align_pairs(pairs, WordAligner(align_cfg), align_cfg.batch_size)
+        methods = [fallback] if fallback else []
+        aligner = WordAligner(align_cfg)
+        links, by_method = pe.align_pairs(pairs, aligner, align_cfg.batch_size, methods)
+        extra = by_method.get(fallback)
         if args.links:
-            with open(args.links, "w", encoding="utf-8") as f:
-                f.writelines(format_pharaoh(x or ()) + "\n" for x in links)
+            _write_links(args.links, links)
+            if fallback:
+                _write_links(f"{args.links}.{fallback}", extra)
     errors: list | None = [] if args.errors else None
-    scores = pe.evaluate(pairs, links, project_cfg, errors)
+    scores = pe.evaluate(pairs, links, project_cfg, errors, extra)
     if args.errors:
         with open(args.errors, "w", encoding="utf-8") as f:
             f.writelines(pe.format_error(*e) + "\n" for e in errors)

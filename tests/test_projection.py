@@ -6,6 +6,8 @@ import pytest
 from relbridge.alignment.projection import (
     ProjectConfig,
     ProjectionCounts,
+    best_f1_span,
+    fallback_links,
     is_punctuation,
     project_mentions,
     project_pair,
@@ -71,7 +73,10 @@ def test_punctuation_at_edges_is_trimmed():
     tgt = ["er", "traf", "«", "Acme", "Corp", "»", ",", "dann"]
     links = [(0, 0), (1, 1), (2, 2), (2, 3), (3, 4), (3, 5), (4, 6), (5, 7)]
     assert span_of(project_span((2, 4), links, src, tgt, NO_VERBATIM)) == (3, 5)
-    untrimmed = dataclasses.replace(NO_VERBATIM, trim_punctuation=False)
+    # the f1 search never ends a span on punctuation; the sum search does, then trims
+    summed = dataclasses.replace(NO_VERBATIM, span_objective="sum")
+    assert span_of(project_span((2, 4), links, src, tgt, summed)) == (3, 5)
+    untrimmed = dataclasses.replace(summed, trim_punctuation=False)
     assert span_of(project_span((2, 4), links, src, tgt, untrimmed)) == (2, 6)
     assert trim_span((0, 3), ["-", "x", ","]) == (1, 2)
     assert trim_span((0, 2), ["-", ","]) is None
@@ -88,6 +93,37 @@ def test_unlinked_word_inside_a_name_is_bridged():
     assert span_of(project_span((1, 4), links, src, tgt, NO_VERBATIM)) == (1, 4)
     no_bridge = dataclasses.replace(NO_VERBATIM, max_gap=0)
     assert span_of(project_span((1, 4), links, src, tgt, no_bridge)) in {(1, 2), (3, 4)}
+
+
+def test_f1_search_bridges_function_words_between_reordered_name_parts():
+    # 'European Union 's competition policy' -> 'política de competencia de la Unión Europea':
+    # 'de' is unlinked, 'la' linked to 'the'; the sum objective keeps the larger
+    # half of the name, f1 covers the whole name
+    src = ["the", "European", "Union", "'s", "competition", "policy", "matters"]
+    tgt = ["la", "política", "de", "competencia", "de", "la", "Unión", "Europea", "importa"]
+    links = [(0, 0), (0, 5), (1, 7), (2, 6), (4, 3), (5, 1), (6, 8)]
+    assert span_of(project_span((1, 6), links, src, tgt, NO_VERBATIM)) == (1, 8)
+    summed = dataclasses.replace(NO_VERBATIM, span_objective="sum")
+    assert span_of(project_span((1, 6), links, src, tgt, summed)) == (6, 8)
+    # a span is not stretched over a word linked elsewhere when it covers nothing new
+    assert best_f1_span((1, 3), links, src, tgt, NO_VERBATIM) == (6, 8)
+
+
+def test_fallback_links_only_for_unlinked_source_words():
+    # 'Lebanon' has no argmax link; itermax links it to 'Libanon' (and re-links 'left')
+    src = ["she", "left", "Lebanon", "early"]
+    tgt = ["sie", "verließ", "früh", "Libanon"]
+    links = [(0, 0), (1, 1), (3, 2)]
+    extra = [(0, 0), (1, 1), (1, 3), (2, 3), (3, 2)]
+    assert fallback_links((1, 3), links, extra) == {(2, 3)}
+    assert project_span((2, 3), links, src, tgt, NO_VERBATIM) is None
+    got = project_span((2, 3), links, src, tgt, NO_VERBATIM, extra_links=extra)
+    assert span_of(got) == (3, 4)
+    off = dataclasses.replace(NO_VERBATIM, fallback_method="")
+    assert project_span((2, 3), links, src, tgt, off, extra_links=extra) is None
+    mentions = [Mention(0, 1, "SHE"), Mention(2, 3, "LB")]
+    result = project_pair(src, tgt, links, mentions, [], NO_VERBATIM, extra)
+    assert [(m.start, m.end) for m in result.tgt_mentions] == [(0, 1), (3, 4)]
 
 
 def test_verbatim_span_overrides_wrong_links():
@@ -140,8 +176,11 @@ def test_verbatim_anchor_repairs_a_misaligned_name_word():
     links = [(0, 0), (1, 1), (2, 3), (3, 3)]
     anchored = dataclasses.replace(ProjectConfig(), verbatim_spans=False)
     assert span_of(project_span((1, 3), links, src, tgt, anchored)) == (1, 3)
-    # without anchors the span stops at the last correctly linked word
-    assert span_of(project_span((1, 3), links, src, tgt, NO_VERBATIM)) == (1, 2)
+    # without anchors the span is wrong: it stops at the last correctly linked
+    # word (sum) or runs on to 'sagte' to cover 'Schmidt' (f1)
+    summed = dataclasses.replace(NO_VERBATIM, span_objective="sum")
+    assert span_of(project_span((1, 3), links, src, tgt, summed)) == (1, 2)
+    assert span_of(project_span((1, 3), links, src, tgt, NO_VERBATIM)) == (1, 4)
 
 
 def test_unaligned_mention_is_dropped_and_counted():
@@ -170,16 +209,17 @@ def test_low_confidence_is_dropped():
 
 
 def test_conflicting_projections_are_repaired_or_dropped():
-    # both mentions link to target word 1; mention 0 has more evidence
-    src = ["Acme", "Corp", "and", "Beta"]
-    tgt = ["Acme", "und", "Beta"]
-    links = [(0, 0), (1, 0), (1, 1), (3, 1), (3, 2)]
-    mentions = [Mention(0, 2, "A"), Mention(3, 4, "B")]
+    # both mentions want target word 1 ('Corp', also linked from 'Beta Inc');
+    # mention 1 has the purer evidence, mention 0 is searched again without it
+    src = ["Acme", "Corp", "and", "Beta", "Inc"]
+    tgt = ["Acme", "Corp", "Beta"]
+    links = [(0, 0), (1, 1), (3, 1), (4, 1), (3, 2)]
+    mentions = [Mention(0, 2, "A"), Mention(3, 5, "B")]
     cfg = dataclasses.replace(NO_VERBATIM, min_confidence=0.0)
     counts = ProjectionCounts()
     out = project_mentions(mentions, links, src, tgt, cfg, counts)
     spans = {m.source_index: (m.start, m.end) for m in out}
-    assert not (spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1])
+    assert spans == {0: (0, 1), 1: (1, 3)}
     assert counts.mentions_repaired == 1
     dropping = dataclasses.replace(cfg, repair_conflicts=False)
     counts = ProjectionCounts()
@@ -250,6 +290,10 @@ def test_config_validation_and_pickling():
         ProjectConfig(gap_penalty=-0.1)
     with pytest.raises(ValueError):
         ProjectConfig(max_span_words=0)
+    with pytest.raises(ValueError):
+        ProjectConfig(span_objective="max")
+    with pytest.raises(ValueError):
+        ProjectConfig(unlinked_credit=1.5)
     cfg = ProjectConfig(min_confidence=0.4)
     assert pickle.loads(pickle.dumps(cfg)) == cfg and hash(cfg) == hash(
         ProjectConfig(min_confidence=0.4)

@@ -130,3 +130,59 @@ def test_cli_with_saved_links(tmp_path, capsys):
     assert report["project_config"]["verbatim_spans"] is False
     assert report["project_config"]["verbatim_anchors"] is True
     assert (tmp_path / "errors.tsv").read_text() == ""
+
+
+def test_cli_reads_fallback_links_beside_saved_links(tmp_path, capsys):
+    # the second sentence's entity word has no main link; its itermax link projects it
+    en = CONLL_EN.replace("hello\tO", "Lebanon\tB-LOC")
+    es = CONLL_ES.replace("hola\tO", "Líbano\tB-LOC")
+    (tmp_path / "en.conll").write_text(en, encoding="utf-8")
+    (tmp_path / "es.conll").write_text(es, encoding="utf-8")
+    (tmp_path / "links.txt").write_text("0-0 1-2 2-1 3-3 4-4\n\n", encoding="utf-8")
+    argv = [
+        "eval-projection", "--format", "conll",
+        "--src", str(tmp_path / "en.conll"), "--tgt", str(tmp_path / "es.conll"),
+        "--links", str(tmp_path / "links.txt"),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    without = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    (tmp_path / "links.txt.itermax").write_text("0-0 1-2 2-1 3-3 4-4\n0-0\n", encoding="utf-8")
+    assert main(argv) == 0
+    with_fallback = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert with_fallback["exact"] == without["exact"] + 1
+    assert with_fallback["project_config"]["fallback_method"] == "itermax"
+    assert main([*argv, "--fallback-method", ""]) == 0
+    off = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert off["exact"] == without["exact"]
+
+
+def test_demo_scorer_matches_rows_by_role(tmp_path):
+    # the demo scores shard rows with the same span matching as eval-projection
+    from relbridge.data_specs.relx import read_relx
+    from relbridge.data_specs.schema import ProjectedMention, ShardRow
+    from relbridge.demo.projection_score import score_rows
+
+    (tmp_path / "en.txt").write_text(RELX_EN, encoding="utf-8")
+    (tmp_path / "de.txt").write_text(RELX_DE, encoding="utf-8")
+    en = {r.id: r for r in read_relx(str(tmp_path / "en.txt"))}
+    de = {r.id: r for r in read_relx(str(tmp_path / "de.txt"))}
+    src = ("Acme", "Corp", "hired", "John", "Smith", ".")
+    tgt = ("John", "Smith", "arbeitet", "für", "Acme", "Corp", ".")
+    rel = RelationInstance(1, 0, "per:employee_of", tgt_subject=0, tgt_object=1, projected=True)
+
+    def row(tgt_mentions):
+        return ShardRow(
+            "relx:1", "relx", "f", 1, "en", "de", " ".join(src), " ".join(tgt), src, tgt,
+            src_mentions=(Mention(0, 2, "ACME"), Mention(3, 5, "JS")),
+            tgt_mentions=tgt_mentions, relations=(rel,),
+        )  # fmt: skip
+
+    right = (
+        ProjectedMention(0, 2, "JS", "", "", 1, 1.0),
+        ProjectedMention(4, 6, "ACME", "", "", 0, 1.0),
+    )
+    got = score_rows([row(right)], en, de)
+    assert (got["f1"], got["both_exact"], got["relation_roles_exact"]) == (1.0, 1.0, 1.0)
+    half = (ProjectedMention(0, 1, "JS", "", "", 1, 1.0), right[1])
+    got = score_rows([row(half)], en, de)
+    assert (got["precision"], got["both_exact"], got["relation_roles_exact"]) == (0.5, 0.0, 0.0)
