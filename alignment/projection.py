@@ -18,12 +18,13 @@ pairs. A source span is projected in five steps, each a rule that
 2. **Verbatim anchors** (``verbatim_anchors``): otherwise, each name-like
    source word found verbatim in the target adds an anchor link, so a
    mis-aligned name word still pulls the span to the right place.
-3. **Fallback links** (``fallback_links``): a source word of the span that
-   the main links leave unlinked takes its links from a second, denser link
-   set (``extra_links``, e.g. simalign's itermax next to argmax). Argmax links
-   are precise but leave ~1 entity word in 20 unlinked (``Lebanon`` /
-   ``Libanon``, ``playwright`` / ``Dramatiker``); only those words borrow the
-   denser links, so the precise links decide everything else.
+3. **Fallback links** (``fallback_method``): links of a second, denser link
+   set (``extra_links``, e.g. simalign's itermax next to argmax) are added
+   where they touch a word that the main links leave unlinked: a source word
+   of the span (``Lebanon`` / ``Libanon``, ``playwright`` / ``Dramatiker``)
+   or a target word (``Staaten`` of ``Vereinigten Staaten``). Argmax links
+   are precise but one-to-one; only unlinked words borrow the denser links,
+   so the precise links decide everything else.
 4. **Best contiguous span** (``span_search``): candidate spans start and end
    on a target word linked into the source span, and cross at most
    ``max_gap`` words without such a link. With ``span_objective="f1"`` the
@@ -219,8 +220,14 @@ def _key(tokens: Sequence[str]) -> str:
 def trim_span(span: Span, tgt_tokens: Sequence[str], src_words: Sequence[str] = ()) -> Span | None:
     """Cuts punctuation/hyphen tokens off both edges; ``None`` if nothing is left.
 
-    An edge token equal to the source span's own edge token is kept, so
-    ``Metro Inc .`` still ends in its period.
+    The source span's own edge punctuation belongs to the name: an edge token
+    equal to it is kept, and when the trimmed span is directly followed
+    (preceded) by it in the target, the span takes it (``Metro Inc .``,
+    ``Comité Europeo de Normalización ( CEN )``), since aligners rarely link
+    an abbreviation's period or a closing bracket.
+
+    >>> trim_span((0, 2), ["Metro", "Inc", ".", "sagte"], ["Metro", "Inc", "."])
+    (0, 3)
     """
     first = src_words[0] if src_words and is_punctuation(src_words[0]) else None
     last = src_words[-1] if src_words and is_punctuation(src_words[-1]) else None
@@ -229,7 +236,17 @@ def trim_span(span: Span, tgt_tokens: Sequence[str], src_words: Sequence[str] = 
         start += 1
     while end > start and is_punctuation(tgt_tokens[end - 1]) and tgt_tokens[end - 1] != last:
         end -= 1
-    return (start, end) if start < end else None
+    if start >= end:
+        return None
+    if first is not None and start > 0 and tgt_tokens[start - 1] == first != tgt_tokens[start]:
+        start -= 1
+    if (
+        last is not None
+        and end < len(tgt_tokens)
+        and tgt_tokens[end] == last != tgt_tokens[end - 1]
+    ):
+        end += 1
+    return start, end
 
 
 def verbatim_occurrences(
@@ -322,13 +339,23 @@ def anchor_links(
 
 
 def fallback_links(span: Span, links: Iterable[Link], extra_links: Iterable[Link]) -> set[Link]:
-    """Links from ``extra_links`` for the words of ``span`` that ``links`` leave unlinked.
+    """Links of ``extra_links`` from ``span`` that touch a word ``links`` leave unlinked.
 
-    >>> sorted(fallback_links((0, 2), [(0, 0)], [(0, 0), (0, 3), (1, 1), (2, 2)]))
-    [(1, 1)]
+    A source word of the span without a main link borrows all its extra
+    links; a linked source word borrows only links to target words without a
+    main link (``United`` -> ``Vereinigten`` by argmax, ``Staaten`` by itermax).
+    Links between two words that both have main links are never added.
+
+    >>> sorted(fallback_links((0, 2), [(0, 0), (2, 2)], [(0, 0), (0, 2), (0, 3), (1, 1), (2, 2)]))
+    [(0, 3), (1, 1)]
     """
-    linked = {s for s, _ in links}
-    return {(s, t) for s, t in extra_links if span[0] <= s < span[1] and s not in linked}
+    links = list(links)
+    src_linked, tgt_linked = {s for s, _ in links}, {t for _, t in links}
+    return {
+        (s, t)
+        for s, t in extra_links
+        if span[0] <= s < span[1] and (s not in src_linked or t not in tgt_linked)
+    }
 
 
 def best_f1_span(
@@ -523,6 +550,8 @@ def project_span(
             start, end = choose_occurrence(
                 rank, len(same), hits, _centre(span, links), mid, len(tgt_tokens)
             )
+            if cfg.trim_punctuation:  # carries the name's own edge punctuation
+                start, end = trim_span((start, end), tgt_tokens, src_words) or (start, end)
             return ProjectedSpan(start, end, 1.0, "verbatim")
     if cfg.verbatim_anchors:
         anchors = anchor_links(span, links, src_tokens, tgt_tokens)

@@ -83,6 +83,12 @@ def test_punctuation_at_edges_is_trimmed():
     # a period that ends the source name too is kept
     assert trim_span((0, 3), ["Metro", "Inc", "."], ["Metro", "Inc", "."]) == (0, 3)
     assert trim_span((0, 3), ["Metro", "Inc", ","], ["Metro", "Inc", "."]) == (0, 2)
+    # ... and carried when the aligner left it out
+    assert trim_span((0, 2), ["Metro", "Inc", "."], ["Metro", "Inc", "."]) == (0, 3)
+    assert trim_span((1, 2), ["(", "CEN", ")"], ["(", "CEN", ")"]) == (0, 3)
+    assert trim_span((0, 2), ["Metro", "Inc", "."], ["Metro", "Inc"]) == (0, 2)
+    got = project_span((0, 3), [], ["Metro", "Inc", "."], ["Metro", "Inc", "."], ProjectConfig())
+    assert (span_of(got), got.rule) == ((0, 3), "verbatim")
 
 
 def test_unlinked_word_inside_a_name_is_bridged():
@@ -109,13 +115,15 @@ def test_f1_search_bridges_function_words_between_reordered_name_parts():
     assert best_f1_span((1, 3), links, src, tgt, NO_VERBATIM) == (6, 8)
 
 
-def test_fallback_links_only_for_unlinked_source_words():
-    # 'Lebanon' has no argmax link; itermax links it to 'Libanon' (and re-links 'left')
+def test_fallback_links_only_touch_unlinked_words():
+    # 'Lebanon' has no argmax link; itermax links it to 'Libanon' (and 'left' to it too)
     src = ["she", "left", "Lebanon", "early"]
     tgt = ["sie", "verließ", "früh", "Libanon"]
     links = [(0, 0), (1, 1), (3, 2)]
-    extra = [(0, 0), (1, 1), (1, 3), (2, 3), (3, 2)]
-    assert fallback_links((1, 3), links, extra) == {(2, 3)}
+    extra = [(0, 0), (1, 1), (1, 2), (1, 3), (2, 3), (3, 2)]
+    # (1, 2) joins two words that both have main links: never borrowed
+    assert fallback_links((1, 3), links, extra) == {(1, 3), (2, 3)}
+    assert fallback_links((2, 3), links, extra) == {(2, 3)}
     assert project_span((2, 3), links, src, tgt, NO_VERBATIM) is None
     got = project_span((2, 3), links, src, tgt, NO_VERBATIM, extra_links=extra)
     assert span_of(got) == (3, 4)
