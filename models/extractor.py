@@ -21,7 +21,9 @@ with selective attention or averaging over instance representations.
 
 Marker embeddings live in a small trainable table of their own, added in place of
 the encoder's word embeddings at marker positions, so the (large) word embedding
-matrix can stay frozen (``freeze_embeddings``) while the markers still learn.
+matrix can stay frozen (``freeze_embeddings``) while the markers still learn. They
+start as the encoder's own ``@`` (E1) and ``#`` (E2) embeddings (punctuation
+markers, Zhou & Chen 2021).
 
 Usage::
 
@@ -190,13 +192,8 @@ class RelationExtractor(nn.Module):
         self.marker_ids = {m: self.tokenizer.convert_tokens_to_ids(m) for m in markers}
         hidden = self.encoder.config.hidden_size
         word_emb = self.encoder.get_input_embeddings()
-        # Marker embeddings start near the word-embedding distribution. (M, H)
-        with torch.no_grad():
-            init = word_emb.weight.mean(
-                0, keepdim=True
-            ) + 0.5 * word_emb.weight.std() * torch.randn(len(markers), hidden)
         self.marker_embeddings = nn.Embedding(len(markers), hidden)
-        self.marker_embeddings.weight.data.copy_(init)
+        self.marker_embeddings.weight.data.copy_(self._marker_init(markers))  # (M, H)
         lut = torch.full((word_emb.num_embeddings,), -1, dtype=torch.long)
         for i, m in enumerate(markers):
             lut[self.marker_ids[m]] = i
@@ -209,6 +206,28 @@ class RelationExtractor(nn.Module):
         self.tag_head = nn.Linear(hidden, len(cfg.tags))
         self.tag2id = {t: i for i, t in enumerate(cfg.tags)}
         self.max_len = min(cfg.max_seq_len, _model_max_len(self.encoder, self.tokenizer))
+
+    def _marker_init(self, markers: Sequence[str]) -> torch.Tensor:
+        """Initial marker vectors: the encoder's own ``@`` (E1) and ``#`` (E2) embeddings.
+
+        Punctuation the encoder already reads works as well as new marker tokens
+        (Zhou & Chen 2021, "typed entity marker (punct)") and, unlike random
+        vectors, still means something to frozen lower layers (``freeze_layers``).
+        A little noise (5% of the embedding std) keeps each marker distinct. A
+        tokenizer without the symbol falls back to the embedding mean. Returns (M, H).
+        """
+        weight = self.encoder.get_input_embeddings().weight.detach()  # (V, H)
+        std = weight.std()
+        noise = torch.randn(len(markers), weight.size(1))  # (M, H)
+        rows = []
+        for marker, z in zip(markers, noise):
+            symbol = "@" if marker.lstrip("[/").startswith("E1") else "#"
+            ids = self.tokenizer([symbol], is_split_into_words=True, add_special_tokens=False)
+            ids = ids["input_ids"]
+            known = bool(ids) and ids[-1] != self.tokenizer.unk_token_id
+            base = weight[ids[-1]] if known else weight.mean(0)
+            rows.append(base + (0.05 if known else 0.5) * std * z)
+        return torch.stack(rows)
 
     # ------------------------------------------------------------------ inputs
 

@@ -306,3 +306,13 @@ def test_model_config_is_validated(tiny_encoder):
         ModelConfig(encoder=tiny_encoder, marker_style="fancy")
     with pytest.raises(ValueError):
         ModelConfig(encoder=tiny_encoder, relation_weight=0, tagging_weight=0)
+
+
+def test_markers_start_as_the_encoders_punctuation(tiny_encoder):
+    model = RelationExtractor(ModelConfig(encoder=tiny_encoder, relations=("NA", "r")))
+    words = model.encoder.get_input_embeddings().weight
+    at, hash_ = (model.tokenizer.convert_tokens_to_ids(s) for s in ("@", "#"))
+    markers = model.marker_embeddings.weight  # [E1], [/E1], [E2], [/E2]
+    for row, symbol in zip(markers, (at, at, hash_, hash_)):
+        assert torch.nn.functional.cosine_similarity(row, words[symbol], dim=0) > 0.99
+    assert not torch.equal(markers[0], markers[1])
