@@ -223,11 +223,13 @@ register_preset("simalign.itermax.v1", method="itermax")
 register_preset("simalign.match.v1", method="match")
 register_preset("simalign.mai.v1", method="argmax", also=("itermax", "match"))
 register_preset("awesome.softmax.v1", method="softmax")
-# The project's default (pipeline and demo), chosen on the awesome-align dev gold
-# with e5-small: subword mutual argmax at layer 7 with e5's "passage: " prefix,
-# completed by eflomal's intersected links between words both left unaligned.
-# eval-align AER en-fr 6.4, ro-en 27.2, zh-en 22.9 (stock simalign layer 6 argmax: 7.9,
-# 29.8, 25.4); without eflomal 6.9, 29.4, 25.1. eflomal samples: two runs differed by <= 0.2.
+# The project's defaults (pipeline and demo), chosen on the awesome-align dev
+# gold with e5-small, one configuration for all pairs: subword mutual argmax at
+# layer 7 with e5's "passage: " prefix (neural alone: AER en-fr 6.9, ro-en 29.4,
+# zh-en 25.1; stock simalign layer 6 argmax 7.9, 29.8, 25.4), then eflomal links.
+# v1 adds eflomal's intersected links between words both left unaligned: 6.4,
+# 27.2, 22.9. v2 trains eflomal with the neural links as priors and merges by
+# grow-diag-final-and: 5.3, 25.6, 19.5. eflomal samples: reruns differ by ~0.2.
 register_preset(
     "relbridge.default.v1",
     layer=7,
@@ -237,7 +239,16 @@ register_preset(
     statistical="fill",
     eflomal=EflomalConfig(symmetrize="intersection"),
 )
-DEFAULT_PRESET = "relbridge.default.v1"
+register_preset(
+    "relbridge.default.v2",
+    layer=7,
+    text_prefix="passage: ",
+    token_type="bpe",
+    method="argmax",
+    statistical="grow-diag-final-and",
+    eflomal=EflomalConfig(symmetrize="intersection", neural_priors=True),
+)
+DEFAULT_PRESET = "relbridge.default.v2"
 
 
 def resolve_model_dir(model: str | None) -> str:
@@ -406,7 +417,8 @@ class WordAligner:
         """Aligns a whole corpus: neural links batch by batch, then eflomal's if configured.
 
         eflomal trains on the pairs the neural aligner accepted (plus
-        ``cfg.eflomal.extra_corpus``); each result's ``by_method`` then also
+        ``cfg.eflomal.extra_corpus``), with their neural links as priors when
+        ``cfg.eflomal.neural_priors``; each result's ``by_method`` then also
         holds ``"eflomal"``'s links, and ``links`` follow ``cfg.statistical``.
         """
         size = self.cfg.batch_size
@@ -414,7 +426,8 @@ class WordAligner:
         if self.cfg.statistical == "off":
             return results
         ok = [k for k, r in enumerate(results) if r.links is not None]
-        statistical = eflomal_align([pairs[k] for k in ok], self.cfg.eflomal) if ok else []
+        priors = [results[k].links for k in ok] if self.cfg.eflomal.neural_priors else None
+        statistical = eflomal_align([pairs[k] for k in ok], self.cfg.eflomal, priors) if ok else []
         for k, links in zip(ok, statistical, strict=True):
             results[k] = with_statistical(results[k], links, self.cfg.statistical)
         return results

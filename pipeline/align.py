@@ -7,14 +7,16 @@ aligner cannot align (an empty side after subword tokenisation, say) goes to
 the dead-letter output with the aligner's reason.
 
 With ``AlignConfig.statistical`` on, eflomal also runs, once, over the whole
-corpus (`AlignStatistically`: every pair gathered into one list, since eflomal
-learns from all of them together); its links, keyed by pair id, reach the
-neural step as a dict side input and are merged pair by pair
-(`alignment.aligner.merge_links`). eflomal holds the corpus in one process
-anyway, so the side input is never the larger cost.
+corpus (`AlignStatistically`: every aligned pair and its neural links gathered
+into one list, since eflomal learns from all of them together and may take the
+neural links as priors). Its links, keyed by pair id, reach `MergeLinksFn` as a
+dict side input and are merged pair by pair (`alignment.aligner.merge_links`);
+the neural step's dead letters pass through that step unchanged, so the stage
+still has one ``rows`` and one ``dead_letter`` output. eflomal holds the
+corpus in one process anyway, so the side input is never the larger cost.
 
     rows, dead = rows | AlignWords(AlignConfig(method="argmax", layer=6))
-    rows, dead = rows | AlignWords(AlignConfig(statistical="fill"))  # + eflomal
+    rows, dead = rows | AlignWords(aligner_config("relbridge.default.v2"))  # + eflomal
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from dataclasses import replace
 import apache_beam as beam
 from apache_beam.utils.shared import Shared
 
-from relbridge.alignment.aligner import AlignConfig, AlignResult, WordAligner, with_statistical
+from relbridge.alignment.aligner import AlignConfig, WordAligner, merge_links
 from relbridge.alignment.statistical import EflomalConfig, eflomal_align
 from relbridge.data_specs.schema import ShardRow
 from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG, reject
@@ -41,11 +43,7 @@ class _SharedAligner:
 
 
 class AlignBatchFn(beam.DoFn):
-    """Aligns a batch of rows; emits each row with its links, or a dead letter.
-
-    When the pipeline runs eflomal, ``process`` gets its links as the
-    ``statistical`` side input (pair id -> links) and merges them in.
-    """
+    """Aligns a batch of rows with the neural aligner; emits each row with its links, or a dead letter."""
 
     def __init__(self, cfg: AlignConfig, shared: Shared):
         self.cfg = cfg
@@ -58,11 +56,9 @@ class AlignBatchFn(beam.DoFn):
         cfg = self.cfg
         self._aligner = self._shared.acquire(lambda: _SharedAligner(WordAligner(cfg)), tag=repr(cfg)).aligner
 
-    def process(self, batch: list[ShardRow], statistical: dict | None = None):
+    def process(self, batch: list[ShardRow]):
         results = self._aligner.align_batch([(row.src_tokens, row.tgt_tokens) for row in batch])
         for row, result in zip(batch, results, strict=True):
-            if result.links is not None and statistical is not None:
-                result = _merge(result, statistical.get(row.pair_id), self.cfg.statistical)
             if result.links is None:
                 self.failed.inc()
                 yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, reject("AlignWords", result.error, row))
@@ -72,34 +68,58 @@ class AlignBatchFn(beam.DoFn):
             yield replace(row, alignment=tuple(sorted(result.links)))
 
 
-def _merge(result: AlignResult, links, how: str) -> AlignResult:
-    if links is None:
-        return AlignResult.failed("eflomal gave this pair no links")
-    return with_statistical(result, [tuple(link) for link in links], how)
+class MergeLinksFn(beam.DoFn):
+    """Merges eflomal's links into neurally aligned rows; passes dead letters through.
+
+    Elements are ``("row", ShardRow)`` or ``("dead", dead letter)``; the
+    ``statistical`` side input maps pair id -> eflomal links.
+    """
+
+    def __init__(self, how: str):
+        self.how = how
+        self.missing = beam.metrics.Metrics.counter(self.__class__, "pairs_without_statistical_links")
+
+    def process(self, element: tuple[str, object], statistical: dict):
+        kind, value = element
+        if kind == "dead":
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, value)
+            return
+        links = statistical.get(value.pair_id)
+        if links is None:
+            self.missing.inc()
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, reject("AlignWords", "eflomal gave this pair no links", value))
+            return
+        merged = merge_links(value.alignment, [tuple(link) for link in links], self.how)
+        yield replace(value, alignment=tuple(sorted(merged)))
 
 
-def _tokens(row: ShardRow) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
-    return row.pair_id, tuple(row.src_tokens), tuple(row.tgt_tokens)
+def _tokens_and_links(row: ShardRow) -> tuple[str, tuple[str, ...], tuple[str, ...], tuple]:
+    return row.pair_id, tuple(row.src_tokens), tuple(row.tgt_tokens), tuple(row.alignment)
 
 
 class EflomalFn(beam.DoFn):
-    """Trains eflomal on the whole corpus (one element: every pair) and emits links per pair."""
+    """Trains eflomal on the whole corpus (one element: every pair) and emits links per pair.
+
+    The corpus element holds ``(pair_id, src_tokens, tgt_tokens, neural_links)``
+    tuples; the neural links become priors when ``cfg.neural_priors``.
+    """
 
     def __init__(self, cfg: EflomalConfig):
         self.cfg = cfg
 
-    def process(self, corpus: list[tuple[str, tuple[str, ...], tuple[str, ...]]]):
+    def process(self, corpus: list[tuple[str, tuple[str, ...], tuple[str, ...], tuple]]):
         # sorted by pair id: the gathered list's order depends on the runner
-        pairs = sorted((pid, src, tgt) for pid, src, tgt in corpus if src and tgt)
+        pairs = sorted(p for p in corpus if p[1] and p[2])
         if not pairs:
             return
-        links = eflomal_align([(src, tgt) for _, src, tgt in pairs], self.cfg)
-        for (pair_id, _, _), pair_links in zip(pairs, links, strict=True):
+        priors = [p[3] for p in pairs] if self.cfg.neural_priors else None
+        links = eflomal_align([(p[1], p[2]) for p in pairs], self.cfg, priors)
+        for (pair_id, *_), pair_links in zip(pairs, links, strict=True):
             yield pair_id, pair_links
 
 
 class AlignStatistically(beam.PTransform):
-    """rows -> ``(pair_id, links)`` from eflomal trained once on all rows (and the extra corpus)."""
+    """Aligned rows -> ``(pair_id, links)`` from eflomal trained once on all of them."""
 
     def __init__(self, cfg: EflomalConfig):
         super().__init__()
@@ -108,8 +128,8 @@ class AlignStatistically(beam.PTransform):
     def expand(self, rows):
         return (
             rows
-            # (pair_id, src_tokens, tgt_tokens)
-            | "ToTokens" >> beam.Map(_tokens)
+            # (pair_id, src_tokens, tgt_tokens, neural_links)
+            | "ToTokensAndLinks" >> beam.Map(_tokens_and_links)
             # one element: the whole corpus
             | "GatherCorpus" >> beam.combiners.ToList()
             | "RunEflomal" >> beam.ParDo(EflomalFn(self.cfg))
@@ -124,13 +144,23 @@ class AlignWords(beam.PTransform):
         self.cfg = cfg
 
     def expand(self, rows):
-        side = {}
-        if self.cfg.statistical != "off":
-            pair_id_to_links = rows | "AlignStatistically" >> AlignStatistically(self.cfg.eflomal)
-            side["statistical"] = beam.pvalue.AsDict(pair_id_to_links)
-        return (
+        neural = (
             rows
             | "BatchPairs" >> beam.BatchElements(min_batch_size=1, max_batch_size=self.cfg.batch_size)
             | "AlignBatches"
-            >> beam.ParDo(AlignBatchFn(self.cfg, Shared()), **side).with_outputs(DEAD_LETTER_TAG, main="rows")
+            >> beam.ParDo(AlignBatchFn(self.cfg, Shared())).with_outputs(DEAD_LETTER_TAG, main="rows")
+        )
+        if self.cfg.statistical == "off":
+            return neural
+        # (pair_id, eflomal links)
+        pair_id_to_links = neural.rows | "AlignStatistically" >> AlignStatistically(self.cfg.eflomal)
+        return (
+            (
+                neural.rows | "TagRows" >> beam.Map(lambda row: ("row", row)),
+                neural[DEAD_LETTER_TAG] | "TagDeadLetters" >> beam.Map(lambda letter: ("dead", letter)),
+            )
+            | "JoinNeuralOutputs" >> beam.Flatten()
+            | "MergeStatistical"
+            >> beam.ParDo(MergeLinksFn(self.cfg.statistical), statistical=beam.pvalue.AsDict(pair_id_to_links))
+            .with_outputs(DEAD_LETTER_TAG, main="rows")
         )

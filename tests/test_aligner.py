@@ -223,8 +223,9 @@ def test_presets_by_versioned_name():
     cfg = aligner_config("simalign.mai.v1", layer=4)
     assert cfg.methods == ("argmax", "itermax", "match") and cfg.layer == 4
     assert aligner_config("simalign.match.v1") == replace(AlignConfig(), method="match")
-    default = aligner_config("relbridge.default.v1")
-    assert (default.statistical, default.token_type, default.text_prefix) == ("fill", "bpe", "passage: ")
+    default = aligner_config("relbridge.default.v2")
+    assert (default.statistical, default.token_type, default.text_prefix) == ("grow-diag-final-and", "bpe", "passage: ")
+    assert default.eflomal.neural_priors and not aligner_config("relbridge.default.v1").eflomal.neural_priors
 
 
 def test_failed_result_shape():
@@ -264,11 +265,11 @@ def test_statistical_config():
     hash(cfg)
 
 
-@pytest.mark.parametrize("how", ["only", "union", "fill"])
-def test_align_corpus_merges_eflomal_links(tiny_encoder, how):
+@pytest.mark.parametrize("how,priors", [("only", False), ("union", False), ("fill", True)])
+def test_align_corpus_merges_eflomal_links(tiny_encoder, how, priors):
     pairs = [*PAIRS, ([], ["x"])] * 4  # eflomal trains only on the pairs the neural step accepts
     cfg = AlignConfig(model=tiny_encoder, layer=1, device="cpu", statistical=how, batch_size=3,
-                      eflomal=EflomalConfig(n_samplers=1))
+                      eflomal=EflomalConfig(n_samplers=1, neural_priors=priors))
     results = WordAligner(cfg).align_corpus(pairs)
     assert len(results) == len(pairs)
     for (src, tgt), r in zip(pairs, results):

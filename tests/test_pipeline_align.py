@@ -1,5 +1,7 @@
 """AlignWords: batched alignment in Beam, one encoder per process, dead letters."""
 
+from dataclasses import replace
+
 import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
@@ -8,7 +10,7 @@ from apache_beam.utils.shared import Shared
 from relbridge.alignment.aligner import AlignConfig, AlignResult, WordAligner
 from relbridge.alignment.statistical import EflomalConfig
 from relbridge.data_specs import ShardRow
-from relbridge.pipeline.align import AlignBatchFn, AlignWords, EflomalFn
+from relbridge.pipeline.align import AlignBatchFn, AlignWords, EflomalFn, MergeLinksFn
 from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG
 
 
@@ -87,36 +89,39 @@ def test_align_words_merges_statistical_links_by_pair_id(tiny_encoder, monkeypat
 
     # a deterministic stand-in for eflomal: each pair gets one link, last word to last word
     monkeypatch.setattr(
-        align_module, "eflomal_align", lambda pairs, cfg: [[(len(s) - 1, len(t) - 1)] for s, t in pairs]
+        align_module, "eflomal_align", lambda pairs, cfg, priors: [[(len(s) - 1, len(t) - 1)] for s, t in pairs]
     )
     cfg = AlignConfig(model=tiny_encoder, layer=1, batch_size=2, statistical="union")
     neural = WordAligner(cfg).align_batch([(r.src_tokens, r.tgt_tokens) for r in ROWS])
+    no_subwords = replace(row(9, "x", "y"), src_tokens=("\u3000",))  # fails the neural step
     expected = [
         (r.pair_id, tuple(sorted({*n.links, (len(r.src_tokens) - 1, len(r.tgt_tokens) - 1)})))
         for r, n in zip(ROWS, neural)
     ]
     with TestPipeline() as p:
-        out = p | beam.Create(ROWS) | AlignWords(cfg)
+        out = p | beam.Create([*ROWS, no_subwords]) | AlignWords(cfg)
         assert_that(out.rows | beam.Map(lambda r: (r.pair_id, r.alignment)), equal_to(expected), label="Rows")
-        assert_that(out[DEAD_LETTER_TAG], equal_to([]), label="NoDead")
+        assert_that(out[DEAD_LETTER_TAG] | beam.Map(lambda d: (d["line"], d["reason"])),
+                    equal_to([(9, "no subwords on the source side")]), label="Dead")
 
 
-def test_a_pair_eflomal_did_not_align_is_a_dead_letter(monkeypatch):
-    import relbridge.pipeline.align as align_module
-
-    monkeypatch.setattr(align_module, "WordAligner", lambda cfg: FakeAligner())
-    fn = AlignBatchFn(AlignConfig(statistical="intersection"), Shared())
-    fn.setup()
-    out = list(fn.process([row(1, "good one", "gut"), row(2, "good two", "gut")], statistical={"c:1": [[0, 0]]}))
+def test_merge_links_fn_merges_by_pair_id_and_passes_dead_letters_through():
+    fn = MergeLinksFn("intersection")
+    aligned = replace(row(1, "good one", "gut"), alignment=((0, 0), (1, 0)))
+    letter = {"stage": "AlignWords", "reason": "empty"}
+    out = [x for e in (("row", aligned), ("row", row(2, "x", "y")), ("dead", letter))
+           for x in fn.process(e, statistical={"c:1": [[0, 0]]})]
     assert out[0].alignment == ((0, 0),)
-    assert out[1].tag == DEAD_LETTER_TAG and "eflomal" in out[1].value["reason"]
+    assert out[1].tag == DEAD_LETTER_TAG and "eflomal" in out[1].value["reason"] and out[1].value["line"] == 2
+    assert out[2].tag == DEAD_LETTER_TAG and out[2].value == letter
 
 
 def test_eflomal_fn_skips_one_sided_pairs_and_keys_links_by_pair_id():
-    pairs = [(f"p{k}", ("a", "b"), ("x", "y")) for k in range(30)] + [("empty", ("a",), ())]
-    out = dict(EflomalFn(EflomalConfig(n_samplers=1)).process(pairs))
-    assert sorted(out) == sorted(f"p{k}" for k in range(30))
-    assert all(0 <= i < 2 and 0 <= j < 2 for links in out.values() for i, j in links)
+    pairs = [(f"p{k}", ("a", "b"), ("x", "y"), ((0, 0),)) for k in range(30)] + [("empty", ("a",), (), ())]
+    for priors in (False, True):
+        out = dict(EflomalFn(EflomalConfig(n_samplers=1, neural_priors=priors)).process(pairs))
+        assert sorted(out) == sorted(f"p{k}" for k in range(30))
+        assert all(0 <= i < 2 and 0 <= j < 2 for links in out.values() for i, j in links)
 
 
 def test_run_flags_pick_the_default_preset_and_override_it():

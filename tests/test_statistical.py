@@ -81,3 +81,12 @@ def test_eflomal_keeps_word_indices_when_a_word_holds_whitespace():
     pairs = [(["a", "b\u3000c", "d"], ["x", "y", "z"])] + [(["a", "e", "d"], ["x", "w", "z"])] * 20
     for links in eflomal_align(pairs, EflomalConfig(n_samplers=1)):
         assert all(0 <= i < 3 and 0 <= j < 3 for i, j in links)
+
+
+def test_neural_links_as_priors_teach_eflomal_a_small_corpus():
+    pairs = toy_corpus()[:6]
+    crossed_links = [[(0, 0), (1, 4), (2, 2), (3, 3), (4, 1)]] * len(pairs)
+    links = eflomal_align(pairs, EflomalConfig(n_samplers=2), prior_links=crossed_links)
+    assert sum((1, 4) in l and (4, 1) in l for l in links) >= 5
+    with pytest.raises(ValueError, match="prior link sets"):
+        eflomal_align(pairs, prior_links=crossed_links[:2])
