@@ -55,7 +55,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 
 from relbridge.data_specs.formats import PAIR_PARSERS, InputError, make_text_pair
@@ -453,6 +453,14 @@ class _Trainer:
         self.pad_id = pad if pad is not None else 0
         self.autocast = self.device.startswith("cuda") and cfg.bf16
 
+    def usable(self, pairs: Sequence[WordPair]) -> list[WordPair]:
+        """The pairs whose two sides both yield subwords (e.g. a lone U+3000 yields none)."""
+        tokenized = tokenize_words(self.tokenizer, [side for pair in pairs for side in pair])
+        keep = [p for p, s, t in zip(pairs, tokenized[0::2], tokenized[1::2]) if s[0] and t[0]]
+        if len(keep) < len(pairs):
+            logger.warning("skipped %d pairs with a side of no subwords", len(pairs) - len(keep))
+        return keep
+
     def sides(self, pairs: Sequence[WordPair]) -> tuple[Side, Side]:
         tokenized = tokenize_words(self.tokenizer, [side for pair in pairs for side in pair])
         args = (self.prefix, self.suffix, self.cfg.max_length, self.pad_id)
@@ -464,7 +472,8 @@ class _Trainer:
         """``(p_s2t, p_t2s)`` at the align layer (the caller picks grad and train/eval mode)."""
         import torch
 
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.autocast else nullcontext()
+        with autocast:
             hs = self.model(input_ids=src.ids, attention_mask=src.attention).last_hidden_state
             ht = self.model(input_ids=tgt.ids, attention_mask=tgt.attention).last_hidden_state
         return bidirectional_softmax(hs, ht, src.content, tgt.content)
@@ -495,6 +504,9 @@ class _Trainer:
         self.tokenizer.save_pretrained(path)
         with open(os.path.join(path, SUMMARY_FILE), "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=2)
+        for entry in os.scandir(path):  # safetensors writes 0600; workers may run as others
+            if entry.is_file():
+                os.chmod(entry.path, 0o644)
 
 
 def corpus_loss(cfg: FinetuneConfig, pairs: Sequence[WordPair]) -> float:
@@ -506,6 +518,7 @@ def corpus_loss(cfg: FinetuneConfig, pairs: Sequence[WordPair]) -> float:
     import torch
 
     trainer = _Trainer(cfg)
+    pairs = trainer.usable(pairs)
     losses = []
     with torch.no_grad(), first_layers(trainer.model, cfg.layer):
         for k in range(0, len(pairs), cfg.batch_size):
@@ -554,6 +567,9 @@ def finetune_aligner(
     if not pairs:
         raise ValueError("the corpus has no sentence pairs")
     trainer = _Trainer(cfg)
+    pairs = trainer.usable(pairs)
+    if not pairs:
+        raise ValueError("no sentence pair of the corpus yields subwords on both sides")
     rng = random.Random(cfg.seed)
     steps_per_epoch = math.ceil(len(pairs) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs

@@ -174,6 +174,7 @@ def test_output_loads_in_the_aligner_and_keeps_upper_layers(tiny_encoder, tmp_pa
     summary = json.loads((tmp_path / "out" / SUMMARY_FILE).read_text())
     assert summary["config"]["layer"] == 1 and len(summary["history"]) == 2
     assert os.path.isfile(tmp_path / "out" / "checkpoint-1" / "config.json")
+    assert os.stat(tmp_path / "out" / "model.safetensors").st_mode & 0o044 == 0o044
 
     aligner = WordAligner(AlignConfig(model=cfg.output, layer=1, device="cpu"))
     result = aligner.align(["the", "city", "of", "Berlin"], ["die", "Stadt", "von", "Berlin"])
@@ -189,6 +190,13 @@ def test_refuses_existing_output_and_missing_layer(tiny_encoder, tmp_path):
         finetune_aligner(_cfg(tiny_encoder, tmp_path / "b", layer=5), PAIRS, progress=False)
     with pytest.raises(ValueError, match="no sentence pairs"):
         finetune_aligner(_cfg(tiny_encoder, tmp_path / "c"), [], progress=False)
+
+
+def test_pairs_without_subwords_are_skipped(tiny_encoder, tmp_path):
+    # U+3000 is whitespace to the tokenizer: that side has words but no subwords
+    cfg = _cfg(tiny_encoder, tmp_path, max_steps=1)
+    summary = finetune_aligner(cfg, [*PAIRS, (["\u3000"], ["Berlin"])], progress=False)
+    assert summary["pairs"] == len(PAIRS)
 
 
 def test_same_seed_same_model(tiny_encoder, tmp_path):
