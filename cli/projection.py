@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 _PROJECT_VALUES = {
     "min_confidence": float,
     "fallback_method": str,
+    "spelling_anchor_ratio": float,
     "span_objective": str,
     "unlinked_credit": float,
     "gap_penalty": float,

@@ -7,6 +7,11 @@ mentions and relations in Beam counters (and, through `pipeline.stats`, in
 ``stats.json``).
 
     rows = rows | ProjectLabels(ProjectConfig())
+
+Rows carry one link set (``ShardRow.alignment``), so `project_pair` gets no
+``extra_links`` here and ``ProjectConfig.fallback_method`` has no effect in
+the pipeline until rows also carry that method's links (``AlignWords`` would
+add it to ``AlignConfig.also`` and keep ``AlignResult.by_method[...]``).
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ import dataclasses
 from dataclasses import replace
 
 import apache_beam as beam
-
 from relbridge.alignment.projection import ProjectConfig, project_pair
 from relbridge.data_specs.schema import ShardRow
 

@@ -134,6 +134,19 @@ def test_fallback_links_only_touch_unlinked_words():
     assert [(m.start, m.end) for m in result.tgt_mentions] == [(0, 1), (3, 4)]
 
 
+def test_spelling_anchor_for_an_unlinked_adapted_name():
+    src = ["she", "left", "Lebanon"]
+    tgt = ["sie", "verließ", "den", "Libanon"]
+    links = [(0, 0), (1, 1)]
+    assert project_span((2, 3), links, src, tgt, NO_VERBATIM) is None
+    spelled = dataclasses.replace(NO_VERBATIM, spelling_anchor_ratio=0.7)
+    assert span_of(project_span((2, 3), links, src, tgt, spelled)) == (3, 4)
+    # a word linked to a source word outside the span is never taken
+    assert project_span((2, 3), [*links, (0, 3)], src, tgt, spelled) is None
+    strict = dataclasses.replace(NO_VERBATIM, spelling_anchor_ratio=0.9)
+    assert project_span((2, 3), links, src, tgt, strict) is None
+
+
 def test_verbatim_span_overrides_wrong_links():
     src = ["yesterday", "Angela", "Merkel", "spoke"]
     tgt = ["gestern", "sprach", "Angela", "Merkel"]
@@ -302,6 +315,8 @@ def test_config_validation_and_pickling():
         ProjectConfig(span_objective="max")
     with pytest.raises(ValueError):
         ProjectConfig(unlinked_credit=1.5)
+    with pytest.raises(ValueError):
+        ProjectConfig(spelling_anchor_ratio=-0.1)
     cfg = ProjectConfig(min_confidence=0.4)
     assert pickle.loads(pickle.dumps(cfg)) == cfg and hash(cfg) == hash(
         ProjectConfig(min_confidence=0.4)
