@@ -229,7 +229,7 @@ register_preset("awesome.softmax.v1", method="softmax")
 # zh-en 25.1; stock simalign layer 6 argmax 7.9, 29.8, 25.4), then eflomal links.
 # v1 adds eflomal's intersected links between words both left unaligned: 6.4,
 # 27.2, 22.9. v2 trains eflomal with the neural links as priors and merges by
-# grow-diag-final-and: 5.3, 25.6, 19.5. eflomal samples: reruns differ by ~0.2.
+# grow-diag-final-and: 5.3, 25.6, 19.4. eflomal samples: reruns differ by ~0.2.
 register_preset(
     "relbridge.default.v1",
     layer=7,

@@ -44,8 +44,8 @@ class EflomalConfig:
       neural_priors: train eflomal with priors (lexical, jump and fertility
         counts, eflomal's ``calculate_priors``) taken from the neural links of
         the same pairs, so a small corpus is not learnt from scratch. On the
-        dev gold this lowers eflomal's own AER from 17 / 40 / 35 to 5.5 / 26.5
-        / 19.5 (en-fr / ro-en / zh-en, intersection). The caller passes the
+        dev gold this lowers eflomal's own AER from 17 / 40 / 35 to 5.3 / 26.7
+        / 19.6 (en-fr / ro-en / zh-en, intersection). The caller passes the
         links (`eflomal_align`'s ``prior_links``).
 
     eflomal samples at random, so links vary slightly from run to run.
