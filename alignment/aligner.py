@@ -130,7 +130,7 @@ class AlignConfig:
     dtype: str = "auto"
     num_threads: int | None = None
     statistical: str = "off"
-    eflomal: EflomalConfig = EflomalConfig()
+    eflomal: EflomalConfig = field(default_factory=EflomalConfig)
 
     def __post_init__(self):
         object.__setattr__(self, "extra_layers", tuple(self.extra_layers))
@@ -422,7 +422,9 @@ class WordAligner:
         holds ``"eflomal"``'s links, and ``links`` follow ``cfg.statistical``.
         """
         size = self.cfg.batch_size
-        results = [r for k in range(0, len(pairs), size) for r in self.align_batch(pairs[k : k + size])]
+        results = [
+            r for k in range(0, len(pairs), size) for r in self.align_batch(pairs[k : k + size])
+        ]
         if self.cfg.statistical == "off":
             return results
         ok = [k for k, r in enumerate(results) if r.links is not None]

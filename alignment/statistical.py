@@ -17,8 +17,8 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 from relbridge.alignment.symmetrize import COMBINERS, combine
 
@@ -63,7 +63,9 @@ class EflomalConfig:
         if self.model not in (1, 2, 3):
             raise ValueError(f"model must be 1, 2 or 3, got {self.model}")
         if self.symmetrize not in COMBINERS:
-            raise ValueError(f"symmetrize must be one of {sorted(COMBINERS)}, got {self.symmetrize!r}")
+            raise ValueError(
+                f"symmetrize must be one of {sorted(COMBINERS)}, got {self.symmetrize!r}"
+            )
         if not 0 < self.null_prior < 1:
             raise ValueError(f"null_prior must be in (0, 1), got {self.null_prior}")
 
@@ -106,9 +108,12 @@ def eflomal_align(
         raise ValueError(f"{len(prior_links)} prior link sets for {len(pairs)} pairs")
     extra = read_extra_corpus(cfg.extra_corpus) if cfg.extra_corpus else []
     corpus = [*pairs, *extra]
-    clean = lambda words: " ".join("_".join(w.split()) or "_" for w in words)  # noqa: E731
+    clean = lambda words: " ".join("_".join(w.split()) or "_" for w in words)
     aligner = Aligner(
-        model=cfg.model, n_samplers=cfg.n_samplers, n_iterations=cfg.n_iterations, null_prior=cfg.null_prior
+        model=cfg.model,
+        n_samplers=cfg.n_samplers,
+        n_iterations=cfg.n_iterations,
+        null_prior=cfg.null_prior,
     )
     src_lines, tgt_lines = [clean(s) for s, _ in corpus], [clean(t) for _, t in corpus]
     n = len(pairs)
@@ -116,12 +121,19 @@ def eflomal_align(
     with tempfile.TemporaryDirectory(prefix="relbridge-eflomal-") as tmp:
         fwd, rev = os.path.join(tmp, "fwd"), os.path.join(tmp, "rev")
         aligner.align(
-            src_lines, tgt_lines, links_filename_fwd=fwd, links_filename_rev=rev, priors_input=priors
+            src_lines,
+            tgt_lines,
+            links_filename_fwd=fwd,
+            links_filename_rev=rev,
+            priors_input=priors,
         )
         forward, reverse = _read_links(fwd), _read_links(rev)
     logger.info(
         "eflomal aligned %d pairs (+%d extra, model %d, priors: %s)",
-        len(pairs), len(extra), cfg.model, priors is not None,
+        len(pairs),
+        len(extra),
+        cfg.model,
+        priors is not None,
     )
     return [combine(f, r, cfg.symmetrize) for f, r in zip(forward[:n], reverse[:n], strict=True)]
 

@@ -17,7 +17,7 @@ mutual-argmax links) completed by a second one (eflomal's).
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 Links = Iterable[tuple[int, int]]
 
@@ -51,8 +51,10 @@ def grow_diag_final(a: Links, b: Links, final_and: bool = True) -> list[tuple[in
         for i, j in sorted(alignment):
             for di, dj in _NEIGHBOURS:
                 link = (i + di, j + dj)
-                if link in candidates and link not in alignment and (
-                    link[0] not in src_aligned or link[1] not in tgt_aligned
+                if (
+                    link in candidates
+                    and link not in alignment
+                    and (link[0] not in src_aligned or link[1] not in tgt_aligned)
                 ):
                     add(link)
                     grew = True

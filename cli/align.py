@@ -41,7 +41,13 @@ _FIELDS = {
 }
 # from alignment.aligner.STATISTICAL, kept here so that --help does not import torch
 STATISTICAL = (
-    "off", "only", "intersection", "union", "grow-diag-final", "grow-diag-final-and", "fill"
+    "off",
+    "only",
+    "intersection",
+    "union",
+    "grow-diag-final",
+    "grow-diag-final-and",
+    "fill",
 )
 
 

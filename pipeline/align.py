@@ -26,7 +26,6 @@ from dataclasses import replace
 
 import apache_beam as beam
 from apache_beam.utils.shared import Shared
-
 from relbridge.alignment.aligner import AlignConfig, WordAligner, merge_links
 from relbridge.alignment.statistical import EflomalConfig, eflomal_align
 from relbridge.data_specs.schema import ShardRow
@@ -54,14 +53,18 @@ class AlignBatchFn(beam.DoFn):
 
     def setup(self):
         cfg = self.cfg
-        self._aligner = self._shared.acquire(lambda: _SharedAligner(WordAligner(cfg)), tag=repr(cfg)).aligner
+        self._aligner = self._shared.acquire(
+            lambda: _SharedAligner(WordAligner(cfg)), tag=repr(cfg)
+        ).aligner
 
     def process(self, batch: list[ShardRow]):
         results = self._aligner.align_batch([(row.src_tokens, row.tgt_tokens) for row in batch])
         for row, result in zip(batch, results, strict=True):
             if result.links is None:
                 self.failed.inc()
-                yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, reject("AlignWords", result.error, row))
+                yield beam.pvalue.TaggedOutput(
+                    DEAD_LETTER_TAG, reject("AlignWords", result.error, row)
+                )
                 continue
             self.aligned.inc()
             self.links.inc(len(result.links))
@@ -77,7 +80,9 @@ class MergeLinksFn(beam.DoFn):
 
     def __init__(self, how: str):
         self.how = how
-        self.missing = beam.metrics.Metrics.counter(self.__class__, "pairs_without_statistical_links")
+        self.missing = beam.metrics.Metrics.counter(
+            self.__class__, "pairs_without_statistical_links"
+        )
 
     def process(self, element: tuple[str, object], statistical: dict):
         kind, value = element
@@ -87,7 +92,9 @@ class MergeLinksFn(beam.DoFn):
         links = statistical.get(value.pair_id)
         if links is None:
             self.missing.inc()
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, reject("AlignWords", "eflomal gave this pair no links", value))
+            yield beam.pvalue.TaggedOutput(
+                DEAD_LETTER_TAG, reject("AlignWords", "eflomal gave this pair no links", value)
+            )
             return
         merged = merge_links(value.alignment, [tuple(link) for link in links], self.how)
         yield replace(value, alignment=tuple(sorted(merged)))
@@ -146,21 +153,28 @@ class AlignWords(beam.PTransform):
     def expand(self, rows):
         neural = (
             rows
-            | "BatchPairs" >> beam.BatchElements(min_batch_size=1, max_batch_size=self.cfg.batch_size)
+            | "BatchPairs"
+            >> beam.BatchElements(min_batch_size=1, max_batch_size=self.cfg.batch_size)
             | "AlignBatches"
-            >> beam.ParDo(AlignBatchFn(self.cfg, Shared())).with_outputs(DEAD_LETTER_TAG, main="rows")
+            >> beam.ParDo(AlignBatchFn(self.cfg, Shared())).with_outputs(
+                DEAD_LETTER_TAG, main="rows"
+            )
         )
         if self.cfg.statistical == "off":
             return neural
         # (pair_id, eflomal links)
-        pair_id_to_links = neural.rows | "AlignStatistically" >> AlignStatistically(self.cfg.eflomal)
+        pair_id_to_links = neural.rows | "AlignStatistically" >> AlignStatistically(
+            self.cfg.eflomal
+        )
         return (
             (
                 neural.rows | "TagRows" >> beam.Map(lambda row: ("row", row)),
-                neural[DEAD_LETTER_TAG] | "TagDeadLetters" >> beam.Map(lambda letter: ("dead", letter)),
+                neural[DEAD_LETTER_TAG]
+                | "TagDeadLetters" >> beam.Map(lambda letter: ("dead", letter)),
             )
             | "JoinNeuralOutputs" >> beam.Flatten()
             | "MergeStatistical"
-            >> beam.ParDo(MergeLinksFn(self.cfg.statistical), statistical=beam.pvalue.AsDict(pair_id_to_links))
-            .with_outputs(DEAD_LETTER_TAG, main="rows")
+            >> beam.ParDo(
+                MergeLinksFn(self.cfg.statistical), statistical=beam.pvalue.AsDict(pair_id_to_links)
+            ).with_outputs(DEAD_LETTER_TAG, main="rows")
         )

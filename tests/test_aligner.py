@@ -16,7 +16,6 @@ from relbridge.alignment.aligner import (
     with_statistical,
 )
 from relbridge.alignment.embed import stitch_windows, window_starts
-from relbridge.alignment.statistical import EflomalConfig
 from relbridge.alignment.methods import (
     METHODS,
     MethodParams,
@@ -25,6 +24,7 @@ from relbridge.alignment.methods import (
     match_links,
     softmax_links,
 )
+from relbridge.alignment.statistical import EflomalConfig
 
 # Words the tiny tokenizer knows whole, plus some it spells out in characters.
 PAIRS = [
@@ -224,8 +224,15 @@ def test_presets_by_versioned_name():
     assert cfg.methods == ("argmax", "itermax", "match") and cfg.layer == 4
     assert aligner_config("simalign.match.v1") == replace(AlignConfig(), method="match")
     default = aligner_config("relbridge.default.v2")
-    assert (default.statistical, default.token_type, default.text_prefix) == ("grow-diag-final-and", "bpe", "passage: ")
-    assert default.eflomal.neural_priors and not aligner_config("relbridge.default.v1").eflomal.neural_priors
+    assert (default.statistical, default.token_type, default.text_prefix) == (
+        "grow-diag-final-and",
+        "bpe",
+        "passage: ",
+    )
+    assert (
+        default.eflomal.neural_priors
+        and not aligner_config("relbridge.default.v1").eflomal.neural_priors
+    )
 
 
 def test_failed_result_shape():
@@ -252,9 +259,13 @@ STATISTICAL_LINKS = [(0, 0), (1, 2), (3, 4), (5, 0)]
 )
 def test_merge_links_by_each_rule(how, expected):
     assert merge_links(NEURAL, STATISTICAL_LINKS, how) == expected
-    merged = with_statistical(AlignResult(NEURAL, by_method={"argmax": NEURAL}), STATISTICAL_LINKS, how)
+    merged = with_statistical(
+        AlignResult(NEURAL, by_method={"argmax": NEURAL}), STATISTICAL_LINKS, how
+    )
     assert merged.links == expected
-    assert merged.by_method["argmax"] == NEURAL and merged.by_method["eflomal"] == tuple(sorted(STATISTICAL_LINKS))
+    assert merged.by_method["argmax"] == NEURAL and merged.by_method["eflomal"] == tuple(
+        sorted(STATISTICAL_LINKS)
+    )
 
 
 def test_statistical_config():
@@ -268,8 +279,14 @@ def test_statistical_config():
 @pytest.mark.parametrize("how,priors", [("only", False), ("union", False), ("fill", True)])
 def test_align_corpus_merges_eflomal_links(tiny_encoder, how, priors):
     pairs = [*PAIRS, ([], ["x"])] * 4  # eflomal trains only on the pairs the neural step accepts
-    cfg = AlignConfig(model=tiny_encoder, layer=1, device="cpu", statistical=how, batch_size=3,
-                      eflomal=EflomalConfig(n_samplers=1, neural_priors=priors))
+    cfg = AlignConfig(
+        model=tiny_encoder,
+        layer=1,
+        device="cpu",
+        statistical=how,
+        batch_size=3,
+        eflomal=EflomalConfig(n_samplers=1, neural_priors=priors),
+    )
     results = WordAligner(cfg).align_corpus(pairs)
     assert len(results) == len(pairs)
     for (src, tgt), r in zip(pairs, results):

@@ -6,7 +6,6 @@ import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.utils.shared import Shared
-
 from relbridge.alignment.aligner import AlignConfig, AlignResult, WordAligner
 from relbridge.alignment.statistical import EflomalConfig
 from relbridge.data_specs import ShardRow
@@ -15,10 +14,16 @@ from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG
 
 
 def row(i: int, src: str, tgt: str) -> ShardRow:
-    return ShardRow(f"c:{i}", "c", "c.tsv", i, "en", "de", src, tgt, tuple(src.split()), tuple(tgt.split()))
+    return ShardRow(
+        f"c:{i}", "c", "c.tsv", i, "en", "de", src, tgt, tuple(src.split()), tuple(tgt.split())
+    )
 
 
-ROWS = [row(1, "the city", "die Stadt"), row(2, "Paris is a city", "Paris ist eine Stadt"), row(3, "x", "y z")]
+ROWS = [
+    row(1, "the city", "die Stadt"),
+    row(2, "Paris is a city", "Paris ist eine Stadt"),
+    row(3, "x", "y z"),
+]
 
 
 def test_align_words_transform_adds_links(tiny_encoder):
@@ -26,8 +31,17 @@ def test_align_words_transform_adds_links(tiny_encoder):
     with TestPipeline() as p:
         out = p | beam.Create(ROWS) | AlignWords(cfg)
         assert_that(
-            out.rows | beam.Map(lambda r: (r.pair_id, bool(r.alignment), all(
-                0 <= s < len(r.src_tokens) and 0 <= t < len(r.tgt_tokens) for s, t in r.alignment))),
+            out.rows
+            | beam.Map(
+                lambda r: (
+                    r.pair_id,
+                    bool(r.alignment),
+                    all(
+                        0 <= s < len(r.src_tokens) and 0 <= t < len(r.tgt_tokens)
+                        for s, t in r.alignment
+                    ),
+                )
+            ),
             equal_to([("c:1", True, True), ("c:2", True, True), ("c:3", True, True)]),
             label="Rows",
         )
@@ -59,7 +73,13 @@ def test_align_batch_fn_lifecycle_with_a_fake_aligner(monkeypatch):
 
 def toy_rows(n: int = 100) -> list[ShardRow]:
     """Rows whose two nouns swap places in the target: only eflomal's lexicon can tell."""
-    words = [("house", "Haus"), ("cat", "Katze"), ("dog", "Hund"), ("tree", "Baum"), ("car", "Auto")]
+    words = [
+        ("house", "Haus"),
+        ("cat", "Katze"),
+        ("dog", "Hund"),
+        ("tree", "Baum"),
+        ("car", "Auto"),
+    ]
     rows = []
     for k in range(n):
         (s1, t1), (s2, t2) = words[k % 5], words[(k * 3 + 1) % 5]
@@ -70,8 +90,13 @@ def toy_rows(n: int = 100) -> list[ShardRow]:
 
 def test_align_words_runs_eflomal_once_over_the_corpus(tiny_encoder):
     rows = toy_rows()
-    cfg = AlignConfig(model=tiny_encoder, layer=1, batch_size=8, statistical="only",
-                      eflomal=EflomalConfig(n_samplers=2))
+    cfg = AlignConfig(
+        model=tiny_encoder,
+        layer=1,
+        batch_size=8,
+        statistical="only",
+        eflomal=EflomalConfig(n_samplers=2),
+    )
 
     def learned_the_lexicon(out):
         assert len(out) == len(rows)
@@ -89,7 +114,9 @@ def test_align_words_merges_statistical_links_by_pair_id(tiny_encoder, monkeypat
 
     # a deterministic stand-in for eflomal: each pair gets one link, last word to last word
     monkeypatch.setattr(
-        align_module, "eflomal_align", lambda pairs, cfg, priors: [[(len(s) - 1, len(t) - 1)] for s, t in pairs]
+        align_module,
+        "eflomal_align",
+        lambda pairs, cfg, priors: [[(len(s) - 1, len(t) - 1)] for s, t in pairs],
     )
     cfg = AlignConfig(model=tiny_encoder, layer=1, batch_size=2, statistical="union")
     neural = WordAligner(cfg).align_batch([(r.src_tokens, r.tgt_tokens) for r in ROWS])
@@ -100,24 +127,40 @@ def test_align_words_merges_statistical_links_by_pair_id(tiny_encoder, monkeypat
     ]
     with TestPipeline() as p:
         out = p | beam.Create([*ROWS, no_subwords]) | AlignWords(cfg)
-        assert_that(out.rows | beam.Map(lambda r: (r.pair_id, r.alignment)), equal_to(expected), label="Rows")
-        assert_that(out[DEAD_LETTER_TAG] | beam.Map(lambda d: (d["line"], d["reason"])),
-                    equal_to([(9, "no subwords on the source side")]), label="Dead")
+        assert_that(
+            out.rows | beam.Map(lambda r: (r.pair_id, r.alignment)),
+            equal_to(expected),
+            label="Rows",
+        )
+        assert_that(
+            out[DEAD_LETTER_TAG] | beam.Map(lambda d: (d["line"], d["reason"])),
+            equal_to([(9, "no subwords on the source side")]),
+            label="Dead",
+        )
 
 
 def test_merge_links_fn_merges_by_pair_id_and_passes_dead_letters_through():
     fn = MergeLinksFn("intersection")
     aligned = replace(row(1, "good one", "gut"), alignment=((0, 0), (1, 0)))
     letter = {"stage": "AlignWords", "reason": "empty"}
-    out = [x for e in (("row", aligned), ("row", row(2, "x", "y")), ("dead", letter))
-           for x in fn.process(e, statistical={"c:1": [[0, 0]]})]
+    out = [
+        x
+        for e in (("row", aligned), ("row", row(2, "x", "y")), ("dead", letter))
+        for x in fn.process(e, statistical={"c:1": [[0, 0]]})
+    ]
     assert out[0].alignment == ((0, 0),)
-    assert out[1].tag == DEAD_LETTER_TAG and "eflomal" in out[1].value["reason"] and out[1].value["line"] == 2
+    assert (
+        out[1].tag == DEAD_LETTER_TAG
+        and "eflomal" in out[1].value["reason"]
+        and out[1].value["line"] == 2
+    )
     assert out[2].tag == DEAD_LETTER_TAG and out[2].value == letter
 
 
 def test_eflomal_fn_skips_one_sided_pairs_and_keys_links_by_pair_id():
-    pairs = [(f"p{k}", ("a", "b"), ("x", "y"), ((0, 0),)) for k in range(30)] + [("empty", ("a",), (), ())]
+    pairs = [(f"p{k}", ("a", "b"), ("x", "y"), ((0, 0),)) for k in range(30)] + [
+        ("empty", ("a",), (), ())
+    ]
     for priors in (False, True):
         out = dict(EflomalFn(EflomalConfig(n_samplers=1, neural_priors=priors)).process(pairs))
         assert sorted(out) == sorted(f"p{k}" for k in range(30))
@@ -132,11 +175,35 @@ def test_run_flags_pick_the_default_preset_and_override_it():
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    required = ["--corpus", "c.tsv", "--kb", "kb", "--src-lang", "en", "--tgt-lang", "de", "--output", "out"]
+    required = [
+        "--corpus",
+        "c.tsv",
+        "--kb",
+        "kb",
+        "--src-lang",
+        "en",
+        "--tgt-lang",
+        "de",
+        "--output",
+        "out",
+    ]
     assert align_config_from_args(parser.parse_args(required)) == aligner_config(DEFAULT_PRESET)
-    args = parser.parse_args([*required, "--align-layer", "5", "--align-statistical", "off",
-                              "--align-statistical-extra-corpus", "more.src-tgt", "--model", "m"])
+    args = parser.parse_args(
+        [
+            *required,
+            "--align-layer",
+            "5",
+            "--align-statistical",
+            "off",
+            "--align-statistical-extra-corpus",
+            "more.src-tgt",
+            "--model",
+            "m",
+        ]
+    )
     cfg = align_config_from_args(args)
     assert (cfg.layer, cfg.statistical, cfg.model) == (5, "off", "m")
     assert cfg.eflomal.extra_corpus == "more.src-tgt"
-    assert cfg.text_prefix == aligner_config(DEFAULT_PRESET).text_prefix  # the rest stays the preset's
+    assert (
+        cfg.text_prefix == aligner_config(DEFAULT_PRESET).text_prefix
+    )  # the rest stays the preset's

@@ -1,7 +1,6 @@
 """Link combination rules and the eflomal wrapper."""
 
 import pytest
-
 from relbridge.alignment.statistical import EflomalConfig, eflomal_align, read_extra_corpus
 from relbridge.alignment.symmetrize import combine, fill, grow_diag_final, intersection, union
 
@@ -11,7 +10,13 @@ REV = [(0, 0), (1, 1), (1, 2), (3, 3)]
 
 def toy_corpus(n: int = 100) -> list[tuple[list[str], list[str]]]:
     """Pairs whose two nouns swap places in the target: only a lexicon can tell."""
-    words = [("house", "Haus"), ("cat", "Katze"), ("dog", "Hund"), ("tree", "Baum"), ("car", "Auto")]
+    words = [
+        ("house", "Haus"),
+        ("cat", "Katze"),
+        ("dog", "Hund"),
+        ("tree", "Baum"),
+        ("car", "Auto"),
+    ]
     pairs = []
     for k in range(n):
         (s1, t1), (s2, t2) = words[k % 5], words[(k * 3 + 1) % 5]
