@@ -11,6 +11,7 @@ from relbridge.alignment.statistical import EflomalConfig
 from relbridge.data_specs import ShardRow
 from relbridge.pipeline.align import AlignBatchFn, AlignWords, EflomalFn, MergeLinksFn
 from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG
+from test_statistical import toy_corpus
 
 
 def row(i: int, src: str, tgt: str) -> ShardRow:
@@ -71,21 +72,9 @@ def test_align_batch_fn_lifecycle_with_a_fake_aligner(monkeypatch):
     assert out[1].value["reason"] == "cannot align" and out[1].value["line"] == 2
 
 
-def toy_rows(n: int = 100) -> list[ShardRow]:
+def toy_rows() -> list[ShardRow]:
     """Rows whose two nouns swap places in the target: only eflomal's lexicon can tell."""
-    words = [
-        ("house", "Haus"),
-        ("cat", "Katze"),
-        ("dog", "Hund"),
-        ("tree", "Baum"),
-        ("car", "Auto"),
-    ]
-    rows = []
-    for k in range(n):
-        (s1, t1), (s2, t2) = words[k % 5], words[(k * 3 + 1) % 5]
-        if s1 != s2:
-            rows.append(row(k, f"the {s1} and the {s2}", f"das {t2} und das {t1}"))
-    return rows
+    return [row(k, " ".join(src), " ".join(tgt)) for k, (src, tgt) in enumerate(toy_corpus())]
 
 
 def test_align_words_runs_eflomal_once_over_the_corpus(tiny_encoder):
