@@ -134,7 +134,7 @@ def register(subparsers) -> None:
         default="auto",
         choices=("auto", "cpu", "full"),
         help="training preset: full (whole encoder, all data, 3 epochs), cpu (top 4 layers, "
-        "3,200 pairs, 1 epoch: 30-50 min on 2 shared cores); auto: full with CUDA, else cpu. Flags override.",
+        "3,200 pairs, 1 epoch: 20-50 min on 2 shared cores); auto: full with CUDA, else cpu. Flags override.",
     )
     p.add_argument(
         "--kbp37-test",
