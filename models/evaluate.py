@@ -194,14 +194,21 @@ def relx_f1(
 
 @torch.no_grad()
 def predict_pairs(model, pairs: Sequence[PairInstance], batch_size: int = 32) -> np.ndarray:
-    """Relation probabilities of both directions of each pair: (N, 2, R)."""
+    """Relation probabilities of both directions of each pair: (N, 2, R).
+
+    A pair whose entities alone exceed ``max_seq_len`` cannot be encoded; it is
+    predicted NA with certainty (its relation, if any, counts as missed).
+    """
     model.eval()
     device = next(model.parameters()).device
-    encoded = [
-        model.encode_pair(p.tokens, p.e1, p.e2, None, None, p.e1_type, p.e2_type) for p in pairs
-    ]
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids))
     out = np.zeros((len(pairs), 2, len(model.inventory)), dtype=np.float32)
+    encoded = {}
+    for i, p in enumerate(pairs):
+        try:
+            encoded[i] = model.encode_pair(p.tokens, p.e1, p.e2, None, None, p.e1_type, p.e2_type)
+        except ValueError:
+            out[i, :, model.inventory.rel2id[NA]] = 1.0
+    order = sorted(encoded, key=lambda i: len(encoded[i].input_ids))
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         batch = {k: v.to(device) for k, v in model.collate([encoded[i] for i in idx]).items()}

@@ -308,10 +308,23 @@ class _Unit:
 def _build_units(
     model: RelationExtractor, data: RelationData, cfg: TrainConfig
 ) -> tuple[list[_Unit], list[Encoded], list[Encoded], list]:
-    pair_enc = [
-        model.encode_pair(p.tokens, p.e1, p.e2, p.label_12, p.label_21, p.e1_type, p.e2_type)
-        for p in data.pairs
-    ]
+    pair_enc, kept = [], []
+    for p in data.pairs:
+        try:
+            enc = model.encode_pair(
+                p.tokens, p.e1, p.e2, p.label_12, p.label_21, p.e1_type, p.e2_type
+            )
+        except ValueError as e:  # an entity longer than max_seq_len: nothing to learn from
+            logger.debug("skipping training pair %s: %s", p.id, e)
+            continue
+        pair_enc.append(enc)
+        kept.append(p)
+    if len(kept) < len(data.pairs):
+        logger.warning(
+            "skipped %d of %d training pairs whose entities do not fit max_seq_len=%d",
+            len(data.pairs) - len(kept), len(data.pairs), cfg.max_seq_len,
+        )  # fmt: skip
+        data.pairs[:] = kept  # bags and units index the kept pairs
     tag_enc = []
     if cfg.tagging_weight > 0 and cfg.tagging_ratio > 0:
         tag_enc = [model.encode_tags(t.tokens, t.mentions) for t in data.tags]
