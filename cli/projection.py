@@ -156,7 +156,7 @@ def _eval_projection(args: argparse.Namespace) -> int:
 
         methods = [fallback] if fallback else []
         aligner = WordAligner(align_cfg)
-        links, by_method = pe.align_pairs(pairs, aligner, align_cfg.batch_size, methods)
+        links, by_method = pe.align_pairs(pairs, aligner, methods)
         extra = by_method.get(fallback)
         if args.links:
             _write_links(args.links, links)

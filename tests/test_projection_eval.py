@@ -186,3 +186,18 @@ def test_demo_scorer_matches_rows_by_role(tmp_path):
     half = (ProjectedMention(0, 1, "JS", "", "", 1, 1.0), right[1])
     got = score_rows([row(half)], en, de)
     assert (got["precision"], got["both_exact"], got["relation_roles_exact"]) == (0.5, 0.0, 0.0)
+
+
+def test_align_pairs_aligns_the_whole_set_like_the_pipeline(tiny_encoder):
+    """A preset with eflomal gets the statistical links too: eflomal sees the whole set."""
+    from test_statistical import toy_corpus
+
+    from relbridge.alignment.aligner import AlignConfig, WordAligner
+    from relbridge.alignment.projection_eval import GoldPair, align_pairs
+
+    pairs = [GoldPair(tuple(s), tuple(t), (), ()) for s, t in toy_corpus(40)]
+    cfg = AlignConfig(model=tiny_encoder, layer=1, statistical="union")
+    links, by_method = align_pairs(pairs, WordAligner(cfg), methods=["eflomal"])
+    assert len(links) == len(by_method["eflomal"]) == len(pairs) > 0
+    assert all(set(map(tuple, e)) <= set(map(tuple, a)) for a, e in zip(links, by_method["eflomal"]))
+    assert any(by_method["eflomal"])
