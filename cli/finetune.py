@@ -68,7 +68,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--objectives", help="comma-separated: so (always) and optionally co (consistency)"
     )
-    parser.add_argument("--learning-rate", type=float, help="AdamW peak learning rate (2e-5)")
+    parser.add_argument("--learning-rate", type=float, help="AdamW peak learning rate (1e-4)")
     parser.add_argument("--weight-decay", type=float, help="AdamW weight decay (0)")
     parser.add_argument("--warmup-ratio", type=float, help="share of steps warming up (0.1)")
     parser.add_argument("--batch-size", type=int, help="sentence pairs per step (8)")
