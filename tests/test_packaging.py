@@ -84,3 +84,20 @@ def test_dataflow_stages_the_package_from_pyproject(tmp_path):
     names = tarfile.open(tarball).getnames()
     for path in ("pyproject.toml", "data_specs/schema.py", "pipeline/main.py", "demo/data/kb/entities.jsonl"):
         assert any(n.endswith("/" + path) for n in names), path
+
+
+
+def test_log_level_flag_takes_effect_after_beam_is_imported():
+    import logging
+
+    import apache_beam  # noqa: F401 (its import may log, which configures the root logger)
+
+    from relbridge.cli.main import configure_logging
+
+    root = logging.getLogger()
+    logging.basicConfig(level=logging.WARNING)
+    configure_logging("debug")
+    try:
+        assert root.level == logging.DEBUG
+    finally:
+        configure_logging("warning")
