@@ -40,13 +40,9 @@ MENTION_TYPE = pa.struct(
 
 PROJECTED_MENTION_TYPE = pa.struct(
     [
-        ("start", pa.int32()),
-        ("end", pa.int32()),
-        ("kb_id", pa.string()),
-        ("type", pa.string()),
-        ("text", pa.string()),
-        ("source_index", pa.int32()),
-        ("confidence", pa.float32()),
+        *MENTION_TYPE,  # a projected mention is a mention plus where it came from
+        pa.field("source_index", pa.int32()),
+        pa.field("confidence", pa.float32()),
     ]
 )
 
