@@ -10,7 +10,9 @@ Conventions:
   * Spans are word (token) offsets ``[start, end)``: ``start`` inclusive, ``end``
     exclusive, indexing the side's ``*_tokens`` list.
   * An alignment is a sorted list of ``(src_idx, tgt_idx)`` word-index pairs, the
-    format of simalign's ``get_word_aligns``.
+    format of simalign's ``get_word_aligns``. ``fallback_alignment`` is a second,
+    denser link set (e.g. itermax) that projection consults only for words the
+    main ``alignment`` leaves unlinked; empty when the run did not ask for one.
   * Relation instances are directed: ``subject``/``object`` index into the source
     mention list; ``tgt_subject``/``tgt_object`` index into the target mention
     list and are ``None`` when the relation did not project.
@@ -26,7 +28,7 @@ from typing import Any, Sequence
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: fallback_alignment
 
 MENTION_TYPE = pa.struct(
     [
@@ -76,6 +78,7 @@ SHARD_SCHEMA = pa.schema(
         ("src_mentions", pa.list_(MENTION_TYPE)),
         ("tgt_mentions", pa.list_(PROJECTED_MENTION_TYPE)),
         ("relations", pa.list_(RELATION_TYPE)),
+        ("fallback_alignment", pa.list_(LINK_TYPE)),
     ],
     metadata={b"relbridge.schema_version": str(SCHEMA_VERSION).encode()},
 )
@@ -179,6 +182,7 @@ class ShardRow:
     src_mentions: tuple[Mention, ...] = ()
     tgt_mentions: tuple[ProjectedMention, ...] = ()
     relations: tuple[RelationInstance, ...] = field(default=())
+    fallback_alignment: tuple[tuple[int, int], ...] = ()
 
     def to_row(self) -> dict[str, Any]:
         """Returns a plain dict that `pa.Table.from_pylist(..., SHARD_SCHEMA)` accepts."""
@@ -197,6 +201,7 @@ class ShardRow:
             "src_mentions": [m.to_row() for m in self.src_mentions],
             "tgt_mentions": [m.to_row() for m in self.tgt_mentions],
             "relations": [r.to_row() for r in self.relations],
+            "fallback_alignment": [{"src": s, "tgt": t} for s, t in self.fallback_alignment],
         }
 
     @classmethod
@@ -213,6 +218,9 @@ class ShardRow:
             src_tokens=tuple(row["src_tokens"]),
             tgt_tokens=tuple(row["tgt_tokens"]),
             alignment=tuple((link["src"], link["tgt"]) for link in row["alignment"]),
+            fallback_alignment=tuple(  # absent from version-1 shards
+                (link["src"], link["tgt"]) for link in row.get("fallback_alignment") or ()
+            ),
             src_mentions=tuple(Mention.from_row(m) for m in row["src_mentions"]),
             tgt_mentions=tuple(ProjectedMention.from_row(m) for m in row["tgt_mentions"]),
             relations=tuple(RelationInstance.from_row(r) for r in row["relations"]),

@@ -44,9 +44,10 @@ class _SharedAligner:
 class AlignBatchFn(beam.DoFn):
     """Aligns a batch of rows with the neural aligner; emits each row with its links, or a dead letter."""
 
-    def __init__(self, cfg: AlignConfig, shared: Shared):
+    def __init__(self, cfg: AlignConfig, shared: Shared, fallback_method: str = ""):
         self.cfg = cfg
         self._shared = shared
+        self.fallback_method = fallback_method
         self.aligned = beam.metrics.Metrics.counter(self.__class__, "aligned_pairs")
         self.failed = beam.metrics.Metrics.counter(self.__class__, "unaligned_pairs")
         self.links = beam.metrics.Metrics.counter(self.__class__, "links")
@@ -68,7 +69,12 @@ class AlignBatchFn(beam.DoFn):
                 continue
             self.aligned.inc()
             self.links.inc(len(result.links))
-            yield replace(row, alignment=tuple(sorted(result.links)))
+            fallback = result.by_method[self.fallback_method] if self.fallback_method else ()
+            yield replace(
+                row,
+                alignment=tuple(sorted(result.links)),
+                fallback_alignment=tuple(sorted(fallback)),
+            )
 
 
 class MergeLinksFn(beam.DoFn):
@@ -144,11 +150,19 @@ class AlignStatistically(beam.PTransform):
 
 
 class AlignWords(beam.PTransform):
-    """Adds word alignments to rows; returns ``rows`` plus ``dead_letter``."""
+    """Adds word alignments to rows; returns ``rows`` plus ``dead_letter``.
 
-    def __init__(self, cfg: AlignConfig):
+    With ``fallback_method`` (e.g. ``"itermax"``, `ProjectConfig.fallback_method`)
+    the aligner also computes that method and rows carry its links in
+    ``fallback_alignment``, for projection to use where the main links are silent.
+    """
+
+    def __init__(self, cfg: AlignConfig, fallback_method: str = ""):
         super().__init__()
+        if fallback_method and fallback_method not in cfg.methods:
+            cfg = replace(cfg, also=(*cfg.also, fallback_method))
         self.cfg = cfg
+        self.fallback_method = fallback_method
 
     def expand(self, rows):
         neural = (
@@ -156,7 +170,7 @@ class AlignWords(beam.PTransform):
             | "BatchPairs"
             >> beam.BatchElements(min_batch_size=1, max_batch_size=self.cfg.batch_size)
             | "AlignBatches"
-            >> beam.ParDo(AlignBatchFn(self.cfg, Shared())).with_outputs(
+            >> beam.ParDo(AlignBatchFn(self.cfg, Shared(), self.fallback_method)).with_outputs(
                 DEAD_LETTER_TAG, main="rows"
             )
         )

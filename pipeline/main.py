@@ -75,7 +75,7 @@ def build_pipeline(p: beam.Pipeline, cfg: PipelineConfig, done: frozenset[str] =
     tokenized = records | "Tokenize" >> Tokenize(cfg.tokenize)
     dead_letters.append(tokenized[DEAD_LETTER_TAG])
     labelled = tokenized.rows | "LabelWithKb" >> LabelWithKb(cfg.label)
-    aligned = labelled | "AlignWords" >> AlignWords(cfg.align)
+    aligned = labelled | "AlignWords" >> AlignWords(cfg.align, fallback_method=cfg.project.fallback_method)
     dead_letters.append(aligned[DEAD_LETTER_TAG])
     projected = aligned.rows | "ProjectLabels" >> ProjectLabels(cfg.project)
 

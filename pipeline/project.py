@@ -8,10 +8,9 @@ mentions and relations in Beam counters (and, through `pipeline.stats`, in
 
     rows = rows | ProjectLabels(ProjectConfig())
 
-Rows carry one link set (``ShardRow.alignment``), so `project_pair` gets no
-``extra_links`` here and ``ProjectConfig.fallback_method`` has no effect in
-the pipeline until rows also carry that method's links (``AlignWords`` would
-add it to ``AlignConfig.also`` and keep ``AlignResult.by_method[...]``).
+With ``ProjectConfig.fallback_method`` set (the default, itermax), AlignWords
+also computes that method and rows carry its links in ``fallback_alignment``;
+they reach `project_pair` as ``extra_links``, exactly as in eval-projection.
 """
 
 from __future__ import annotations
@@ -39,7 +38,13 @@ class ProjectLabelsFn(beam.DoFn):
 
     def process(self, row: ShardRow):
         result = project_pair(
-            row.src_tokens, row.tgt_tokens, row.alignment, row.src_mentions, row.relations, self.cfg
+            row.src_tokens,
+            row.tgt_tokens,
+            row.alignment,
+            row.src_mentions,
+            row.relations,
+            self.cfg,
+            extra_links=row.fallback_alignment if self.cfg.fallback_method else None,
         )
         for name, value in projection_counts(result.counts).items():
             beam.metrics.Metrics.counter(self.__class__, name).inc(value)

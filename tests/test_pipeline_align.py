@@ -49,6 +49,26 @@ def test_align_words_transform_adds_links(tiny_encoder):
         assert_that(out[DEAD_LETTER_TAG], equal_to([]), label="NoDead")
 
 
+def test_align_words_carries_fallback_links_for_projection(tiny_encoder):
+    """With a fallback method, rows also carry that method's links, computed in the same pass."""
+    cfg = AlignConfig(model=tiny_encoder, layer=1, batch_size=2)
+    expected = {
+        f"c:{i + 1}": tuple(sorted(r.by_method["itermax"]))
+        for i, r in enumerate(
+            WordAligner(replace(cfg, also=("itermax",))).align_batch(
+                [(r.src_tokens, r.tgt_tokens) for r in ROWS]
+            )
+        )
+    }
+    with TestPipeline() as p:
+        out = p | beam.Create(ROWS) | AlignWords(cfg, fallback_method="itermax")
+        assert_that(
+            out.rows | beam.Map(lambda r: (r.pair_id, r.fallback_alignment)),
+            equal_to(list(expected.items())),
+        )
+    assert all(expected.values())
+
+
 class FakeAligner:
     """Stands in for WordAligner: fails pairs whose source starts with 'bad'."""
 
