@@ -88,8 +88,27 @@ DEAD_LETTER_FIELDS = ("stage", "reason", "source_file", "line", "record")
 the input came from (file and 1-based line) and the original record."""
 
 
+class _Struct:
+    """A flat dataclass stored as one Arrow struct: a dict per row, and back."""
+
+    def to_row(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]):
+        return cls(**row)
+
+
+class _Span(_Struct):
+    """A struct with a word span ``[start, end)`` that must be non-empty."""
+
+    def __post_init__(self):
+        if not 0 <= self.start < self.end:
+            raise ValueError(f"empty or negative span [{self.start}, {self.end})")
+
+
 @dataclass(frozen=True)
-class Mention:
+class Mention(_Span):
     """An entity mention: word span ``[start, end)`` linked to a KB entity."""
 
     start: int
@@ -98,20 +117,9 @@ class Mention:
     type: str = ""
     text: str = ""
 
-    def __post_init__(self):
-        if not 0 <= self.start < self.end:
-            raise ValueError(f"empty or negative span [{self.start}, {self.end})")
-
-    def to_row(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "Mention":
-        return cls(**row)
-
 
 @dataclass(frozen=True)
-class ProjectedMention:
+class ProjectedMention(_Span):
     """A source mention carried into the target side.
 
     ``source_index`` points into the source mention list; ``confidence`` in
@@ -126,20 +134,9 @@ class ProjectedMention:
     source_index: int
     confidence: float
 
-    def __post_init__(self):
-        if not 0 <= self.start < self.end:
-            raise ValueError(f"empty or negative span [{self.start}, {self.end})")
-
-    def to_row(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "ProjectedMention":
-        return cls(**row)
-
 
 @dataclass(frozen=True)
-class RelationInstance:
+class RelationInstance(_Struct):
     """A directed relation between two source mentions, and its projection.
 
     ``label`` is a relation name from the inventory, ``NA`` when the KB holds
@@ -156,12 +153,13 @@ class RelationInstance:
     distant: bool = True
     projected: bool = False
 
-    def to_row(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "RelationInstance":
-        return cls(**row)
+def _links_to_row(links: Sequence[tuple[int, int]]) -> list[dict[str, int]]:
+    return [{"src": s, "tgt": t} for s, t in links]
+
+
+def _links_from_row(links: Sequence[dict[str, int]]) -> tuple[tuple[int, int], ...]:
+    return tuple((link["src"], link["tgt"]) for link in links)
 
 
 @dataclass(frozen=True)
@@ -197,11 +195,11 @@ class ShardRow:
             "tgt_text": self.tgt_text,
             "src_tokens": list(self.src_tokens),
             "tgt_tokens": list(self.tgt_tokens),
-            "alignment": [{"src": s, "tgt": t} for s, t in self.alignment],
+            "alignment": _links_to_row(self.alignment),
             "src_mentions": [m.to_row() for m in self.src_mentions],
             "tgt_mentions": [m.to_row() for m in self.tgt_mentions],
             "relations": [r.to_row() for r in self.relations],
-            "fallback_alignment": [{"src": s, "tgt": t} for s, t in self.fallback_alignment],
+            "fallback_alignment": _links_to_row(self.fallback_alignment),
         }
 
     @classmethod
@@ -217,10 +215,8 @@ class ShardRow:
             tgt_text=row["tgt_text"],
             src_tokens=tuple(row["src_tokens"]),
             tgt_tokens=tuple(row["tgt_tokens"]),
-            alignment=tuple((link["src"], link["tgt"]) for link in row["alignment"]),
-            fallback_alignment=tuple(  # absent from version-1 shards
-                (link["src"], link["tgt"]) for link in row.get("fallback_alignment") or ()
-            ),
+            alignment=_links_from_row(row["alignment"]),
+            fallback_alignment=_links_from_row(row.get("fallback_alignment") or ()),  # v1: absent
             src_mentions=tuple(Mention.from_row(m) for m in row["src_mentions"]),
             tgt_mentions=tuple(ProjectedMention.from_row(m) for m in row["tgt_mentions"]),
             relations=tuple(RelationInstance.from_row(r) for r in row["relations"]),
