@@ -56,12 +56,12 @@ from relbridge.alignment.methods import (
 )
 from relbridge.alignment.statistical import EflomalConfig, eflomal_align
 from relbridge.alignment.symmetrize import COMBINERS, combine
+from relbridge.data_specs.devices import DTYPE_NAMES
 
 logger = logging.getLogger(__name__)
 
 Links = tuple[tuple[int, int], ...]
 TOKEN_TYPES = ("word", "bpe")
-DTYPES = ("auto", "float32", "bfloat16", "float16")
 STATISTICAL = ("off", "only", *COMBINERS)
 """How eflomal's links enter: not at all, instead of the neural links, or combined by a rule."""
 
@@ -98,8 +98,9 @@ class AlignConfig:
       max_subwords: a side with more subwords is rejected (dead letter), to bound
         the ``(m, n)`` matrices; 4,096 is ~100x a typical sentence.
       device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``.
-      dtype: ``"auto"`` = bfloat16 on CUDA and float32 on CPU; ``"bfloat16"`` on
-        a CPU with native bf16 (AVX-512 BF16 / AMX) is ~2.5x faster there.
+      dtype: ``"auto"`` = bfloat16 on CUDA and on CPUs with native bf16
+        (AVX-512-BF16 / AMX, ~2.5x faster there), float32 elsewhere (an AVX2
+        CPU emulates bf16 ~40x slower); or ``"float32"``, ``"bfloat16"``, ``"float16"``.
       num_threads: torch CPU threads (``None`` leaves torch's setting).
       statistical: eflomal links trained on the corpus being aligned (see
         `STATISTICAL`): ``"off"``, ``"only"`` (eflomal replaces the neural
@@ -160,8 +161,8 @@ class AlignConfig:
             raise ValueError(f"max_length must be >= 4, got {self.max_length}")
         if self.window_overlap < 0:
             raise ValueError(f"window_overlap must be >= 0, got {self.window_overlap}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.dtype not in DTYPE_NAMES:
+            raise ValueError(f"dtype must be one of {DTYPE_NAMES}, got {self.dtype!r}")
         if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
             raise ValueError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
         if self.num_threads is not None and self.num_threads < 1:

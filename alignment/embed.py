@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from relbridge.data_specs.devices import resolve_device, resolve_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -89,23 +90,6 @@ def stitch_windows(
     return out
 
 
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def resolve_dtype(dtype: str, device: str):
-    """``auto``: bfloat16 on CUDA, float32 on CPU (bf16 on CPU is opt-in, see `AlignConfig`)."""
-    import torch
-
-    if dtype == "auto":
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-
-
 class SentenceEmbedder:
     """Loads a Hugging Face encoder and embeds word lists in batches.
 
@@ -117,7 +101,9 @@ class SentenceEmbedder:
       window_overlap: subwords shared by consecutive windows (capped at half a window).
       max_tokens: padded subwords per forward pass (batch size x longest window).
       device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"``.
-      dtype: ``"auto"``, ``"float32"``, ``"bfloat16"`` or ``"float16"``.
+      dtype: ``"auto"`` (bfloat16 on CUDA and on CPUs with native bf16, else
+        float32; see `relbridge.data_specs.devices`), ``"float32"``,
+        ``"bfloat16"`` or ``"float16"``.
       text_prefix: text put before every sentence (after the special tokens)
         and left out of the output, e.g. ``"passage: "`` for e5 models.
     """

@@ -106,7 +106,8 @@ class FinetuneConfig:
       max_pairs: use only the first N pairs of the corpus (``None`` = all).
       seed: seeds data order, dropout and initialisation.
       device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda[:N]"``.
-      bf16: bfloat16 autocast on CUDA (ignored on CPU, which trains in float32).
+      bf16: bfloat16 autocast on CUDA and on CPUs with native bf16 (see
+        `relbridge.data_specs.devices`); other CPUs train in float32.
       num_threads: torch CPU threads (``None`` leaves torch's setting).
       log_every: steps between loss log lines (and history entries).
       save_every: steps between checkpoints in ``output/checkpoint-<step>``
@@ -429,7 +430,8 @@ class _Trainer:
     def __init__(self, cfg: FinetuneConfig):
         import torch
         from relbridge.alignment.aligner import resolve_model_dir
-        from relbridge.alignment.embed import SentenceEmbedder, resolve_device
+        from relbridge.alignment.embed import SentenceEmbedder
+        from relbridge.data_specs.devices import native_bf16, resolve_device
         from transformers import AutoModel, AutoTokenizer
 
         self.cfg = cfg
@@ -454,7 +456,7 @@ class _Trainer:
             )
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else 0
-        self.autocast = self.device.startswith("cuda") and cfg.bf16
+        self.autocast = cfg.bf16 and native_bf16(self.device)
 
     def usable(self, pairs: Sequence[WordPair]) -> list[WordPair]:
         """The pairs whose two sides both yield subwords (e.g. a lone U+3000 yields none)."""
@@ -475,7 +477,11 @@ class _Trainer:
         """``(p_s2t, p_t2s)`` at the align layer (the caller picks grad and train/eval mode)."""
         import torch
 
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.autocast else nullcontext()
+        autocast = (
+            torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16)
+            if self.autocast
+            else nullcontext()
+        )
         with autocast:
             hs = self.model(input_ids=src.ids, attention_mask=src.attention).last_hidden_state
             ht = self.model(input_ids=tgt.ids, attention_mask=tgt.attention).last_hidden_state

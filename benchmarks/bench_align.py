@@ -4,7 +4,13 @@ For each gold set and method (argmax, itermax, and simalign's default 'mai' =
 all three at once) it aligns the same pairs with ``simalign.SentenceAligner``
 (one pair per call) and with `WordAligner` (``--batch-size`` pairs per call),
 configured identically (same model directory, layer, token type and
-distortion, float32), and prints one row per (set, method) plus a JSON line.
+distortion), and prints one row per (set, method) plus a JSON line.
+
+Stock simalign always runs in float32. The new aligner runs in ``--dtype``,
+``auto`` by default: bfloat16 on CPUs with native bf16 (AVX-512-BF16 / AMX),
+float32 elsewhere (`relbridge.data_specs.devices`); the chosen dtype and
+whether the CPU has native bf16 are printed, and the AER columns show what
+the precision costs.
 
     python benchmarks/bench_align.py --limit 150 --threads 2
     python benchmarks/bench_align.py --sets enfr --methods argmax --model /path/to/e5
@@ -53,7 +59,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--distortion", type=float, default=0.0)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-tokens", type=int, default=4096)
-    p.add_argument("--dtype", default="float32", help="dtype of the new aligner (stock is float32)")
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        help="dtype of the new aligner: auto (bf16 on native-bf16 CPUs), float32, bfloat16",
+    )
     p.add_argument("--limit", type=int, default=None, help="pairs per set (default: all)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--skip-stock", action="store_true", help="only time the new aligner")
@@ -93,6 +103,7 @@ def main(argv=None) -> dict:
     import torch
     from relbridge.alignment.aligner import AlignConfig, WordAligner
     from relbridge.alignment.metrics import alignment_scores, read_pairs, read_pharaoh
+    from relbridge.data_specs.devices import cpu_has_native_bf16, resolve_dtype
 
     torch.set_num_threads(args.threads)
     cfg = AlignConfig(
@@ -106,6 +117,8 @@ def main(argv=None) -> dict:
         dtype=args.dtype,
     )
     aligner = WordAligner(cfg)
+    dtype = str(resolve_dtype(args.dtype, "cpu")).removeprefix("torch.")
+    print(f"new aligner dtype: {dtype} (CPU native bf16: {cpu_has_native_bf16()})")
     stock = None
     if not args.skip_stock:
         from simalign import SentenceAligner
@@ -157,7 +170,10 @@ def main(argv=None) -> dict:
                 f"{new_rate:8.1f} {row.get('ratio', float('nan')):6.2f}  {aers}",
                 flush=True,
             )
-    report = {"rows": rows, "config": {**vars(args), "model_dir": aligner.model_dir}}
+    report = {
+        "rows": rows,
+        "config": {**vars(args), "model_dir": aligner.model_dir, "new_dtype": dtype},
+    }
     print(json.dumps(report))
     return report
 

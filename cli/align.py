@@ -19,6 +19,8 @@ import argparse
 import json
 import logging
 
+from relbridge.data_specs.devices import DTYPE_NAMES
+
 logger = logging.getLogger(__name__)
 
 # flag -> AlignConfig field, for the flags that map one to one
@@ -94,7 +96,9 @@ def register(subparsers) -> None:
     parser.add_argument("--max-tokens", type=int, help="padded subwords per forward pass")
     parser.add_argument("--max-length", type=int, help="encoder window in subwords")
     parser.add_argument("--device", help="auto, cpu or cuda")
-    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"))
+    parser.add_argument(
+        "--dtype", choices=DTYPE_NAMES, help="auto: bf16 on CUDA and on CPUs with native bf16"
+    )
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument(
         "--statistical",

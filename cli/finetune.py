@@ -83,7 +83,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--seed", type=int, help="random seed (42)")
     parser.add_argument("--device", help="auto, cpu or cuda[:N]")
-    parser.add_argument("--no-bf16", action="store_true", help="no bf16 autocast on CUDA")
+    parser.add_argument("--no-bf16", action="store_true", help="no bf16 autocast (on CUDA and native-bf16 CPUs)")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--log-every", type=int, help="steps between loss logs (10)")
     parser.add_argument("--save-every", type=int, help="steps between checkpoints (0 = end)")

@@ -21,6 +21,7 @@ import logging
 import os
 
 from relbridge.alignment.aligner import DEFAULT_PRESET
+from relbridge.data_specs.devices import DTYPE_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +85,9 @@ def register(subparsers) -> None:
     al.add_argument("--token-type", choices=("word", "bpe"), help="match words or subwords")
     al.add_argument("--batch-size", type=int, help="pairs per align_batch call")
     al.add_argument("--device", help="auto, cpu or cuda")
-    al.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"))
+    al.add_argument(
+        "--dtype", choices=DTYPE_NAMES, help="auto: bf16 on CUDA and on CPUs with native bf16"
+    )
     al.add_argument("--threads", type=int, help="torch CPU threads")
     pr = parser.add_argument_group("projection rules (ProjectConfig)")
     for name, kind in _PROJECT_VALUES.items():

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 import torch
-
+from relbridge.data_specs.devices import native_bf16
 from relbridge.data_specs.relations import NA, RelationInventory
 from relbridge.models.data import (
     LanguageBalancedSampler,
@@ -187,7 +187,10 @@ class TrainConfig:
         default=False, metadata={"help": "train LoRA adapters (peft) instead of the full encoder."}
     )
     lora_r: int = field(default=8, metadata={"help": "LoRA rank (4-64)."})
-    bf16: bool = field(default=True, metadata={"help": "bf16 autocast (CUDA only)."})
+    bf16: bool = field(
+        default=True,
+        metadata={"help": "bf16 autocast on CUDA and on CPUs with native bf16 (AVX-512-BF16/AMX)."},
+    )
     compile: bool = field(
         default=False, metadata={"help": "torch.compile the encoder (CUDA only)."}
     )
@@ -641,7 +644,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     use_cuda = device.type == "cuda"
     if use_cuda and cfg.compile:
         model.encoder.compile()  # in place: state-dict keys stay unprefixed
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_cuda and cfg.bf16)
+    use_bf16 = cfg.bf16 and native_bf16(device.type)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
 
     # Resumable state.
     state = {
@@ -706,6 +710,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     model.train()
     seen = tokens = 0
     train_s = 0.0  # time in optimizer steps only (dev evaluation and checkpoints excluded)
+    last_loss: float | None = None  # training loss of the last optimizer step of this call
     loop_started = time.perf_counter()
     bar = tqdm(
         total=total_steps,
@@ -730,6 +735,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                     loss = _micro_batch_loss(model, units, m, pair_enc, tag_enc, bags, cfg, device)
                 (loss * len(m) / total_units).backward()
                 loss_sum += loss.item() * len(m)
+            last_loss = loss_sum / total_units
             if cfg.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(
                     [p for p in model.parameters() if p.requires_grad], cfg.max_grad_norm
@@ -801,6 +807,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "wall_s": round(time.perf_counter() - started, 1),
         "device": str(device),
         "hardware": _hardware(device),
+        "bf16_autocast": use_bf16,
+        "final_loss": last_loss,
     }
     with open(os.path.join(cfg.output, "train_stats.json"), "w", encoding="utf-8") as f:
         json.dump(stats, f, indent=2)
