@@ -422,7 +422,9 @@ def best_f1_span(
     words with a link into the candidate; purity is the mean over its
     (non-punctuation) words of ``in/(in+out)`` (linked into / outside the
     source span), ``cfg.unlinked_credit`` (unlinked) or 0 (linked only
-    outside). Ties go to the shorter span, then the leftmost.
+    outside). Ties go to the span with more target words linked into
+    ``span`` (a one-to-many link: ``Reino Unido`` for ``UK`` when both words
+    link to it), then the shorter, then the leftmost.
 
     >>> src, tgt = ["European", "Union", "policy"], ["política", "de", "la", "Unión", "Europea"]
     >>> best_f1_span((0, 3), [(0, 4), (1, 3), (2, 0)], src, tgt, ProjectConfig())
@@ -454,7 +456,8 @@ def best_f1_span(
     best_key, best_span = None, None
     for k, a in enumerate(positions):
         prev, covered = a, set()
-        for b in positions[k:]:
+        for k_end in range(k, len(positions)):
+            b = positions[k_end]
             if b - prev - 1 > cfg.max_gap or (blocked and any(blocked[prev + 1 : b])):
                 break
             prev = b
@@ -463,7 +466,7 @@ def best_f1_span(
             purity = (purity_sum[b + 1] - purity_sum[a]) / n_words if n_words else 1.0
             coverage = len(covered) / len(src_words)
             score = 2 * purity * coverage / (purity + coverage) if purity + coverage else 0.0
-            key = (round(score, 9), -(b - a), -a)
+            key = (round(score, 9), k_end - k + 1, -(b - a), -a)
             if best_key is None or key > best_key:
                 best_key, best_span = key, (a, b + 1)
     return best_span

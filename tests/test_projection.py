@@ -48,6 +48,17 @@ def test_one_to_many_and_many_to_one():
     assert span_of(project_span((5, 7), links, src, tgt, NO_VERBATIM)) == (6, 7)
 
 
+def test_a_one_word_name_takes_every_target_word_linked_to_it():
+    # UK -> Reino Unido: [Reino] and [Reino Unido] both score F1 = 1; the span
+    # that holds more of the words linked to the name wins the tie.
+    src = ["within", "UK", "figures"]
+    tgt = ["las", "cifras", "del", "Reino", "Unido"]
+    links = [(0, 2), (1, 3), (1, 4), (2, 1)]
+    assert span_of(project_span((1, 2), links, src, tgt, NO_VERBATIM)) == (3, 5)
+    # an unlinked neighbour still does not join: ties then go to the shorter span
+    assert span_of(project_span((1, 2), [(1, 3)], src, tgt, NO_VERBATIM)) == (3, 4)
+
+
 def test_stray_link_far_away_is_ignored():
     # 'Smith' is also (wrongly) linked to the last word: the span stays contiguous
     src = ["John", "Smith", "met", "the", "mayor", "in", "town"]
