@@ -252,6 +252,33 @@ register_preset(
 DEFAULT_PRESET = "relbridge.default.v2"
 
 
+def warn_if_trained_elsewhere(model_dir: str, cfg: AlignConfig) -> bool:
+    """Warns when a `finetune-aligner` model is aligned at another layer or prefix.
+
+    Fine-tuning trains one hidden state (layer and text prefix, recorded in the
+    model's ``finetune.json``); another layer of the same model was not trained
+    for alignment. Returns True when it warned.
+    """
+    path = os.path.join(model_dir, "finetune.json")
+    if not os.path.isfile(path):
+        return False
+    import json
+
+    with open(path, encoding="utf-8") as f:
+        trained = json.load(f).get("config", {})
+    want = {"layer": cfg.layer, "text_prefix": cfg.text_prefix}
+    differ = {k: trained[k] for k, v in want.items() if k in trained and trained[k] != v}
+    if differ:
+        logger.warning(
+            "%s was fine-tuned for %s but is aligned with %s; pass the same layer and "
+            "text prefix (or fine-tune with --aligner set to this run's preset)",
+            model_dir,
+            differ,
+            {k: want[k] for k in differ},
+        )
+    return bool(differ)
+
+
 def resolve_model_dir(model: str | None) -> str:
     """A local directory for ``model``: an existing directory, else `resolve_model`."""
     if model is not None and os.path.isdir(model):
@@ -345,6 +372,7 @@ class WordAligner:
 
             torch.set_num_threads(cfg.num_threads)
         self.model_dir = resolve_model_dir(cfg.model)
+        warn_if_trained_elsewhere(self.model_dir, cfg)
         self.embedder = SentenceEmbedder(
             self.model_dir,
             layers=cfg.layers,

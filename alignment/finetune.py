@@ -35,7 +35,7 @@ a full pass.
 
     cfg = FinetuneConfig(corpus=("train.src-tgt",), output="aligner-ft")
     summary = finetune_aligner(cfg)        # writes aligner-ft/
-    WordAligner(AlignConfig(model="aligner-ft", layer=cfg.layer))
+    WordAligner(AlignConfig(model="aligner-ft", layer=cfg.layer, text_prefix=cfg.text_prefix))
 
 Corpus specs (``FinetuneConfig.corpus``, see `read_corpus`): a pre-tokenised
 ``src ||| tgt`` file (awesome-align's and the gold sets' format), a ``.tsv`` or

@@ -11,6 +11,10 @@ then with the pipeline's spaCy tokenizers (jieba for Chinese, SudachiPy for
 Japanese), so the words match those the pipeline aligns. Runs on CUDA when
 available (bf16 autocast), else on CPU (slowly). Prints one JSON line: the
 output directory, pairs, steps, seconds and the first and last logged losses.
+
+The layer trained and the text prefix default to those of ``--aligner`` (the
+pipeline's preset unless given), so ``relbridge run --model DIR`` aligns at
+the hidden state that was fine-tuned; `WordAligner` warns when they differ.
 """
 
 from __future__ import annotations
@@ -60,8 +64,16 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--model", help="base encoder name or directory (default: bundled e5-small)"
     )
-    parser.add_argument("--layer", type=int, help="align layer to train (default 6)")
-    parser.add_argument("--text-prefix", help='text before every sentence, e.g. "passage: "')
+    parser.add_argument(
+        "--aligner",
+        default=None,
+        help="aligner preset the model is for: its layer and text prefix are the defaults "
+        "(default: the pipeline's preset)",
+    )
+    parser.add_argument("--layer", type=int, help="align layer to train (default: the preset's)")
+    parser.add_argument(
+        "--text-prefix", help="text before every sentence (default: the preset's, e.g. 'passage: ')"
+    )
     parser.add_argument(
         "--softmax-threshold", type=float, help="threshold of the self-training links (1e-3)"
     )
@@ -83,7 +95,9 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--seed", type=int, help="random seed (42)")
     parser.add_argument("--device", help="auto, cpu or cuda[:N]")
-    parser.add_argument("--no-bf16", action="store_true", help="no bf16 autocast (on CUDA and native-bf16 CPUs)")
+    parser.add_argument(
+        "--no-bf16", action="store_true", help="no bf16 autocast (on CUDA and native-bf16 CPUs)"
+    )
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--log-every", type=int, help="steps between loss logs (10)")
     parser.add_argument("--save-every", type=int, help="steps between checkpoints (0 = end)")
@@ -96,9 +110,12 @@ def register(subparsers) -> None:
 
 def config_from_args(args: argparse.Namespace):
     """The `FinetuneConfig` the flags describe."""
+    from relbridge.alignment.aligner import DEFAULT_PRESET, aligner_config
     from relbridge.alignment.finetune import FinetuneConfig
 
-    overrides = {
+    preset = aligner_config(args.aligner or DEFAULT_PRESET)
+    overrides = {"layer": preset.layer, "text_prefix": preset.text_prefix}
+    overrides |= {
         f: getattr(args, a) for a, f in _FIELDS.items() if getattr(args, a, None) is not None
     }
     if args.objectives is not None:

@@ -5,7 +5,13 @@ import os
 
 import pytest
 import torch
-from relbridge.alignment.aligner import AlignConfig, WordAligner
+from relbridge.alignment.aligner import (
+    DEFAULT_PRESET,
+    AlignConfig,
+    WordAligner,
+    aligner_config,
+    warn_if_trained_elsewhere,
+)
 from relbridge.alignment.finetune import (
     SUMMARY_FILE,
     FinetuneConfig,
@@ -179,6 +185,11 @@ def test_output_loads_in_the_aligner_and_keeps_upper_layers(tiny_encoder, tmp_pa
     aligner = WordAligner(AlignConfig(model=cfg.output, layer=1, device="cpu"))
     result = aligner.align(["the", "city", "of", "Berlin"], ["die", "Stadt", "von", "Berlin"])
     assert result.links and all(0 <= i < 4 and 0 <= j < 4 for i, j in result.links)
+    # another layer or prefix than the one fine-tuned is allowed, with a warning
+    assert not warn_if_trained_elsewhere(cfg.output, AlignConfig(layer=1))
+    assert warn_if_trained_elsewhere(cfg.output, AlignConfig(layer=2))
+    assert warn_if_trained_elsewhere(cfg.output, AlignConfig(layer=1, text_prefix="passage: "))
+    assert not warn_if_trained_elsewhere(tiny_encoder, AlignConfig(layer=2))  # not fine-tuned
 
 
 def test_refuses_existing_output_and_missing_layer(tiny_encoder, tmp_path):
@@ -228,9 +239,17 @@ def test_cli_parses_flags_into_the_config():
     assert (cfg.max_steps, cfg.freeze_embeddings, cfg.bf16, cfg.num_threads) == (
         100, False, False, 2
     )  # fmt: skip
-    assert config_from_args(build_parser().parse_args(
+    default = config_from_args(build_parser().parse_args(
         ["finetune-aligner", "--corpus", "a", "--output", "o"]
-    )).softmax_threshold == 1e-3  # fmt: skip
+    ))  # fmt: skip
+    assert default.softmax_threshold == 1e-3
+    # layer and prefix default to the aligner preset the model is for
+    pipeline = aligner_config(DEFAULT_PRESET)
+    assert (default.layer, default.text_prefix) == (pipeline.layer, pipeline.text_prefix)
+    stock = config_from_args(build_parser().parse_args(
+        ["finetune-aligner", "--corpus", "a", "--output", "o", "--aligner", "simalign.argmax.v1"]
+    ))  # fmt: skip
+    assert (stock.layer, stock.text_prefix) == (6, "")
 
 
 def test_cli_trains_and_prints_a_summary(tiny_encoder, tmp_path, capsys):
