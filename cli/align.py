@@ -58,8 +58,8 @@ def register(subparsers) -> None:
         "eval-align",
         help="score the word aligner on a gold set (AER, precision, recall, pairs/s)",
         description="Aligns a pre-tokenised 'src ||| tgt' file and scores it against Pharaoh gold "
-        "(i-j sure, ipj possible). Flags left out take the preset's (--aligner) "
-        "or AlignConfig's defaults.",
+        "(i-j sure, ipj possible). Flags left out take the preset's (--aligner), "
+        "by default the pipeline's.",
     )
     parser.add_argument(
         "--pairs", required=True, help="pre-tokenised 'src ||| tgt' file, one pair per line"
@@ -70,8 +70,8 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--aligner",
-        help="registered preset, e.g. simalign.itermax.v1 or relbridge.default.v1 (the pipeline's "
-        "default); default: AlignConfig defaults (stock simalign's layer 6 argmax on words)",
+        help="registered preset (default: the pipeline's, relbridge.default.v2); "
+        "simalign.{argmax,itermax,match,mai}.v1 reproduce stock simalign",
     )
     parser.add_argument(
         "--method",
@@ -121,7 +121,7 @@ def config_from_args(args: argparse.Namespace):
     """The `AlignConfig` the flags describe (preset, then explicit flags)."""
     from dataclasses import replace
 
-    from relbridge.alignment.aligner import AlignConfig, aligner_config
+    from relbridge.alignment.aligner import DEFAULT_PRESET, aligner_config
     from relbridge.alignment.methods import MAI
 
     overrides = {
@@ -138,7 +138,7 @@ def config_from_args(args: argparse.Namespace):
         if not methods:
             raise ValueError("--method is empty")
         overrides["method"], overrides["also"] = methods[0], methods[1:]
-    cfg = aligner_config(args.aligner, **overrides) if args.aligner else AlignConfig(**overrides)
+    cfg = aligner_config(args.aligner or DEFAULT_PRESET, **overrides)
     extra_corpus = getattr(args, "statistical_extra_corpus", None)  # other commands reuse this
     if extra_corpus is not None:
         cfg = replace(cfg, eflomal=replace(cfg.eflomal, extra_corpus=extra_corpus))

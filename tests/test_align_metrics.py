@@ -122,12 +122,23 @@ def test_eval_align_cli_prints_one_json_line(tiny_encoder, tmp_path):
         "1-1 2-2 4p3\n1-1 2-2\n",
         *("--gold-one-based", "--model", tiny_encoder, "--layer", "1", "--method", "mai"),
         *("--device", "cpu", "--output", str(out), "--batch-size", "1"),
+        *("--aligner", "simalign.argmax.v1"),
     )
     assert report["pairs"] == 2 and report["failed"] == 0 and report["pairs_per_s"] > 0
     assert set(report["by_method"]) == {"argmax", "itermax", "match"}
     assert 0.0 <= report["aer"] <= 1.0 and report["config"]["layer"] == 1
     assert report["aer"] == report["by_method"]["argmax"]["aer"]
     assert len(out.read_text().splitlines()) == 2
+
+
+def test_eval_align_defaults_to_the_pipeline_preset():
+    from relbridge.alignment.aligner import DEFAULT_PRESET, aligner_config
+    from relbridge.cli import align
+
+    parser = argparse.ArgumentParser()
+    align.register(parser.add_subparsers())
+    args = parser.parse_args(["eval-align", "--pairs", "p", "--gold", "g", "--layer", "5"])
+    assert align.config_from_args(args) == aligner_config(DEFAULT_PRESET, layer=5)
 
 
 def test_eval_align_cli_preset_and_limit(tiny_encoder, tmp_path):
