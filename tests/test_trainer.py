@@ -190,3 +190,27 @@ def test_lora_trains_adapters_only_and_saves_merged_weights(tiny_encoder, tmp_pa
     assert torch.allclose(
         torch.tensor(predict_pairs(loaded, pairs)), torch.tensor(probs), atol=1e-5
     )
+
+
+def test_layer_lr_decay_scales_lower_layers_down(tiny_encoder, tmp_path):
+    from relbridge.models.extractor import ModelConfig
+    from relbridge.models.trainer import _optimizer, encoder_lr_scale
+
+    model = RelationExtractor(ModelConfig(encoder=tiny_encoder, relations=("NA", "r")))
+    cfg = TrainConfig(
+        output=str(tmp_path), shards="s", lr=1e-3, head_lr=1e-2, layer_lr_decay=0.5
+    )
+    lr_of = {
+        id(p): group["lr"] for group in _optimizer(model, cfg).param_groups for p in group["params"]
+    }
+    named = dict(model.named_parameters())
+    top = named["encoder.encoder.layer.1.attention.self.query.weight"]
+    low = named["encoder.encoder.layer.0.attention.self.query.weight"]
+    assert lr_of[id(top)] == pytest.approx(1e-3) and lr_of[id(low)] == pytest.approx(5e-4)
+    heads = [p for n, p in named.items() if not n.startswith("encoder.") and p.requires_grad]
+    assert heads and all(lr_of[id(p)] == pytest.approx(1e-2) for p in heads)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert {id(p) for p in trainable} == set(lr_of)  # every trainable parameter, once
+    assert encoder_lr_scale("encoder.encoder.layer.0.output.dense.weight", 2, 1.0) == 1.0
+    with pytest.raises(ValueError, match="layer_lr_decay"):
+        TrainConfig(output=str(tmp_path), shards="s", layer_lr_decay=0.0)
