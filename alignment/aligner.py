@@ -259,10 +259,13 @@ def warn_if_trained_elsewhere(model_dir: str, cfg: AlignConfig) -> bool:
     model's ``finetune.json``); another layer of the same model was not trained
     for alignment. Returns True when it warned.
     """
-    path = os.path.join(model_dir, "finetune.json")
+    import json
+
+    from relbridge.alignment.finetune import SUMMARY_FILE
+
+    path = os.path.join(model_dir, SUMMARY_FILE)
     if not os.path.isfile(path):
         return False
-    import json
 
     with open(path, encoding="utf-8") as f:
         trained = json.load(f).get("config", {})

@@ -456,8 +456,7 @@ def best_f1_span(
     best_key, best_span = None, None
     for k, a in enumerate(positions):
         prev, covered = a, set()
-        for k_end in range(k, len(positions)):
-            b = positions[k_end]
+        for n_linked, b in enumerate(positions[k:], start=1):
             if b - prev - 1 > cfg.max_gap or (blocked and any(blocked[prev + 1 : b])):
                 break
             prev = b
@@ -466,7 +465,7 @@ def best_f1_span(
             purity = (purity_sum[b + 1] - purity_sum[a]) / n_words if n_words else 1.0
             coverage = len(covered) / len(src_words)
             score = 2 * purity * coverage / (purity + coverage) if purity + coverage else 0.0
-            key = (round(score, 9), k_end - k + 1, -(b - a), -a)
+            key = (round(score, 9), n_linked, -(b - a), -a)
             if best_key is None or key > best_key:
                 best_key, best_span = key, (a, b + 1)
     return best_span

@@ -103,7 +103,7 @@ def main(argv=None) -> dict:
     import torch
     from relbridge.alignment.aligner import AlignConfig, WordAligner
     from relbridge.alignment.metrics import alignment_scores, read_pairs, read_pharaoh
-    from relbridge.data_specs.devices import cpu_has_native_bf16, resolve_dtype
+    from relbridge.data_specs.devices import cpu_has_native_bf16
 
     torch.set_num_threads(args.threads)
     cfg = AlignConfig(
@@ -117,7 +117,7 @@ def main(argv=None) -> dict:
         dtype=args.dtype,
     )
     aligner = WordAligner(cfg)
-    dtype = str(resolve_dtype(args.dtype, "cpu")).removeprefix("torch.")
+    dtype = str(aligner.embedder.dtype).removeprefix("torch.")
     print(f"new aligner dtype: {dtype} (CPU native bf16: {cpu_has_native_bf16()})")
     stock = None
     if not args.skip_stock:
