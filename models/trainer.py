@@ -22,6 +22,7 @@ Run it with ``relbridge train --shards DIR --output DIR`` or::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -152,6 +153,14 @@ class TrainConfig:
             "to pre-training)."
         },
     )
+    ema_decay: float = field(
+        default=0.0,
+        metadata={
+            "help": "evaluate and keep an exponential moving average of the trainable weights "
+            "instead of the last ones (0: off; 0.99-0.999). Averaged weights sit in a flatter "
+            "region and transfer more robustly to unseen languages."
+        },
+    )
     max_seq_len: int = field(
         default=128, metadata={"help": "subwords per input, markers included (64-256)."}
     )
@@ -233,6 +242,8 @@ class TrainConfig:
             raise ValueError("tagging_ratio must be in [0, 1]")
         if not 0.0 < self.layer_lr_decay <= 1.0:
             raise ValueError("layer_lr_decay must be in (0, 1]")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         for name in (
             "patience",
             "eval_every",
@@ -500,6 +511,66 @@ def _trainable_state(model: RelationExtractor) -> dict[str, torch.Tensor]:
     }
 
 
+class WeightAverage:
+    """An exponential moving average of a model's trainable weights (Polyak averaging).
+
+    After each optimizer step ``shadow = d * shadow + (1 - d) * weight`` with
+    ``d = min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so the first
+    steps, taken from a random head, fade out quickly instead of being
+    remembered for ``1 / (1 - decay)`` steps. Averaging the weights along the
+    end of a run lands in a flatter region than its last point; for zero-shot
+    cross-lingual transfer that is worth about a point (Izmailov et al. 2018,
+    "Averaging Weights Leads to Wider Optima"; Schmidt et al. 2023, "Free
+    Lunch: Robust Cross-Lingual Transfer via Model Checkpoint Averaging").
+
+    The shadow is kept in fp32 on the model's device; `applied` swaps it in
+    (for dev evaluation and saving) and restores the trained weights after.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.updates = 0
+        self.shadow = {
+            n: p.detach().float().clone() for n, p in model.named_parameters() if p.requires_grad
+        }
+
+    def _params(self, model: torch.nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        params = dict(model.named_parameters())
+        return [(self.shadow[n], params[n]) for n in self.shadow]
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for avg, p in self._params(model):
+            avg.lerp_(p.detach().float(), 1.0 - d)
+
+    @contextlib.contextmanager
+    def applied(self, model: torch.nn.Module):
+        """Within the block the model holds the averaged weights."""
+        pairs = self._params(model)
+        with torch.no_grad():
+            trained = [p.detach().clone() for _, p in pairs]
+            for avg, p in pairs:
+                p.copy_(avg)
+        try:
+            yield model
+        finally:
+            with torch.no_grad():
+                for (_, p), w in zip(pairs, trained):
+                    p.copy_(w)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"decay": self.decay, "updates": self.updates, "shadow": self.shadow}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["shadow"].keys() != self.shadow.keys():
+            raise ValueError("weight average does not match the model's trainable weights")
+        self.updates = state["updates"]
+        for n, t in state["shadow"].items():
+            self.shadow[n].copy_(t)
+
+
 def _rng_state() -> dict[str, Any]:
     state = {
         "python": random.getstate(),
@@ -668,6 +739,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     total_steps = steps_per_epoch * cfg.epochs
     optimizer = _optimizer(model, cfg)
     scheduler = _scheduler(optimizer, total_steps, cfg.warmup_ratio)
+    average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
+
+    def averaged():
+        """Context in which the model holds the weights to evaluate and keep."""
+        return average.applied(model) if average else contextlib.nullcontext(model)
+
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     logger.info(
         "training on %d pairs, %d tagging inputs, %d bags (%s); dev %d pairs; %d relations; "
@@ -703,6 +780,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             raise ValueError(f"checkpoint does not match the model: {unexpected or missing}")
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
+        if average:
+            average.load_state_dict(ckpt["average"])
         state = ckpt["state"]
         _set_rng_state(ckpt["rng"])
         logger.info(
@@ -715,6 +794,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 "model": _trainable_state(model),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
+                "average": average.state_dict() if average else None,
                 "state": state,
                 "rng": _rng_state(),
                 "config": json.loads(json.dumps(dataclasses.asdict(cfg))),
@@ -727,16 +807,19 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         """Evaluates dev, saves the best model; returns True when patience ran out."""
         if not dev_data.pairs:
             return False
-        metrics = evaluate_model(model, dev_data, batch_size=2 * cfg.batch_size)["overall"]
+        with averaged():
+            metrics = evaluate_model(model, dev_data, batch_size=2 * cfg.batch_size)["overall"]
+            value = metrics.get(cfg.dev_metric, metrics["micro_f1"])
+            entry = {"epoch": state["epoch"], "global_step": state["global_step"], **metrics}
+            state["history"].append(entry)
+            logger.info("dev at step %d: %s=%.2f", state["global_step"], cfg.dev_metric, value)
+            improved = state["best"] is None or value > state["best"][cfg.dev_metric]
+            if improved:
+                _save_model_dir(model, cfg)
         model.train()
-        value = metrics.get(cfg.dev_metric, metrics["micro_f1"])
-        entry = {"epoch": state["epoch"], "global_step": state["global_step"], **metrics}
-        state["history"].append(entry)
-        logger.info("dev at step %d: %s=%.2f", state["global_step"], cfg.dev_metric, value)
-        if state["best"] is None or value > state["best"][cfg.dev_metric]:
+        if improved:
             state["best"] = {**entry, cfg.dev_metric: value}
             state["bad_evals"] = 0
-            _save_model_dir(model, cfg)
         else:
             state["bad_evals"] += 1
         return cfg.patience > 0 and state["bad_evals"] >= cfg.patience
@@ -777,6 +860,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            if average:
+                average.update(model)
             train_s += time.perf_counter() - step_started
             state["global_step"] += 1
             state["step_in_epoch"] = step + 1
@@ -816,7 +901,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     completed = not interrupted
     if completed and (not dev_data.pairs or state["best"] is None):
-        _save_model_dir(model, cfg)  # no dev: the final model is the result
+        with averaged():
+            _save_model_dir(model, cfg)  # no dev: the final (averaged) model is the result
     stats = {
         "model_dir": os.path.join(cfg.output, MODEL_DIR),
         "completed": completed,
@@ -842,6 +928,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "device": str(device),
         "hardware": _hardware(device),
         "bf16_autocast": use_bf16,
+        "ema_decay": cfg.ema_decay,
         "final_loss": last_loss,
     }
     with open(os.path.join(cfg.output, "train_stats.json"), "w", encoding="utf-8") as f:

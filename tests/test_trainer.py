@@ -55,18 +55,21 @@ def test_train_then_evaluate_and_extract(tiny_encoder, tmp_path):
     assert 0.0 <= marked[0]["confidence"] <= 1.0
 
 
-def test_resume_matches_an_uninterrupted_run(tiny_encoder, tmp_path):
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_resume_matches_an_uninterrupted_run(tiny_encoder, tmp_path, ema_decay):
     shards = write_toy_shards(tmp_path / "shards")
-    full = train(_cfg(tiny_encoder, shards, tmp_path / "full"))
-    part = train(_cfg(tiny_encoder, shards, tmp_path / "resumed", stop_after_steps=4))
+    full = train(_cfg(tiny_encoder, shards, tmp_path / "full", ema_decay=ema_decay))
+    part = train(
+        _cfg(tiny_encoder, shards, tmp_path / "resumed", stop_after_steps=4, ema_decay=ema_decay)
+    )
     assert not part["completed"] and part["global_step"] == 4
-    resumed = train(_cfg(tiny_encoder, shards, tmp_path / "resumed"))
+    resumed = train(_cfg(tiny_encoder, shards, tmp_path / "resumed", ema_decay=ema_decay))
     assert resumed["completed"] and resumed["global_step"] == full["global_step"]
     a, b = _heads(full["model_dir"]), _heads(resumed["model_dir"])
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     with pytest.raises(ValueError):
         train(
-            _cfg(tiny_encoder, shards, tmp_path / "resumed", lr=5e-4)
+            _cfg(tiny_encoder, shards, tmp_path / "resumed", lr=5e-4, ema_decay=ema_decay)
         )  # different settings, same output
 
 
@@ -214,3 +217,46 @@ def test_layer_lr_decay_scales_lower_layers_down(tiny_encoder, tmp_path):
     assert encoder_lr_scale("encoder.encoder.layer.0.output.dense.weight", 2, 1.0) == 1.0
     with pytest.raises(ValueError, match="layer_lr_decay"):
         TrainConfig(output=str(tmp_path), shards="s", layer_lr_decay=0.0)
+
+
+def test_weight_average_follows_the_weights_and_swaps_them_in_and_out():
+    from relbridge.models.trainer import WeightAverage
+
+    model = torch.nn.Linear(3, 2)
+    model.bias.requires_grad_(False)  # frozen weights are not averaged
+    start = model.weight.detach().clone()
+    average = WeightAverage(model, decay=0.9)
+    assert set(average.shadow) == {"weight"}
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    average.update(model)  # d = min(0.9, 2 / 11): the early steps fade out fast
+    d = 2 / 11
+    assert torch.allclose(average.shadow["weight"], d * start + (1 - d) * (start + 1.0))
+    for _ in range(200):
+        average.update(model)
+    assert torch.allclose(average.shadow["weight"], start + 1.0, atol=1e-5)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    average.update(model)  # late on the decay itself rules: 0.9 * old + 0.1 * new
+    expected = start + 1.1
+    assert torch.allclose(average.shadow["weight"], expected, atol=1e-5)
+    with average.applied(model):
+        assert torch.allclose(model.weight, expected, atol=1e-5)
+    assert torch.allclose(model.weight, start + 2.0)  # the trained weights are back
+    other = WeightAverage(model, decay=0.9)
+    other.load_state_dict(average.state_dict())
+    assert other.updates == average.updates
+    assert torch.equal(other.shadow["weight"], average.shadow["weight"])
+    with pytest.raises(ValueError, match="ema_decay"):
+        TrainConfig(output="o", shards="s", ema_decay=1.0)
+
+
+def test_ema_run_keeps_the_averaged_weights(tiny_encoder, tmp_path):
+    shards = write_toy_shards(tmp_path / "shards")
+    stats = train(_cfg(tiny_encoder, shards, tmp_path / "ema", ema_decay=0.9, epochs=2))
+    assert stats["ema_decay"] == 0.9
+    ckpt = torch.load(tmp_path / "ema" / "checkpoint.pt", weights_only=False)
+    shadow, trained = ckpt["average"]["shadow"], ckpt["model"]
+    saved = _heads(stats["model_dir"])  # no dev: the final averaged weights are the model
+    head = next(k for k in saved if k in shadow)
+    assert torch.allclose(saved[head], shadow[head]) and not torch.allclose(saved[head], trained[head])
