@@ -333,6 +333,12 @@ class _Unit:
 def _build_units(
     model: RelationExtractor, data: RelationData, cfg: TrainConfig
 ) -> tuple[list[_Unit], list[Encoded], list[Encoded], list]:
+    """Encodes the training data once and lists its sampling units.
+
+    Returns (units, pair encodings, tagging encodings, bags). Pair units and bag
+    members index the pair encodings, which hold only the pairs that fit
+    ``max_seq_len``; ``data`` itself is left as it was.
+    """
     pair_enc, kept = [], []
     for p in data.pairs:
         try:
@@ -349,18 +355,17 @@ def _build_units(
             "skipped %d of %d training pairs whose entities do not fit max_seq_len=%d",
             len(data.pairs) - len(kept), len(data.pairs), cfg.max_seq_len,
         )  # fmt: skip
-        data.pairs[:] = kept  # bags and units index the kept pairs
     tag_enc = []
     if cfg.tagging_weight > 0 and cfg.tagging_ratio > 0:
         tag_enc = [model.encode_tags(t.tokens, t.mentions) for t in data.tags]
     units: list[_Unit] = []
     bags = []
     if cfg.aggregation == "none":
-        units += [_Unit("pair", i, p.lang) for i, p in enumerate(data.pairs)]
+        units += [_Unit("pair", i, p.lang) for i, p in enumerate(kept)]
     else:
-        bags = make_bags(data.pairs)
+        bags = make_bags(kept)
         for b, bag in enumerate(bags):
-            langs = [data.pairs[i].lang for i, _ in bag.members]
+            langs = [kept[i].lang for i, _ in bag.members]
             units.append(_Unit("bag", b, max(set(langs), key=langs.count)))
     units += [_Unit("tag", i, t.lang) for i, t in enumerate(data.tags[: len(tag_enc)])]
     return units, pair_enc, tag_enc, bags
@@ -749,7 +754,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     logger.info(
         "training on %d pairs, %d tagging inputs, %d bags (%s); dev %d pairs; %d relations; "
         "%d steps; %.1fM trainable parameters; device %s",
-        len(train_data.pairs), len(tag_enc), len(bags), dict(train_data.languages()), len(dev_data.pairs),
+        len(pair_enc), len(tag_enc), len(bags), dict(train_data.languages()), len(dev_data.pairs),
         len(inventory), total_steps, n_trainable / 1e6, device,
     )  # fmt: skip
     use_cuda = device.type == "cuda"
@@ -910,7 +915,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "epochs_run": state["epoch"],
         "global_step": state["global_step"],
         "total_steps": total_steps,
-        "train_pairs": len(train_data.pairs),
+        "train_pairs": len(pair_enc),
+        "train_pairs_skipped": len(train_data.pairs) - len(pair_enc),
         "train_tagging_inputs": len(tag_enc),
         "train_bags": len(bags),
         "dev_pairs": len(dev_data.pairs),

@@ -1,5 +1,7 @@
 """Pairs whose entities alone exceed max_seq_len: skipped in training, certain NA in prediction."""
 
+import dataclasses
+
 from relbridge.models.data import PairInstance, RelationData
 from relbridge.models.evaluate import predict_pairs
 from relbridge.models.extractor import ModelConfig, RelationExtractor
@@ -26,5 +28,10 @@ def test_training_skips_unencodable_pairs(tiny_encoder, tmp_path):
     data = RelationData([LONG, SHORT], [])
     cfg = TrainConfig(output=str(tmp_path), shards="unused", max_seq_len=24, tagging_weight=0.0)
     units, pair_enc, _, _ = _build_units(_model(tiny_encoder), data, cfg)
-    assert [p.id for p in data.pairs] == ["short"]
+    assert [p.id for p in data.pairs] == ["long", "short"]  # the caller's data is untouched
     assert len(pair_enc) == 1 and [u.index for u in units if u.kind == "pair"] == [0]
+    with_kb = RelationData([dataclasses.replace(p, e1_kb="Q1", e2_kb="Q2") for p in data.pairs], [])
+    _, bag_enc, _, bags = _build_units(
+        _model(tiny_encoder), with_kb, dataclasses.replace(cfg, aggregation="attention")
+    )
+    assert len(bag_enc) == 1 and [i for b in bags for i, _ in b.members] == [0, 0]  # both ways
