@@ -205,6 +205,14 @@ class TrainConfig:
         default=False, metadata={"help": "train LoRA adapters (peft) instead of the full encoder."}
     )
     lora_r: int = field(default=8, metadata={"help": "LoRA rank (4-64)."})
+    lora_targets: tuple[str, ...] = field(
+        default=("query", "value"),
+        metadata={
+            "help": "encoder module names LoRA adapts: BERT/XLM-R name them query, key, value, "
+            "dense; other families differ (q_proj, v_proj, ...); 'all-linear' adapts every "
+            "linear layer."
+        },
+    )
     bf16: bool = field(
         default=True,
         metadata={"help": "bf16 autocast on CUDA and on CPUs with native bf16 (AVX-512-BF16/AMX)."},
@@ -242,6 +250,8 @@ class TrainConfig:
             raise ValueError("tagging_ratio must be in [0, 1]")
         if not 0.0 < self.layer_lr_decay <= 1.0:
             raise ValueError("layer_lr_decay must be in (0, 1]")
+        if self.lora and not self.lora_targets:
+            raise ValueError("lora needs at least one lora_targets module name")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         for name in (
@@ -448,7 +458,9 @@ def _apply_lora(model: RelationExtractor, cfg: TrainConfig) -> None:
         r=cfg.lora_r,
         lora_alpha=2 * cfg.lora_r,
         lora_dropout=0.05,
-        target_modules=["query", "value"],
+        target_modules="all-linear"
+        if cfg.lora_targets == ("all-linear",)
+        else list(cfg.lora_targets),
     )
     model.encoder = get_peft_model(model.encoder, lora)
 

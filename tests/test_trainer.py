@@ -178,6 +178,22 @@ def test_lora_trains_adapters_only_and_saves_merged_weights(tiny_encoder, tmp_pa
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     encoder_trainable = {n for n in trainable if n.startswith("encoder.")}
     assert encoder_trainable and all("lora_" in n for n in encoder_trainable)
+    assert {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in encoder_trainable} == {
+        "query",
+        "value",
+    }
+    keyed = RelationExtractor(cfg)
+    _apply_lora(
+        keyed, TrainConfig(output=str(tmp_path), shards="x", lora=True, lora_targets=("key",))
+    )
+    adapted = {
+        n.split(".lora_")[0].rsplit(".", 1)[-1]
+        for n, p in keyed.named_parameters()
+        if p.requires_grad and n.startswith("encoder.")
+    }
+    assert adapted == {"key"}
+    with pytest.raises(ValueError, match="lora_targets"):
+        TrainConfig(output=str(tmp_path), shards="x", lora=True, lora_targets=())
     pairs = _toy_pairs()
     items = [model.encode_pair(p.tokens, p.e1, p.e2, p.label_12, p.label_21) for p in pairs]
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
@@ -200,9 +216,7 @@ def test_layer_lr_decay_scales_lower_layers_down(tiny_encoder, tmp_path):
     from relbridge.models.trainer import _optimizer, encoder_lr_scale
 
     model = RelationExtractor(ModelConfig(encoder=tiny_encoder, relations=("NA", "r")))
-    cfg = TrainConfig(
-        output=str(tmp_path), shards="s", lr=1e-3, head_lr=1e-2, layer_lr_decay=0.5
-    )
+    cfg = TrainConfig(output=str(tmp_path), shards="s", lr=1e-3, head_lr=1e-2, layer_lr_decay=0.5)
     lr_of = {
         id(p): group["lr"] for group in _optimizer(model, cfg).param_groups for p in group["params"]
     }
@@ -259,4 +273,6 @@ def test_ema_run_keeps_the_averaged_weights(tiny_encoder, tmp_path):
     shadow, trained = ckpt["average"]["shadow"], ckpt["model"]
     saved = _heads(stats["model_dir"])  # no dev: the final averaged weights are the model
     head = next(k for k in saved if k in shadow)
-    assert torch.allclose(saved[head], shadow[head]) and not torch.allclose(saved[head], trained[head])
+    assert torch.allclose(saved[head], shadow[head]) and not torch.allclose(
+        saved[head], trained[head]
+    )
