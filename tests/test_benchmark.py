@@ -49,6 +49,7 @@ def test_benchmark_runs_and_reports_every_language(tiny_encoder, tmp_path):
 def test_presets_and_overrides(tmp_path):
     cpu = relx_benchmark_config("k", str(tmp_path), "cpu", lr=2e-5)
     assert cpu.freeze_layers == 2 and cpu.layer_lr_decay == 0.9 and cpu.lr == 2e-5
+    assert cpu.epochs == 3 and cpu.ema_decay == 0.995
     assert cpu.tagging_weight == 0.0
     full = relx_benchmark_config("k", str(tmp_path), "full")
     assert full.freeze_layers == 0 and full.max_train_instances == 0
