@@ -134,8 +134,8 @@ def register(subparsers) -> None:
         default="auto",
         choices=("auto", "cpu", "full"),
         help="training preset: full (whole encoder, 3 epochs, for a GPU), cpu (top 10 layers "
-        "with layer-wise lr decay, 2 epochs: about 32 min on 2 CPU cores); auto: full with CUDA, "
-        "else cpu. Flags override; see relbridge.models.benchmark.",
+        "with layer-wise lr decay and a weight average, 3 epochs: about 45 min on 2 CPU cores); "
+        "auto: full with CUDA, else cpu. Flags override; see relbridge.models.benchmark.",
     )
     p.add_argument(
         "--kbp37-test",
