@@ -90,7 +90,10 @@ class AlignConfig:
       softmax_threshold: threshold of the ``softmax`` method (1e-3 as in awesome-align).
       softmax_temperature: divides dot products before the softmax (1 = awesome-align).
       batch_size: pairs per `WordAligner.align_batch` call that callers should
-        aim for (the pipeline's ``BatchElements`` maximum); 8-64 on CPU.
+        aim for (the pipeline's ``BatchElements`` maximum). Larger calls leave
+        `alignment.embed.plan_batches` more sentences of similar length to
+        group, so less padding: on 2 CPU cores 128 pairs per call ran 20%
+        faster than 32 on en-fr (memory is a few MB either way).
       max_tokens: padded subwords per forward pass (2,048-8,192 on CPU; more on GPU).
       max_length: encoder window in subwords including special tokens; ``None``
         = the encoder's limit (512 for e5). Longer sentences are embedded in windows.
@@ -122,7 +125,7 @@ class AlignConfig:
     itermax_iterations: int = 2
     softmax_threshold: float = 1e-3
     softmax_temperature: float = 1.0
-    batch_size: int = 32
+    batch_size: int = 128
     max_tokens: int = 4096
     max_length: int | None = None
     window_overlap: int = 64

@@ -15,7 +15,7 @@ from relbridge.alignment.aligner import (
     register_preset,
     with_statistical,
 )
-from relbridge.alignment.embed import stitch_windows, window_starts
+from relbridge.alignment.embed import plan_batches, stitch_windows, window_starts
 from relbridge.alignment.methods import (
     METHODS,
     MethodParams,
@@ -115,6 +115,43 @@ def test_softmax_method_keeps_mutual_confident_links():
     # source 1 splits its mass between targets 1 and 2, both above 0.1, and both
     # targets prefer source 1; source 2 is flat (1/3 each), but no target wants it
     assert links.tolist() == [[True, False, False], [False, True, True], [False, False, False]]
+
+
+def _padded_cost(lengths, spans, overhead):
+    return sum((j - i) * lengths[i] + overhead for i, j in spans)
+
+
+def test_plan_batches_cuts_where_padding_costs_more_than_a_pass():
+    lengths = [50, 50, 48, 10, 10, 9, 9]
+    spans = plan_batches(lengths, max_tokens=1000, overhead=20)
+    assert spans == [(0, 3), (3, 7)]  # one pass for the long, one for the short
+    # the plan covers every sequence once, in order
+    assert [k for i, j in spans for k in range(i, j)] == list(range(len(lengths)))
+    # a huge overhead puts everything in one pass; with none, nothing is padded
+    assert plan_batches(lengths, 1000, overhead=10**6) == [(0, 7)]
+    assert _padded_cost(lengths, plan_batches(lengths, 1000, overhead=0), 0) == sum(lengths)
+
+
+def test_plan_batches_is_optimal_and_respects_max_tokens():
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        lengths = sorted(rng.integers(1, 40, size=9).tolist(), reverse=True)
+        spans = plan_batches(lengths, max_tokens=80, overhead=15)
+        assert all(j - i == 1 or (j - i) * lengths[i] <= 80 for i, j in spans)
+        best = float("inf")  # brute force over all 2^8 cut sets
+        for cuts in itertools.product((0, 1), repeat=len(lengths) - 1):
+            bounds = [0, *(k + 1 for k, c in enumerate(cuts) if c), len(lengths)]
+            parts = list(zip(bounds, bounds[1:]))
+            if all(j - i == 1 or (j - i) * lengths[i] <= 80 for i, j in parts):
+                best = min(best, _padded_cost(lengths, parts, 15))
+        assert _padded_cost(lengths, spans, 15) == best
+
+
+def test_plan_batches_allows_a_single_overlong_sequence():
+    assert plan_batches([500, 3, 2], max_tokens=100, overhead=5) == [(0, 1), (1, 3)]
+    assert plan_batches([], 100, 1) == []
+    with pytest.raises(ValueError, match="sorted"):
+        plan_batches([1, 2], 100, 1)
 
 
 def test_window_starts_cover_and_overlap():
