@@ -43,6 +43,15 @@ pairs. A source span is projected in five steps, each a rule that
    rule is used: first to last linked target word.
 5. **Trim** (``trim_punctuation``): punctuation and hyphens at either edge are
    cut (a link from a name to its comma or quote is a common aligner error).
+6. **Function words** (``trim_function_words``, needs the pair's languages):
+   a lowercase function word of the target language (spaCy's stop list) at an
+   edge of the span is cut when the name's own edge word on that side is not
+   a function word and the word does not occur in the name (``der
+   Arbeitsschutzausschuß``, ``del Grupo Liberal``, ``Gerichtshof in``).
+   Aligners readily link articles and prepositions to the name next to them;
+   a name that starts with one in the source (``the Netherlands``) keeps it,
+   and capitalised words (``Estados Unidos``, ``Zweiten Weltkrieg``) and
+   words copied from the name (``von Wogau``) always stay.
 
 Every projection has a confidence in [0, 1] (1 for verbatim spans; otherwise
 the harmonic mean of link coverage, source coverage and target purity,
@@ -58,8 +67,9 @@ from __future__ import annotations
 
 import logging
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cache
 
 from relbridge.data_specs.schema import Mention, ProjectedMention, RelationInstance
 
@@ -105,6 +115,10 @@ class ProjectConfig:
         may be bridged inside a span (the baseline rule ignores it). 0 = never
         bridge; 4 covers ``de la`` and ``der`` between reordered name parts.
       trim_punctuation: cut punctuation and hyphens at the span's edges.
+      trim_function_words: cut lowercase target function words at the span's
+        edges where the source name has none (rule 6); it acts only when the
+        target language is known (`project_pair`'s ``tgt_lang``) and spaCy has
+        a stop list for it.
       resolve_conflicts: handle overlapping projections of non-overlapping
         source mentions (keep the more confident one); False keeps both.
       repair_conflicts: search the losing mention again with the winner's words
@@ -125,6 +139,7 @@ class ProjectConfig:
     outside_penalty: float = 1.0
     max_gap: int = 4
     trim_punctuation: bool = True
+    trim_function_words: bool = True
     resolve_conflicts: bool = True
     repair_conflicts: bool = True
     max_span_words: int = 40
@@ -256,6 +271,85 @@ def trim_span(span: Span, tgt_tokens: Sequence[str], src_words: Sequence[str] = 
         and tgt_tokens[end] == last != tgt_tokens[end - 1]
     ):
         end += 1
+    return start, end
+
+
+def _has_digit(word: str) -> bool:
+    return any(c.isdigit() for c in word)
+
+
+@cache
+def _lexicon(lang: str | None) -> tuple[frozenset[str], Callable[[str], bool]]:
+    """spaCy's stop list (case-folded) and number test for a language.
+
+    spaCy ships both for most languages without any model download. An
+    unknown or missing code gives an empty list, and a language without a
+    number test gets "has a digit".
+    """
+    if not lang:
+        return frozenset(), _has_digit
+    try:
+        from spacy.attrs import LIKE_NUM
+        from spacy.util import get_lang_class
+
+        defaults = get_lang_class(lang).Defaults
+    except ImportError as error:  # spaCy's answer to a code it has no language for
+        logger.warning("no function-word list for language %r (%s): rule off", lang, error)
+        return frozenset(), _has_digit
+    like_num = defaults.lex_attr_getters.get(LIKE_NUM) or _has_digit
+    return frozenset(w.casefold() for w in defaults.stop_words), like_num
+
+
+@dataclass(frozen=True)
+class FunctionWords:
+    """Both languages' function words and number tests, for rule 6 (`trim_function_words`)."""
+
+    src: frozenset[str] = frozenset()
+    tgt: frozenset[str] = frozenset()
+    src_number: Callable[[str], bool] = _has_digit
+    tgt_number: Callable[[str], bool] = _has_digit
+
+    @classmethod
+    def for_pair(cls, src_lang: str | None, tgt_lang: str | None) -> FunctionWords:
+        (src, src_number), (tgt, tgt_number) = _lexicon(src_lang), _lexicon(tgt_lang)
+        return cls(src, tgt, src_number, tgt_number)
+
+
+def trim_function_words(
+    span: Span, tgt_tokens: Sequence[str], src_words: Sequence[str], words: FunctionWords
+) -> Span:
+    """Cuts target function words off the span's edges where the source name has none.
+
+    An edge word goes when it is lowercase, in ``words.tgt``, not a number
+    word (stop lists hold ``sechs``, ``cinco``) and not one of the name's own
+    words, and when the name's edge word on the same side is neither a
+    function word nor a number (``sixth periodic report`` keeps
+    ``sechsten``). At least one word is always kept.
+
+    >>> fw = FunctionWords(frozenset({"the"}), frozenset({"in", "der"}))
+    >>> trim_function_words((0, 4), ["in", "der", "Bundesrepublik", "Deutschland"],
+    ...                     ["Federal", "Republic", "of", "Germany"], fw)
+    (2, 4)
+    """
+    if not words.tgt or not src_words:
+        return span
+    own = {_fold(w) for w in src_words}
+
+    def cut(word: str, src_edge: str) -> bool:
+        return (
+            word == word.lower()
+            and word.casefold() in words.tgt
+            and not words.tgt_number(word)
+            and _fold(word) not in own
+            and src_edge.casefold() not in words.src
+            and not words.src_number(src_edge)
+        )
+
+    start, end = span
+    while end - start > 1 and cut(tgt_tokens[start], src_words[0]):
+        start += 1
+    while end - start > 1 and cut(tgt_tokens[end - 1], src_words[-1]):
+        end -= 1
     return start, end
 
 
@@ -566,6 +660,7 @@ def project_span(
     cfg: ProjectConfig = ProjectConfig(),
     blocked: Sequence[bool] = (),
     extra_links: Iterable[Link] = (),
+    function: FunctionWords = FunctionWords(),
 ) -> ProjectedSpan | None:
     """Projects one source word span ``[start, end)`` into the target.
 
@@ -578,6 +673,7 @@ def project_span(
         the result (used to repair conflicts).
       extra_links: the denser second link set for ``fallback_links`` (used
         only when ``cfg.fallback_method`` is set).
+      function: the pair's function words (rule 6); empty = rule off.
 
     Returns:
       The projected span with its confidence, or ``None`` when nothing links
@@ -632,6 +728,11 @@ def project_span(
         found = trim_span(found, tgt_tokens, src_words)
         if found is None:
             return None
+    if cfg.trim_function_words:
+        trimmed = trim_function_words(found, tgt_tokens, src_words, function)
+        if trimmed != found and cfg.trim_punctuation:  # a cut word may bare a comma
+            trimmed = trim_span(trimmed, tgt_tokens, src_words) or trimmed
+        found = trimmed
     confidence = span_confidence(found, span, links, weights, inside, src_tokens, tgt_tokens)
     return ProjectedSpan(found[0], found[1], round(confidence, 4), rule)
 
@@ -648,6 +749,7 @@ def project_mentions(
     cfg: ProjectConfig = ProjectConfig(),
     counts: ProjectionCounts | None = None,
     extra_links: Iterable[Link] = (),
+    function: FunctionWords = FunctionWords(),
 ) -> list[ProjectedMention]:
     """Projects every source mention and resolves conflicts between them.
 
@@ -675,7 +777,7 @@ def project_mentions(
         key = (m.start, m.end)
         if key not in by_source_span:
             by_source_span[key] = project_span(
-                key, links, src_tokens, tgt_tokens, cfg, extra_links=extra_links
+                key, links, src_tokens, tgt_tokens, cfg, extra_links=extra_links, function=function
             )
         found = by_source_span[key]
         if found is None:
@@ -710,7 +812,14 @@ def project_mentions(
                             spans[j].end - spans[j].start
                         )
                 repaired = project_span(
-                    (mk.start, mk.end), links, src_tokens, tgt_tokens, cfg, blocked, extra_links
+                    (mk.start, mk.end),
+                    links,
+                    src_tokens,
+                    tgt_tokens,
+                    cfg,
+                    blocked,
+                    extra_links,
+                    function,
                 )
                 if repaired is not None and (
                     repaired.confidence < cfg.min_confidence
@@ -779,6 +888,8 @@ def project_pair(
     relations: Sequence[RelationInstance],
     cfg: ProjectConfig = ProjectConfig(),
     extra_links: Iterable[Link] | None = None,
+    src_lang: str | None = None,
+    tgt_lang: str | None = None,
 ) -> ProjectionResult:
     """Projects one pair's mentions and relations (what ``ProjectLabels`` calls).
 
@@ -791,14 +902,19 @@ def project_pair(
       cfg: projection rules.
       extra_links: links of ``cfg.fallback_method`` for the same pair (see
         `fallback_links`); ``None`` = the rule is skipped.
+      src_lang, tgt_lang: language codes (``en``, ``de``) for the
+        function-word rule; ``None`` = that side has no function words.
 
     Returns:
       A `ProjectionResult`: target mentions (``source_index`` into
       ``src_mentions``), relations with target roles, and counts.
     """
     counts = ProjectionCounts()
+    function = (
+        FunctionWords.for_pair(src_lang, tgt_lang) if cfg.trim_function_words else FunctionWords()
+    )
     tgt_mentions = project_mentions(
-        src_mentions, links or (), src_tokens, tgt_tokens, cfg, counts, extra_links or ()
+        src_mentions, links or (), src_tokens, tgt_tokens, cfg, counts, extra_links or (), function
     )
     index_map = {m.source_index: i for i, m in enumerate(tgt_mentions)}
     projected_relations = project_relations(relations, index_map, counts)

@@ -18,12 +18,16 @@ role-or-type) triples). Used by ``relbridge eval-projection``:
 
     pairs = load_relx_pairs("RELX_en.txt", "RELX_de.txt")
     links, extra = align_pairs(pairs, aligner, methods=["itermax"])  # aligner computes itermax too
-    print(evaluate(pairs, links, ProjectConfig(), extra_links=extra["itermax"]).as_dict())
+    scores = evaluate(pairs, links, ProjectConfig(), extra_links=extra["itermax"],
+                      src_lang="en", tgt_lang="de")  # languages: function-word rule
+    print(scores.as_dict())
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -124,6 +128,23 @@ def load_relx_pairs(src_path: str, tgt_path: str, gold_cuts: bool = True) -> lis
     if skipped:
         logger.warning("skipped %d RELX records without a usable entity on both sides", skipped)
     return pairs
+
+
+def language_of(path: str) -> str | None:
+    """The language code a gold file's name carries, or ``None``.
+
+    Looks for a two- or three-letter lowercase token between ``_``/``-`` in
+    the name before its first dot (two letters before three, the last one wins):
+    ``RELX_de.txt`` -> ``de``, ``es-europarl.test.conll02`` -> ``es``,
+    ``en.conll`` -> ``en``.
+
+    >>> language_of("data/europarl-ner/it-europarl.test.conll02"), language_of("gold.txt")
+    ('it', None)
+    """
+    stem = os.path.basename(path).split(".", 1)[0]
+    found = re.findall(r"(?:^|[_-])([a-z]{2,3})(?=[_-]|$)", stem)
+    two = [code for code in found if len(code) == 2]  # ISO 639-1 first: de_ner -> de
+    return (two or found or [None])[-1]
 
 
 def read_conll(path: str) -> list[tuple[list[str], list[tuple[int, int, str]]]]:
@@ -251,6 +272,8 @@ def evaluate(
     cfg: ProjectConfig,
     errors: list | None = None,
     extra_links: Sequence[Sequence[Link] | None] | None = None,
+    src_lang: str | None = None,
+    tgt_lang: str | None = None,
 ) -> ProjectionScores:
     """Projects each pair's source gold with `project_pair` and scores it.
 
@@ -262,6 +285,7 @@ def evaluate(
         every sentence with a wrong or missing span.
       extra_links: one list per pair of ``cfg.fallback_method``'s links, or
         ``None`` (then the fallback rule is skipped).
+      src_lang, tgt_lang: language codes for `project_pair` (function words).
     """
     scores = ProjectionScores()
     extra_links = extra_links if extra_links is not None else [None] * len(pairs)
@@ -276,6 +300,8 @@ def evaluate(
             pair.relations,
             cfg,
             pair_extra,
+            src_lang,
+            tgt_lang,
         )
         scores.counts.add(result.counts)
         predicted = [(m.start, m.end, m.type) for m in result.tgt_mentions]

@@ -43,6 +43,7 @@ _PROJECT_SWITCHES = (
     "verbatim_anchors",
     "span_search",
     "trim_punctuation",
+    "trim_function_words",
     "resolve_conflicts",
     "repair_conflicts",
 )
@@ -63,6 +64,14 @@ def register(subparsers) -> None:
         "--no-gold-cuts",
         action="store_true",
         help="RELX: tokenise the target without splitting words at the gold boundaries",
+    )
+    parser.add_argument(
+        "--src-lang",
+        help="source language code (default: from the file name, e.g. RELX_en.txt -> en)",
+    )
+    parser.add_argument(
+        "--tgt-lang",
+        help="target language code (default: from the file name, e.g. de-europarl... -> de)",
     )
     parser.add_argument("--limit", type=int, help="only the first N pairs")
     parser.add_argument(
@@ -165,14 +174,19 @@ def _eval_projection(args: argparse.Namespace) -> int:
             _write_links(args.links, links)
             if fallback:
                 _write_links(f"{args.links}.{fallback}", extra)
+    src_lang = args.src_lang or pe.language_of(args.src)
+    tgt_lang = args.tgt_lang or pe.language_of(args.tgt)
+    if project_cfg.trim_function_words and not tgt_lang:
+        logger.warning("no target language (--tgt-lang): function words are not trimmed")
     errors: list | None = [] if args.errors else None
-    scores = pe.evaluate(pairs, links, project_cfg, errors, extra)
+    scores = pe.evaluate(pairs, links, project_cfg, errors, extra, src_lang, tgt_lang)
     if args.errors:
         with open(args.errors, "w", encoding="utf-8") as f:
             f.writelines(pe.format_error(*e) + "\n" for e in errors)
     report = {
         **scores.as_dict(),
         "format": args.format,
+        "languages": [src_lang, tgt_lang],
         "align_config": asdict(align_cfg),
         "project_config": asdict(project_cfg),
     }

@@ -45,6 +45,8 @@ class ProjectLabelsFn(beam.DoFn):
             row.relations,
             self.cfg,
             extra_links=row.fallback_alignment if self.cfg.fallback_method else None,
+            src_lang=row.src_lang,
+            tgt_lang=row.tgt_lang,
         )
         for name, value in projection_counts(result.counts).items():
             beam.metrics.Metrics.counter(self.__class__, name).inc(value)

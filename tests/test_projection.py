@@ -4,6 +4,7 @@ import dataclasses
 
 import pytest
 from relbridge.alignment.projection import (
+    FunctionWords,
     ProjectConfig,
     ProjectionCounts,
     best_f1_span,
@@ -13,6 +14,7 @@ from relbridge.alignment.projection import (
     project_pair,
     project_relations,
     project_span,
+    trim_function_words,
     trim_span,
     verbatim_occurrences,
 )
@@ -339,3 +341,78 @@ def test_punctuation_classes():
         is_punctuation(",") and is_punctuation("-") and is_punctuation("«") and is_punctuation("—")
     )
     assert not is_punctuation("a-b") and not is_punctuation("1")
+
+
+# ----------------------------------------------------------------------------
+# Rule 6: function words at the span's edges
+# ----------------------------------------------------------------------------
+
+EN_DE = FunctionWords.for_pair("en", "de")
+EN_ES = FunctionWords.for_pair("en", "es")
+
+
+def test_function_words_linked_to_a_name_are_trimmed_from_its_projection():
+    src = ["he", "lives", "in", "the", "Federal", "Republic", "of", "Germany"]
+    tgt = ["er", "lebt", "in", "der", "Bundesrepublik", "Deutschland"]
+    links = [(0, 0), (1, 1), (4, 2), (5, 3), (5, 4), (7, 5)]  # 'in der' linked into the name
+    assert span_of(project_span((4, 8), links, src, tgt, NO_VERBATIM)) == (2, 6)  # no languages
+    got = project_span((4, 8), links, src, tgt, NO_VERBATIM, function=EN_DE)
+    assert span_of(got) == (4, 6)
+    off = dataclasses.replace(NO_VERBATIM, trim_function_words=False)
+    assert span_of(project_span((4, 8), links, src, tgt, off, function=EN_DE)) == (2, 6)
+
+
+def test_trailing_function_word_is_trimmed():
+    src = ["European", "Court", "of", "Justice"]
+    tgt = ["Europäische", "Gerichtshof", "in"]
+    assert trim_function_words((0, 3), tgt, src, EN_DE) == (0, 2)
+    assert trim_function_words((0, 3), ["del", "Grupo", "Liberal"], ["Liberal", "Group"], EN_ES) == (
+        1,
+        3,
+    )
+
+
+def test_function_word_trimming_keeps_what_belongs_to_the_name():
+    assert "estados" in EN_ES.tgt  # spaCy's Spanish list holds it ...
+    # ... but capitalised words stay (Estados Unidos)
+    assert trim_function_words((0, 2), ["Estados", "Unidos"], ["United", "States"], EN_ES) == (0, 2)
+    # words of the name itself stay (von Wogau), though 'von' is a German function word
+    assert trim_function_words((0, 2), ["von", "Wogau"], ["von", "Wogau"], EN_DE) == (0, 2)
+    # a name that starts with a function word in the source keeps the target's
+    assert trim_function_words((0, 2), ["den", "Niederlanden"], ["the", "Netherlands"], EN_DE) == (
+        0,
+        2,
+    )
+    # numbers are content: a number at the source edge, or a number word in the target
+    assert trim_function_words((0, 2), ["sechsten", "Berichts"], ["sixth", "report"], EN_DE) == (
+        0,
+        2,
+    )
+    assert "cinco" in EN_ES.tgt
+    assert trim_function_words((0, 2), ["cinco", "Estrellas"], ["Fivestar", "Hotels"], EN_ES) == (
+        0,
+        2,
+    )
+    # at least one word is left
+    assert trim_function_words((0, 1), ["der"], ["Committee"], EN_DE) == (0, 1)
+
+
+def test_unknown_language_switches_the_rule_off(caplog):
+    unknown = FunctionWords.for_pair("en", "zz-only-here")  # a code no other test uses: cached
+    assert unknown.tgt == frozenset()
+    assert "zz-only-here" in caplog.text  # the warning says the rule is off
+    assert trim_function_words((0, 2), ["der", "Rat"], ["Council"], unknown) == (0, 2)
+
+
+def test_project_pair_trims_function_words_for_the_pair_languages():
+    src = ["in", "the", "European", "Parliament", "today"]
+    tgt = ["heute", "im", "Europäischen", "Parlament"]
+    links = [(2, 1), (2, 2), (3, 3), (4, 0)]  # "im" linked only into the name
+    mentions = [Mention(2, 4, "EP", "ORG")]
+
+    def projected(**langs):
+        result = project_pair(src, tgt, links, mentions, [], NO_VERBATIM, **langs)
+        return [(m.start, m.end) for m in result.tgt_mentions]
+
+    assert projected() == [(1, 4)]
+    assert projected(src_lang="en", tgt_lang="de") == [(2, 4)]

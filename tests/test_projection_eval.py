@@ -8,6 +8,7 @@ from relbridge.alignment.projection_eval import (
     GoldPair,
     bio_spans,
     evaluate,
+    language_of,
     load_conll_pairs,
     load_relx_pairs,
     score_spans,
@@ -126,6 +127,7 @@ def test_cli_with_saved_links(tmp_path, capsys):
     assert main(argv) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["f1"] == 1.0
+    assert report["languages"] == ["en", "es"]  # from the file names
     assert report["project_config"]["min_confidence"] == 0.2
     assert report["project_config"]["verbatim_spans"] is False
     assert report["project_config"]["verbatim_anchors"] is True
@@ -201,3 +203,11 @@ def test_align_pairs_aligns_the_whole_set_like_the_pipeline(tiny_encoder):
     assert len(links) == len(by_method["eflomal"]) == len(pairs) > 0
     assert all(set(map(tuple, e)) <= set(map(tuple, a)) for a, e in zip(links, by_method["eflomal"]))
     assert any(by_method["eflomal"])
+
+
+def test_language_of_reads_the_code_from_a_file_name():
+    assert language_of("../shared/data/relx/RELX_de.txt") == "de"
+    assert language_of("data/es-europarl.test.conll02") == "es"
+    assert language_of("en.conll") == "en"
+    assert language_of("de_ner.conll") == "de"  # two letters before three
+    assert language_of("gold.txt") is None
