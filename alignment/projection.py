@@ -53,6 +53,13 @@ pairs. A source span is projected in five steps, each a rule that
    and capitalised words (``Estados Unidos``, ``Zweiten Weltkrieg``) and
    words copied from the name (``von Wogau``) always stay.
 
+A name that projects onto one lowercase word that is not a copy of it (``Belgium`` ->
+``belgischen``, ``Community`` -> ``comunitarias``) has changed word class: the
+target says it with an adjective. Under the CoNLL scheme the source's types
+come from (``LOC``, ``ORG``, ``PER``; see ``derived_from``), an adjective derived
+from a name is ``MISC``, as English ``Belgian`` is in the source, so the
+projection takes ``derived_type``. Types outside that scheme never change.
+
 Every projection has a confidence in [0, 1] (1 for verbatim spans; otherwise
 the harmonic mean of link coverage, source coverage and target purity,
 see `span_confidence`); spans below
@@ -125,6 +132,11 @@ class ProjectConfig:
         blocked, instead of dropping it.
       max_span_words: projections longer than this many words are dropped (a
         guard against runaway spans); also caps verbatim matching.
+      derived_type: type given to a mention of a ``derived_from`` type whose
+        projection is a single lowercase word that is not a copy of the name,
+        i.e. an adjective derived from it (``belgischen``, ``europeas``); CoNLL
+        annotates these ``MISC``. ``""`` keeps the source type.
+      derived_from: the source types the rule applies to (CoNLL's name types).
     """
 
     min_confidence: float = 0.3
@@ -143,8 +155,11 @@ class ProjectConfig:
     resolve_conflicts: bool = True
     repair_conflicts: bool = True
     max_span_words: int = 40
+    derived_type: str = "MISC"
+    derived_from: tuple[str, ...] = ("LOC", "ORG", "PER")
 
     def __post_init__(self):
+        object.__setattr__(self, "derived_from", tuple(self.derived_from))
         if not 0.0 <= self.min_confidence <= 1.0:
             raise ValueError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
         if self.gap_penalty < 0 or self.outside_penalty < 0:
@@ -193,6 +208,7 @@ class ProjectionCounts:
     mentions_dropped_unaligned: int = 0
     mentions_dropped_low_confidence: int = 0
     mentions_dropped_conflict: int = 0
+    mentions_retyped: int = 0
     relations: int = 0
     relations_projected: int = 0
     relations_dropped: int = 0
@@ -840,8 +856,32 @@ def project_mentions(
         counts.mentions_projected += 1
         counts.mentions_verbatim += p.rule == "verbatim"
         text = " ".join(tgt_tokens[p.start : p.end])
-        out.append(ProjectedMention(p.start, p.end, m.kb_id, m.type, text, k, float(p.confidence)))
+        kind = m.type
+        if _derived_word(p, m, src_tokens, tgt_tokens, cfg):
+            kind = cfg.derived_type
+            counts.mentions_retyped += 1
+        out.append(ProjectedMention(p.start, p.end, m.kb_id, kind, text, k, float(p.confidence)))
     return out
+
+
+def _derived_word(
+    p: ProjectedSpan,
+    m: Mention,
+    src_tokens: Sequence[str],
+    tgt_tokens: Sequence[str],
+    cfg: ProjectConfig,
+) -> bool:
+    """True when a capitalised name projected onto one lowercase, non-copied word."""
+    if not cfg.derived_type or m.type not in cfg.derived_from or p.rule == "verbatim":
+        return False
+    if p.end - p.start != 1:
+        return False
+    word = tgt_tokens[p.start]
+    return (
+        word == word.lower() != word.upper()  # has letters, all lowercase
+        and any(c.isupper() for w in src_tokens[m.start : m.end] for c in w)
+        and _fold(word) not in {_fold(w) for w in src_tokens[m.start : m.end]}
+    )
 
 
 # ----------------------------------------------------------------------------

@@ -36,6 +36,7 @@ _PROJECT_VALUES = {
     "outside_penalty": float,
     "max_gap": int,
     "max_span_words": int,
+    "derived_type": str,
 }
 # --no-X flag -> ProjectConfig boolean field
 _PROJECT_SWITCHES = (

@@ -362,39 +362,32 @@ def test_function_words_linked_to_a_name_are_trimmed_from_its_projection():
     assert span_of(project_span((4, 8), links, src, tgt, off, function=EN_DE)) == (2, 6)
 
 
+def trimmed(tgt, src, words=EN_DE):
+    """The span rule 6 leaves of the whole of ``tgt``, projected from name ``src``."""
+    return trim_function_words((0, len(tgt)), tgt, src, words)
+
+
 def test_trailing_function_word_is_trimmed():
-    src = ["European", "Court", "of", "Justice"]
-    tgt = ["Europäische", "Gerichtshof", "in"]
-    assert trim_function_words((0, 3), tgt, src, EN_DE) == (0, 2)
-    assert trim_function_words((0, 3), ["del", "Grupo", "Liberal"], ["Liberal", "Group"], EN_ES) == (
-        1,
-        3,
-    )
+    court = ["European", "Court", "of", "Justice"]
+    assert trimmed(["Europäische", "Gerichtshof", "in"], court) == (0, 2)
+    assert trimmed(["del", "Grupo", "Liberal"], ["Liberal", "Group"], EN_ES) == (1, 3)
 
 
 def test_function_word_trimming_keeps_what_belongs_to_the_name():
+    whole = (0, 2)
     assert "estados" in EN_ES.tgt  # spaCy's Spanish list holds it ...
     # ... but capitalised words stay (Estados Unidos)
-    assert trim_function_words((0, 2), ["Estados", "Unidos"], ["United", "States"], EN_ES) == (0, 2)
+    assert trimmed(["Estados", "Unidos"], ["United", "States"], EN_ES) == whole
     # words of the name itself stay (von Wogau), though 'von' is a German function word
-    assert trim_function_words((0, 2), ["von", "Wogau"], ["von", "Wogau"], EN_DE) == (0, 2)
+    assert trimmed(["von", "Wogau"], ["von", "Wogau"]) == whole
     # a name that starts with a function word in the source keeps the target's
-    assert trim_function_words((0, 2), ["den", "Niederlanden"], ["the", "Netherlands"], EN_DE) == (
-        0,
-        2,
-    )
+    assert trimmed(["den", "Niederlanden"], ["the", "Netherlands"]) == whole
     # numbers are content: a number at the source edge, or a number word in the target
-    assert trim_function_words((0, 2), ["sechsten", "Berichts"], ["sixth", "report"], EN_DE) == (
-        0,
-        2,
-    )
+    assert trimmed(["sechsten", "Berichts"], ["sixth", "report"]) == whole
     assert "cinco" in EN_ES.tgt
-    assert trim_function_words((0, 2), ["cinco", "Estrellas"], ["Fivestar", "Hotels"], EN_ES) == (
-        0,
-        2,
-    )
+    assert trimmed(["cinco", "Estrellas"], ["Fivestar", "Hotels"], EN_ES) == whole
     # at least one word is left
-    assert trim_function_words((0, 1), ["der"], ["Committee"], EN_DE) == (0, 1)
+    assert trimmed(["der"], ["Committee"]) == (0, 1)
 
 
 def test_unknown_language_switches_the_rule_off(caplog):
@@ -416,3 +409,38 @@ def test_project_pair_trims_function_words_for_the_pair_languages():
 
     assert projected() == [(1, 4)]
     assert projected(src_lang="en", tgt_lang="de") == [(2, 4)]
+
+
+def test_a_name_said_with_an_adjective_in_the_target_becomes_misc():
+    src = ["firms", "in", "Belgium", "and", "the", "Community", "grew"]
+    tgt = ["belgische", "und", "gemeinschaftliche", "Firmen", "wuchsen"]
+    links = [(0, 3), (2, 0), (3, 1), (5, 2), (6, 4)]
+    mentions = [Mention(2, 3, "BE", "LOC"), Mention(5, 6, "EC", "ORG")]
+
+    def types(cfg):
+        counts = ProjectionCounts()
+        out = project_mentions(mentions, links, src, tgt, cfg, counts)
+        return [(m.type, m.kb_id) for m in out], counts.mentions_retyped
+
+    assert types(NO_VERBATIM) == ([("MISC", "BE"), ("MISC", "EC")], 2)
+    assert types(dataclasses.replace(NO_VERBATIM, derived_type="")) == (
+        [("LOC", "BE"), ("ORG", "EC")],
+        0,
+    )
+    # only the configured (CoNLL) types change: a KB type outside them stays
+    custom = [Mention(2, 3, "BE", "country"), Mention(5, 6, "EC", "ORG")]
+    out = project_mentions(custom, links, src, tgt, NO_VERBATIM)
+    assert [m.type for m in out] == ["country", "MISC"]
+
+
+def test_capitalised_copied_or_multiword_projections_keep_their_type():
+    src = ["the", "Commission", "and", "Belgium", "and", "New", "Zealand"]
+    tgt = ["die", "Kommission", "und", "belgium", "und", "neu", "seeland"]
+    links = diagonal(7)
+    mentions = [
+        Mention(1, 2, "EC", "ORG"),  # capitalised noun in the target
+        Mention(3, 4, "BE", "LOC"),  # a lowercase copy of the name, not an adjective
+        Mention(5, 7, "NZ", "LOC"),  # two words
+    ]
+    out = project_mentions(mentions, links, src, tgt, NO_VERBATIM)
+    assert [m.type for m in out] == ["ORG", "LOC", "LOC"]
