@@ -61,6 +61,7 @@ def run_pipeline(cfg: DemoConfig) -> tuple[dict, str]:
     argv = [
         "--corpus", os.path.join(data, "relx_ende_train.tsv"), "--corpus-name", "relx_ende",
         "--kb", os.path.join(data, "kb"), "--src-lang", "en", "--tgt-lang", "de", "--output", out,
+        "--overwrite",  # the demo is one whole job: a rerun replaces an older run's shards
         *(["--model", cfg.model] if cfg.model else []), *cfg.pipeline_args,
     ]  # fmt: skip
     return run(argv), os.path.join(out, "shards")
@@ -88,6 +89,7 @@ def train_and_evaluate(cfg: DemoConfig, shards: str) -> tuple[str, dict, dict]:
             epochs=cfg.epochs,
             max_na_ratio=cfg.max_na_ratio,
             freeze_layers=cfg.freeze_layers,
+            resume=False,  # the shards were just rewritten: an old checkpoint trained on others
             **({"model": cfg.model} if cfg.model else {}),
         )
     )

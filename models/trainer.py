@@ -647,8 +647,28 @@ def _hardware(device: torch.device) -> dict[str, Any]:
 
 
 def _config_diff(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
+    """Settings that differ between a checkpoint and ``cfg`` (and forbid resuming).
+
+    A setting the checkpoint does not have was added to `TrainConfig` after
+    it was written; the run that wrote it behaved as the setting's default
+    does, so only a non-default value counts as a change.
+    """
     now = json.loads(json.dumps(dataclasses.asdict(cfg)))
-    return [k for k in now if k not in _RESUMABLE_CHANGES and saved.get(k) != now[k]]
+    missing = object()
+    diff = []
+    for f in dataclasses.fields(cfg):
+        if f.name in _RESUMABLE_CHANGES:
+            continue
+        old = saved.get(f.name, missing)
+        if old is missing:
+            if f.default is not dataclasses.MISSING:
+                old = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                old = f.default_factory()
+            old = json.loads(json.dumps(old))
+        if old != now[f.name]:
+            diff.append(f.name)
+    return diff
 
 
 # ---------------------------------------------------------------------- loop

@@ -31,7 +31,7 @@ from relbridge.pipeline.label import LabelWithKb
 from relbridge.pipeline.options import PipelineConfig, add_arguments, config_from_args
 from relbridge.pipeline.project import ProjectLabels
 from relbridge.pipeline.tokenize import Tokenize
-from relbridge.pipeline.write_shards import STATS, WriteShards
+from relbridge.pipeline.write_shards import COMPLETED, STATS, WriteShards
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,41 @@ def existing_pair_ids(output: str) -> list[str]:
         with FileSystems.open(meta.path) as f:
             ids.extend(pq.read_table(f, columns=["pair_id"]).column("pair_id").to_pylist())
     return ids
+
+
+def previous_outputs(output: str) -> list[str]:
+    """Shard and dead-letter files that earlier runs left in ``output``."""
+    patterns = [
+        FileSystems.join(output, "shards", "part-*.parquet"),
+        FileSystems.join(output, "dead_letter", "part-*.jsonl"),
+    ]
+    return sorted(m.path for result in FileSystems.match(patterns) for m in result.metadata_list)
+
+
+def clear_previous_outputs(cfg: PipelineConfig) -> None:
+    """Makes a full (non-refresh) run's output hold that run's files only.
+
+    A full run rewrites everything, so its own earlier files go first (a
+    changed shard count would otherwise leave old parts beside the new ones).
+    Files of another run (other input or settings) are replaced only with
+    ``overwrite``; otherwise the run stops here, before writing anything,
+    since readers take every shard in the directory and would mix both runs.
+    """
+    old = previous_outputs(cfg.write.output)
+    if not old:
+        return
+    mine = f"part-{cfg.write.run_id}-"
+    others = [path for path in old if not path.rsplit("/", 1)[-1].startswith(mine)]
+    if others and not cfg.overwrite:
+        raise ValueError(
+            f"{cfg.write.output} holds {len(others)} shard/dead-letter file(s) of another run "
+            f"(other input or settings), e.g. {others[0]}: pass --overwrite to replace them, "
+            "--skip-existing to add only new input beside them, or choose another --output"
+        )
+    if others:
+        logger.warning("--overwrite: removing %d file(s) of earlier runs from %s", len(others), cfg.write.output)
+    completed = cfg.write.path(COMPLETED)
+    FileSystems.delete([completed, *old] if FileSystems.exists(completed) else old)
 
 
 def build_pipeline(p: beam.Pipeline, cfg: PipelineConfig, done: frozenset[str] = frozenset()):
@@ -114,6 +149,8 @@ def run_config(
 ) -> dict:
     """Runs the pipeline for a resolved config; returns ``stats.json``'s content."""
     done = frozenset(existing_pair_ids(cfg.write.output)) if cfg.skip_existing else frozenset()
+    if not cfg.skip_existing:
+        clear_previous_outputs(cfg)
     if done:
         # A refresh writes new files beside the old ones, never over them.
         run_id = hashlib.sha1((cfg.write.run_id + "".join(sorted(done))).encode()).hexdigest()[:10]

@@ -33,6 +33,7 @@ class PipelineConfig:
     project: ProjectConfig
     write: WriteConfig
     skip_existing: bool = False
+    overwrite: bool = False
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -41,6 +42,7 @@ class PipelineConfig:
         """A short hash of the config (minus the run id) and the input files."""
         body = self.to_dict()
         body["write"].pop("run_id")
+        body.pop("overwrite")  # how to treat an old output, not what this run writes
         blob = json.dumps({"config": body, "inputs": input_files}, sort_keys=True, default=str)
         return hashlib.sha1(blob.encode()).hexdigest()[:10]
 
@@ -62,6 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     io.add_argument("--num-shards", type=int, default=0, help="Parquet files to write (default: runner decides)")
     io.add_argument("--skip-existing", action="store_true",
                     help="refresh mode: skip pairs whose id is already in OUTPUT/shards and add new shards beside")
+    io.add_argument("--overwrite", action="store_true",
+                    help="replace the shards and dead letters of earlier runs in OUTPUT (other input or settings); "
+                    "without it such a run stops before writing anything")
     lab = parser.add_argument_group("distant supervision")
     lab.add_argument("--case-insensitive", action="store_true", help="match KB aliases ignoring case")
     lab.add_argument("--max-mentions", type=int, default=20, help="mentions kept per sentence (default 20)")
@@ -93,6 +98,7 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         project=ProjectConfig(),
         write=WriteConfig(args.output, num_shards=args.num_shards),
         skip_existing=args.skip_existing,
+        overwrite=args.overwrite,
     )
     run_id = cfg.fingerprint(cfg.ingest.input_files())
     return dataclasses.replace(cfg, write=dataclasses.replace(cfg.write, run_id=run_id))

@@ -81,6 +81,26 @@ def test_refresh_skips_pairs_already_written(tmp_path, tiny_encoder):
     assert ids == ["toy:1", "toy:2", "toy:3", "toy:6"]
 
 
+def test_a_run_with_other_settings_does_not_mix_with_an_old_output(tmp_path, tiny_encoder):
+    out = tmp_path / "out"
+    run(pipeline_argv(tmp_path, tiny_encoder))
+    (old_shard,) = glob.glob(str(out / "shards" / "*.parquet"))
+    other = pipeline_argv(tmp_path, tiny_encoder, "--max-mentions", "2")  # another run id
+    with pytest.raises(ValueError, match="--overwrite"):
+        run(other)
+    # stopped before writing: the old output is whole and untouched
+    assert glob.glob(str(out / "shards" / "*.parquet")) == [old_shard]
+    assert os.path.exists(out / COMPLETED)
+    stats = run(other + ["--overwrite"])
+    (new_shard,) = glob.glob(str(out / "shards" / "*.parquet"))
+    assert new_shard != old_shard and len(glob.glob(str(out / "dead_letter" / "*.jsonl"))) == 1
+    assert stats["rows"] == len(read_shards(str(out / "shards"))) == 3
+    assert json.loads((out / "pipeline_config.json").read_text())["label"]["max_mentions"] == 2
+    # the same run again replaces its own files, without --overwrite
+    assert run(other)["rows"] == 3
+    assert glob.glob(str(out / "shards" / "*.parquet")) == [new_shard]
+
+
 def test_multi_processing_direct_runner(tmp_path, tiny_encoder):
     argv = pipeline_argv(tmp_path, tiny_encoder, "--direct_running_mode", "multi_processing", "--direct_num_workers", "2")
     stats = run(argv)

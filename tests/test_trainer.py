@@ -8,7 +8,7 @@ import torch
 from relbridge.models.evaluate import evaluate
 from relbridge.models.extract import extract
 from relbridge.models.extractor import RelationExtractor
-from relbridge.models.trainer import TrainConfig, train
+from relbridge.models.trainer import TrainConfig, _config_diff, train
 from single_thread import one_torch_thread  # noqa: F401 (autouse)
 from test_models import RELX_TEXT, write_toy_shards
 
@@ -71,6 +71,19 @@ def test_resume_matches_an_uninterrupted_run(tiny_encoder, tmp_path, ema_decay):
         train(
             _cfg(tiny_encoder, shards, tmp_path / "resumed", lr=5e-4, ema_decay=ema_decay)
         )  # different settings, same output
+
+
+def test_checkpoints_from_before_a_setting_existed_still_resume():
+    import dataclasses
+
+    cfg = TrainConfig(output="out", shards="s")
+    saved = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    for added in ("ema_decay", "lora_targets"):  # settings newer than some checkpoints
+        del saved[added]
+    assert _config_diff(saved, cfg) == []  # the old run behaved as the defaults do
+    assert _config_diff(saved, dataclasses.replace(cfg, ema_decay=0.9)) == ["ema_decay"]
+    assert _config_diff(saved, dataclasses.replace(cfg, lr=cfg.lr * 2)) == ["lr"]
+    assert _config_diff(saved, dataclasses.replace(cfg, num_threads=1)) == []  # resumable change
 
 
 def test_bag_attention_training_runs(tiny_encoder, tmp_path):
