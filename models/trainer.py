@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -646,6 +647,20 @@ def _hardware(device: torch.device) -> dict[str, Any]:
     return info
 
 
+def _data_fingerprint(train_data: RelationData, dev_data: RelationData) -> str:
+    """A hash of every training and dev instance, so a resume can tell the data changed.
+
+    The settings alone cannot: a refresh or a rerun of the pipeline rewrites
+    the same shard folder, and resuming would then mix two datasets.
+    """
+    digest = hashlib.sha1()
+    for data in (train_data, dev_data):
+        for item in (*data.pairs, *data.tags):
+            digest.update(repr(item).encode())
+        digest.update(b"|")
+    return digest.hexdigest()
+
+
 def _config_diff(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
     """Settings that differ between a checkpoint and ``cfg`` (and forbid resuming).
 
@@ -810,12 +825,19 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "history": [],
     }
     ckpt_path = os.path.join(cfg.output, CHECKPOINT)
+    data_id = _data_fingerprint(train_data, dev_data)
     if cfg.resume and os.path.exists(ckpt_path):
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         diff = _config_diff(ckpt["config"], cfg)
         if diff:
             raise ValueError(
                 f"{ckpt_path} was written with different settings ({diff}); use another output"
+            )
+        if ckpt.get("data", data_id) != data_id:  # checkpoints before this check have none
+            raise ValueError(
+                f"{ckpt_path} was trained on other data: "
+                f"{' '.join(filter(None, (cfg.shards, *cfg.relx_train, *cfg.dev)))} changed "
+                "since (rewritten or refreshed shards?); use another output or --no-resume"
             )
         missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
         if unexpected or [k for k in missing if k in _trainable_state(model)]:
@@ -840,6 +862,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 "state": state,
                 "rng": _rng_state(),
                 "config": json.loads(json.dumps(dataclasses.asdict(cfg))),
+                "data": data_id,
                 "model_config": model_cfg.to_json(),
             },
             ckpt_path,

@@ -1,5 +1,6 @@
 """train(): runs end to end on toy shards, resumes exactly, trains bags; evaluate() and extract() on its output."""
 
+import dataclasses
 import json
 
 import pytest
@@ -73,9 +74,21 @@ def test_resume_matches_an_uninterrupted_run(tiny_encoder, tmp_path, ema_decay):
         )  # different settings, same output
 
 
-def test_checkpoints_from_before_a_setting_existed_still_resume():
-    import dataclasses
+def test_resume_refuses_changed_training_data(tiny_encoder, tmp_path):
+    shards = write_toy_shards(tmp_path / "shards")
+    cfg = _cfg(tiny_encoder, shards, tmp_path / "run")
+    assert train(dataclasses.replace(cfg, stop_after_steps=1))["global_step"] == 1
+    with open(tmp_path / "shards" / "notes.txt", "w") as f:  # not a shard: no change
+        f.write("x\n")
+    assert train(cfg)["completed"]  # same data: resumes
+    write_toy_shards(tmp_path / "more")  # a refresh adds a shard file beside the others
+    for path in (tmp_path / "more").iterdir():
+        path.rename(tmp_path / "shards" / f"refresh-{path.name}")
+    with pytest.raises(ValueError, match="other data"):
+        train(cfg)
 
+
+def test_checkpoints_from_before_a_setting_existed_still_resume():
     cfg = TrainConfig(output="out", shards="s")
     saved = json.loads(json.dumps(dataclasses.asdict(cfg)))
     for added in ("ema_decay", "lora_targets"):  # settings newer than some checkpoints
