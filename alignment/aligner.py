@@ -105,6 +105,10 @@ class AlignConfig:
         (AVX-512-BF16 / AMX, ~2.5x faster there), float32 elsewhere (an AVX2
         CPU emulates bf16 ~40x slower); or ``"float32"``, ``"bfloat16"``, ``"float16"``.
       num_threads: torch CPU threads (``None`` leaves torch's setting).
+      compile: run the encoder through ``torch.compile`` (dynamic shapes). On
+        2 CPU cores (e5-small, layer 6, en-fr) it compiled in ~32 s and then
+        aligned 13% faster with identical links, so it pays from a few
+        thousand pairs on; it needs a C++ compiler. Off by default.
       statistical: eflomal links trained on the corpus being aligned (see
         `STATISTICAL`): ``"off"``, ``"only"`` (eflomal replaces the neural
         links), or a rule combining neural (first) and eflomal links:
@@ -133,6 +137,7 @@ class AlignConfig:
     device: str = "auto"
     dtype: str = "auto"
     num_threads: int | None = None
+    compile: bool = False
     statistical: str = "off"
     eflomal: EflomalConfig = field(default_factory=EflomalConfig)
 
@@ -388,6 +393,7 @@ class WordAligner:
             device=cfg.device,
             dtype=cfg.dtype,
             text_prefix=cfg.text_prefix,
+            compile=cfg.compile,
         )
 
     def align_batch(

@@ -152,6 +152,8 @@ class SentenceEmbedder:
         ``"bfloat16"`` or ``"float16"``.
       text_prefix: text put before every sentence (after the special tokens)
         and left out of the output, e.g. ``"passage: "`` for e5 models.
+      compile: wrap the encoder in ``torch.compile(dynamic=True)`` (see
+        `AlignConfig.compile` for when it pays).
     """
 
     def __init__(
@@ -165,6 +167,7 @@ class SentenceEmbedder:
         device: str = "auto",
         dtype: str = "auto",
         text_prefix: str = "",
+        compile: bool = False,
     ):
         from transformers import AutoModel, AutoTokenizer
 
@@ -186,6 +189,11 @@ class SentenceEmbedder:
             )
         self._truncate(model, max(self.layers))
         self.model = model.to(self.device).eval()
+        if compile:
+            import torch
+
+            # dynamic: batch shapes vary with every plan; compiled on the first call
+            self.model = torch.compile(self.model, dynamic=True)
 
         limit = (
             self.tokenizer.model_max_length if self.tokenizer.model_max_length < 100_000 else 10**9

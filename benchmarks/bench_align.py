@@ -14,6 +14,7 @@ the precision costs.
 
     python benchmarks/bench_align.py --limit 150 --threads 2
     python benchmarks/bench_align.py --sets enfr --methods argmax --model /path/to/e5
+    python benchmarks/bench_align.py --compile   # ours through torch.compile (compiled in the warm-up)
 
 Timing excludes model loading and a warm-up (one batch for ours, four pairs for stock).
 Compare rows of one run only (the machine is shared).
@@ -66,6 +67,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--limit", type=int, default=None, help="pairs per set (default: all)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--compile", action="store_true", help="torch.compile ours (compiled during the warm-up)"
+    )
     p.add_argument("--skip-stock", action="store_true", help="only time the new aligner")
     return p.parse_args(argv)
 
@@ -117,6 +121,7 @@ def main(argv=None) -> dict:
         max_tokens=args.max_tokens,
         device="cpu",
         dtype=args.dtype,
+        compile=args.compile,
     )
     aligner = WordAligner(cfg)
     dtype = str(aligner.embedder.dtype).removeprefix("torch.")

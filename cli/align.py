@@ -39,6 +39,7 @@ _FIELDS = {
     "device": "device",
     "dtype": "dtype",
     "threads": "num_threads",
+    "compile": "compile",
     "statistical": "statistical",
 }
 # from alignment.aligner.STATISTICAL, kept here so that --help does not import torch
@@ -100,6 +101,12 @@ def register(subparsers) -> None:
         "--dtype", choices=DTYPE_NAMES, help="auto: bf16 on CUDA and on CPUs with native bf16"
     )
     parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        default=None,
+        help="torch.compile the encoder (~30 s once; ~13%% faster on CPU after)",
+    )
     parser.add_argument(
         "--statistical",
         choices=STATISTICAL,

@@ -80,6 +80,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     al.add_argument("--align-layer", type=int, default=None, help="encoder layer (default: the preset's)")
     al.add_argument("--align-batch-size", type=int, default=AlignConfig.batch_size,
                     help=f"sentence pairs per encoder batch (default {AlignConfig.batch_size})")
+    al.add_argument("--align-compile", action="store_true",
+                    help="torch.compile the encoder in each worker (~30 s once, ~13%% faster on CPU after)")
     al.add_argument("--align-statistical", default=None, choices=STATISTICAL,
                     help="eflomal, trained once on the whole corpus: off, only (instead of neural links) or a "
                     "rule combining neural and eflomal links (default: the preset's)")
@@ -108,7 +110,7 @@ def align_config_from_args(args: argparse.Namespace) -> AlignConfig:
     """The ``--aligner`` preset with the ``--align-*`` flags that were given."""
     flags = {"layer": args.align_layer, "method": args.align_method, "statistical": args.align_statistical}
     cfg = aligner_config(args.aligner, model=args.model, batch_size=args.align_batch_size,
-                         **{k: v for k, v in flags.items() if v is not None})
+                         compile=args.align_compile, **{k: v for k, v in flags.items() if v is not None})
     if args.align_statistical_extra_corpus:
         cfg = dataclasses.replace(
             cfg, eflomal=dataclasses.replace(cfg.eflomal, extra_corpus=args.align_statistical_extra_corpus))

@@ -99,6 +99,13 @@ def test_small_forward_batches_give_the_same_links(aligners):
     assert aligners(max_tokens=16).align_batch(PAIRS) == aligners().align_batch(PAIRS)
 
 
+def test_compiled_encoder_gives_the_same_links(aligners):
+    compiled = aligners(compile=True)
+    assert hasattr(compiled.embedder.model, "_orig_mod")  # torch.compile wrapped it
+    assert compiled.align_batch(PAIRS) == aligners().align_batch(PAIRS)
+    assert compiled.align_batch(PAIRS[:1]) == aligners().align_batch(PAIRS[:1])  # other shapes
+
+
 def test_match_equals_networkx_matching():
     from simalign import SentenceAligner
 
@@ -141,7 +148,7 @@ def test_plan_batches_is_optimal_and_respects_max_tokens():
         best = float("inf")  # brute force over all 2^8 cut sets
         for cuts in itertools.product((0, 1), repeat=len(lengths) - 1):
             bounds = [0, *(k + 1 for k, c in enumerate(cuts) if c), len(lengths)]
-            parts = list(zip(bounds, bounds[1:]))
+            parts = list(itertools.pairwise(bounds))
             if all(j - i == 1 or (j - i) * lengths[i] <= 80 for i, j in parts):
                 best = min(best, _padded_cost(lengths, parts, 15))
         assert _padded_cost(lengths, spans, 15) == best
