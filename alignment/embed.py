@@ -22,6 +22,7 @@ encoder is dropped at load time when the model keeps its layers in
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -112,7 +113,7 @@ def plan_batches(lengths: Sequence[int], max_tokens: int, overhead: int) -> list
       ``(start, end)`` index ranges covering ``lengths`` in order.
     """
     n = len(lengths)
-    if any(a < b for a, b in zip(lengths, lengths[1:])):
+    if any(a < b for a, b in itertools.pairwise(lengths)):
         raise ValueError("lengths must be sorted longest first")
     best = [0.0] + [float("inf")] * n
     cut = [0] * (n + 1)
