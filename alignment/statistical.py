@@ -41,6 +41,12 @@ class EflomalConfig:
         few hundred pairs is weak; a few thousand more pairs help. Tokenise it
         as the corpus is tokenised (the pipeline's `Tokenize` stage), or the
         vocabularies will not meet.
+      chunk_pairs: in the pipeline, a corpus of more pairs than this is split
+        into about ``n / chunk_pairs`` chunks (by a hash of the pair id), each
+        trained as its own eflomal model, so workers train them in parallel
+        and none holds the whole corpus; 0 = one model for everything. eflomal
+        learns from co-occurrence, so keep chunks large (100k+ pairs; a chunk
+        of 250k pairs needs a few GB of worker memory).
       neural_priors: train eflomal with priors (lexical, jump and fertility
         counts, eflomal's ``calculate_priors``) taken from the neural links of
         the same pairs, so a small corpus is not learnt from scratch. On the
@@ -58,8 +64,11 @@ class EflomalConfig:
     symmetrize: str = "grow-diag-final-and"
     extra_corpus: str | None = None
     neural_priors: bool = False
+    chunk_pairs: int = 250_000
 
     def __post_init__(self):
+        if self.chunk_pairs < 0:
+            raise ValueError(f"chunk_pairs must be >= 0, got {self.chunk_pairs}")
         if self.model not in (1, 2, 3):
             raise ValueError(f"model must be 1, 2 or 3, got {self.model}")
         if self.symmetrize not in COMBINERS:

@@ -6,14 +6,16 @@ process (`beam.utils.shared.Shared`) in `DoFn.setup`, never pickled. A pair the
 aligner cannot align (an empty side after subword tokenisation, say) goes to
 the dead-letter output with the aligner's reason.
 
-With ``AlignConfig.statistical`` on, eflomal also runs, once, over the whole
-corpus (`AlignStatistically`: every aligned pair and its neural links gathered
-into one list, since eflomal learns from all of them together and may take the
-neural links as priors). Its links, keyed by pair id, reach `MergeLinksFn` as a
-dict side input and are merged pair by pair (`alignment.aligner.merge_links`);
-the neural step's dead letters pass through that step unchanged, so the stage
-still has one ``rows`` and one ``dead_letter`` output. eflomal holds the
-corpus in one process anyway, so the side input is never the larger cost.
+With ``AlignConfig.statistical`` on, eflomal also runs over the corpus
+(`AlignStatistically`): every aligned pair and its neural links are gathered
+into one list per chunk (a single chunk up to ``EflomalConfig.chunk_pairs``
+pairs, else a hash partition by pair id), since eflomal learns from all of a
+chunk's pairs together and may take the neural links as priors; chunks train
+in parallel on different workers. Its links are joined back to the rows by
+pair id (``CoGroupByKey``, so no worker holds every pair's links) and merged
+pair by pair (`alignment.aligner.merge_links`); the neural step's dead letters
+pass through the join unchanged, so the stage still has one ``rows`` and one
+``dead_letter`` output.
 
     rows, dead = rows | AlignWords(AlignConfig(method="argmax", layer=6))
     rows, dead = rows | AlignWords(aligner_config("relbridge.default.v2"))  # + eflomal
@@ -21,7 +23,11 @@ corpus in one process anyway, so the side input is never the larger cost.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
+import zlib
+from collections.abc import Iterable
 from dataclasses import replace
 
 import apache_beam as beam
@@ -80,8 +86,9 @@ class AlignBatchFn(beam.DoFn):
 class MergeLinksFn(beam.DoFn):
     """Merges eflomal's links into neurally aligned rows; passes dead letters through.
 
-    Elements are ``("row", ShardRow)`` or ``("dead", dead letter)``; the
-    ``statistical`` side input maps pair id -> eflomal links.
+    Elements come from a ``CoGroupByKey`` on pair id: ``(key, {"row": [ShardRow],
+    "links": [eflomal links], "dead": [dead letter]})``; dead letters arrive
+    under keys of their own.
     """
 
     def __init__(self, how: str):
@@ -90,20 +97,31 @@ class MergeLinksFn(beam.DoFn):
             self.__class__, "pairs_without_statistical_links"
         )
 
-    def process(self, element: tuple[str, object], statistical: dict):
-        kind, value = element
-        if kind == "dead":
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, value)
-            return
-        links = statistical.get(value.pair_id)
-        if links is None:
-            self.missing.inc()
-            yield beam.pvalue.TaggedOutput(
-                DEAD_LETTER_TAG, reject("AlignWords", "eflomal gave this pair no links", value)
-            )
-            return
-        merged = merge_links(value.alignment, [tuple(link) for link in links], self.how)
-        yield replace(value, alignment=tuple(sorted(merged)))
+    def process(self, element: tuple[str, dict]):
+        _, groups = element
+        for letter in groups.get("dead", ()):
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, letter)
+        links = list(groups.get("links", ()))
+        for row in groups.get("row", ()):
+            if not links:
+                self.missing.inc()
+                yield beam.pvalue.TaggedOutput(
+                    DEAD_LETTER_TAG, reject("AlignWords", "eflomal gave this pair no links", row)
+                )
+                continue
+            merged = merge_links(row.alignment, [tuple(link) for link in links[0]], self.how)
+            yield replace(row, alignment=tuple(sorted(merged)))
+
+
+def _dead_letter_key(letter: dict) -> tuple[str, dict]:
+    """A join key of its own for a dead letter (it has no eflomal links to meet)."""
+    return "dead:" + json.dumps(letter, sort_keys=True, default=str), letter
+
+
+def chunk_of(pair_id: str, n_pairs: int, chunk_pairs: int) -> int:
+    """The eflomal chunk of a pair: a stable hash of its id over ``ceil(n / chunk)`` chunks."""
+    chunks = math.ceil(n_pairs / chunk_pairs) if chunk_pairs else 1
+    return zlib.crc32(pair_id.encode("utf-8")) % max(1, chunks)
 
 
 def _tokens_and_links(row: ShardRow) -> tuple[str, tuple[str, ...], tuple[str, ...], tuple]:
@@ -111,20 +129,24 @@ def _tokens_and_links(row: ShardRow) -> tuple[str, tuple[str, ...], tuple[str, .
 
 
 class EflomalFn(beam.DoFn):
-    """Trains eflomal on the whole corpus (one element: every pair) and emits links per pair.
+    """Trains eflomal on one chunk of the corpus and emits ``(pair_id, links)``.
 
-    The corpus element holds ``(pair_id, src_tokens, tgt_tokens, neural_links)``
-    tuples; the neural links become priors when ``cfg.neural_priors``.
+    An element is ``(chunk, pairs)``, the pairs being ``(pair_id, src_tokens,
+    tgt_tokens, neural_links)`` tuples; the neural links become priors when
+    ``cfg.neural_priors``.
     """
 
     def __init__(self, cfg: EflomalConfig):
         self.cfg = cfg
+        self.chunks = beam.metrics.Metrics.counter(self.__class__, "eflomal_chunks")
 
-    def process(self, corpus: list[tuple[str, tuple[str, ...], tuple[str, ...], tuple]]):
-        # sorted by pair id: the gathered list's order depends on the runner
+    def process(self, element: tuple[int, Iterable[tuple]]):
+        _, corpus = element
+        # sorted by pair id: the grouped order depends on the runner
         pairs = sorted(p for p in corpus if p[1] and p[2])
         if not pairs:
             return
+        self.chunks.inc()
         priors = [p[3] for p in pairs] if self.cfg.neural_priors else None
         links = eflomal_align([(p[1], p[2]) for p in pairs], self.cfg, priors)
         for (pair_id, *_), pair_links in zip(pairs, links, strict=True):
@@ -132,19 +154,24 @@ class EflomalFn(beam.DoFn):
 
 
 class AlignStatistically(beam.PTransform):
-    """Aligned rows -> ``(pair_id, links)`` from eflomal trained once on all of them."""
+    """Aligned rows -> ``(pair_id, links)`` from eflomal trained on each chunk of them."""
 
     def __init__(self, cfg: EflomalConfig):
         super().__init__()
         self.cfg = cfg
 
     def expand(self, rows):
+        chunk_pairs = self.cfg.chunk_pairs
+        # (pair_id, src_tokens, tgt_tokens, neural_links)
+        pairs = rows | "ToTokensAndLinks" >> beam.Map(_tokens_and_links)
+        size = pairs | "CountPairs" >> beam.combiners.Count.Globally()
         return (
-            rows
-            # (pair_id, src_tokens, tgt_tokens, neural_links)
-            | "ToTokensAndLinks" >> beam.Map(_tokens_and_links)
-            # one element: the whole corpus
-            | "GatherCorpus" >> beam.combiners.ToList()
+            pairs
+            | "AssignChunks"
+            >> beam.Map(
+                lambda p, n: (chunk_of(p[0], n, chunk_pairs), p), n=beam.pvalue.AsSingleton(size)
+            )
+            | "GatherChunks" >> beam.GroupByKey()
             | "RunEflomal" >> beam.ParDo(EflomalFn(self.cfg))
         )
 
@@ -177,18 +204,16 @@ class AlignWords(beam.PTransform):
         if self.cfg.statistical == "off":
             return neural
         # (pair_id, eflomal links)
-        pair_id_to_links = neural.rows | "AlignStatistically" >> AlignStatistically(
-            self.cfg.eflomal
-        )
+        links = neural.rows | "AlignStatistically" >> AlignStatistically(self.cfg.eflomal)
         return (
-            (
-                neural.rows | "TagRows" >> beam.Map(lambda row: ("row", row)),
-                neural[DEAD_LETTER_TAG]
-                | "TagDeadLetters" >> beam.Map(lambda letter: ("dead", letter)),
-            )
-            | "JoinNeuralOutputs" >> beam.Flatten()
+            {
+                "row": neural.rows | "KeyRows" >> beam.Map(lambda row: (row.pair_id, row)),
+                "links": links,
+                "dead": neural[DEAD_LETTER_TAG] | "KeyDeadLetters" >> beam.Map(_dead_letter_key),
+            }
+            | "JoinByPairId" >> beam.CoGroupByKey()
             | "MergeStatistical"
-            >> beam.ParDo(
-                MergeLinksFn(self.cfg.statistical), statistical=beam.pvalue.AsDict(pair_id_to_links)
-            ).with_outputs(DEAD_LETTER_TAG, main="rows")
+            >> beam.ParDo(MergeLinksFn(self.cfg.statistical)).with_outputs(
+                DEAD_LETTER_TAG, main="rows"
+            )
         )

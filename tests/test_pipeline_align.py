@@ -9,7 +9,13 @@ from apache_beam.utils.shared import Shared
 from relbridge.alignment.aligner import AlignConfig, AlignResult, WordAligner
 from relbridge.alignment.statistical import EflomalConfig
 from relbridge.data_specs import ShardRow
-from relbridge.pipeline.align import AlignBatchFn, AlignWords, EflomalFn, MergeLinksFn
+from relbridge.pipeline.align import (
+    AlignBatchFn,
+    AlignWords,
+    EflomalFn,
+    MergeLinksFn,
+    chunk_of,
+)
 from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG
 from test_statistical import toy_corpus
 
@@ -152,11 +158,12 @@ def test_merge_links_fn_merges_by_pair_id_and_passes_dead_letters_through():
     fn = MergeLinksFn("intersection")
     aligned = replace(row(1, "good one", "gut"), alignment=((0, 0), (1, 0)))
     letter = {"stage": "AlignWords", "reason": "empty"}
-    out = [
-        x
-        for e in (("row", aligned), ("row", row(2, "x", "y")), ("dead", letter))
-        for x in fn.process(e, statistical={"c:1": [[0, 0]]})
+    joined = [  # what CoGroupByKey hands over
+        ("c:1", {"row": [aligned], "links": [[[0, 0]]], "dead": []}),
+        ("c:2", {"row": [row(2, "x", "y")], "links": [], "dead": []}),
+        ("dead:1", {"row": [], "links": [], "dead": [letter]}),
     ]
+    out = [x for e in joined for x in fn.process(e)]
     assert out[0].alignment == ((0, 0),)
     assert (
         out[1].tag == DEAD_LETTER_TAG
@@ -171,9 +178,47 @@ def test_eflomal_fn_skips_one_sided_pairs_and_keys_links_by_pair_id():
         ("empty", ("a",), (), ())
     ]
     for priors in (False, True):
-        out = dict(EflomalFn(EflomalConfig(n_samplers=1, neural_priors=priors)).process(pairs))
+        fn = EflomalFn(EflomalConfig(n_samplers=1, neural_priors=priors))
+        out = dict(fn.process((0, pairs)))
         assert sorted(out) == sorted(f"p{k}" for k in range(30))
         assert all(0 <= i < 2 and 0 <= j < 2 for links in out.values() for i, j in links)
+
+
+def test_chunks_are_stable_and_cover_the_corpus():
+    ids = [f"corpus:{k}" for k in range(1000)]
+    assert {chunk_of(i, 1000, 0) for i in ids} == {0}  # 0 = one chunk
+    assert {chunk_of(i, 1000, 5000) for i in ids} == {0}  # fits in one
+    chunks = [chunk_of(i, 1000, 250) for i in ids]
+    assert set(chunks) == {0, 1, 2, 3}
+    assert all(150 < chunks.count(c) < 350 for c in range(4))  # about 250 each
+    assert chunks == [chunk_of(i, 1000, 250) for i in ids]  # the same on every worker
+
+
+def test_large_corpora_train_eflomal_in_chunks(tiny_encoder, monkeypatch):
+    import relbridge.pipeline.align as align_module
+
+    calls = []
+
+    def fake_eflomal(pairs, cfg, priors):  # records each chunk; links last word to last word
+        calls.append(len(pairs))
+        return [[(len(s) - 1, len(t) - 1)] for s, t in pairs]
+
+    monkeypatch.setattr(align_module, "eflomal_align", fake_eflomal)
+    rows = [row(k, f"w{k} a b", f"v{k} c") for k in range(12)]
+    cfg = AlignConfig(
+        model=tiny_encoder,
+        layer=1,
+        statistical="only",
+        eflomal=EflomalConfig(chunk_pairs=4),
+    )
+    with TestPipeline() as p:
+        out = p | beam.Create(rows) | AlignWords(cfg)
+        assert_that(
+            out.rows | beam.Map(lambda r: (r.pair_id, r.alignment)),
+            equal_to([(r.pair_id, ((2, 1),)) for r in rows]),
+        )
+    expected = {chunk_of(r.pair_id, 12, 4) for r in rows}
+    assert len(calls) == len(expected) > 1 and sum(calls) == 12
 
 
 def test_run_flags_pick_the_default_preset_and_override_it():
