@@ -9,7 +9,7 @@ The per-element functions here are what the pipeline's ``ProjectLabels`` stage
     result.counts         # ProjectionCounts: projected / dropped / repaired ...
 
 Spans are word offsets ``[start, end)``; links are ``(src_idx, tgt_idx)`` word
-pairs. A source span is projected in five steps, each a rule that
+pairs. A source span is projected in six steps, each a rule that
 `ProjectConfig` can switch off so its effect can be measured:
 
 1. **Verbatim span** (``verbatim_spans``): a name or number whose words occur
