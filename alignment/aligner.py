@@ -105,10 +105,12 @@ class AlignConfig:
         (AVX-512-BF16 / AMX, ~2.5x faster there), float32 elsewhere (an AVX2
         CPU emulates bf16 ~40x slower); or ``"float32"``, ``"bfloat16"``, ``"float16"``.
       num_threads: torch CPU threads (``None`` leaves torch's setting).
-      compile: run the encoder through ``torch.compile`` (dynamic shapes). On
-        2 CPU cores (e5-small, layer 6, en-fr) it compiled in ~32 s and then
-        aligned 13% faster with identical links, so it pays from a few
-        thousand pairs on; it needs a C++ compiler. Off by default.
+      compile: run the encoder through ``torch.compile`` (dynamic shapes),
+        for CUDA, where fewer, fused kernel launches can pay (not measured: no
+        GPU was available). On 2 AVX2 CPU cores (e5-small, layer 6, en-fr) it
+        compiled in ~32 s and then ran no faster than eager (97.5 vs 98.5
+        pairs/s, interleaved A/B), with identical links: the CPU time is in the
+        matrix products, which compiling does not change. Off by default.
       statistical: eflomal links trained on the corpus being aligned (see
         `STATISTICAL`): ``"off"``, ``"only"`` (eflomal replaces the neural
         links), or a rule combining neural (first) and eflomal links:

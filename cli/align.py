@@ -105,7 +105,7 @@ def register(subparsers) -> None:
         "--compile",
         action="store_true",
         default=None,
-        help="torch.compile the encoder (~30 s once; ~13%% faster on CPU after)",
+        help="torch.compile the encoder (~30 s once; meant for CUDA, no gain measured on CPU)",
     )
     parser.add_argument(
         "--statistical",

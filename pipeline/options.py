@@ -81,7 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     al.add_argument("--align-batch-size", type=int, default=AlignConfig.batch_size,
                     help=f"sentence pairs per encoder batch (default {AlignConfig.batch_size})")
     al.add_argument("--align-compile", action="store_true",
-                    help="torch.compile the encoder in each worker (~30 s once, ~13%% faster on CPU after)")
+                    help="torch.compile the encoder in each worker (~30 s once; meant for CUDA, no gain on CPU)")
     al.add_argument("--align-statistical", default=None, choices=STATISTICAL,
                     help="eflomal, trained once on the whole corpus: off, only (instead of neural links) or a "
                     "rule combining neural and eflomal links (default: the preset's)")
