@@ -389,11 +389,30 @@ def first_layers(model, top: int):
         model.config.num_hidden_layers = n_config
 
 
-def _batches(n: int, batch_size: int, rng: random.Random) -> list[list[int]]:
-    """One epoch of shuffled index batches (the last may be smaller)."""
-    order = list(range(n))
+_BUCKET_BATCHES = 32
+"""Batches drawn from one length-sorted block: big enough to group similar lengths,
+small enough that an epoch still mixes short and long batches."""
+
+
+def _batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """One epoch of index batches of similar length, in random order.
+
+    The pairs are shuffled, cut into blocks of ``_BUCKET_BATCHES`` batches,
+    sorted by length inside each block and batched, and the batches are
+    shuffled: each batch is padded to its longest pair, so grouping similar
+    lengths saves work, while every pair is still seen once per epoch in a
+    seed-determined order. Blocks are whole batches, so only the last batch
+    of the last block may be smaller.
+    """
+    order = list(range(len(lengths)))
     rng.shuffle(order)
-    return [order[k : k + batch_size] for k in range(0, n, batch_size)]
+    span = batch_size * _BUCKET_BATCHES
+    batches = []
+    for k in range(0, len(order), span):
+        block = sorted(order[k : k + span], key=lambda i: lengths[i])
+        batches.extend(block[j : j + batch_size] for j in range(0, len(block), batch_size))
+    rng.shuffle(batches)
+    return batches
 
 
 def _optimizer(model, cfg: FinetuneConfig):
@@ -580,6 +599,7 @@ def finetune_aligner(
     if not pairs:
         raise ValueError("no sentence pair of the corpus yields subwords on both sides")
     rng = random.Random(cfg.seed)
+    lengths = [len(src) + len(tgt) for src, tgt in pairs]  # words: a proxy for subwords
     steps_per_epoch = math.ceil(len(pairs) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     if cfg.max_steps is not None:
@@ -613,7 +633,7 @@ def finetune_aligner(
     step, window = 0, []
     bar = tqdm(total=total, desc="finetune-aligner", disable=not progress)
     while step < total:
-        for batch in _batches(len(pairs), cfg.batch_size, rng):
+        for batch in _batches(lengths, cfg.batch_size, rng):
             if step >= total:
                 break
             with first_layers(trainer.model, cfg.layer):  # the layers above get no gradient
