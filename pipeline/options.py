@@ -35,6 +35,12 @@ class PipelineConfig:
     skip_existing: bool = False
     overwrite: bool = False
 
+    def __post_init__(self):
+        if self.skip_existing and self.overwrite:
+            raise ValueError(
+                "--skip-existing keeps earlier shards and --overwrite replaces them: pass one"
+            )
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

@@ -130,7 +130,14 @@ def test_dataflow_pipeline_constructs_without_running(tmp_path, tiny_encoder):
     assert {"ReadBitext", "Tokenize", "LabelWithKb", "AlignWords", "ProjectLabels", "WriteShards"} <= labels
 
 
-@pytest.mark.parametrize("bad", [["--src-lang", "en", "--tgt-lang", "en"]])
-def test_bad_options_fail_clearly(tmp_path, tiny_encoder, bad):
-    with pytest.raises(ValueError, match="two different languages"):
+@pytest.mark.parametrize(
+    "bad,message",
+    [
+        (["--src-lang", "en", "--tgt-lang", "en"], "two different languages"),
+        (["--skip-existing", "--overwrite"], "pass one"),
+    ],
+)
+def test_bad_options_fail_clearly(tmp_path, tiny_encoder, bad, message):
+    with pytest.raises(ValueError, match=message):
         run(pipeline_argv(tmp_path, tiny_encoder) + bad)
+    assert not (tmp_path / "out").exists()  # refused before anything was written
