@@ -17,7 +17,7 @@ ROW = ShardRow(
     fallback_alignment=((0, 0), (1, 1), (1, 2), (1, 3), (2, 3), (3, 2)),
     src_mentions=(Mention(0, 1, "SHE"), Mention(2, 3, "LB")),
 )  # fmt: skip
-CFG = ProjectConfig(verbatim_spans=False, verbatim_anchors=False)
+CFG = ProjectConfig(verbatim_spans=False, verbatim_anchors=False, spelling_anchor_ratio=0.0)
 
 
 def test_fallback_links_project_an_entity_the_main_links_miss():
@@ -30,7 +30,7 @@ def test_fallback_links_project_an_entity_the_main_links_miss():
 
 
 def test_without_a_fallback_method_the_extra_links_are_ignored():
-    off = ProjectConfig(verbatim_spans=False, verbatim_anchors=False, fallback_method="")
+    off = dataclasses.replace(CFG, fallback_method="")
     with TestPipeline() as p:
         out = p | beam.Create([ROW]) | ProjectLabels(off)
         assert_that(

@@ -21,7 +21,7 @@ from relbridge.alignment.projection import (
 from relbridge.data_specs.schema import Mention, RelationInstance
 
 # Rules that would otherwise hide the one under test.
-NO_VERBATIM = ProjectConfig(verbatim_spans=False, verbatim_anchors=False)
+NO_VERBATIM = ProjectConfig(verbatim_spans=False, verbatim_anchors=False, spelling_anchor_ratio=0.0)
 
 
 def diagonal(n, offset=0):
@@ -151,7 +151,10 @@ def test_spelling_anchor_for_an_unlinked_adapted_name():
     src = ["she", "left", "Lebanon"]
     tgt = ["sie", "verließ", "den", "Libanon"]
     links = [(0, 0), (1, 1)]
-    assert project_span((2, 3), links, src, tgt, NO_VERBATIM) is None
+    assert project_span((2, 3), links, src, tgt, NO_VERBATIM) is None  # rule off
+    default = ProjectConfig(verbatim_spans=False, verbatim_anchors=False)
+    assert span_of(project_span((2, 3), links, src, tgt, default)) == (3, 4)  # on by default
+    assert project_span((2, 3), [], src, tgt, default) is None  # not for an unaligned pair
     spelled = dataclasses.replace(NO_VERBATIM, spelling_anchor_ratio=0.7)
     assert span_of(project_span((2, 3), links, src, tgt, spelled)) == (3, 4)
     # a word linked to a source word outside the span is never taken
