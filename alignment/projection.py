@@ -190,12 +190,14 @@ class ProjectedSpan:
 
     Attributes:
       rule: ``"verbatim"``, ``"search"`` (best contiguous span) or ``"first_last"``.
+      function_words_cut: edge words that rule 6 cut (``trim_function_words``).
     """
 
     start: int
     end: int
     confidence: float
     rule: str
+    function_words_cut: int = 0
 
 
 @dataclass
@@ -213,6 +215,7 @@ class ProjectionCounts:
     mentions_dropped_low_confidence: int = 0
     mentions_dropped_conflict: int = 0
     mentions_retyped: int = 0
+    mentions_function_words_trimmed: int = 0
     relations: int = 0
     relations_projected: int = 0
     relations_dropped: int = 0
@@ -749,13 +752,15 @@ def project_span(
         found = trim_span(found, tgt_tokens, src_words)
         if found is None:
             return None
+    cut = 0
     if cfg.trim_function_words:
         trimmed = trim_function_words(found, tgt_tokens, src_words, function)
-        if trimmed != found and cfg.trim_punctuation:  # a cut word may bare a comma
+        cut = (found[1] - found[0]) - (trimmed[1] - trimmed[0])
+        if cut and cfg.trim_punctuation:  # a cut word may bare a comma
             trimmed = trim_span(trimmed, tgt_tokens, src_words) or trimmed
         found = trimmed
     confidence = span_confidence(found, span, links, weights, inside, src_tokens, tgt_tokens)
-    return ProjectedSpan(found[0], found[1], round(confidence, 4), rule)
+    return ProjectedSpan(found[0], found[1], round(confidence, 4), rule, cut)
 
 
 def _overlaps(a: Span, b: Span) -> bool:
@@ -860,6 +865,7 @@ def project_mentions(
         m, p = src_mentions[k], spans[k]
         counts.mentions_projected += 1
         counts.mentions_verbatim += p.rule == "verbatim"
+        counts.mentions_function_words_trimmed += p.function_words_cut > 0
         text = " ".join(tgt_tokens[p.start : p.end])
         kind = m.type
         if _derived_word(p, m, src_tokens, tgt_tokens, cfg):

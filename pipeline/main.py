@@ -116,10 +116,11 @@ def build_pipeline(p: beam.Pipeline, cfg: PipelineConfig, done: frozenset[str] =
 
     all_dead = dead_letters | "MergeDeadLetters" >> beam.Flatten()
     return {
-        "rows": projected,
+        "rows": projected.rows,
         "dead_letter": all_dead,
         "input_records": input_records,
         "skipped": skipped,
+        "counts": projected.counts,
     } | "WriteShards" >> WriteShards(cfg.write)
 
 

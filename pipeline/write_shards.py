@@ -92,8 +92,10 @@ class WriteShards(beam.PTransform):
     """Writes rows and dead letters; returns a PCollection with the stats dict.
 
     Takes a dict ``{"rows": ..., "dead_letter": ..., "input_records": ...,
-    "skipped": ...}``: ``input_records`` holds a 1 per input record, ``skipped``
-    the records a refresh skipped because earlier runs wrote them.
+    "skipped": ..., "counts": ...}``: ``input_records`` holds a 1 per input
+    record, ``skipped`` the records a refresh skipped because earlier runs
+    wrote them, and the optional ``counts`` further `Counter`s that stages
+    add to ``stats.json`` (ProjectLabels' projection counts).
     """
 
     def __init__(self, cfg: WriteConfig):
@@ -126,8 +128,9 @@ class WriteShards(beam.PTransform):
         row_counts = rows | "CountRows" >> beam.Map(row_stats)
         dead_counts = dead | "CountDeadLetters" >> beam.Map(dead_letter_stats)
         total_inputs = inputs | "SumInputs" >> beam.CombineGlobally(sum)
+        stage_counts = (pcolls["counts"],) if "counts" in pcolls else ()
         return (
-            (row_counts, dead_counts, skipped_counts)
+            (row_counts, dead_counts, skipped_counts, *stage_counts)
             | "MergeCounts" >> beam.Flatten()
             | "SumCounts" >> beam.CombineGlobally(SumCountsFn())
             | "WriteStats"

@@ -39,6 +39,12 @@ def test_pipeline_end_to_end(tmp_path, tiny_encoder):
     assert stats["input_records"] == 5
     assert stats["rows"] == 3 and stats["dead_letters"] == 2 and stats["balanced"]
     assert stats["counts"]["dead_letter:ReadBitext"] == 2
+    # projection counts: every source mention is projected or dropped for a reason
+    counts = stats["counts"]
+    dropped = sum(v for k, v in counts.items() if k.startswith("projection:mentions_dropped"))
+    assert counts["projection:mentions"] == counts["src_mentions"]
+    assert counts["projection:mentions_projected"] + dropped == counts["projection:mentions"]
+    assert counts["projection:mentions_projected"] == counts["tgt_mentions"]
     out = tmp_path / "out"
     assert os.path.exists(out / COMPLETED) and os.path.exists(out / "pipeline_config.json")
     (shard,) = glob.glob(str(out / "shards" / "*.parquet"))

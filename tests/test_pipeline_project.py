@@ -22,7 +22,7 @@ CFG = ProjectConfig(verbatim_spans=False, verbatim_anchors=False, spelling_ancho
 
 def test_fallback_links_project_an_entity_the_main_links_miss():
     with TestPipeline() as p:
-        out = p | beam.Create([ROW]) | ProjectLabels(CFG)
+        out = (p | beam.Create([ROW]) | ProjectLabels(CFG)).rows
         assert_that(
             out | beam.Map(lambda r: sorted((m.start, m.end) for m in r.tgt_mentions)),
             equal_to([[(0, 1), (3, 4)]]),
@@ -32,7 +32,7 @@ def test_fallback_links_project_an_entity_the_main_links_miss():
 def test_without_a_fallback_method_the_extra_links_are_ignored():
     off = dataclasses.replace(CFG, fallback_method="")
     with TestPipeline() as p:
-        out = p | beam.Create([ROW]) | ProjectLabels(off)
+        out = (p | beam.Create([ROW]) | ProjectLabels(off)).rows
         assert_that(
             out | beam.Map(lambda r: sorted((m.start, m.end) for m in r.tgt_mentions)),
             equal_to([[(0, 1)]]),
@@ -49,7 +49,7 @@ def test_rows_project_with_their_own_languages():
     )  # fmt: skip
     unknown = dataclasses.replace(row, pair_id="c:3", tgt_lang="qq")
     with TestPipeline() as p:
-        out = p | beam.Create([row, unknown]) | ProjectLabels(CFG)
+        out = (p | beam.Create([row, unknown]) | ProjectLabels(CFG)).rows
         assert_that(
             out | beam.Map(lambda r: (r.tgt_lang, [(m.start, m.end) for m in r.tgt_mentions])),
             equal_to([("de", [(4, 5)]), ("qq", [(2, 5)])]),

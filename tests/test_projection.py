@@ -408,10 +408,11 @@ def test_project_pair_trims_function_words_for_the_pair_languages():
 
     def projected(**langs):
         result = project_pair(src, tgt, links, mentions, [], NO_VERBATIM, **langs)
-        return [(m.start, m.end) for m in result.tgt_mentions]
+        spans = [(m.start, m.end) for m in result.tgt_mentions]
+        return spans, result.counts.mentions_function_words_trimmed
 
-    assert projected() == [(1, 4)]
-    assert projected(src_lang="en", tgt_lang="de") == [(2, 4)]
+    assert projected() == ([(1, 4)], 0)
+    assert projected(src_lang="en", tgt_lang="de") == ([(2, 4)], 1)  # counted for stats.json
 
 
 def test_a_name_said_with_an_adjective_in_the_target_becomes_misc():
