@@ -58,6 +58,7 @@ from collections.abc import Callable, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 
+from relbridge.data_specs.batching import length_bucketed_batches
 from relbridge.data_specs.formats import PAIR_PARSERS, InputError, make_text_pair
 
 logger = logging.getLogger(__name__)
@@ -389,32 +390,6 @@ def first_layers(model, top: int):
         model.config.num_hidden_layers = n_config
 
 
-_BUCKET_BATCHES = 32
-"""Batches drawn from one length-sorted block: big enough to group similar lengths,
-small enough that an epoch still mixes short and long batches."""
-
-
-def _batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
-    """One epoch of index batches of similar length, in random order.
-
-    The pairs are shuffled, cut into blocks of ``_BUCKET_BATCHES`` batches,
-    sorted by length inside each block and batched, and the batches are
-    shuffled: each batch is padded to its longest pair, so grouping similar
-    lengths saves work, while every pair is still seen once per epoch in a
-    seed-determined order. Blocks are whole batches, so only the last batch
-    of the last block may be smaller.
-    """
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    span = batch_size * _BUCKET_BATCHES
-    batches = []
-    for k in range(0, len(order), span):
-        block = sorted(order[k : k + span], key=lambda i: lengths[i])
-        batches.extend(block[j : j + batch_size] for j in range(0, len(block), batch_size))
-    rng.shuffle(batches)
-    return batches
-
-
 def _optimizer(model, cfg: FinetuneConfig):
     """AdamW over the trained parameters; no decay on biases and LayerNorm weights."""
     import torch
@@ -633,7 +608,7 @@ def finetune_aligner(
     step, window = 0, []
     bar = tqdm(total=total, desc="finetune-aligner", disable=not progress)
     while step < total:
-        for batch in _batches(lengths, cfg.batch_size, rng):
+        for batch in length_bucketed_batches(range(len(pairs)), lengths, cfg.batch_size, rng):
             if step >= total:
                 break
             with first_layers(trainer.model, cfg.layer):  # the layers above get no gradient

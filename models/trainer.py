@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from relbridge.data_specs.batching import length_bucketed_batches
 from relbridge.data_specs.devices import native_bf16
 from relbridge.data_specs.relations import NA, RelationInventory
 from relbridge.models.data import (
@@ -414,14 +415,7 @@ class _UnitSampler:
         if self.tag is not None:
             drawn += [self.tag_idx[i] for i in self.tag.order(epoch)]
         rng = random.Random(f"{self.cfg.seed}:batches:{epoch}")
-        rng.shuffle(drawn)
-        size, chunk = self.cfg.batch_size, self.cfg.batch_size * 32
-        batches = []
-        for start in range(0, len(drawn), chunk):
-            block = sorted(drawn[start : start + chunk], key=lambda i: self.lengths[i])
-            batches += [block[j : j + size] for j in range(0, len(block), size)]
-        rng.shuffle(batches)
-        return batches
+        return length_bucketed_batches(drawn, self.lengths, self.cfg.batch_size, rng)
 
 
 # ---------------------------------------------------------------------- model setup

@@ -1,6 +1,7 @@
 """Schema, input formats, relation inventory and the RELX parser."""
 
 import json
+import random
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -18,6 +19,7 @@ from relbridge.data_specs import (
     load_kb,
     read_shards,
 )
+from relbridge.data_specs.batching import length_bucketed_batches
 from relbridge.data_specs.formats import BitextRecord, make_text_pair, parse_jsonl_pair, parse_tsv_pair
 from relbridge.data_specs.relx import parse_relx, strip_markers, words_with_spans
 
@@ -128,3 +130,24 @@ def test_strip_markers_keeps_word_separation():
     text, spans = strip_markers("The <e1> A B </e1> met <e2> C </e2> .")
     assert text == "The A B met C ."
     assert text[slice(*spans["e1"])] == "A B" and text[slice(*spans["e2"])] == "C"
+
+
+def test_batches_group_similar_lengths_and_cover_every_pair_once():
+    # the trainer's sampler and finetune-aligner both batch through this
+    lengths = [random.Random(k).randint(2, 60) for k in range(500)]
+
+    def epoch(seed):
+        return length_bucketed_batches(range(500), lengths, 8, random.Random(seed))
+
+    batches = epoch(0)
+    assert sorted(i for b in batches for i in b) == list(range(500))
+    assert sorted(len(b) for b in batches) == [4] + [8] * 62  # as many steps as before
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    shuffled = list(range(500))
+    random.Random(0).shuffle(shuffled)
+    unsorted = sum(
+        len(b) * max(lengths[i] for i in b) for b in (shuffled[k : k + 8] for k in range(0, 500, 8))
+    )
+    assert padded < 0.75 * unsorted  # far less padding than random batches
+    assert batches == epoch(0)  # the seed fixes the order
+    assert batches != epoch(1)

@@ -125,26 +125,6 @@ def _side(word_of):
     return Side(torch.zeros_like(word_of), content.long(), content, word_of)
 
 
-def test_batches_group_similar_lengths_and_cover_every_pair_once():
-    import random
-
-    from relbridge.alignment.finetune import _batches
-
-    lengths = [random.Random(k).randint(2, 60) for k in range(500)]
-    batches = _batches(lengths, 8, random.Random(0))
-    assert sorted(i for b in batches for i in b) == list(range(500))
-    assert sorted(len(b) for b in batches) == [4] + [8] * 62  # as many steps as before
-    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
-    shuffled = list(range(500))
-    random.Random(0).shuffle(shuffled)
-    unsorted = sum(
-        len(b) * max(lengths[i] for i in b) for b in (shuffled[k : k + 8] for k in range(0, 500, 8))
-    )
-    assert padded < 0.75 * unsorted  # far less padding than random batches
-    assert batches == _batches(lengths, 8, random.Random(0))  # the seed fixes the order
-    assert batches != _batches(lengths, 8, random.Random(1))
-
-
 def test_word_guide_spreads_links_to_all_subwords_of_linked_words():
     # source: [CLS] w0 w0 w1 [SEP]; target: [CLS] v0 v1 v1 [SEP]
     src, tgt = _side([-1, 0, 0, 1, -1]), _side([-1, 0, 1, 1, -1])
