@@ -70,7 +70,7 @@ def clear_previous_outputs(cfg: PipelineConfig) -> None:
     if not old:
         return
     mine = f"part-{cfg.write.run_id}-"
-    others = [path for path in old if not path.rsplit("/", 1)[-1].startswith(mine)]
+    others = [path for path in old if not FileSystems.split(path)[1].startswith(mine)]
     if others and not cfg.overwrite:
         raise ValueError(
             f"{cfg.write.output} holds {len(others)} shard/dead-letter file(s) of another run "

@@ -2,8 +2,8 @@
 
 The per-pair logic is `relbridge.alignment.projection.project_pair`, shared
 with `relbridge eval-projection`, so what is measured is what the pipeline
-does. This stage only wraps it and counts projected, dropped, repaired and
-retyped mentions and relations, in Beam counters and in a ``counts`` output
+does. This stage only wraps it and counts projected, dropped, repaired,
+retyped and trimmed mentions and relations, in Beam counters and in a ``counts`` output
 that `WriteShards` sums into ``stats.json`` (as ``projection:<name>``).
 
     projected = rows | ProjectLabels(ProjectConfig())
