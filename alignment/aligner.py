@@ -46,6 +46,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+
 from relbridge.alignment.methods import (
     METHODS,
     MethodParams,

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from relbridge.data_specs.devices import resolve_device, resolve_dtype
 
 logger = logging.getLogger(__name__)

@@ -423,10 +423,11 @@ class _Trainer:
 
     def __init__(self, cfg: FinetuneConfig):
         import torch
+        from transformers import AutoModel, AutoTokenizer
+
         from relbridge.alignment.aligner import resolve_model_dir
         from relbridge.alignment.embed import SentenceEmbedder
         from relbridge.data_specs.devices import native_bf16, resolve_device
-        from transformers import AutoModel, AutoTokenizer
 
         self.cfg = cfg
         self.model_dir = resolve_model_dir(cfg.model)

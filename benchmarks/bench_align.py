@@ -107,6 +107,7 @@ def run_both(aligner, cfg, stock, methods, pairs, batch_size):
 def main(argv=None) -> dict:
     args = parse_args(argv)
     import torch
+
     from relbridge.alignment.aligner import AlignConfig, WordAligner
     from relbridge.alignment.metrics import alignment_scores, read_pairs, read_pharaoh
     from relbridge.data_specs.devices import cpu_has_native_bf16

@@ -15,8 +15,12 @@ def register(subparsers) -> None:
         "RELX sentences. Flags not listed here go to Beam.",
     )
     parser.add_argument("--output", default="out/demo", help="output directory (default: out/demo)")
-    parser.add_argument("--model", default=None, help="encoder (default: the bundled multilingual-e5-small)")
-    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the demo's own)")
+    parser.add_argument(
+        "--model", default=None, help="encoder (default: the bundled multilingual-e5-small)"
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="training epochs (default: the demo's own)"
+    )
     parser.set_defaults(func=_demo, accepts_extra_args=True)
 
 
@@ -24,6 +28,10 @@ def _demo(args: argparse.Namespace) -> int:
     from relbridge.demo.run_demo import DemoConfig, run_demo
 
     kwargs = {"epochs": args.epochs} if args.epochs else {}
-    summary = run_demo(DemoConfig(output=args.output, model=args.model, pipeline_args=tuple(args.extra_args), **kwargs))
+    summary = run_demo(
+        DemoConfig(
+            output=args.output, model=args.model, pipeline_args=tuple(args.extra_args), **kwargs
+        )
+    )
     print(json.dumps(summary, indent=2, default=str))
     return 0 if summary["records"]["balanced (input = rows + dead letters)"] else 1

@@ -27,5 +27,9 @@ def _run(args: argparse.Namespace) -> int:
     from relbridge.pipeline.options import config_from_args
 
     stats = run_config(config_from_args(args), args.extra_args)
-    print(json.dumps({k: stats[k] for k in ("run_id", "input_records", "rows", "dead_letters", "balanced")}))
+    print(
+        json.dumps(
+            {k: stats[k] for k in ("run_id", "input_records", "rows", "dead_letters", "balanced")}
+        )
+    )
     return 0 if stats["balanced"] else 1

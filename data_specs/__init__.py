@@ -23,18 +23,18 @@ from relbridge.data_specs.schema import (
 )
 
 __all__ = [
+    "NA",
+    "SCHEMA_VERSION",
+    "SHARD_SCHEMA",
     "BitextRecord",
     "Entity",
     "InputError",
     "KnowledgeBase",
-    "load_kb",
-    "NA",
-    "RelationInventory",
-    "SCHEMA_VERSION",
-    "SHARD_SCHEMA",
     "Mention",
     "ProjectedMention",
     "RelationInstance",
+    "RelationInventory",
     "ShardRow",
+    "load_kb",
     "read_shards",
 ]

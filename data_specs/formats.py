@@ -24,8 +24,9 @@ import hashlib
 import json
 import os
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, TextIO
+from typing import TextIO
 
 CORPUS_FORMATS = ("tsv", "jsonl", "text")
 
@@ -82,8 +83,12 @@ def parse_tsv_pair(text: str, corpus: str, source_file: str, line: int) -> Bitex
     elif len(cols) == 3:
         record_id, src, tgt = cols
     else:
-        raise InputError(source_file, line, f"expected 2 or 3 tab-separated columns, got {len(cols)}")
-    return _checked(BitextRecord(corpus, source_file, line, src.strip(), tgt.strip(), record_id.strip()))
+        raise InputError(
+            source_file, line, f"expected 2 or 3 tab-separated columns, got {len(cols)}"
+        )
+    return _checked(
+        BitextRecord(corpus, source_file, line, src.strip(), tgt.strip(), record_id.strip())
+    )
 
 
 def parse_jsonl_pair(text: str, corpus: str, source_file: str, line: int) -> BitextRecord:
@@ -98,10 +103,14 @@ def parse_jsonl_pair(text: str, corpus: str, source_file: str, line: int) -> Bit
     if missing:
         raise InputError(source_file, line, f"missing or non-string field(s): {', '.join(missing)}")
     record_id = str(obj.get("id", ""))
-    return _checked(BitextRecord(corpus, source_file, line, obj["src"].strip(), obj["tgt"].strip(), record_id))
+    return _checked(
+        BitextRecord(corpus, source_file, line, obj["src"].strip(), obj["tgt"].strip(), record_id)
+    )
 
 
-def make_text_pair(src: str | None, tgt: str | None, corpus: str, source_file: str, line: int) -> BitextRecord:
+def make_text_pair(
+    src: str | None, tgt: str | None, corpus: str, source_file: str, line: int
+) -> BitextRecord:
     """Pairs line ``line`` of two aligned text files; ``None`` means that file ended."""
     if src is None or tgt is None:
         side = "source" if src is None else "target"
@@ -188,17 +197,32 @@ def parse_entities(lines: Iterable[str], source_file: str) -> dict[str, Entity]:
         if is_json:
             obj = _json_object(text, source_file, line, ("id", "aliases"))
             if not isinstance(obj["aliases"], dict):
-                raise InputError(source_file, line, '"aliases" must map a language to a list of names')
+                raise InputError(
+                    source_file, line, '"aliases" must map a language to a list of names'
+                )
             entity_id, entity_type = str(obj["id"]), str(obj.get("type", ""))
             pairs = [(lang, a) for lang, names in obj["aliases"].items() for a in names]
         else:
             cols = text.split("\t")
             if len(cols) != 4:
-                raise InputError(source_file, line, f"expected id, type, lang, alias (4 columns), got {len(cols)}")
+                raise InputError(
+                    source_file,
+                    line,
+                    f"expected id, type, lang, alias (4 columns), got {len(cols)}",
+                )
             entity_id, entity_type, lang, alias = (c.strip() for c in cols)
             pairs = [(lang, alias)]
-        if entity_id in types and entity_type and types[entity_id] and types[entity_id] != entity_type:
-            raise InputError(source_file, line, f"entity {entity_id} has type {entity_type!r}, earlier {types[entity_id]!r}")
+        if (
+            entity_id in types
+            and entity_type
+            and types[entity_id]
+            and types[entity_id] != entity_type
+        ):
+            raise InputError(
+                source_file,
+                line,
+                f"entity {entity_id} has type {entity_type!r}, earlier {types[entity_id]!r}",
+            )
         types[entity_id] = types.get(entity_id) or entity_type
         for lang, alias in pairs:
             alias = str(alias).strip()
@@ -228,7 +252,9 @@ def parse_triples(lines: Iterable[str], source_file: str) -> dict[tuple[str, str
         else:
             cols = [c.strip() for c in text.split("\t")]
             if len(cols) != 3 or not all(cols):
-                raise InputError(source_file, line, "expected subject, relation, object (3 non-empty columns)")
+                raise InputError(
+                    source_file, line, "expected subject, relation, object (3 non-empty columns)"
+                )
             triple = tuple(cols)
         triples.setdefault(triple, line)
     return triples
@@ -248,7 +274,9 @@ def find_kb_files(listing: Iterable[str]) -> tuple[str, str]:
     return found[0], found[1]
 
 
-def load_kb(kb_dir: str, open_text: Callable[[str], TextIO] | None = None, listdir=None) -> KnowledgeBase:
+def load_kb(
+    kb_dir: str, open_text: Callable[[str], TextIO] | None = None, listdir=None
+) -> KnowledgeBase:
     """Loads a KB directory.
 
     Args:
@@ -261,7 +289,7 @@ def load_kb(kb_dir: str, open_text: Callable[[str], TextIO] | None = None, listd
       The knowledge base. Triples whose subject or object is not an entity raise
       `InputError`, since they could never match a mention.
     """
-    open_text = open_text or (lambda p: open(p, encoding="utf-8"))
+    open_text = open_text or (lambda p: open(p, encoding="utf-8"))  # noqa: SIM115 (used in `with`)
     listing = listdir(kb_dir) if listdir else [os.path.join(kb_dir, n) for n in os.listdir(kb_dir)]
     entities_file, triples_file = find_kb_files(listing)
     with open_text(entities_file) as f:
@@ -271,5 +299,7 @@ def load_kb(kb_dir: str, open_text: Callable[[str], TextIO] | None = None, listd
     for (s, r, o), line in triples.items():
         for arg in (s, o):
             if arg not in entities:
-                raise InputError(triples_file, line, f"triple ({s}, {r}, {o}) names unknown entity {arg}")
+                raise InputError(
+                    triples_file, line, f"triple ({s}, {r}, {o}) names unknown entity {arg}"
+                )
     return KnowledgeBase(entities, frozenset(triples))

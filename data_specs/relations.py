@@ -9,8 +9,8 @@ bag datasets expect. The inventory is saved inside every model directory
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 NA = "NA"
 
@@ -50,7 +50,7 @@ class RelationInventory:
             raise ValueError("duplicate relation names in the inventory")
 
     @classmethod
-    def from_relations(cls, relations: Iterable[str]) -> "RelationInventory":
+    def from_relations(cls, relations: Iterable[str]) -> RelationInventory:
         """Builds an inventory from any relation names; NA goes first, the rest sorted."""
         rest = sorted({r for r in relations if r != NA})
         return cls((NA, *rest))
@@ -77,6 +77,6 @@ class RelationInventory:
             json.dump({"relations": list(self.names)}, f, indent=2, ensure_ascii=False)
 
     @classmethod
-    def load(cls, path: str) -> "RelationInventory":
+    def load(cls, path: str) -> RelationInventory:
         with open(path, encoding="utf-8") as f:
             return cls(tuple(json.load(f)["relations"]))

@@ -16,8 +16,8 @@ whose direction flips when a translation reorders the entities.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator
 
 from relbridge.data_specs.formats import InputError
 from relbridge.data_specs.relations import NA
@@ -83,8 +83,10 @@ def strip_markers(marked: str) -> tuple[str, dict[str, tuple[int, int]]]:
         raw = match.group(0)
         spaced = raw != raw.strip()
         both_spaced = raw[0].isspace() and raw[-1].isspace()
-        glue = (not so_far) or (not after) or (
-            not both_spaced and (after in _CLOSING or so_far[-1] in _OPENING)
+        glue = (
+            (not so_far)
+            or (not after)
+            or (not both_spaced and (after in _CLOSING or so_far[-1] in _OPENING))
         )
         tag = match.group(0).strip()
         name = tag.strip("</>")
@@ -118,7 +120,11 @@ def parse_relx(lines: Iterable[str], source_file: str) -> Iterator[RelxRecord]:
         if not block:
             continue
         if len(block) != 2:
-            raise InputError(source_file, block[0][0], f"expected a sentence line and a label line, got {len(block)} lines")
+            raise InputError(
+                source_file,
+                block[0][0],
+                f"expected a sentence line and a label line, got {len(block)} lines",
+            )
         (line, sentence_line), (_, label) = block
         block = []
         record_id, sep, sentence = sentence_line.partition("\t")
@@ -128,12 +134,16 @@ def parse_relx(lines: Iterable[str], source_file: str) -> Iterator[RelxRecord]:
         if len(sentence) >= 2 and sentence[0] == sentence[-1] == '"':
             sentence = sentence[1:-1]
         if any(sentence.count(m) != 1 for m in ("<e1>", "</e1>", "<e2>", "</e2>")):
-            raise InputError(source_file, line, "each of <e1> </e1> <e2> </e2> must occur exactly once")
+            raise InputError(
+                source_file, line, "each of <e1> </e1> <e2> </e2> must occur exactly once"
+            )
         clean, spans = strip_markers(sentence.strip())
         label = label.strip()
         if label != NO_RELATION and not _LABEL.match(label):
             raise InputError(source_file, line + 1, f"unknown label format {label!r}")
-        yield RelxRecord(record_id.strip(), clean, spans["e1"], spans["e2"], label, source_file, line)
+        yield RelxRecord(
+            record_id.strip(), clean, spans["e1"], spans["e2"], label, source_file, line
+        )
 
 
 def read_relx(path: str) -> list[RelxRecord]:
@@ -142,7 +152,9 @@ def read_relx(path: str) -> list[RelxRecord]:
         return list(parse_relx(f, path))
 
 
-def words_with_spans(text: str, char_spans: Iterable[tuple[int, int]] = ()) -> tuple[list[str], list[tuple[int, int]]]:
+def words_with_spans(
+    text: str, char_spans: Iterable[tuple[int, int]] = ()
+) -> tuple[list[str], list[tuple[int, int]]]:
     """Splits text into words and maps character spans onto word spans.
 
     Words are runs of word characters (keeping inner hyphens, apostrophes and

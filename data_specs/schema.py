@@ -23,8 +23,9 @@ Bump `SCHEMA_VERSION` whenever a column is added, removed or changes meaning.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import pyarrow as pa
 
@@ -203,7 +204,7 @@ class ShardRow:
         }
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "ShardRow":
+    def from_row(cls, row: dict[str, Any]) -> ShardRow:
         return cls(
             pair_id=row["pair_id"],
             corpus=row["corpus"],
@@ -242,7 +243,9 @@ def token_offsets(text: str, tokens: Sequence[str]) -> list[tuple[int, int]]:
     return offsets
 
 
-def char_span_to_words(offsets: Sequence[tuple[int, int]], start: int, end: int) -> tuple[int, int] | None:
+def char_span_to_words(
+    offsets: Sequence[tuple[int, int]], start: int, end: int
+) -> tuple[int, int] | None:
     """The word span ``[first, last + 1)`` of the tokens inside chars ``[start, end)``.
 
     A token counts when it overlaps the character span; ``None`` if none does.
@@ -265,7 +268,9 @@ def read_shards(path_or_glob: str) -> list[ShardRow]:
 
     import pyarrow.parquet as pq
 
-    pattern = os.path.join(path_or_glob, "*.parquet") if os.path.isdir(path_or_glob) else path_or_glob
+    pattern = (
+        os.path.join(path_or_glob, "*.parquet") if os.path.isdir(path_or_glob) else path_or_glob
+    )
     files = sorted(glob.glob(pattern))
     if not files:
         raise FileNotFoundError(f"no Parquet shards match {pattern}")

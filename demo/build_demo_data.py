@@ -72,10 +72,15 @@ def build(relx_dir: str, out_dir: str) -> dict[str, int]:
     """Writes the demo files; returns counts for the log."""
     os.makedirs(os.path.join(out_dir, "kb"), exist_ok=True)
     for lang in ("en", "de"):
-        shutil.copyfile(os.path.join(relx_dir, f"RELX_{lang}.txt"), os.path.join(out_dir, f"RELX_{lang}.txt"))
+        shutil.copyfile(
+            os.path.join(relx_dir, f"RELX_{lang}.txt"), os.path.join(out_dir, f"RELX_{lang}.txt")
+        )
     en = read_relx(os.path.join(relx_dir, "RELX_en.txt"))
     de = {r.id: r for r in read_relx(os.path.join(relx_dir, "RELX_de.txt"))}
-    split = {"train": [r.id for r in en if not is_test(r.id)], "test": [r.id for r in en if is_test(r.id)]}
+    split = {
+        "train": [r.id for r in en if not is_test(r.id)],
+        "test": [r.id for r in en if is_test(r.id)],
+    }
     with open(os.path.join(out_dir, "split.json"), "w", encoding="utf-8") as f:
         json.dump(split, f, indent=1)
 
@@ -97,8 +102,14 @@ def build(relx_dir: str, out_dir: str) -> dict[str, int]:
                 eid = entity_id(surface)
                 etype = ""
                 if relation != NA:
-                    etype = relation.split(":")[0].upper() if role == "subject" else OBJECT_TYPES[relation]
-                entry = entities.setdefault(eid, {"id": eid, "type": etype, "aliases": {"en": [surface]}})
+                    etype = (
+                        relation.split(":")[0].upper()
+                        if role == "subject"
+                        else OBJECT_TYPES[relation]
+                    )
+                entry = entities.setdefault(
+                    eid, {"id": eid, "type": etype, "aliases": {"en": [surface]}}
+                )
                 entry["type"] = entry["type"] or etype
                 ids.append(eid)
             if relation != NA and len(ids) == 2 and ids[0] != ids[1]:
@@ -108,9 +119,16 @@ def build(relx_dir: str, out_dir: str) -> dict[str, int]:
         for eid in sorted(entities):
             f.write(json.dumps(entities[eid], ensure_ascii=False) + "\n")
     with open(os.path.join(out_dir, "kb", "triples.jsonl"), "w", encoding="utf-8") as f:
-        for s, r, o in sorted(triples):
-            f.write(json.dumps({"subject": s, "relation": r, "object": o}, ensure_ascii=False) + "\n")
-    counts = {"train_pairs": pairs, "test_ids": len(split["test"]), "entities": len(entities), "triples": len(triples)}
+        f.writelines(
+            json.dumps({"subject": s, "relation": r, "object": o}, ensure_ascii=False) + "\n"
+            for s, r, o in sorted(triples)
+        )
+    counts = {
+        "train_pairs": pairs,
+        "test_ids": len(split["test"]),
+        "entities": len(entities),
+        "triples": len(triples),
+    }
     logger.info("demo data: %s", counts)
     return counts
 

@@ -45,7 +45,9 @@ class ProjectionScore:
             "recall": round(r, 4),
             "f1": round(f1, 4),
             "both_exact": round(self.both_exact / self.both_found, 4) if self.both_found else 0.0,
-            "relation_roles_exact": round(self.relations_projected_right / self.relations_checked, 4)
+            "relation_roles_exact": round(
+                self.relations_projected_right / self.relations_checked, 4
+            )
             if self.relations_checked
             else 0.0,
         }
@@ -57,7 +59,9 @@ def _word_span(text: str, tokens: Sequence[str], span: tuple[int, int]) -> tuple
     return char_span_to_words(token_offsets(text, tokens), *span)
 
 
-def score_rows(rows: Iterable[ShardRow], src_gold: dict[str, RelxRecord], tgt_gold: dict[str, RelxRecord]) -> dict:
+def score_rows(
+    rows: Iterable[ShardRow], src_gold: dict[str, RelxRecord], tgt_gold: dict[str, RelxRecord]
+) -> dict:
     """Scores projected target mentions (and relation roles) of RELX rows.
 
     Args:
@@ -84,7 +88,9 @@ def score_rows(rows: Iterable[ShardRow], src_gold: dict[str, RelxRecord], tgt_go
                 continue
             tgt_words = _word_span(row.tgt_text, row.tgt_tokens, tgt_span)
             gold.append((*(tgt_words or (-1, -1)), role))
-            projected = [(m.start, m.end, role) for m in row.tgt_mentions if m.source_index == index]
+            projected = [
+                (m.start, m.end, role) for m in row.tgt_mentions if m.source_index == index
+            ]
             predicted.extend(projected[:1])
         n_pred, n_gold, exact, *_ = score_spans(predicted, gold)
         score.found_in_source += n_gold
@@ -98,6 +104,11 @@ def score_rows(rows: Iterable[ShardRow], src_gold: dict[str, RelxRecord], tgt_go
             for rel in row.relations:
                 if (rel.subject, rel.object) == tuple(found) and rel.distant:
                     score.relations_checked += 1
-                    roles_right = (rel.tgt_subject, rel.tgt_object) == (tgt_of.get(found[0]), tgt_of.get(found[1]))
-                    score.relations_projected_right += bool(rel.projected and all_exact and roles_right)
+                    roles_right = (rel.tgt_subject, rel.tgt_object) == (
+                        tgt_of.get(found[0]),
+                        tgt_of.get(found[1]),
+                    )
+                    score.relations_projected_right += bool(
+                        rel.projected and all_exact and roles_right
+                    )
     return score.as_dict()

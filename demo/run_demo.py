@@ -100,7 +100,11 @@ def train_and_evaluate(cfg: DemoConfig, shards: str) -> tuple[str, dict, dict]:
     scores = {}
     for lang in ("de", "en"):
         scores[lang] = evaluate(
-            model_dir, os.path.join(data, f"RELX_{lang}.txt"), data_format="relx", lang=lang, ids=test_ids
+            model_dir,
+            os.path.join(data, f"RELX_{lang}.txt"),
+            data_format="relx",
+            lang=lang,
+            ids=test_ids,
         )
     return model_dir, train_stats, scores
 
@@ -128,7 +132,9 @@ def run_demo(cfg: DemoConfig) -> dict:
             "shard_rows": stats["rows"],
             "dead_letters": stats["dead_letters"],
             "balanced (input = rows + dead letters)": stats["balanced"],
-            "dead_letters_by_stage": {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("dead_letter:")},
+            "dead_letters_by_stage": {
+                k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("dead_letter:")
+            },
         },
         "per_stage": {
             "source_mentions": counts.get("src_mentions", 0),

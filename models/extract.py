@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import itertools
 import logging
-from typing import Any
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from relbridge.data_specs.batching import length_bucketed_batches
 from relbridge.data_specs.devices import native_bf16
 from relbridge.data_specs.relations import NA, RelationInventory
@@ -741,8 +742,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
       ``completed`` (False when stopped by ``stop_after_steps``) and
       ``stopped_early``.
     """
-    from relbridge.models.evaluate import evaluate_model
     from tqdm.auto import tqdm
+
+    from relbridge.models.evaluate import evaluate_model
 
     started = time.perf_counter()
     os.makedirs(cfg.output, exist_ok=True)

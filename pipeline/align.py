@@ -32,6 +32,7 @@ from dataclasses import replace
 
 import apache_beam as beam
 from apache_beam.utils.shared import Shared
+
 from relbridge.alignment.aligner import AlignConfig, WordAligner, merge_links
 from relbridge.alignment.statistical import EflomalConfig, eflomal_align
 from relbridge.data_specs.schema import ShardRow

@@ -16,7 +16,9 @@ from relbridge.data_specs.schema import DEAD_LETTER_FIELDS
 DEAD_LETTER_TAG = "dead_letter"
 
 
-def dead_letter(stage: str, reason: str, source_file: str, line: int, record: Any) -> dict[str, Any]:
+def dead_letter(
+    stage: str, reason: str, source_file: str, line: int, record: Any
+) -> dict[str, Any]:
     """Builds one dead-letter record; ``record`` is a dataclass, dict or None."""
     if dataclasses.is_dataclass(record):
         record = dataclasses.asdict(record)

@@ -14,8 +14,8 @@ from __future__ import annotations
 import io
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -55,9 +55,13 @@ class IngestConfig:
 
     def __post_init__(self):
         if self.corpus_format not in (*CORPUS_FORMATS, "auto"):
-            raise ValueError(f"corpus_format must be one of {CORPUS_FORMATS} or 'auto', got {self.corpus_format!r}")
+            raise ValueError(
+                f"corpus_format must be one of {CORPUS_FORMATS} or 'auto', got {self.corpus_format!r}"
+            )
         if not self.src_lang or not self.tgt_lang or self.src_lang == self.tgt_lang:
-            raise ValueError(f"need two different languages, got {self.src_lang!r} and {self.tgt_lang!r}")
+            raise ValueError(
+                f"need two different languages, got {self.src_lang!r} and {self.tgt_lang!r}"
+            )
 
     @property
     def resolved_format(self) -> str:
@@ -159,5 +163,6 @@ class ReadBitext(beam.PTransform):
         return (
             pbegin
             | "ListCorpusFiles" >> beam.Create(files)
-            | "ReadCorpusFiles" >> beam.ParDo(ReadCorpusFileFn(self.cfg)).with_outputs(DEAD_LETTER_TAG, main="records")
+            | "ReadCorpusFiles"
+            >> beam.ParDo(ReadCorpusFileFn(self.cfg)).with_outputs(DEAD_LETTER_TAG, main="records")
         )

@@ -22,9 +22,9 @@ Rules, in order:
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from itertools import permutations
-from typing import Sequence
 
 import apache_beam as beam
 
@@ -89,7 +89,9 @@ class AliasMatcher:
             if key not in self._ids:
                 self._matcher.add(key, [self._doc(key.split("\x1f"))])
             self._ids[key] = merged
-        logger.info("AliasMatcher: %d aliases for %d entities (%s)", len(self._ids), len(kb.entities), lang)
+        logger.info(
+            "AliasMatcher: %d aliases for %d entities (%s)", len(self._ids), len(kb.entities), lang
+        )
 
     def _doc(self, words: Sequence[str]):
         from spacy.tokens import Doc
@@ -165,11 +167,14 @@ class LabelWithKbFn(beam.DoFn):
         self.na = beam.metrics.Metrics.counter(self.__class__, "na_instances")
 
     def setup(self):
-        from relbridge.pipeline.ingest import open_text
         from apache_beam.io.filesystems import FileSystems
 
+        from relbridge.pipeline.ingest import open_text
+
         def listdir(path):
-            return [m.path for m in FileSystems.match([FileSystems.join(path, "*")])[0].metadata_list]
+            return [
+                m.path for m in FileSystems.match([FileSystems.join(path, "*")])[0].metadata_list
+            ]
 
         self._kb = load_kb(self.cfg.kb, open_text=open_text, listdir=listdir)
         self._index = self._kb.relation_index()

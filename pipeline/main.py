@@ -78,7 +78,11 @@ def clear_previous_outputs(cfg: PipelineConfig) -> None:
             "--skip-existing to add only new input beside them, or choose another --output"
         )
     if others:
-        logger.warning("--overwrite: removing %d file(s) of earlier runs from %s", len(others), cfg.write.output)
+        logger.warning(
+            "--overwrite: removing %d file(s) of earlier runs from %s",
+            len(others),
+            cfg.write.output,
+        )
     completed = cfg.write.path(COMPLETED)
     FileSystems.delete([completed, *old] if FileSystems.exists(completed) else old)
 
@@ -96,11 +100,11 @@ def build_pipeline(p: beam.Pipeline, cfg: PipelineConfig, done: frozenset[str] =
     ingested = p | "ReadBitext" >> ReadBitext(cfg.ingest)
     records = ingested.records
     dead_letters = [ingested[DEAD_LETTER_TAG]]
-    ones = lambda _: 1  # noqa: E731
+    ones = lambda _: 1
     input_records = (
-        (records | "CountRecords" >> beam.Map(ones), ingested[DEAD_LETTER_TAG] | "CountBadLines" >> beam.Map(ones))
-        | "CountInputs" >> beam.Flatten()
-    )
+        records | "CountRecords" >> beam.Map(ones),
+        ingested[DEAD_LETTER_TAG] | "CountBadLines" >> beam.Map(ones),
+    ) | "CountInputs" >> beam.Flatten()
     skipped = p | "NoneSkipped" >> beam.Create([])
     if done:
         parts = records | "SkipExisting" >> beam.Partition(lambda r, _: int(r.pair_id in done), 2)
@@ -110,7 +114,9 @@ def build_pipeline(p: beam.Pipeline, cfg: PipelineConfig, done: frozenset[str] =
     tokenized = records | "Tokenize" >> Tokenize(cfg.tokenize)
     dead_letters.append(tokenized[DEAD_LETTER_TAG])
     labelled = tokenized.rows | "LabelWithKb" >> LabelWithKb(cfg.label)
-    aligned = labelled | "AlignWords" >> AlignWords(cfg.align, fallback_method=cfg.project.fallback_method)
+    aligned = labelled | "AlignWords" >> AlignWords(
+        cfg.align, fallback_method=cfg.project.fallback_method
+    )
     dead_letters.append(aligned[DEAD_LETTER_TAG])
     projected = aligned.rows | "ProjectLabels" >> ProjectLabels(cfg.project)
 
@@ -146,7 +152,9 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
 
 
 def run_config(
-    cfg: PipelineConfig, beam_args: list[str] | None = None, test_pipeline: beam.Pipeline | None = None
+    cfg: PipelineConfig,
+    beam_args: list[str] | None = None,
+    test_pipeline: beam.Pipeline | None = None,
 ) -> dict:
     """Runs the pipeline for a resolved config; returns ``stats.json``'s content."""
     done = frozenset(existing_pair_ids(cfg.write.output)) if cfg.skip_existing else frozenset()

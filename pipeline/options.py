@@ -56,50 +56,118 @@ class PipelineConfig:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the pipeline's flags (used by `relbridge run`)."""
     io = parser.add_argument_group("inputs and outputs")
-    io.add_argument("--corpus", required=True, help="parallel corpus: a .tsv (src<TAB>tgt or id<TAB>src<TAB>tgt) "
-                    "or .jsonl ({src, tgt, id?}) file or glob, or a prefix P of two line-aligned text files "
-                    "P.<src-lang> and P.<tgt-lang>; local, gs:// or any Beam filesystem")
-    io.add_argument("--corpus-format", default="auto", choices=["auto", "tsv", "jsonl", "text"],
-                    help="corpus format (default: by file name; anything not .tsv/.jsonl is 'text')")
-    io.add_argument("--corpus-name", default="", help="provenance name, part of every pair id (default: file name)")
-    io.add_argument("--kb", required=True, help="KB directory with entities.{tsv,jsonl} (id, type, aliases per "
-                    "language) and triples.{tsv,jsonl} (subject, relation, object)")
-    io.add_argument("--src-lang", required=True, help="source language code, e.g. en (KB aliases are matched here)")
-    io.add_argument("--tgt-lang", required=True, help="target language code, e.g. de (labels are projected here)")
-    io.add_argument("--output", required=True, help="output directory for shards, dead letters and stats")
-    io.add_argument("--num-shards", type=int, default=0, help="Parquet files to write (default: runner decides)")
-    io.add_argument("--skip-existing", action="store_true",
-                    help="refresh mode: skip pairs whose id is already in OUTPUT/shards and add new shards beside")
-    io.add_argument("--overwrite", action="store_true",
-                    help="replace the shards and dead letters of earlier runs in OUTPUT (other input or settings); "
-                    "without it such a run stops before writing anything")
+    io.add_argument(
+        "--corpus",
+        required=True,
+        help="parallel corpus: a .tsv (src<TAB>tgt or id<TAB>src<TAB>tgt) "
+        "or .jsonl ({src, tgt, id?}) file or glob, or a prefix P of two line-aligned text files "
+        "P.<src-lang> and P.<tgt-lang>; local, gs:// or any Beam filesystem",
+    )
+    io.add_argument(
+        "--corpus-format",
+        default="auto",
+        choices=["auto", "tsv", "jsonl", "text"],
+        help="corpus format (default: by file name; anything not .tsv/.jsonl is 'text')",
+    )
+    io.add_argument(
+        "--corpus-name",
+        default="",
+        help="provenance name, part of every pair id (default: file name)",
+    )
+    io.add_argument(
+        "--kb",
+        required=True,
+        help="KB directory with entities.{tsv,jsonl} (id, type, aliases per "
+        "language) and triples.{tsv,jsonl} (subject, relation, object)",
+    )
+    io.add_argument(
+        "--src-lang",
+        required=True,
+        help="source language code, e.g. en (KB aliases are matched here)",
+    )
+    io.add_argument(
+        "--tgt-lang",
+        required=True,
+        help="target language code, e.g. de (labels are projected here)",
+    )
+    io.add_argument(
+        "--output", required=True, help="output directory for shards, dead letters and stats"
+    )
+    io.add_argument(
+        "--num-shards", type=int, default=0, help="Parquet files to write (default: runner decides)"
+    )
+    io.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="refresh mode: skip pairs whose id is already in OUTPUT/shards and add new shards beside",
+    )
+    io.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the shards and dead letters of earlier runs in OUTPUT (other input or settings); "
+        "without it such a run stops before writing anything",
+    )
     lab = parser.add_argument_group("distant supervision")
-    lab.add_argument("--case-insensitive", action="store_true", help="match KB aliases ignoring case")
-    lab.add_argument("--max-mentions", type=int, default=20, help="mentions kept per sentence (default 20)")
-    lab.add_argument("--max-words", type=int, default=256, help="longest sentence accepted, in words (default 256)")
+    lab.add_argument(
+        "--case-insensitive", action="store_true", help="match KB aliases ignoring case"
+    )
+    lab.add_argument(
+        "--max-mentions", type=int, default=20, help="mentions kept per sentence (default 20)"
+    )
+    lab.add_argument(
+        "--max-words",
+        type=int,
+        default=256,
+        help="longest sentence accepted, in words (default 256)",
+    )
     al = parser.add_argument_group("word alignment")
-    al.add_argument("--model", default=None, help="encoder: local path or Hugging Face name; falls back to the "
-                    "bundled multilingual-e5-small when it cannot be loaded offline")
-    al.add_argument("--aligner", default=DEFAULT_PRESET,
-                    help=f"registered aligner preset; the flags below override it (default {DEFAULT_PRESET})")
+    al.add_argument(
+        "--model",
+        default=None,
+        help="encoder: local path or Hugging Face name; falls back to the "
+        "bundled multilingual-e5-small when it cannot be loaded offline",
+    )
+    al.add_argument(
+        "--aligner",
+        default=DEFAULT_PRESET,
+        help=f"registered aligner preset; the flags below override it (default {DEFAULT_PRESET})",
+    )
     al.add_argument("--align-method", default=None, help="alignment method (default: the preset's)")
-    al.add_argument("--align-layer", type=int, default=None, help="encoder layer (default: the preset's)")
-    al.add_argument("--align-batch-size", type=int, default=AlignConfig.batch_size,
-                    help=f"sentence pairs per encoder batch (default {AlignConfig.batch_size})")
-    al.add_argument("--align-compile", action="store_true",
-                    help="torch.compile the encoder in each worker (~30 s once; meant for CUDA, no gain on CPU)")
-    al.add_argument("--align-statistical", default=None, choices=STATISTICAL,
-                    help="eflomal, trained once on the whole corpus: off, only (instead of neural links) or a "
-                    "rule combining neural and eflomal links (default: the preset's)")
-    al.add_argument("--align-statistical-extra-corpus", default=None,
-                    help="more parallel text for eflomal to train on: a pre-tokenised 'src ||| tgt' file "
-                    "of the same language pair and direction, tokenised like the corpus")
+    al.add_argument(
+        "--align-layer", type=int, default=None, help="encoder layer (default: the preset's)"
+    )
+    al.add_argument(
+        "--align-batch-size",
+        type=int,
+        default=AlignConfig.batch_size,
+        help=f"sentence pairs per encoder batch (default {AlignConfig.batch_size})",
+    )
+    al.add_argument(
+        "--align-compile",
+        action="store_true",
+        help="torch.compile the encoder in each worker (~30 s once; meant for CUDA, no gain on CPU)",
+    )
+    al.add_argument(
+        "--align-statistical",
+        default=None,
+        choices=STATISTICAL,
+        help="eflomal, trained once on the whole corpus: off, only (instead of neural links) or a "
+        "rule combining neural and eflomal links (default: the preset's)",
+    )
+    al.add_argument(
+        "--align-statistical-extra-corpus",
+        default=None,
+        help="more parallel text for eflomal to train on: a pre-tokenised 'src ||| tgt' file "
+        "of the same language pair and direction, tokenised like the corpus",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     """Builds the stage configs from parsed flags (each validates itself)."""
     cfg = PipelineConfig(
-        ingest=IngestConfig(args.corpus, args.src_lang, args.tgt_lang, args.corpus_format, args.corpus_name),
+        ingest=IngestConfig(
+            args.corpus, args.src_lang, args.tgt_lang, args.corpus_format, args.corpus_name
+        ),
         tokenize=TokenizeConfig(args.src_lang, args.tgt_lang, max_words=args.max_words),
         label=LabelConfig(args.kb, args.src_lang, not args.case_insensitive, args.max_mentions),
         align=align_config_from_args(args),
@@ -114,10 +182,23 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
 
 def align_config_from_args(args: argparse.Namespace) -> AlignConfig:
     """The ``--aligner`` preset with the ``--align-*`` flags that were given."""
-    flags = {"layer": args.align_layer, "method": args.align_method, "statistical": args.align_statistical}
-    cfg = aligner_config(args.aligner, model=args.model, batch_size=args.align_batch_size,
-                         compile=args.align_compile, **{k: v for k, v in flags.items() if v is not None})
+    flags = {
+        "layer": args.align_layer,
+        "method": args.align_method,
+        "statistical": args.align_statistical,
+    }
+    cfg = aligner_config(
+        args.aligner,
+        model=args.model,
+        batch_size=args.align_batch_size,
+        compile=args.align_compile,
+        **{k: v for k, v in flags.items() if v is not None},
+    )
     if args.align_statistical_extra_corpus:
         cfg = dataclasses.replace(
-            cfg, eflomal=dataclasses.replace(cfg.eflomal, extra_corpus=args.align_statistical_extra_corpus))
+            cfg,
+            eflomal=dataclasses.replace(
+                cfg.eflomal, extra_corpus=args.align_statistical_extra_corpus
+            ),
+        )
     return cfg

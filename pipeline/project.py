@@ -21,6 +21,7 @@ from collections import Counter
 from dataclasses import replace
 
 import apache_beam as beam
+
 from relbridge.alignment.projection import ProjectConfig, project_pair
 from relbridge.data_specs.schema import ShardRow
 
@@ -59,7 +60,9 @@ class ProjectLabelsFn(beam.DoFn):
         yield beam.pvalue.TaggedOutput(
             COUNTS_TAG, Counter({f"projection:{k}": v for k, v in counts.items() if v})
         )
-        yield replace(row, tgt_mentions=tuple(result.tgt_mentions), relations=tuple(result.relations))
+        yield replace(
+            row, tgt_mentions=tuple(result.tgt_mentions), relations=tuple(result.relations)
+        )
 
 
 class ProjectLabels(beam.PTransform):

@@ -8,7 +8,8 @@ letters) are computed as ordinary PCollections and written with the shards.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import apache_beam as beam
 

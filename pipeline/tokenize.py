@@ -10,8 +10,8 @@ empty or over-long side go to the dead-letter output.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import apache_beam as beam
 
@@ -74,7 +74,9 @@ def tokenize_pair(
         if not tokens:
             raise ValueError(f"the {side} sentence has no tokens")
         if len(tokens) > cfg.max_words:
-            raise ValueError(f"the {side} sentence has {len(tokens)} words (max_words={cfg.max_words})")
+            raise ValueError(
+                f"the {side} sentence has {len(tokens)} words (max_words={cfg.max_words})"
+            )
     return ShardRow(
         pair_id=record.pair_id,
         corpus=record.corpus,

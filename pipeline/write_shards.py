@@ -104,7 +104,9 @@ class WriteShards(beam.PTransform):
 
     def expand(self, pcolls):
         rows, dead, inputs = pcolls["rows"], pcolls["dead_letter"], pcolls["input_records"]
-        skipped_counts = pcolls["skipped"] | "CountSkipped" >> beam.Map(lambda _: Counter(skipped_existing=1))
+        skipped_counts = pcolls["skipped"] | "CountSkipped" >> beam.Map(
+            lambda _: Counter(skipped_existing=1)
+        )
         shard_files = (
             rows
             | "Reshuffle" >> beam.Reshuffle()

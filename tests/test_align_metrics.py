@@ -5,6 +5,7 @@ import json
 import os
 
 import pytest
+
 from relbridge.alignment.metrics import (
     alignment_scores,
     format_pharaoh,

@@ -5,6 +5,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+
 from relbridge.alignment.aligner import (
     ALIGNERS,
     AlignConfig,

@@ -2,11 +2,12 @@
 
 import json
 
+from single_thread import one_torch_thread  # noqa: F401 (autouse)
+from test_models import RELX_TEXT
+
 from relbridge.models.benchmark import kbp37_test_ids, relx_benchmark_config, run_relx_benchmark
 from relbridge.models.extractor import ModelConfig, RelationExtractor
 from relbridge.models.trainer import _freeze_lower
-from single_thread import one_torch_thread  # noqa: F401 (autouse)
-from test_models import RELX_TEXT
 
 
 def _toy_dirs(tmp_path):

@@ -20,7 +20,12 @@ from relbridge.data_specs import (
     read_shards,
 )
 from relbridge.data_specs.batching import length_bucketed_batches
-from relbridge.data_specs.formats import BitextRecord, make_text_pair, parse_jsonl_pair, parse_tsv_pair
+from relbridge.data_specs.formats import (
+    BitextRecord,
+    make_text_pair,
+    parse_jsonl_pair,
+    parse_tsv_pair,
+)
 from relbridge.data_specs.relx import parse_relx, strip_markers, words_with_spans
 
 ROW = ShardRow(
@@ -36,8 +41,13 @@ ROW = ShardRow(
     tgt_tokens=("Merkel", "besuchte", "Paris"),
     alignment=((0, 0), (1, 1), (2, 2)),
     src_mentions=(Mention(0, 1, "Q567", "PER", "Merkel"), Mention(2, 3, "Q90", "LOC", "Paris")),
-    tgt_mentions=(ProjectedMention(0, 1, "Q567", "PER", "Merkel", 0, 0.75),),  # float32 column: use an exact binary fraction
-    relations=(RelationInstance(0, 1, "per:visited", None, None, True, False), RelationInstance(1, 0, NA)),
+    tgt_mentions=(
+        ProjectedMention(0, 1, "Q567", "PER", "Merkel", 0, 0.75),
+    ),  # float32 column: use an exact binary fraction
+    relations=(
+        RelationInstance(0, 1, "per:visited", None, None, True, False),
+        RelationInstance(1, 0, NA),
+    ),
 )
 
 
@@ -69,7 +79,10 @@ def test_corpus_parsers_name_file_and_line():
     rec = parse_tsv_pair("7\tHello .\tHallo .\n", "c", "f.tsv", 3)
     assert rec == BitextRecord("c", "f.tsv", 3, "Hello .", "Hallo .", "7")
     assert rec.pair_id == "c:7"
-    assert parse_tsv_pair("a\tb", "c", "f.tsv", 1).pair_id == parse_tsv_pair("a\tb", "c", "g.tsv", 9).pair_id
+    assert (
+        parse_tsv_pair("a\tb", "c", "f.tsv", 1).pair_id
+        == parse_tsv_pair("a\tb", "c", "g.tsv", 9).pair_id
+    )
     with pytest.raises(InputError, match=r"f.tsv:4: expected 2 or 3"):
         parse_tsv_pair("only one column", "c", "f.tsv", 4)
     with pytest.raises(InputError, match=r"f.jsonl:2: invalid JSON"):
@@ -85,13 +98,19 @@ def test_corpus_parsers_name_file_and_line():
 def test_kb_loads_tsv_and_jsonl_and_reports_bad_lines(tmp_path):
     kb_dir = tmp_path / "kb"
     kb_dir.mkdir()
-    (kb_dir / "entities.tsv").write_text("# id type lang alias\nQ1\tPER\ten\tAngela Merkel\nQ1\tPER\ten\tMerkel\nQ2\tLOC\tde\tBerlin\n")
-    (kb_dir / "triples.jsonl").write_text(json.dumps({"subject": "Q1", "relation": "per:city", "object": "Q2"}) + "\n")
+    (kb_dir / "entities.tsv").write_text(
+        "# id type lang alias\nQ1\tPER\ten\tAngela Merkel\nQ1\tPER\ten\tMerkel\nQ2\tLOC\tde\tBerlin\n"
+    )
+    (kb_dir / "triples.jsonl").write_text(
+        json.dumps({"subject": "Q1", "relation": "per:city", "object": "Q2"}) + "\n"
+    )
     kb = load_kb(str(kb_dir))
     assert kb.entities["Q1"].aliases == {"en": ("Angela Merkel", "Merkel")}
     assert kb.aliases("de") == {"Berlin": ["Q2"]}
     assert kb.relation_index() == {("Q1", "Q2"): ("per:city",)}
-    (kb_dir / "triples.jsonl").write_text("\n" + json.dumps({"subject": "Q1", "relation": "r", "object": "Q9"}) + "\n")
+    (kb_dir / "triples.jsonl").write_text(
+        "\n" + json.dumps({"subject": "Q1", "relation": "r", "object": "Q9"}) + "\n"
+    )
     with pytest.raises(InputError, match=r"triples.jsonl:2: .*unknown entity Q9"):
         load_kb(str(kb_dir))
     (kb_dir / "entities.tsv").write_text("Q1\tPER\ten\n")
@@ -112,7 +131,9 @@ per:employee_of(e2,e1)
 def test_relx_markers_are_stripped_and_directions_resolved():
     first, second = list(parse_relx(RELX_TEXT.splitlines(keepends=True), "x.txt"))
     assert first.text == "L'Sacramento Heatwave, basée en Californie."
-    assert first.entity_text("e1") == "Sacramento Heatwave" and first.entity_text("e2") == "Californie"
+    assert (
+        first.entity_text("e1") == "Sacramento Heatwave" and first.entity_text("e2") == "Californie"
+    )
     rel, subj, obj = second.subject_object()
     assert rel == "per:employee_of"
     assert second.text[subj[0] : subj[1]] == "Maire" and second.text[obj[0] : obj[1]] == "Paris"

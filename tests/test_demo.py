@@ -7,7 +7,11 @@ from relbridge.demo.run_demo import DemoConfig, run_demo
 
 
 def test_demo_runs_every_step_and_accounts_for_every_record(tmp_path, tiny_encoder):
-    summary = run_demo(DemoConfig(output=str(tmp_path), model=tiny_encoder, epochs=1, pipeline_args=("--align-layer", "1")))
+    summary = run_demo(
+        DemoConfig(
+            output=str(tmp_path), model=tiny_encoder, epochs=1, pipeline_args=("--align-layer", "1")
+        )
+    )
     records = summary["records"]
     assert records["input_pairs"] == 409  # the train split; the 93 test ids never enter
     assert records["input_pairs"] == records["shard_rows"] + records["dead_letters"]

@@ -4,11 +4,12 @@ import math
 
 import pytest
 import torch
-from relbridge.data_specs import devices
-from relbridge.models import trainer
 from single_thread import one_torch_thread  # noqa: F401 (autouse)
 from test_models import write_toy_shards
 from test_trainer import _cfg
+
+from relbridge.data_specs import devices
+from relbridge.models import trainer
 
 
 @pytest.fixture

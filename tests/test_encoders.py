@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 import pytest
+
 from relbridge.data_specs import encoders
 from relbridge.data_specs.encoders import (
     DEFAULT_MODEL,

@@ -5,6 +5,7 @@ import os
 
 import pytest
 import torch
+
 from relbridge.alignment.aligner import (
     DEFAULT_PRESET,
     AlignConfig,

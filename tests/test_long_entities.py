@@ -2,18 +2,21 @@
 
 import dataclasses
 
+from single_thread import one_torch_thread  # noqa: F401 (autouse)
+
 from relbridge.models.data import PairInstance, RelationData
 from relbridge.models.evaluate import predict_pairs
 from relbridge.models.extractor import ModelConfig, RelationExtractor
 from relbridge.models.trainer import TrainConfig, _build_units
-from single_thread import one_torch_thread  # noqa: F401 (autouse)
 
 LONG = PairInstance("long", "en", ("Paris",) * 60, (0, 30), (30, 60), "r", "NA")
 SHORT = PairInstance("short", "en", ("Merkel", "in", "Berlin"), (0, 1), (2, 3), "r", "NA")
 
 
 def _model(tiny_encoder):
-    return RelationExtractor(ModelConfig(encoder=tiny_encoder, relations=("NA", "r"), max_seq_len=24))
+    return RelationExtractor(
+        ModelConfig(encoder=tiny_encoder, relations=("NA", "r"), max_seq_len=24)
+    )
 
 
 def test_prediction_of_an_unencodable_pair_is_certain_na(tiny_encoder):

@@ -7,6 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from single_thread import one_torch_thread  # noqa: F401 (autouse)
 
 from relbridge.data_specs import SHARD_SCHEMA, Mention, ProjectedMention, RelationInstance, ShardRow
 from relbridge.models.data import (
@@ -19,7 +20,6 @@ from relbridge.models.data import (
 )
 from relbridge.models.evaluate import predict_pairs
 from relbridge.models.extractor import ModelConfig, RelationExtractor
-from single_thread import one_torch_thread  # noqa: F401 (autouse)
 
 # (en tokens, de tokens, subject span, object span (en), same spans (de), label, subject kb, object kb)
 FACTS = [

@@ -20,7 +20,8 @@ ALLOWED = {
 
 
 def imported_modules(path: str) -> set[str]:
-    tree = ast.parse(open(path, encoding="utf-8").read(), path)
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -40,7 +41,12 @@ def test_layers_import_only_downwards(layer):
             path = os.path.join(dirpath, name)
             for module in imported_modules(path):
                 parts = module.split(".")
-                if parts[0] == "relbridge" and len(parts) > 1 and parts[1] != layer and parts[1] not in ALLOWED[layer]:
+                if (
+                    parts[0] == "relbridge"
+                    and len(parts) > 1
+                    and parts[1] != layer
+                    and parts[1] not in ALLOWED[layer]
+                ):
                     offenders.append(f"{path}: {module}")
                 if layer == "models" and parts[0] == "apache_beam":
                     offenders.append(f"{path}: {module}")
@@ -49,7 +55,18 @@ def test_layers_import_only_downwards(layer):
 
 def test_wheel_installs_under_one_import_name(tmp_path):
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), ROOT],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            ROOT,
+        ],
         check=True,
         cwd=tmp_path,
     )
@@ -63,7 +80,10 @@ def test_wheel_installs_under_one_import_name(tmp_path):
     assert "relbridge/demo/data/kb/triples.jsonl" in names
     assert not any(n.startswith("relbridge/tests") for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "relbridge = relbridge.cli.main:main" in zipfile.ZipFile(tmp_path / wheel).read(entry_points).decode()
+    assert (
+        "relbridge = relbridge.cli.main:main"
+        in zipfile.ZipFile(tmp_path / wheel).read(entry_points).decode()
+    )
 
 
 def test_cli_lists_subcommands():
@@ -81,10 +101,15 @@ def test_dataflow_stages_the_package_from_pyproject(tmp_path):
     from apache_beam.runners.portability.stager import Stager
 
     tarball = Stager._build_setup_package(os.path.join(ROOT, "pyproject.toml"), str(tmp_path), None)
-    names = tarfile.open(tarball).getnames()
-    for path in ("pyproject.toml", "data_specs/schema.py", "pipeline/main.py", "demo/data/kb/entities.jsonl"):
+    with tarfile.open(tarball) as tar:
+        names = tar.getnames()
+    for path in (
+        "pyproject.toml",
+        "data_specs/schema.py",
+        "pipeline/main.py",
+        "demo/data/kb/entities.jsonl",
+    ):
         assert any(n.endswith("/" + path) for n in names), path
-
 
 
 def test_log_level_flag_takes_effect_after_beam_is_imported():
@@ -105,7 +130,9 @@ def test_log_level_flag_takes_effect_after_beam_is_imported():
 
 def test_cli_start_up_is_free_of_beams_apitools_notice():
     """Without the gcp extra Beam logs 'apitools not found' on import; the CLI hides that notice only."""
-    code = "import relbridge.cli.main as m; m.build_parser(); import logging; logging.warning('kept')"
+    code = (
+        "import relbridge.cli.main as m; m.build_parser(); import logging; logging.warning('kept')"
+    )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )

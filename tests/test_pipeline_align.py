@@ -6,6 +6,8 @@ import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.utils.shared import Shared
+from test_statistical import toy_corpus
+
 from relbridge.alignment.aligner import AlignConfig, AlignResult, WordAligner
 from relbridge.alignment.statistical import EflomalConfig
 from relbridge.data_specs import ShardRow
@@ -17,7 +19,6 @@ from relbridge.pipeline.align import (
     chunk_of,
 )
 from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG
-from test_statistical import toy_corpus
 
 
 def row(i: int, src: str, tgt: str) -> ShardRow:

@@ -3,16 +3,16 @@
 import glob
 import json
 import os
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from test_pipeline_stages import write_kb
 
 from relbridge.data_specs import SHARD_SCHEMA, read_shards
 from relbridge.pipeline.main import build_pipeline, run
 from relbridge.pipeline.options import add_arguments, config_from_args
 from relbridge.pipeline.write_shards import COMPLETED
-
-from test_pipeline_stages import write_kb
 
 CORPUS = [
     "1\tAngela Merkel was born in Hamburg .\tAngela Merkel wurde in Hamburg geboren .",
@@ -52,11 +52,18 @@ def test_pipeline_end_to_end(tmp_path, tiny_encoder):
     rows = {r.pair_id: r for r in read_shards(str(out / "shards"))}
     first = rows["toy:1"]
     assert [m.kb_id for m in first.src_mentions] == ["Q1", "Q2"]
-    assert [(r.subject, r.object, r.label) for r in first.relations] == [(0, 1, "per:city_of_birth"), (1, 0, "NA")]
+    assert [(r.subject, r.object, r.label) for r in first.relations] == [
+        (0, 1, "per:city_of_birth"),
+        (1, 0, "NA"),
+    ]
     assert first.alignment and all(0 <= s < 7 and 0 <= t < 7 for s, t in first.alignment)
     assert all(m.source_index in (0, 1) for m in first.tgt_mentions)
     assert rows["toy:3"].relations == ()
-    letters = [json.loads(x) for f in glob.glob(str(out / "dead_letter" / "*.jsonl")) for x in open(f)]
+    letters = [
+        json.loads(x)
+        for f in glob.glob(str(out / "dead_letter" / "*.jsonl"))
+        for x in Path(f).read_text().splitlines()
+    ]
     assert sorted(d["line"] for d in letters) == [4, 5]
 
 
@@ -108,7 +115,14 @@ def test_a_run_with_other_settings_does_not_mix_with_an_old_output(tmp_path, tin
 
 
 def test_multi_processing_direct_runner(tmp_path, tiny_encoder):
-    argv = pipeline_argv(tmp_path, tiny_encoder, "--direct_running_mode", "multi_processing", "--direct_num_workers", "2")
+    argv = pipeline_argv(
+        tmp_path,
+        tiny_encoder,
+        "--direct_running_mode",
+        "multi_processing",
+        "--direct_num_workers",
+        "2",
+    )
     stats = run(argv)
     assert stats["rows"] == 3 and stats["balanced"]
 
@@ -124,7 +138,16 @@ def test_dataflow_pipeline_constructs_without_running(tmp_path, tiny_encoder):
     add_arguments(parser)
     args, beam_args = parser.parse_known_args(
         pipeline_argv(tmp_path, tiny_encoder)
-        + ["--runner", "DataflowRunner", "--project", "p", "--region", "europe-west1", "--temp_location", "gs://b/tmp"]
+        + [
+            "--runner",
+            "DataflowRunner",
+            "--project",
+            "p",
+            "--region",
+            "europe-west1",
+            "--temp_location",
+            "gs://b/tmp",
+        ]
     )
     cfg = config_from_args(args)
     options = PipelineOptions(beam_args)
@@ -133,7 +156,14 @@ def test_dataflow_pipeline_constructs_without_running(tmp_path, tiny_encoder):
     build_pipeline(p, cfg)
     proto = p.to_runner_api()  # what a runner receives: the portable pipeline graph
     labels = {t.unique_name for t in proto.components.transforms.values()}
-    assert {"ReadBitext", "Tokenize", "LabelWithKb", "AlignWords", "ProjectLabels", "WriteShards"} <= labels
+    assert {
+        "ReadBitext",
+        "Tokenize",
+        "LabelWithKb",
+        "AlignWords",
+        "ProjectLabels",
+        "WriteShards",
+    } <= labels
 
 
 @pytest.mark.parametrize(

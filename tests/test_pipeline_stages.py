@@ -11,7 +11,13 @@ from relbridge.data_specs import NA, KnowledgeBase, Mention, RelationInstance
 from relbridge.data_specs.formats import BitextRecord, Entity
 from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG
 from relbridge.pipeline.ingest import IngestConfig, ReadBitext, read_records
-from relbridge.pipeline.label import AliasMatcher, LabelConfig, LabelWithKb, label_relations, resolve_mentions
+from relbridge.pipeline.label import (
+    AliasMatcher,
+    LabelConfig,
+    LabelWithKb,
+    label_relations,
+    resolve_mentions,
+)
 from relbridge.pipeline.tokenize import Tokenize, TokenizeConfig, make_tokenizer, tokenize_pair
 
 KB = KnowledgeBase(
@@ -30,11 +36,15 @@ def write_kb(tmp_path):
     kb_dir = tmp_path / "kb"
     kb_dir.mkdir(exist_ok=True)
     with open(kb_dir / "entities.jsonl", "w") as f:
-        for e in KB.entities.values():
-            f.write(json.dumps({"id": e.id, "type": e.type, "aliases": {k: list(v) for k, v in e.aliases.items()}}) + "\n")
+        f.writelines(
+            json.dumps(
+                {"id": e.id, "type": e.type, "aliases": {k: list(v) for k, v in e.aliases.items()}}
+            )
+            + "\n"
+            for e in KB.entities.values()
+        )
     with open(kb_dir / "triples.tsv", "w") as f:
-        for s, r, o in sorted(KB.triples):
-            f.write(f"{s}\t{r}\t{o}\n")
+        f.writelines(f"{s}\t{r}\t{o}\n" for s, r, o in sorted(KB.triples))
     return str(kb_dir)
 
 
@@ -61,9 +71,14 @@ def test_read_bitext_routes_bad_lines_to_dead_letters(tmp_path):
     corpus.write_text('{"src": "Hi", "tgt": "Hallo"}\n{"src": "x"}\n')
     with TestPipeline() as p:
         out = p | ReadBitext(IngestConfig(str(corpus), "en", "de"))
-        assert_that(out.records | beam.Map(lambda r: (r.src, r.tgt, r.line)), equal_to([("Hi", "Hallo", 1)]), label="Good")
         assert_that(
-            out[DEAD_LETTER_TAG] | beam.Map(lambda d: (d["stage"], d["line"], "tgt" in d["reason"])),
+            out.records | beam.Map(lambda r: (r.src, r.tgt, r.line)),
+            equal_to([("Hi", "Hallo", 1)]),
+            label="Good",
+        )
+        assert_that(
+            out[DEAD_LETTER_TAG]
+            | beam.Map(lambda d: (d["stage"], d["line"], "tgt" in d["reason"])),
             equal_to([("ReadBitext", 2, True)]),
             label="Dead",
         )
@@ -74,7 +89,11 @@ def test_read_bitext_routes_bad_lines_to_dead_letters(tmp_path):
     [
         ("en", "Merkel, born in Hamburg.", ["Merkel", ",", "born", "in", "Hamburg", "."]),
         ("de", "Sie  wohnt in Berlin.", ["Sie", "wohnt", "in", "Berlin", "."]),
-        ("zh", "科学家猜想土卫六上存在海洋。", ["科学家", "猜想", "土卫六", "上", "存在", "海洋", "。"]),
+        (
+            "zh",
+            "科学家猜想土卫六上存在海洋。",
+            ["科学家", "猜想", "土卫六", "上", "存在", "海洋", "。"],
+        ),
         ("ja", "東京は日本の首都です。", ["東京", "は", "日本", "の", "首都", "です", "。"]),
     ],
 )
@@ -90,23 +109,28 @@ def test_tokenize_pair_rejects_overlong_sentences():
 
 
 def test_tokenize_transform_outputs_rows_and_dead_letters():
-    records = [BitextRecord("c", "f", 1, "Merkel spoke .", "Merkel sprach ."), BitextRecord("c", "f", 2, "  ", "x")]  # no tokens
+    records = [
+        BitextRecord("c", "f", 1, "Merkel spoke .", "Merkel sprach ."),
+        BitextRecord("c", "f", 2, "  ", "x"),
+    ]  # no tokens
     with TestPipeline() as p:
         out = p | beam.Create(records) | Tokenize(TokenizeConfig("en", "de", max_words=2))
         assert_that(out.rows, equal_to([]), label="NoRows")
-        assert_that(out[DEAD_LETTER_TAG] | beam.Map(lambda d: d["line"]), equal_to([1, 2]), label="Dead")
+        assert_that(
+            out[DEAD_LETTER_TAG] | beam.Map(lambda d: d["line"]), equal_to([1, 2]), label="Dead"
+        )
 
 
 def test_alias_matcher_prefers_longest_match():
     matcher = AliasMatcher(KB, "en")
-    tokens = "Angela Merkel joined the CDU in Paris".split()
+    tokens = ["Angela", "Merkel", "joined", "the", "CDU", "in", "Paris"]
     found = [(c.start, c.end, c.entity_ids) for c in matcher(tokens)]
     assert found == [(0, 2, ("Q1",)), (4, 5, ("Q3",)), (6, 7, ("Q4", "Q5"))]
 
 
 def test_ambiguous_aliases_are_resolved_by_kb_facts_or_dropped():
     matcher = AliasMatcher(KB, "en")
-    tokens = "Merkel left Paris".split()
+    tokens = ["Merkel", "left", "Paris"]
     mentions, ambiguous = resolve_mentions(matcher(tokens), tokens, KB, KB.relation_index(), 20)
     assert [m.kb_id for m in mentions] == ["Q1"]
     assert ambiguous == 1
@@ -125,11 +149,19 @@ def test_label_relations_labels_ordered_pairs_from_the_kb():
 
 def test_label_with_kb_transform(tmp_path):
     kb_dir = write_kb(tmp_path)
-    record = BitextRecord("c", "f", 1, "Merkel was born in Hamburg .", "Merkel wurde in Hamburg geboren .")
+    record = BitextRecord(
+        "c", "f", 1, "Merkel was born in Hamburg .", "Merkel wurde in Hamburg geboren ."
+    )
     row = tokenize_pair(record, str.split, str.split, TokenizeConfig("en", "de"))
     with TestPipeline() as p:
         out = p | beam.Create([row]) | LabelWithKb(LabelConfig(kb_dir, "en"))
         assert_that(
-            out | beam.Map(lambda r: ([m.kb_id for m in r.src_mentions], [(x.subject, x.object, x.label) for x in r.relations])),
+            out
+            | beam.Map(
+                lambda r: (
+                    [m.kb_id for m in r.src_mentions],
+                    [(x.subject, x.object, x.label) for x in r.relations],
+                )
+            ),
             equal_to([(["Q1", "Q2"], [(0, 1, "per:city_of_birth"), (1, 0, NA)])]),
         )

@@ -3,6 +3,7 @@
 import dataclasses
 
 import pytest
+
 from relbridge.alignment.projection import (
     FunctionWords,
     ProjectConfig,

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from relbridge.alignment.projection import ProjectConfig
 from relbridge.alignment.projection_eval import (
     GoldPair,
@@ -201,7 +202,9 @@ def test_align_pairs_aligns_the_whole_set_like_the_pipeline(tiny_encoder):
     cfg = AlignConfig(model=tiny_encoder, layer=1, statistical="union")
     links, by_method = align_pairs(pairs, WordAligner(cfg), methods=["eflomal"])
     assert len(links) == len(by_method["eflomal"]) == len(pairs) > 0
-    assert all(set(map(tuple, e)) <= set(map(tuple, a)) for a, e in zip(links, by_method["eflomal"]))
+    assert all(
+        set(map(tuple, e)) <= set(map(tuple, a)) for a, e in zip(links, by_method["eflomal"])
+    )
     assert any(by_method["eflomal"])
 
 

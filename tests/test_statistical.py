@@ -1,6 +1,7 @@
 """Link combination rules and the eflomal wrapper."""
 
 import pytest
+
 from relbridge.alignment.statistical import EflomalConfig, eflomal_align, read_extra_corpus
 from relbridge.alignment.symmetrize import combine, fill, grow_diag_final, intersection, union
 

@@ -5,13 +5,13 @@ import json
 
 import pytest
 import torch
+from single_thread import one_torch_thread  # noqa: F401 (autouse)
+from test_models import RELX_TEXT, write_toy_shards
 
 from relbridge.models.evaluate import evaluate
 from relbridge.models.extract import extract
 from relbridge.models.extractor import RelationExtractor
 from relbridge.models.trainer import TrainConfig, _config_diff, train
-from single_thread import one_torch_thread  # noqa: F401 (autouse)
-from test_models import RELX_TEXT, write_toy_shards
 
 
 def _cfg(tiny_encoder, shards, output, **kw) -> TrainConfig:
@@ -192,10 +192,11 @@ def test_cli_train_evaluate_extract(tiny_encoder, tmp_path, capsys):
 
 def test_lora_trains_adapters_only_and_saves_merged_weights(tiny_encoder, tmp_path):
     pytest.importorskip("peft", reason="LoRA needs the peft extra")
+    from test_models import _toy_pairs
+
     from relbridge.models.evaluate import predict_pairs
     from relbridge.models.extractor import ModelConfig
     from relbridge.models.trainer import _apply_lora
-    from test_models import _toy_pairs
 
     torch.manual_seed(0)
     cfg = ModelConfig(encoder=tiny_encoder, relations=("NA", "org:founded_in", "per:born_in"))

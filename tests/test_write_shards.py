@@ -3,6 +3,7 @@
 import glob
 import json
 import os
+from pathlib import Path
 
 import apache_beam as beam
 import pyarrow.parquet as pq
@@ -51,15 +52,36 @@ def test_shards_round_trip_and_stats_add_up(tmp_path):
     for name in shard_files:
         assert pq.read_schema(name).equals(SHARD_SCHEMA, check_metadata=False)
     stats = json.loads((tmp_path / STATS).read_text())
-    assert (stats["input_records"], stats["rows"], stats["dead_letters"], stats["skipped_existing"]) == (7, 5, 1, 1)
+    assert (
+        stats["input_records"],
+        stats["rows"],
+        stats["dead_letters"],
+        stats["skipped_existing"],
+    ) == (7, 5, 1, 1)
     assert stats["balanced"] is True
     assert stats["counts"]["label:likes"] == 5 and stats["counts"]["na_instances"] == 5
     assert os.path.exists(tmp_path / COMPLETED)
-    letters = [json.loads(x) for f in glob.glob(str(tmp_path / "dead_letter" / "*.jsonl")) for x in open(f)]
-    assert letters == [{"stage": "Tokenize", "reason": "empty", "source_file": "toy.tsv", "line": 9, "record": {"src": ""}}]
+    letters = [
+        json.loads(x)
+        for f in glob.glob(str(tmp_path / "dead_letter" / "*.jsonl"))
+        for x in Path(f).read_text().splitlines()
+    ]
+    assert letters == [
+        {
+            "stage": "Tokenize",
+            "reason": "empty",
+            "source_file": "toy.tsv",
+            "line": 9,
+            "record": {"src": ""},
+        }
+    ]
 
     with TestPipeline() as p:
-        back = p | ReadFromParquet(str(tmp_path / "shards" / "*.parquet")) | beam.Map(ShardRow.from_row)
+        back = (
+            p
+            | ReadFromParquet(str(tmp_path / "shards" / "*.parquet"))
+            | beam.Map(ShardRow.from_row)
+        )
         assert_that(back, equal_to(rows))
 
 

@@ -9,11 +9,44 @@ from __future__ import annotations
 
 import string
 
-WORDS = (
-    "the of and in is was born at for to a founded city company president "
-    "Berlin Paris Germany France Siemens Merkel Angela Macron Emmanuel Munich "
-    "der die das und in ist wurde geboren Stadt Firma von"
-).split()
+WORDS = [
+    "the",
+    "of",
+    "and",
+    "in",
+    "is",
+    "was",
+    "born",
+    "at",
+    "for",
+    "to",
+    "a",
+    "founded",
+    "city",
+    "company",
+    "president",
+    "Berlin",
+    "Paris",
+    "Germany",
+    "France",
+    "Siemens",
+    "Merkel",
+    "Angela",
+    "Macron",
+    "Emmanuel",
+    "Munich",
+    "der",
+    "die",
+    "das",
+    "und",
+    "in",
+    "ist",
+    "wurde",
+    "geboren",
+    "Stadt",
+    "Firma",
+    "von",
+]
 
 
 def tiny_vocab() -> list[str]:
