@@ -2,14 +2,17 @@
 
 Each language gets a blank spaCy pipeline (rule-based tokenizer only, nothing
 to download): jieba segments Chinese and SudachiPy Japanese. Whitespace tokens
-are dropped, so every token is a word the aligner can embed. Pairs with an
-empty or over-long side go to the dead-letter output.
+are dropped, so every token is a word the aligner can embed. In languages that
+write a name's case suffix after an apostrophe (Turkish ``Ankara'da``), the
+suffix becomes its own token, so the name matches its KB alias and projects on
+its own. Pairs with an empty or over-long side go to the dead-letter output.
 
     rows, dead = records | Tokenize(TokenizeConfig(src_lang="en", tgt_lang="de"))
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,6 +26,12 @@ SEGMENTER_CONFIG = {
     "zh": {"nlp": {"tokenizer": {"segmenter": "jieba"}}},
 }
 """spaCy settings per language where the blank default would be poor."""
+
+APOSTROPHE_SUFFIX_LANGS = frozenset({"tr"})
+"""Languages whose orthography puts a proper noun's inflection after an
+apostrophe (``Obama'nın``, ``ABD'nin``, ``2019'da``); spaCy keeps such words whole."""
+
+_APOSTROPHE_SUFFIX = re.compile(r"^(.*\w)(['’][^\W\d_]+)$")
 
 
 @dataclass(frozen=True)
@@ -51,11 +60,27 @@ def make_tokenizer(lang: str) -> Callable[[str], list[str]]:
     import spacy
 
     nlp = spacy.blank(lang, config=SEGMENTER_CONFIG.get(lang, {}))
+    split_suffix = lang in APOSTROPHE_SUFFIX_LANGS
 
     def tokenize(text: str) -> list[str]:
-        return [t.text for t in nlp.make_doc(text) if not t.is_space]
+        words = [t.text for t in nlp.make_doc(text) if not t.is_space]
+        return (
+            [w for word in words for w in split_apostrophe_suffix(word)] if split_suffix else words
+        )
 
     return tokenize
+
+
+def split_apostrophe_suffix(word: str) -> list[str]:
+    """``Ankara'da`` -> ``["Ankara", "'da"]``; words without such a suffix stay whole.
+
+    Only a lowercase suffix is split off, so names with an inner apostrophe
+    (``O'Brien``, ``D'Alema``) are kept.
+    """
+    match = _APOSTROPHE_SUFFIX.match(word)
+    if match is None or not match.group(2)[1:].islower():
+        return [word]
+    return [match.group(1), match.group(2)]
 
 
 def tokenize_pair(

@@ -95,6 +95,12 @@ def test_read_bitext_routes_bad_lines_to_dead_letters(tmp_path):
             ["科学家", "猜想", "土卫六", "上", "存在", "海洋", "。"],
         ),
         ("ja", "東京は日本の首都です。", ["東京", "は", "日本", "の", "首都", "です", "。"]),
+        (
+            "tr",
+            "Obama'nın O'Brien ile ABD’de 2019'da görüşmesi",
+            ["Obama", "'nın", "O'Brien", "ile", "ABD", "’de", "2019", "'da", "görüşmesi"],
+        ),
+        ("en", "Obama's O'Brien", ["Obama", "'s", "O'Brien"]),
     ],
 )
 def test_tokenizers_per_language(lang, text, expected):
@@ -126,6 +132,19 @@ def test_alias_matcher_prefers_longest_match():
     tokens = ["Angela", "Merkel", "joined", "the", "CDU", "in", "Paris"]
     found = [(c.start, c.end, c.entity_ids) for c in matcher(tokens)]
     assert found == [(0, 2, ("Q1",)), (4, 5, ("Q3",)), (6, 7, ("Q4", "Q5"))]
+
+
+def test_turkish_names_with_case_suffixes_match_their_aliases():
+    kb = KnowledgeBase(
+        entities={
+            "Q2": Entity("Q2", "LOC", {"tr": ("Ankara",)}),
+            "Q3": Entity("Q3", "ORG", {"tr": ("ABD",)}),
+        },
+        triples=frozenset(),
+    )
+    tokens = make_tokenizer("tr")("ABD'nin elçisi Ankara'da")
+    found = [(c.start, c.end, c.entity_ids) for c in AliasMatcher(kb, "tr")(tokens)]
+    assert found == [(0, 1, ("Q3",)), (3, 4, ("Q2",))]
 
 
 def test_ambiguous_aliases_are_resolved_by_kb_facts_or_dropped():
