@@ -51,7 +51,10 @@ pairs. A source span is projected in six steps, each a rule that
    Aligners readily link articles and prepositions to the name next to them;
    a name that starts with one in the source (``the Netherlands``) keeps it,
    and capitalised words (``Estados Unidos``, ``Zweiten Weltkrieg``) and
-   words copied from the name (``von Wogau``) always stay.
+   words copied from the name (``von Wogau``) always stay. So does a word
+   that is the only link of one of the name's content words (``Decision`` ->
+   ``acuerdo``): stop lists hold some content words (Spanish ``acuerdo``,
+   ``estados``; Italian ``governo``, ``consiglio``).
 
 A name that projects onto one lowercase word that is not a copy of it (``Belgium`` ->
 ``belgischen``, ``Community`` -> ``comunitarias``) has changed word class: the
@@ -339,7 +342,11 @@ class FunctionWords:
 
 
 def trim_function_words(
-    span: Span, tgt_tokens: Sequence[str], src_words: Sequence[str], words: FunctionWords
+    span: Span,
+    tgt_tokens: Sequence[str],
+    src_words: Sequence[str],
+    words: FunctionWords,
+    keep: Iterable[int] = (),
 ) -> Span:
     """Cuts target function words off the span's edges where the source name has none.
 
@@ -347,7 +354,8 @@ def trim_function_words(
     word (stop lists hold ``sechs``, ``cinco``) and not one of the name's own
     words, and when the name's edge word on the same side is neither a
     function word nor a number (``sixth periodic report`` keeps
-    ``sechsten``). At least one word is always kept.
+    ``sechsten``). Indices in ``keep`` (see `sole_translations`) are never
+    cut, and at least one word is always kept.
 
     >>> fw = FunctionWords(frozenset({"the"}), frozenset({"in", "der"}))
     >>> trim_function_words((0, 4), ["in", "der", "Bundesrepublik", "Deutschland"],
@@ -368,12 +376,37 @@ def trim_function_words(
             and not words.src_number(src_edge)
         )
 
+    keep = set(keep)
     start, end = span
-    while end - start > 1 and cut(tgt_tokens[start], src_words[0]):
+    while end - start > 1 and start not in keep and cut(tgt_tokens[start], src_words[0]):
         start += 1
-    while end - start > 1 and cut(tgt_tokens[end - 1], src_words[-1]):
+    while end - start > 1 and end - 1 not in keep and cut(tgt_tokens[end - 1], src_words[-1]):
         end -= 1
     return start, end
+
+
+def sole_translations(
+    src_span: Span, tgt_span: Span, links: Iterable[Link], src_tokens: Sequence[str], src_function
+) -> set[int]:
+    """Target words in ``tgt_span`` that are the only link of a source content word of the name.
+
+    Such a word translates part of the name (``Government`` -> ``governo``,
+    ``Agreement`` -> ``acuerdo``) even when a stop list calls it a function word.
+    """
+    targets: dict[int, set[int]] = {}
+    for s, t in links:
+        if src_span[0] <= s < src_span[1] and tgt_span[0] <= t < tgt_span[1]:
+            targets.setdefault(s, set()).add(t)
+    return {
+        next(iter(ts))
+        for s, ts in targets.items()
+        if len(ts) == 1 and _content_word(src_tokens[s], src_function)
+    }
+
+
+def _content_word(word: str, function_words: frozenset[str]) -> bool:
+    """A word of two or more letters that is not a function word (``'s`` splits into ``s``)."""
+    return sum(c.isalpha() for c in word) > 1 and word.casefold() not in function_words
 
 
 def verbatim_occurrences(
@@ -754,7 +787,8 @@ def project_span(
             return None
     cut = 0
     if cfg.trim_function_words:
-        trimmed = trim_function_words(found, tgt_tokens, src_words, function)
+        keep = sole_translations(span, found, links, src_tokens, function.src)
+        trimmed = trim_function_words(found, tgt_tokens, src_words, function, keep)
         cut = (found[1] - found[0]) - (trimmed[1] - trimmed[0])
         if cut and cfg.trim_punctuation:  # a cut word may bare a comma
             trimmed = trim_span(trimmed, tgt_tokens, src_words) or trimmed

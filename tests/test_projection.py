@@ -15,6 +15,7 @@ from relbridge.alignment.projection import (
     project_pair,
     project_relations,
     project_span,
+    sole_translations,
     trim_function_words,
     trim_span,
     verbatim_occurrences,
@@ -358,7 +359,15 @@ EN_ES = FunctionWords.for_pair("en", "es")
 def test_function_words_linked_to_a_name_are_trimmed_from_its_projection():
     src = ["he", "lives", "in", "the", "Federal", "Republic", "of", "Germany"]
     tgt = ["er", "lebt", "in", "der", "Bundesrepublik", "Deutschland"]
-    links = [(0, 0), (1, 1), (4, 2), (5, 3), (5, 4), (7, 5)]  # 'in der' linked into the name
+    links = [
+        (0, 0),
+        (1, 1),
+        (4, 2),
+        (4, 4),
+        (5, 3),
+        (5, 4),
+        (7, 5),
+    ]  # 'in der' linked into the name
     assert span_of(project_span((4, 8), links, src, tgt, NO_VERBATIM)) == (2, 6)  # no languages
     got = project_span((4, 8), links, src, tgt, NO_VERBATIM, function=EN_DE)
     assert span_of(got) == (4, 6)
@@ -392,6 +401,23 @@ def test_function_word_trimming_keeps_what_belongs_to_the_name():
     assert trimmed(["cinco", "Estrellas"], ["Fivestar", "Hotels"], EN_ES) == whole
     # at least one word is left
     assert trimmed(["der"], ["Committee"]) == (0, 1)
+
+
+def test_a_stop_listed_word_that_alone_translates_a_name_word_stays():
+    # spaCy's Spanish list holds 'acuerdo' and 'estados'; here each is the only
+    # target word linked to a source content word of the name, so it translates it
+    src = ["the", "Council", "Decision", "of", "June"]
+    tgt = ["el", "acuerdo", "del", "Consejo", "de", "junio"]
+    links = [(0, 0), (1, 3), (2, 1), (3, 4), (4, 5)]
+    assert "acuerdo" in EN_ES.tgt
+    assert sole_translations((1, 5), (1, 6), links, src, EN_ES.src) == {1, 3, 5}
+    got = project_span((1, 5), links, src, tgt, NO_VERBATIM, function=EN_ES)
+    assert span_of(got) == (1, 6)
+    # an article linked to a name word that has another link is still cut ('der' + 'Rat')
+    assert sole_translations((0, 1), (0, 2), [(0, 0), (0, 1)], ["Council"], EN_DE.src) == set()
+    # a function word or a split-off "s" (from "'s") protects nothing
+    src = ["Wogau", "'", "s", "report"]
+    assert sole_translations((0, 4), (0, 3), [(2, 0), (3, 1), (0, 2)], src, EN_DE.src) == {1, 2}
 
 
 def test_unknown_language_switches_the_rule_off(caplog):
