@@ -27,7 +27,9 @@ pairs. A source span is projected in six steps, each a rule that
    so the precise links decide everything else.
 4. **Best contiguous span** (``span_search``): candidate spans start and end
    on a target word linked into the source span, and cross at most
-   ``max_gap`` words without such a link. With ``span_objective="f1"`` the
+   ``max_gap`` words without such a link, nor a bracket unless the source
+   name holds one (``Marine italienne ) au chantier naval`` for ``Italian
+   Navy``). With ``span_objective="f1"`` the
    candidate with the best harmonic mean of *source coverage* (share of the
    source span's words linked into it) and *target purity* (mean over its
    words of ``in/(in+out)`` for words linked into the source span (``in``)
@@ -556,6 +558,13 @@ def spelling_anchors(
     return out
 
 
+_BRACKETS = frozenset("()[]{}（）［］｛｝【】〔〕")
+
+
+def _is_bracket(word: str) -> bool:
+    return word in _BRACKETS
+
+
 def best_f1_span(
     span: Span,
     links: Iterable[Link],
@@ -568,7 +577,7 @@ def best_f1_span(
 
     Candidates start and end on a (non-punctuation) target word linked into ``span`` and cross
     no run of more than ``cfg.max_gap`` words without such a link, nor a
-    blocked word. Coverage is the share of the source span's (non-punctuation)
+    blocked word, nor a bracket when the source name has none. Coverage is the share of the source span's (non-punctuation)
     words with a link into the candidate; purity is the mean over its
     (non-punctuation) words of ``in/(in+out)`` (linked into / outside the
     source span), ``cfg.unlinked_credit`` (unlinked) or 0 (linked only
@@ -600,6 +609,10 @@ def best_f1_span(
             value = 0.0 if outside[t] else cfg.unlinked_credit
         purity_sum.append(purity_sum[-1] + value * counted)
         words.append(words[-1] + counted)
+    # brackets delimit what they enclose: a name without one never spans one
+    if not any(_is_bracket(w) for w in src_tokens[span[0] : span[1]]):
+        walls = [_is_bracket(w) for w in tgt_tokens]
+        blocked = [b or w for b, w in zip(blocked or [False] * n, walls)]
     positions = [t for t in range(n) if inside[t] and not (blocked and blocked[t])]
     # a span never starts or ends on punctuation (trimming would cut it) unless only punctuation is linked
     positions = [t for t in positions if not is_punctuation(tgt_tokens[t])] or positions

@@ -375,6 +375,18 @@ def test_function_words_linked_to_a_name_are_trimmed_from_its_projection():
     assert span_of(project_span((4, 8), links, src, tgt, off, function=EN_DE)) == (2, 6)
 
 
+def test_a_projection_never_crosses_a_bracket_the_source_name_lacks():
+    src = ["the", "Marina", "Militare", "(", "Italian", "Navy", ")", "at", "the", "shipyard"]
+    tgt = ["la", "Marina", "Militare", "(", "Marine", "italienne", ")", "au", "chantier", "naval"]
+    links = [(1, 1), (2, 2), (4, 5), (5, 9), (9, 8)]  # 'Navy' misaligned to 'naval'
+    assert best_f1_span((4, 6), links, src, tgt, NO_VERBATIM) == (5, 6)
+    # a name that holds a bracket may span one
+    src = ["Partido", "Popular", "(", "PP", ")"]
+    links = [(0, 0), (1, 1), (3, 3), (4, 4)]
+    tgt = ["Partido", "Popular", "(", "PP", ")"]
+    assert best_f1_span((0, 4), links, src, tgt, NO_VERBATIM) == (0, 4)
+
+
 def trimmed(tgt, src, words=EN_DE):
     """The span rule 6 leaves of the whole of ``tgt``, projected from name ``src``."""
     return trim_function_words((0, len(tgt)), tgt, src, words)
