@@ -15,6 +15,9 @@ pairs. A source span is projected in six steps, each a rule that
 1. **Verbatim span** (``verbatim_spans``): a name or number whose words occur
    unchanged (case-folded, tokenisation-insensitive) in the target is taken as
    is; with several occurrences, the one closest to the span's links wins.
+   When the target has fewer copies than the source and none of the span's
+   links reaches the chosen copy, this occurrence was translated (``Times of
+   India`` -> ``Times de l'Inde`` beside ``India Today``) and the links decide.
 2. **Verbatim anchors** (``verbatim_anchors``): otherwise, each name-like
    source word found verbatim in the target adds an anchor link, so a
    mis-aligned name word still pulls the span to the right place.
@@ -496,8 +499,24 @@ def anchor_links(
         chosen = choose_occurrence(
             same.index(s), len(same), hits, centre, (s + 0.5) / len(src_tokens), len(tgt_tokens)
         )
-        out.add((s, chosen[0]))
+        if not translated_here(chosen, len(hits), len(same), (s, s + 1), links):
+            out.add((s, chosen[0]))
     return out
+
+
+def translated_here(
+    chosen: Span, n_copies: int, n_occurrences: int, span: Span, links: Iterable[Link]
+) -> bool:
+    """Whether this occurrence of a repeated name was translated, not copied.
+
+    True when the target has fewer copies than the source has occurrences and
+    the span has links, none of them into the chosen copy: the links then
+    decide (``Times of India`` -> ``Times de l'Inde`` beside ``India Today``).
+    """
+    if n_copies >= n_occurrences:
+        return False
+    linked = [t for s, t in links if span[0] <= s < span[1]]
+    return bool(linked) and not any(chosen[0] <= t < chosen[1] for t in linked)
 
 
 def fallback_links(span: Span, links: Iterable[Link], extra_links: Iterable[Link]) -> set[Link]:
@@ -575,10 +594,11 @@ def best_f1_span(
 ) -> Span | None:
     """The candidate target span with the best source coverage / target purity F1.
 
-    Candidates start and end on a (non-punctuation) target word linked into ``span`` and cross
-    no run of more than ``cfg.max_gap`` words without such a link, nor a
-    blocked word, nor a bracket when the source name has none. Coverage is the share of the source span's (non-punctuation)
-    words with a link into the candidate; purity is the mean over its
+    Candidates start and end on a (non-punctuation) target word linked into
+    ``span`` and cross no run of more than ``cfg.max_gap`` words without such
+    a link, nor a blocked word, nor a bracket when the source name has none.
+    Coverage is the share of the source span's (non-punctuation) words with a
+    link into the candidate; purity is the mean over its
     (non-punctuation) words of ``in/(in+out)`` (linked into / outside the
     source span), ``cfg.unlinked_credit`` (unlinked) or 0 (linked only
     outside). Ties go to the span with more target words linked into
@@ -766,9 +786,10 @@ def project_span(
             start, end = choose_occurrence(
                 rank, len(same), hits, _centre(span, links), mid, len(tgt_tokens)
             )
-            if cfg.trim_punctuation:  # carries the name's own edge punctuation
-                start, end = trim_span((start, end), tgt_tokens, src_words) or (start, end)
-            return ProjectedSpan(start, end, 1.0, "verbatim")
+            if not translated_here((start, end), len(hits), len(same), span, links):
+                if cfg.trim_punctuation:  # carries the name's own edge punctuation
+                    start, end = trim_span((start, end), tgt_tokens, src_words) or (start, end)
+                return ProjectedSpan(start, end, 1.0, "verbatim")
     if cfg.verbatim_anchors:
         anchors = anchor_links(span, links, src_tokens, tgt_tokens)
         anchored = {s for s, _ in anchors}

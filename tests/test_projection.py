@@ -194,6 +194,18 @@ def test_repeated_name_takes_the_occurrence_of_the_same_rank():
     assert span_of(got) == (6, 7)
 
 
+def test_a_name_translated_in_one_of_its_occurrences_follows_its_links():
+    # 'India' twice in the source, once translated ('Inde') in the target
+    src = ["Times", "of", "India", "and", "India", "Today"]
+    tgt = ["Times", "de", "l'", "Inde", "et", "India", "Today"]
+    links = [(0, 0), (1, 1), (2, 3), (3, 4), (4, 5), (5, 6)]
+    got = project_span((2, 3), links, src, tgt)
+    assert span_of(got) == (3, 4) and got.rule != "verbatim"
+    assert span_of(project_span((4, 5), links, src, tgt)) == (5, 6)  # the copy keeps its copy
+    # as many copies as in the source: rank agreement, whatever the links say
+    assert project_span((2, 3), links, src, tgt[:3] + ["India"] + tgt[4:]).rule == "verbatim"
+
+
 def test_verbatim_ignores_tokenisation_and_case_but_not_common_words():
     assert verbatim_occurrences(["Al-Qaida"], ["die", "Al", "-", "Qaida"], 10) == [(1, 4)]
     assert verbatim_occurrences(["1999"], ["im", "Jahr", "1999", "."], 10) == [(2, 3)]
