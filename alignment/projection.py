@@ -58,8 +58,10 @@ pairs. A source span is projected in six steps, each a rule that
    and capitalised words (``Estados Unidos``, ``Zweiten Weltkrieg``) and
    words copied from the name (``von Wogau``) always stay. So does a word
    that is the only link of one of the name's content words (``Decision`` ->
-   ``acuerdo``): stop lists hold some content words (Spanish ``acuerdo``,
-   ``estados``; Italian ``governo``, ``consiglio``).
+   ``acuerdo``), since stop lists hold some content words (Spanish
+   ``acuerdo``, ``estados``; Italian ``governo``, ``consiglio``), unless it
+   stands next to a capitalised word of the span, where it acts as an
+   article or determiner (``nuestros Estados``, ``dicho Código``).
 
 A name that projects onto one lowercase word that is not a copy of it (``Belgium`` ->
 ``belgischen``, ``Community`` -> ``comunitarias``) has changed word class: the
@@ -359,8 +361,9 @@ def trim_function_words(
     word (stop lists hold ``sechs``, ``cinco``) and not one of the name's own
     words, and when the name's edge word on the same side is neither a
     function word nor a number (``sixth periodic report`` keeps
-    ``sechsten``). Indices in ``keep`` (see `sole_translations`) are never
-    cut, and at least one word is always kept.
+    ``sechsten``). Indices in ``keep`` (see `sole_translations`) are not cut
+    unless the next word inwards is capitalised, and at least one word is
+    always kept.
 
     >>> fw = FunctionWords(frozenset({"the"}), frozenset({"in", "der"}))
     >>> trim_function_words((0, 4), ["in", "der", "Bundesrepublik", "Deutschland"],
@@ -382,10 +385,16 @@ def trim_function_words(
         )
 
     keep = set(keep)
+
+    def kept(edge: int, inner: int) -> bool:  # beside a capitalised word it acts as an article
+        return edge in keep and not tgt_tokens[inner][:1].isupper()
+
     start, end = span
-    while end - start > 1 and start not in keep and cut(tgt_tokens[start], src_words[0]):
+    while end - start > 1 and not kept(start, start + 1) and cut(tgt_tokens[start], src_words[0]):
         start += 1
-    while end - start > 1 and end - 1 not in keep and cut(tgt_tokens[end - 1], src_words[-1]):
+    while (
+        end - start > 1 and not kept(end - 1, end - 2) and cut(tgt_tokens[end - 1], src_words[-1])
+    ):
         end -= 1
     return start, end
 

@@ -437,6 +437,13 @@ def test_a_stop_listed_word_that_alone_translates_a_name_word_stays():
     assert sole_translations((1, 5), (1, 6), links, src, EN_ES.src) == {1, 3, 5}
     got = project_span((1, 5), links, src, tgt, NO_VERBATIM, function=EN_ES)
     assert span_of(got) == (1, 6)
+    # ... but beside a capitalised word it acts as an article: 'Member' wrongly
+    # linked to 'nuestros' alone does not keep it in front of 'Estados'
+    src, tgt = ["Member", "States"], ["nuestros", "Estados"]
+    assert sole_translations((0, 2), (0, 2), [(0, 0), (1, 1)], src, EN_ES.src) == {0, 1}
+    assert span_of(
+        project_span((0, 2), [(0, 0), (1, 1)], src, tgt, NO_VERBATIM, function=EN_ES)
+    ) == (1, 2)
     # an article linked to a name word that has another link is still cut ('der' + 'Rat')
     assert sole_translations((0, 1), (0, 2), [(0, 0), (0, 1)], ["Council"], EN_DE.src) == set()
     # a function word or a split-off "s" (from "'s") protects nothing
