@@ -400,7 +400,11 @@ def trim_function_words(
 
 
 def sole_translations(
-    src_span: Span, tgt_span: Span, links: Iterable[Link], src_tokens: Sequence[str], src_function
+    src_span: Span,
+    tgt_span: Span,
+    links: Iterable[Link],
+    src_tokens: Sequence[str],
+    src_function: frozenset[str],
 ) -> set[int]:
     """Target words in ``tgt_span`` that are the only link of a source content word of the name.
 
