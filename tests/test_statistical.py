@@ -1,5 +1,7 @@
 """Link combination rules and the eflomal wrapper."""
 
+import itertools
+
 import pytest
 
 from relbridge.alignment.statistical import EflomalConfig, eflomal_align, read_extra_corpus
@@ -10,7 +12,13 @@ REV = [(0, 0), (1, 1), (1, 2), (3, 3)]
 
 
 def toy_corpus(n: int = 100) -> list[tuple[list[str], list[str]]]:
-    """Pairs whose two nouns swap places in the target: only a lexicon can tell."""
+    """Pairs whose two nouns swap places in the target: only a lexicon can tell.
+
+    The pairs cycle through every ordered pair of five nouns, so each noun
+    meets its translation in 8 of every 20 pairs and any other noun in 2.
+    (An earlier corpus cycled through only 4 noun pairs; that lexicon was so
+    weakly determined that an unseeded eflomal run sometimes learnt it wrong.)
+    """
     words = [
         ("house", "Haus"),
         ("cat", "Katze"),
@@ -18,11 +26,11 @@ def toy_corpus(n: int = 100) -> list[tuple[list[str], list[str]]]:
         ("tree", "Baum"),
         ("car", "Auto"),
     ]
+    combos = list(itertools.permutations(words, 2))
     pairs = []
     for k in range(n):
-        (s1, t1), (s2, t2) = words[k % 5], words[(k * 3 + 1) % 5]
-        if s1 != s2:
-            pairs.append((["the", s1, "and", "the", s2], ["das", t2, "und", "das", t1]))
+        (s1, t1), (s2, t2) = combos[k % len(combos)]
+        pairs.append((["the", s1, "and", "the", s2], ["das", t2, "und", "das", t1]))
     return pairs
 
 
@@ -52,8 +60,7 @@ def test_eflomal_learns_a_toy_lexicon():
     assert len(links) == len(pairs)
     crossed = sum((1, 4) in l and (4, 1) in l for l in links)
     # Position alone links (1, 1) and (4, 4): crossing needs the lexicon. eflomal
-    # samples without a seed, and a rare run mislearns part of it (once in CI: 60
-    # of 80, against 80 of 80 in 40 local runs), so the bar is 70%, not all.
+    # samples without a seed, so the bar is 70%, not all.
     assert crossed >= 0.7 * len(pairs)
 
 
