@@ -89,6 +89,28 @@ def read_pharaoh(path: str, one_based: bool = False) -> list[GoldAlignment]:
     return out
 
 
+def check_gold_fits(
+    gold: Sequence[GoldAlignment],
+    pairs: Sequence[tuple[Sequence[str], Sequence[str]]],
+    path: str,
+    one_based: bool = False,
+) -> None:
+    """Raises when a gold link points past its pair's words, naming ``path:line``.
+
+    Scoring such a link would silently lower recall. The usual cause is 1-based
+    gold read as 0-based, so the message names the flag.
+    """
+    shift = 1 if one_based else 0
+    for n, (links, (src, tgt)) in enumerate(zip(gold, pairs), 1):
+        for i, j in sorted(links.possible):
+            if i >= len(src) or j >= len(tgt):
+                raise ValueError(
+                    f"{path}:{n}: link {i + shift}-{j + shift} is outside the pair's "
+                    f"{len(src)} x {len(tgt)} words (read as {shift}-based: is "
+                    f"--gold-one-based right?)"
+                )
+
+
 def format_pharaoh(links: Iterable[Link]) -> str:
     """``[(0, 1), (2, 2)]`` -> ``"0-1 2-2"`` (0-based)."""
     return " ".join(f"{i}-{j}" for i, j in sorted(links))

@@ -109,7 +109,12 @@ def main(argv=None) -> dict:
     import torch
 
     from relbridge.alignment.aligner import AlignConfig, WordAligner
-    from relbridge.alignment.metrics import alignment_scores, read_pairs, read_pharaoh
+    from relbridge.alignment.metrics import (
+        alignment_scores,
+        check_gold_fits,
+        read_pairs,
+        read_pharaoh,
+    )
     from relbridge.data_specs.devices import cpu_has_native_bf16
 
     torch.set_num_threads(args.threads)
@@ -145,9 +150,9 @@ def main(argv=None) -> dict:
     )
     for name in args.sets.split(","):
         pairs = read_pairs(os.path.join(args.data, name, f"{name}.src-tgt"), limit=args.limit)
-        gold = read_pharaoh(os.path.join(args.data, name, f"{name}.gold"), one_based=True)[
-            : len(pairs)
-        ]
+        gold_path = os.path.join(args.data, name, f"{name}.gold")
+        gold = read_pharaoh(gold_path, one_based=True)[: len(pairs)]
+        check_gold_fits(gold, pairs, gold_path, one_based=True)
         for method in args.methods.split(","):
             methods = METHOD_SETS[method]
             new_links, new_s, stock_links, stock_s = run_both(

@@ -159,6 +159,7 @@ def _eval_align(args: argparse.Namespace) -> int:
     from relbridge.alignment.aligner import WordAligner
     from relbridge.alignment.metrics import (
         alignment_scores,
+        check_gold_fits,
         format_pharaoh,
         read_pairs,
         read_pharaoh,
@@ -169,6 +170,7 @@ def _eval_align(args: argparse.Namespace) -> int:
     gold = read_pharaoh(args.gold, one_based=args.gold_one_based)[: len(pairs)]
     if len(gold) != len(pairs):
         raise SystemExit(f"{args.gold} has {len(gold)} lines for {len(pairs)} pairs")
+    check_gold_fits(gold, pairs, args.gold, args.gold_one_based)
     aligner = WordAligner(cfg)
     start = time.perf_counter()
     results = aligner.align_corpus(pairs)

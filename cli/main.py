@@ -6,6 +6,8 @@ arguments and returns an exit code. A subcommand that forwards unknown flags
 (to Beam's PipelineOptions) sets ``accepts_extra_args=True`` and finds them in
 ``args.extra_args``. Modules
 import heavy libraries inside their handlers, so ``relbridge --help`` is quick.
+Bad input (``ValueError``, whose messages name the file and line) and missing
+files (``OSError``) end in one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import argparse
 import importlib
 import logging
 import sys
+
+logger = logging.getLogger("relbridge")
 
 COMMAND_MODULES = (
     "relbridge.cli.run",
@@ -52,7 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     if unknown and not getattr(args, "accepts_extra_args", False):
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.extra_args = unknown
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, OSError) as error:  # bad input or a missing file: one line, not a traceback
+        logger.debug("traceback", exc_info=True)
+        print(f"relbridge {args.command}: error: {error}", file=sys.stderr)
+        if not logger.isEnabledFor(logging.DEBUG):
+            print("(run with --log-level DEBUG for the traceback)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import pytest
 
 from relbridge.alignment.metrics import (
     alignment_scores,
+    check_gold_fits,
     format_pharaoh,
     parse_pair_line,
     parse_pharaoh,
@@ -80,6 +81,29 @@ def test_readers_name_file_and_line(tmp_path):
         read_pharaoh(str(gold), one_based=True)
 
 
+def test_gold_links_past_the_words_are_an_error_that_names_the_flag():
+    pairs = [(["a", "b"], ["c"]), (["d"], ["e", "f"])]
+    one_based = [parse_pharaoh("1-1 2-1", one_based=True), parse_pharaoh("1-2", one_based=True)]
+    check_gold_fits(one_based, pairs, "g.gold", one_based=True)
+    read_as_zero_based = [parse_pharaoh("1-1 2-1"), parse_pharaoh("1-2")]
+    with pytest.raises(ValueError, match=r"g.gold:1: link 1-1 .* 2 x 1 words .*--gold-one-based"):
+        check_gold_fits(read_as_zero_based, pairs, "g.gold")
+
+
+def test_cli_reports_bad_input_in_one_line_with_status_2(tmp_path, capsys):
+    from relbridge.cli.main import main
+
+    pairs, gold = tmp_path / "t.src-tgt", tmp_path / "t.gold"
+    pairs.write_text("a b ||| c\nno separator\n", encoding="utf-8")
+    gold.write_text("1-1\n1-1\n", encoding="utf-8")
+    assert main(["eval-align", "--pairs", str(pairs), "--gold", str(gold)]) == 2
+    err = capsys.readouterr().err
+    assert "relbridge eval-align: error:" in err and "t.src-tgt:2" in err
+    assert "Traceback" not in err
+    assert main(["eval-align", "--pairs", str(tmp_path / "missing"), "--gold", str(gold)]) == 2
+    assert "No such file" in capsys.readouterr().err
+
+
 def test_format_pharaoh_sorts():
     assert format_pharaoh([(2, 0), (0, 1)]) == "0-1 2-0"
 
@@ -90,8 +114,7 @@ def test_dev_gold_indices_fit_the_sentences(shared_data, pair):
     pairs = read_pairs(os.path.join(folder, f"{pair}.src-tgt"))
     gold = read_pharaoh(os.path.join(folder, f"{pair}.gold"), one_based=True)
     assert len(pairs) == len(gold)
-    for (src, tgt), g in zip(pairs, gold):
-        assert all(i < len(src) and j < len(tgt) for i, j in g.possible)
+    check_gold_fits(gold, pairs, f"{pair}.gold", one_based=True)
 
 
 def _eval_align(tmp_path, pairs_text: str, gold_text: str, *flags: str) -> dict:
