@@ -59,6 +59,23 @@ class LabelConfig:
             raise ValueError(f"max_mentions must be at least 2, got {self.max_mentions}")
 
 
+def read_kb(path: str) -> KnowledgeBase:
+    """Loads the KB directory at ``path`` through Beam's filesystems (local, gs://, ...).
+
+    Raises:
+      InputError: a malformed line (the message names the file and line).
+    """
+    from apache_beam.io.filesystems import FileSystems
+
+    from relbridge.pipeline.ingest import open_text
+
+    def listdir(folder: str) -> list[str]:
+        pattern = FileSystems.join(folder, "*")
+        return [m.path for m in FileSystems.match([pattern])[0].metadata_list]
+
+    return load_kb(path, open_text=open_text, listdir=listdir)
+
+
 @dataclass(frozen=True)
 class Candidate:
     """A matched alias: word span ``[start, end)`` and the entity ids it may name."""
@@ -167,16 +184,7 @@ class LabelWithKbFn(beam.DoFn):
         self.na = beam.metrics.Metrics.counter(self.__class__, "na_instances")
 
     def setup(self):
-        from apache_beam.io.filesystems import FileSystems
-
-        from relbridge.pipeline.ingest import open_text
-
-        def listdir(path):
-            return [
-                m.path for m in FileSystems.match([FileSystems.join(path, "*")])[0].metadata_list
-            ]
-
-        self._kb = load_kb(self.cfg.kb, open_text=open_text, listdir=listdir)
+        self._kb = read_kb(self.cfg.kb)
         self._index = self._kb.relation_index()
         self._matcher = AliasMatcher(self._kb, self.cfg.src_lang, self.cfg.case_sensitive)
 

@@ -27,7 +27,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from relbridge.pipeline.align import AlignWords
 from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG
 from relbridge.pipeline.ingest import ReadBitext
-from relbridge.pipeline.label import LabelWithKb
+from relbridge.pipeline.label import LabelWithKb, read_kb
 from relbridge.pipeline.options import PipelineConfig, add_arguments, config_from_args
 from relbridge.pipeline.project import ProjectLabels
 from relbridge.pipeline.tokenize import Tokenize
@@ -156,7 +156,14 @@ def run_config(
     beam_args: list[str] | None = None,
     test_pipeline: beam.Pipeline | None = None,
 ) -> dict:
-    """Runs the pipeline for a resolved config; returns ``stats.json``'s content."""
+    """Runs the pipeline for a resolved config; returns ``stats.json``'s content.
+
+    The KB is loaded once here before anything is written or submitted, so a
+    malformed KB stops the run with its file and line instead of failing on
+    every worker (on Dataflow, after the job has started).
+    """
+    kb = read_kb(cfg.label.kb)
+    logger.info("KB %s: %d entities, %d triples", cfg.label.kb, len(kb.entities), len(kb.triples))
     done = frozenset(existing_pair_ids(cfg.write.output)) if cfg.skip_existing else frozenset()
     if not cfg.skip_existing:
         clear_previous_outputs(cfg)

@@ -177,3 +177,12 @@ def test_bad_options_fail_clearly(tmp_path, tiny_encoder, bad, message):
     with pytest.raises(ValueError, match=message):
         run(pipeline_argv(tmp_path, tiny_encoder) + bad)
     assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+def test_a_malformed_kb_stops_the_run_before_anything_is_written(tmp_path, tiny_encoder):
+    argv = pipeline_argv(tmp_path, tiny_encoder)
+    with open(tmp_path / "kb" / "triples.tsv", "a") as f:
+        f.write("Q1\tper:employee_of\tQ404\n")
+    with pytest.raises(ValueError, match=r"triples.tsv:\d+: .* unknown entity Q404"):
+        run(argv)
+    assert not (tmp_path / "out").exists()
