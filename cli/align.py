@@ -169,7 +169,7 @@ def _eval_align(args: argparse.Namespace) -> int:
     pairs = read_pairs(args.pairs, limit=args.limit)
     gold = read_pharaoh(args.gold, one_based=args.gold_one_based)[: len(pairs)]
     if len(gold) != len(pairs):
-        raise SystemExit(f"{args.gold} has {len(gold)} lines for {len(pairs)} pairs")
+        raise ValueError(f"{args.gold} has {len(gold)} lines for {len(pairs)} pairs")
     check_gold_fits(gold, pairs, args.gold, args.gold_one_based)
     aligner = WordAligner(cfg)
     start = time.perf_counter()

@@ -128,7 +128,7 @@ def _read_links(path: str, n_pairs: int) -> list:
 
     links = [sorted(g.sure) for g in read_pharaoh(path)]
     if len(links) != n_pairs:
-        raise SystemExit(f"{path} has {len(links)} lines for {n_pairs} pairs")
+        raise ValueError(f"{path} has {len(links)} lines for {n_pairs} pairs")
     logger.info("read links of %d pairs from %s", n_pairs, path)
     return links
 

@@ -102,6 +102,11 @@ def test_cli_reports_bad_input_in_one_line_with_status_2(tmp_path, capsys):
     assert "Traceback" not in err
     assert main(["eval-align", "--pairs", str(tmp_path / "missing"), "--gold", str(gold)]) == 2
     assert "No such file" in capsys.readouterr().err
+    # one pair, no gold line: stops before the model loads
+    pairs.write_text("a b ||| c\n", encoding="utf-8")
+    gold.write_text("", encoding="utf-8")
+    assert main(["eval-align", "--pairs", str(pairs), "--gold", str(gold)]) == 2
+    assert "t.gold has 0 lines for 1 pairs" in capsys.readouterr().err
 
 
 def test_format_pharaoh_sorts():
