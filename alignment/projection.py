@@ -833,7 +833,7 @@ def project_span(
         if found is None:
             return None
     cut = 0
-    if cfg.trim_function_words:
+    if cfg.trim_function_words and function.tgt:  # no target stop list: nothing to cut
         keep = sole_translations(span, found, links, src_tokens, function.src)
         trimmed = trim_function_words(found, tgt_tokens, src_words, function, keep)
         cut = (found[1] - found[0]) - (trimmed[1] - trimmed[0])
