@@ -5,7 +5,8 @@ so the resolution rule lives here, in the bottom layer. `resolve_model` returns
 something `AutoModel.from_pretrained` / `AutoTokenizer.from_pretrained` load,
 trying in order:
 
-1. an existing local directory;
+1. an existing local directory (a name that can only be a path, such as
+   ``./ft`` or ``/models/x``, and does not exist is an error, not a fallback);
 2. a Hugging Face name found in the HF cache, or on the hub when not offline
    (a quick TCP probe first, so an offline machine fails in ~2 s instead of
    huggingface_hub's ~25 s of retries);
@@ -105,6 +106,7 @@ def resolve_model(
                 logger.warning("Encoder directory %s has no config.json", path)
             logger.info("Resolved encoder %r to local directory %s", name_or_path, path)
             return os.path.abspath(path)
+        check_model_name(name_or_path)
         resolved = _resolve_hub_name(name_or_path)
         if resolved is not None:
             logger.info("Resolved encoder %r to %s", name_or_path, resolved)
@@ -124,6 +126,35 @@ def resolve_model(
             path,
         )
     return path
+
+
+def check_model_name(name: str | None) -> None:
+    """Raises FileNotFoundError when ``name`` can only be a path and is not a directory.
+
+    Cheap (no hub probe, nothing materialised), so launchers call it before
+    they write or submit anything.
+    """
+    if name is not None and not os.path.isdir(os.path.expanduser(name)) and _is_path_only(name):
+        raise FileNotFoundError(
+            f"encoder {name!r}: no such local directory (and, shaped like a path, "
+            "it cannot be a Hugging Face model name)"
+        )
+
+
+def _is_path_only(name: str) -> bool:
+    """Whether ``name`` can only mean a filesystem path, never a hub repo id.
+
+    Hub ids are ``name`` or ``owner/name``: never absolute, never starting with
+    ``~`` or ``.``, never with two slashes. A mistyped local path must not fall
+    back to the bundled encoder, or a run would quietly use the wrong model.
+    """
+    return (
+        os.path.isabs(name)
+        or name.startswith(("~", "."))
+        or "://" in name
+        or name.count("/") > 1
+        or (os.sep != "/" and os.sep in name)
+    )
 
 
 def _resolve_hub_name(name: str) -> str | None:

@@ -24,6 +24,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from relbridge.data_specs.encoders import check_model_name
 from relbridge.pipeline.align import AlignWords
 from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG
 from relbridge.pipeline.ingest import ReadBitext
@@ -158,10 +159,12 @@ def run_config(
 ) -> dict:
     """Runs the pipeline for a resolved config; returns ``stats.json``'s content.
 
-    The KB is loaded once here before anything is written or submitted, so a
-    malformed KB stops the run with its file and line instead of failing on
-    every worker (on Dataflow, after the job has started).
+    The KB is loaded and the encoder name checked once here before anything is
+    written or submitted, so a malformed KB or a mistyped model path stops the
+    run with its file and line instead of failing on every worker (on
+    Dataflow, after the job has started).
     """
+    check_model_name(cfg.align.model)
     kb = read_kb(cfg.label.kb)
     logger.info("KB %s: %d entities, %d triples", cfg.label.kb, len(kb.entities), len(kb.triples))
     done = frozenset(existing_pair_ids(cfg.write.output)) if cfg.skip_existing else frozenset()

@@ -53,6 +53,26 @@ class TokenizeConfig:
     def __post_init__(self):
         if self.max_words < 1:
             raise ValueError(f"max_words must be positive, got {self.max_words}")
+        for side, lang in (("source", self.src_lang), ("target", self.tgt_lang)):
+            check_language(lang, side)
+
+
+def check_language(lang: str, side: str = "") -> None:
+    """Raises ValueError unless spaCy has a tokenizer for ``lang``.
+
+    Checked when the config is built, in the launcher, so a mistyped code stops
+    the run before anything is written instead of failing on every worker.
+    """
+    import spacy.util
+
+    try:
+        spacy.util.get_lang_class(lang)
+    except ImportError:
+        raise ValueError(
+            f"unknown {side + ' ' if side else ''}language code {lang!r}: spaCy has no "
+            "tokenizer for it (use an ISO 639-1 code such as en, de, zh; 'xx' is spaCy's "
+            "multi-language fallback)"
+        ) from None
 
 
 def make_tokenizer(lang: str) -> Callable[[str], list[str]]:

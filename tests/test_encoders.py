@@ -308,9 +308,7 @@ def test_default_name_offline_gives_the_bundled_encoder_quietly(
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
-@pytest.mark.parametrize(
-    "name", ["relbridge-test/no-such-encoder", "/no/such/dir", "not a/valid//repo id"]
-)
+@pytest.mark.parametrize("name", ["relbridge-test/no-such-encoder", "not a valid repo id"])
 def test_unknown_name_offline_falls_back_with_warning(
     name, e5_cache, e5_dir, empty_hf_cache, caplog, no_hub_probe
 ):
@@ -324,6 +322,13 @@ def test_unknown_name_offline_falls_back_with_warning(
         and name in warnings[0].getMessage()
         and "bundled" in warnings[0].getMessage()
     )
+
+
+@pytest.mark.parametrize("name", ["/no/such/dir", "./ft-model", "~/nope", "runs/a/b", "gs://b/m"])
+def test_a_missing_path_is_an_error_not_a_fallback(name, tmp_path, no_hub_probe):
+    with pytest.raises(FileNotFoundError, match="no such local directory"):
+        resolve_model(name, cache_dir=str(tmp_path))
+    assert not list(tmp_path.iterdir())  # nothing was materialised
 
 
 def test_cached_hub_snapshot_is_used_offline(tiny_encoder, e5_cache, empty_hf_cache, no_hub_probe):

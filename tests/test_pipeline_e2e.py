@@ -179,6 +179,21 @@ def test_bad_options_fail_clearly(tmp_path, tiny_encoder, bad, message):
     assert not (tmp_path / "out").exists()  # refused before anything was written
 
 
+@pytest.mark.parametrize(
+    "bad,error,message",
+    [
+        (["--tgt-lang", "qq"], ValueError, "unknown target language code 'qq'"),
+        (["--model", "./no-such-model"], FileNotFoundError, "no such local directory"),
+    ],
+)
+def test_a_typo_stops_the_run_before_anything_is_written(
+    tmp_path, tiny_encoder, bad, error, message
+):
+    with pytest.raises(error, match=message):
+        run(pipeline_argv(tmp_path, tiny_encoder) + bad)
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_malformed_kb_stops_the_run_before_anything_is_written(tmp_path, tiny_encoder):
     argv = pipeline_argv(tmp_path, tiny_encoder)
     with open(tmp_path / "kb" / "triples.tsv", "a") as f:
