@@ -59,7 +59,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 
 from relbridge.data_specs.batching import length_bucketed_batches
-from relbridge.data_specs.formats import PAIR_PARSERS, InputError, make_text_pair
+from relbridge.data_specs.formats import PAIR_PARSERS, InputError, make_text_pair, open_lines
 
 logger = logging.getLogger(__name__)
 
@@ -206,8 +206,11 @@ def read_corpus(
     lower = spec.lower()
     if "," in spec:
         src_path, tgt_path = spec.split(",", 1)
-        with open(src_path, encoding="utf-8") as fs, open(tgt_path, encoding="utf-8") as ft:
-            src_lines, tgt_lines = fs.read().splitlines(), ft.read().splitlines()
+        with open_lines(src_path) as fs, open_lines(tgt_path) as ft:
+            # Only \n ends a line: str.splitlines would also split on U+2028 and
+            # friends and shift one side against the other.
+            src_lines = [line.rstrip("\r\n") for line in fs]
+            tgt_lines = [line.rstrip("\r\n") for line in ft]
         texts = []
         for n in range(max(len(src_lines), len(tgt_lines))):
             s = src_lines[n] if n < len(src_lines) else None
@@ -218,12 +221,12 @@ def read_corpus(
         pairs = [(src_split(r.src), tgt_split(r.tgt)) for r in texts]
     elif lower.endswith((".tsv", ".jsonl", ".json")):
         parse = PAIR_PARSERS["tsv" if lower.endswith(".tsv") else "jsonl"]
-        with open(spec, encoding="utf-8") as f:
+        with open_lines(spec) as f:
             records = [parse(line, "finetune", spec, n) for n, line in enumerate(f, 1)]
         pairs = [(src_split(r.src), tgt_split(r.tgt)) for r in records]
     else:
         pairs = []
-        with open(spec, encoding="utf-8") as f:
+        with open_lines(spec) as f:
             for n, line in enumerate(f, 1):
                 try:
                     pairs.append(parse_pair_line(line))

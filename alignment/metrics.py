@@ -21,6 +21,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
+from relbridge.data_specs.formats import open_lines
+
 Link = tuple[int, int]
 _LINK = re.compile(r"^(\d+)([-p])(\d+)$")
 
@@ -80,7 +82,7 @@ def read_pharaoh(path: str, one_based: bool = False) -> list[GoldAlignment]:
     A ``sent_id<TAB>`` prefix (simalign's sample gold) is dropped.
     """
     out = []
-    with open(path, encoding="utf-8") as f:
+    with open_lines(path) as f:
         for n, line in enumerate(f, 1):
             try:
                 out.append(parse_pharaoh(line.split("\t", 1)[-1], one_based))
@@ -137,7 +139,7 @@ def parse_pair_line(line: str) -> tuple[list[str], list[str]]:
 def read_pairs(path: str, limit: int | None = None) -> list[tuple[list[str], list[str]]]:
     """Reads a ``src ||| tgt`` file (see `parse_pair_line`); errors name ``path:line``."""
     out = []
-    with open(path, encoding="utf-8") as f:
+    with open_lines(path) as f:
         for n, line in enumerate(f, 1):
             if limit is not None and len(out) >= limit:
                 break

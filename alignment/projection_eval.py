@@ -38,6 +38,7 @@ from relbridge.alignment.projection import (
     ProjectionCounts,
     project_pair,
 )
+from relbridge.data_specs.formats import open_lines
 from relbridge.data_specs.schema import Mention, RelationInstance
 
 logger = logging.getLogger(__name__)
@@ -154,7 +155,7 @@ def read_conll(path: str) -> list[tuple[list[str], list[tuple[int, int, str]]]]:
     continue an entity of its type starts one.
     """
     sentences, words, tags = [], [], []
-    with open(path, encoding="utf-8") as f:
+    with open_lines(path) as f:
         for n, line in enumerate(f, 1):
             line = line.rstrip("\r\n")
             if not line.strip():

@@ -17,6 +17,8 @@ import dataclasses
 import json
 import typing
 
+from relbridge.data_specs.formats import InputError, open_lines
+
 
 def _train_fields():
     from relbridge.models.trainer import TrainConfig
@@ -160,6 +162,17 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _json_text(line: str, path: str, n: int) -> str:
+    """The ``text`` of a JSON line of extract's input."""
+    try:
+        text = json.loads(line)["text"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise InputError(path, n, 'expected a sentence or {"text": "..."}') from None
+    if not isinstance(text, str):
+        raise InputError(path, n, '"text" must be a string')
+    return text.strip()
+
+
 def _read_ids(path: str, key: str) -> set[str]:
     with open(path, encoding="utf-8") as f:
         text = f.read()
@@ -193,14 +206,13 @@ def _extract(args: argparse.Namespace) -> int:
     from relbridge.models.extract import extract
 
     sentences = []
-    with open(args.input, encoding="utf-8") as f:
-        for line in f:
+    with open_lines(args.input) as f:
+        for n, line in enumerate(f, 1):
             line = line.strip()
-            if not line:
-                continue
             if line.startswith("{"):
-                line = json.loads(line)["text"]
-            sentences.append(line)
+                line = _json_text(line, args.input, n)
+            if line:
+                sentences.append(line)
     records = extract(args.model, sentences, batch_size=args.batch_size, threshold=args.threshold)
     with open(args.output, "w", encoding="utf-8") as f:
         f.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)

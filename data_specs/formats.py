@@ -20,25 +20,70 @@ only, never in a corpus, where they would shift the alignment of the two sides.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Any
 
 CORPUS_FORMATS = ("tsv", "jsonl", "text")
 
 
 class InputError(ValueError):
-    """A malformed input record; the message names the file and 1-based line."""
+    """A malformed input record; the message names the file and 1-based line.
 
-    def __init__(self, source_file: str, line: int, reason: str):
+    ``raw`` optionally keeps the offending input (JSON-serialisable), so a
+    dead letter can carry what it could not parse.
+    """
+
+    def __init__(self, source_file: str, line: int, reason: str, raw: Any = None):
         super().__init__(f"{source_file}:{line}: {reason}")
         self.source_file = source_file
         self.line = line
         self.reason = reason
+        self.raw = raw
+
+
+def decode_lines(lines: Iterable[bytes], source_file: str) -> Iterator[str | InputError]:
+    """UTF-8 text of each line (newline kept); a line that is not UTF-8 becomes an `InputError`.
+
+    Lines are split on ``\\n`` only, as ``wc -l`` counts them, and decoded one
+    at a time, so one bad byte costs its line, not the file: the caller decides
+    whether the error stops the file (the KB) or becomes a dead letter (a
+    corpus). The error keeps the line, with the bad bytes escaped, as ``raw``.
+    A leading UTF-8 byte-order mark is dropped.
+    """
+    for line, data in enumerate(lines, start=1):
+        if line == 1 and data.startswith(codecs.BOM_UTF8):
+            data = data[len(codecs.BOM_UTF8) :]
+        try:
+            yield data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            yield InputError(
+                source_file,
+                line,
+                f"not valid UTF-8 (byte 0x{data[e.start]:02x} at byte {e.start + 1} of the line)",
+                raw=data.decode("utf-8", "backslashreplace").rstrip("\r\n"),
+            )
+
+
+def strict_lines(lines: Iterable[bytes], source_file: str) -> Iterator[str]:
+    """`decode_lines` that raises the first `InputError` instead of yielding it."""
+    for item in decode_lines(lines, source_file):
+        if isinstance(item, InputError):
+            raise item
+        yield item
+
+
+@contextmanager
+def open_lines(path: str) -> Iterator[Iterator[str]]:
+    """A local file's UTF-8 lines (`strict_lines`), for ``with``."""
+    with open(path, "rb") as f:
+        yield strict_lines(f, path)
 
 
 @dataclass(frozen=True)
@@ -275,21 +320,24 @@ def find_kb_files(listing: Iterable[str]) -> tuple[str, str]:
 
 
 def load_kb(
-    kb_dir: str, open_text: Callable[[str], TextIO] | None = None, listdir=None
+    kb_dir: str,
+    open_text: Callable[[str], AbstractContextManager[Iterable[str]]] | None = None,
+    listdir=None,
 ) -> KnowledgeBase:
     """Loads a KB directory.
 
     Args:
       kb_dir: directory holding ``entities.{tsv,jsonl}`` and ``triples.{tsv,jsonl}``.
-      open_text: opens a path for text reading (default: built-in `open`); the
-        pipeline passes one backed by Beam's filesystems so gs:// paths work.
+      open_text: opens a path as a context manager over its text lines (default:
+        `open_lines`, local files); the pipeline passes one backed by Beam's
+        filesystems so gs:// paths work.
       listdir: lists the paths in ``kb_dir`` (default: `os.listdir`).
 
     Returns:
       The knowledge base. Triples whose subject or object is not an entity raise
       `InputError`, since they could never match a mention.
     """
-    open_text = open_text or (lambda p: open(p, encoding="utf-8"))  # noqa: SIM115 (used in `with`)
+    open_text = open_text or open_lines
     listing = listdir(kb_dir) if listdir else [os.path.join(kb_dir, n) for n in os.listdir(kb_dir)]
     entities_file, triples_file = find_kb_files(listing)
     with open_text(entities_file) as f:

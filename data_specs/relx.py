@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from relbridge.data_specs.formats import InputError
+from relbridge.data_specs.formats import InputError, open_lines
 from relbridge.data_specs.relations import NA
 
 NO_RELATION = "no_relation"
@@ -148,7 +148,7 @@ def parse_relx(lines: Iterable[str], source_file: str) -> Iterator[RelxRecord]:
 
 def read_relx(path: str) -> list[RelxRecord]:
     """Reads a whole KBP37/RELX file from the local disk."""
-    with open(path, encoding="utf-8") as f:
+    with open_lines(path) as f:
         return list(parse_relx(f, path))
 
 

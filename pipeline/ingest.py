@@ -11,11 +11,12 @@ lines go to the dead-letter output with the file, line and reason.
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import zip_longest
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -26,7 +27,9 @@ from relbridge.data_specs.formats import (
     BitextRecord,
     InputError,
     corpus_format,
+    decode_lines,
     make_text_pair,
+    strict_lines,
 )
 from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG, dead_letter
 
@@ -90,38 +93,63 @@ class IngestConfig:
         return sorted(m.path for m in matches)
 
 
-def open_text(path: str) -> io.TextIOWrapper:
-    """Opens any Beam-filesystem path for UTF-8 text reading (gzip by extension)."""
-    return io.TextIOWrapper(FileSystems.open(path), encoding="utf-8", newline="")
+def binary_lines(f) -> Iterator[bytes]:
+    """The lines of a binary file object from Beam's filesystems, newline kept."""
+    return iter(f.readline, b"")
+
+
+@contextmanager
+def open_text(path: str) -> Iterator[Iterator[str]]:
+    """Any Beam-filesystem path's UTF-8 lines (gzip by extension), for ``with``.
+
+    A line that is not UTF-8 raises `InputError` naming the file and line.
+    """
+    with FileSystems.open(path) as f:
+        yield strict_lines(binary_lines(f), path)
 
 
 def read_records(spec: str, cfg: IngestConfig) -> Iterator[BitextRecord | InputError]:
     """Yields the records of one input (a file, or a tab-joined text-file pair).
 
-    Bad lines are yielded as `InputError`s rather than raised, so one bad line
-    does not lose the rest of the file.
+    Bad lines, including lines that are not UTF-8, are yielded as `InputError`s
+    (with the line as ``raw``) rather than raised, so one bad line does not
+    lose the rest of the file.
     """
     fmt = cfg.resolved_format
     if fmt == "text":
         src_path, tgt_path = spec.split("\t")
-        with open_text(src_path) as src, open_text(tgt_path) as tgt:
-            line = 0
-            while True:
-                s, t = src.readline(), tgt.readline()
-                if not s and not t:
-                    return
-                line += 1
+        with FileSystems.open(src_path) as src, FileSystems.open(tgt_path) as tgt:
+            sides = zip_longest(
+                decode_lines(binary_lines(src), src_path), decode_lines(binary_lines(tgt), tgt_path)
+            )
+            for line, (s, t) in enumerate(sides, start=1):
+                bad = next((x for x in (s, t) if isinstance(x, InputError)), None)
+                if bad is not None:
+                    yield bad
+                    continue
                 try:
-                    yield make_text_pair(s or None, t or None, cfg.name, src_path, line)
+                    yield make_text_pair(s, t, cfg.name, src_path, line)
                 except InputError as e:
-                    yield e
+                    yield _with_raw(e, {"src": _chomp(s), "tgt": _chomp(t)})
+        return
     parse = PAIR_PARSERS[fmt]
-    with open_text(spec) as f:
-        for line, text in enumerate(f, start=1):
+    with FileSystems.open(spec) as f:
+        for line, text in enumerate(decode_lines(binary_lines(f), spec), start=1):
+            if isinstance(text, InputError):
+                yield text
+                continue
             try:
                 yield parse(text, cfg.name, spec, line)
             except InputError as e:
-                yield e
+                yield _with_raw(e, _chomp(text))
+
+
+def _chomp(text: str | None) -> str | None:
+    return None if text is None else text.rstrip("\r\n")
+
+
+def _with_raw(error: InputError, raw) -> InputError:
+    return InputError(error.source_file, error.line, error.reason, raw=raw)
 
 
 class ReadCorpusFileFn(beam.DoFn):
@@ -138,7 +166,9 @@ class ReadCorpusFileFn(beam.DoFn):
                 self.errors.inc()
                 yield beam.pvalue.TaggedOutput(
                     DEAD_LETTER_TAG,
-                    dead_letter("ReadBitext", item.reason, item.source_file, item.line, None),
+                    dead_letter(
+                        "ReadBitext", item.reason, item.source_file, item.line, {"raw": item.raw}
+                    ),
                 )
             else:
                 self.records.inc()

@@ -116,6 +116,9 @@ def test_kb_loads_tsv_and_jsonl_and_reports_bad_lines(tmp_path):
     (kb_dir / "entities.tsv").write_text("Q1\tPER\ten\n")
     with pytest.raises(InputError, match=r"entities.tsv:1: expected id, type, lang, alias"):
         load_kb(str(kb_dir))
+    (kb_dir / "entities.tsv").write_bytes(b"Q1\tPER\ten\tMerkel\nQ2\tLOC\tde\tK\xf6ln\n")
+    with pytest.raises(InputError, match=r"entities.tsv:2: not valid UTF-8 \(byte 0xf6"):
+        load_kb(str(kb_dir))
 
 
 RELX_TEXT = """17647\t"L'<e1> Sacramento Heatwave </e1>, basée en <e2> Californie </e2>."

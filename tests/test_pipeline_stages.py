@@ -57,6 +57,18 @@ def test_read_records_keeps_line_numbers_and_yields_errors(tmp_path):
     assert items[2].record_id == "3"
 
 
+def test_a_line_that_is_not_utf8_costs_only_that_line(tmp_path):
+    corpus = tmp_path / "c.tsv"
+    corpus.write_bytes("\ufeffa\tb\n".encode() + b"caf\xe9\tCaf\xe9\r\n" + "c\u2028d\tx\n".encode())
+    items = list(read_records(str(corpus), IngestConfig(str(corpus), "en", "de")))
+    assert [getattr(i, "line", None) for i in items] == [1, 2, 3]
+    assert (items[0].src, items[0].record_id) == ("a", "")  # the byte-order mark is dropped
+    assert isinstance(items[1], ValueError)
+    assert "c.tsv:2: not valid UTF-8 (byte 0xe9 at byte 4" in str(items[1])
+    assert items[1].raw == "caf\\xe9\tCaf\\xe9"
+    assert items[2].src == "c\u2028d"  # only \n ends a line, as for wc -l
+
+
 def test_text_pair_files_report_unequal_lengths(tmp_path):
     (tmp_path / "c.en").write_text("one\ntwo\n")
     (tmp_path / "c.de").write_text("eins\n")
@@ -78,8 +90,8 @@ def test_read_bitext_routes_bad_lines_to_dead_letters(tmp_path):
         )
         assert_that(
             out[DEAD_LETTER_TAG]
-            | beam.Map(lambda d: (d["stage"], d["line"], "tgt" in d["reason"])),
-            equal_to([("ReadBitext", 2, True)]),
+            | beam.Map(lambda d: (d["stage"], d["line"], "tgt" in d["reason"], d["record"])),
+            equal_to([("ReadBitext", 2, True, {"raw": '{"src": "x"}'})]),
             label="Dead",
         )
 
@@ -112,6 +124,12 @@ def test_tokenize_pair_rejects_overlong_sentences():
     record = BitextRecord("c", "f", 1, "one two three four", "eins")
     with pytest.raises(ValueError, match="4 words"):
         tokenize_pair(record, str.split, str.split, cfg)
+
+
+def test_an_unknown_language_code_is_refused_when_the_config_is_built():
+    with pytest.raises(ValueError, match="unknown target language code 'qq'"):
+        TokenizeConfig("en", "qq")
+    assert TokenizeConfig("xx", "tr").tgt_lang == "tr"  # spaCy's multi-language fallback
 
 
 def test_tokenize_transform_outputs_rows_and_dead_letters():

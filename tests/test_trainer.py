@@ -190,6 +190,26 @@ def test_cli_train_evaluate_extract(tiny_encoder, tmp_path, capsys):
     }
 
 
+@pytest.mark.parametrize(
+    "content,where",
+    [
+        (b'Merkel lives in Berlin.\n{"txt": "x"}\n', "in.txt:2: expected a sentence"),
+        (b"Merkel lives in K\xf6ln.\n", "in.txt:1: not valid UTF-8"),
+    ],
+)
+def test_extract_names_the_bad_input_line_before_loading_a_model(
+    tmp_path, capsys, content, where
+):
+    from relbridge.cli.main import main as relbridge_main
+
+    sentences = tmp_path / "in.txt"
+    sentences.write_bytes(content)
+    argv = ["extract", "--model", str(tmp_path / "no-model"), "--input", str(sentences)]
+    assert relbridge_main([*argv, "--output", str(tmp_path / "o.jsonl")]) == 2
+    assert where in capsys.readouterr().err
+    assert not (tmp_path / "o.jsonl").exists()
+
+
 def test_lora_trains_adapters_only_and_saves_merged_weights(tiny_encoder, tmp_path):
     pytest.importorskip("peft", reason="LoRA needs the peft extra")
     from test_models import _toy_pairs
