@@ -103,12 +103,14 @@ def register(subparsers) -> None:
     p.add_argument(
         "--input",
         required=True,
-        help="one sentence per line (plain, <e1>/<e2>-marked, or JSON with 'text')",
+        help="one sentence per line (plain, <e1>/<e2>-marked, or JSON with 'text' and "
+        "optional 'id'); blank lines are skipped",
     )
     p.add_argument(
         "--output",
         required=True,
-        help="JSONL records: subject, relation, object, confidence, spans",
+        help="JSONL records: subject, relation, object, confidence, spans, and provenance "
+        "(source_file, line, id when given, model)",
     )
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument(
@@ -162,15 +164,18 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _json_text(line: str, path: str, n: int) -> str:
-    """The ``text`` of a JSON line of extract's input."""
+def _json_input(line: str, path: str, n: int) -> tuple[str, str | None]:
+    """The ``text`` and optional ``id`` of a JSON line of extract's input."""
     try:
-        text = json.loads(line)["text"]
+        obj = json.loads(line)
+        text = obj["text"]
     except (json.JSONDecodeError, KeyError, TypeError):
-        raise InputError(path, n, 'expected a sentence or {"text": "..."}') from None
+        raise InputError(
+            path, n, 'expected a sentence or {"text": "...", "id": optional}'
+        ) from None
     if not isinstance(text, str):
         raise InputError(path, n, '"text" must be a string')
-    return text.strip()
+    return text.strip(), (None if obj.get("id") is None else str(obj["id"]))
 
 
 def _read_ids(path: str, key: str) -> set[str]:
@@ -205,15 +210,21 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _extract(args: argparse.Namespace) -> int:
     from relbridge.models.extract import extract
 
-    sentences = []
+    inputs = []  # (line, id, sentence)
     with open_lines(args.input) as f:
         for n, line in enumerate(f, 1):
-            line = line.strip()
+            line, record_id = line.strip(), None
             if line.startswith("{"):
-                line = _json_text(line, args.input, n)
+                line, record_id = _json_input(line, args.input, n)
             if line:
-                sentences.append(line)
+                inputs.append((n, record_id, line))
+    sentences = [sentence for _, _, sentence in inputs]
     records = extract(args.model, sentences, batch_size=args.batch_size, threshold=args.threshold)
+    for record in records:  # provenance for knowledge-graph loading
+        n, record_id, _ = inputs[record["sentence"]]
+        record.update(source_file=args.input, line=n, model=args.model)
+        if record_id is not None:
+            record["id"] = record_id
     with open(args.output, "w", encoding="utf-8") as f:
         f.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
     print(json.dumps({"sentences": len(sentences), "records": len(records), "output": args.output}))

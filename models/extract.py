@@ -13,7 +13,8 @@
 Each record is ``{"sentence", "text", "subject", "subject_span", "relation",
 "object", "object_span", "confidence"}`` with character spans ``[start, end)``.
 
-CLI: ``relbridge extract --model DIR --input sentences.txt --output triples.jsonl``.
+CLI: ``relbridge extract --model DIR --input sentences.txt --output triples.jsonl``;
+it adds each record's provenance (``source_file``, ``line``, ``id``, ``model``).
 """
 
 from __future__ import annotations

@@ -169,7 +169,12 @@ def test_cli_train_evaluate_extract(tiny_encoder, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["overall"]["pairs"] == 4
     assert curve.read_bytes()[:4] == b"\x89PNG"
     sentences = tmp_path / "in.txt"
-    sentences.write_text("<e1> Merkel </e1> was born in <e2> Berlin </e2>\n", encoding="utf-8")
+    sentences.write_text(
+        "\n<e1> Merkel </e1> was born in <e2> Berlin </e2>\n"
+        + json.dumps({"text": "<e1> Scholz </e1> lebt in <e2> Potsdam </e2>", "id": "doc-7"})
+        + "\n",
+        encoding="utf-8",
+    )
     assert (
         main(
             [
@@ -184,22 +189,21 @@ def test_cli_train_evaluate_extract(tiny_encoder, tmp_path, capsys):
         )
         == 0
     )
-    assert json.loads((tmp_path / "o.jsonl").read_text().splitlines()[0])["subject"] in {
-        "Merkel",
-        "Berlin",
-    }
+    first, second = map(json.loads, (tmp_path / "o.jsonl").read_text().splitlines())
+    assert first["subject"] in {"Merkel", "Berlin"} and second["subject"] in {"Scholz", "Potsdam"}
+    # provenance: the input line (blank lines count), the JSON id, the model
+    assert (first["line"], second["line"], second["id"]) == (2, 3, "doc-7") and "id" not in first
+    assert first["source_file"] == str(sentences) and first["model"] == str(out / "model")
 
 
 @pytest.mark.parametrize(
     "content,where",
     [
-        (b'Merkel lives in Berlin.\n{"txt": "x"}\n', "in.txt:2: expected a sentence"),
+        (b'Merkel lives in Berlin.\n{"txt": "x"}\n', "in.txt:2: expected a sentence or"),
         (b"Merkel lives in K\xf6ln.\n", "in.txt:1: not valid UTF-8"),
     ],
 )
-def test_extract_names_the_bad_input_line_before_loading_a_model(
-    tmp_path, capsys, content, where
-):
+def test_extract_names_the_bad_input_line_before_loading_a_model(tmp_path, capsys, content, where):
     from relbridge.cli.main import main as relbridge_main
 
     sentences = tmp_path / "in.txt"
