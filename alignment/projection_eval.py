@@ -26,8 +26,6 @@ role-or-type) triples). Used by ``relbridge eval-projection``:
 from __future__ import annotations
 
 import logging
-import os
-import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -129,23 +127,6 @@ def load_relx_pairs(src_path: str, tgt_path: str, gold_cuts: bool = True) -> lis
     if skipped:
         logger.warning("skipped %d RELX records without a usable entity on both sides", skipped)
     return pairs
-
-
-def language_of(path: str) -> str | None:
-    """The language code a gold file's name carries, or ``None``.
-
-    Looks for a two- or three-letter lowercase token between ``_``/``-`` in
-    the name before its first dot (two letters before three, the last one wins):
-    ``RELX_de.txt`` -> ``de``, ``es-europarl.test.conll02`` -> ``es``,
-    ``en.conll`` -> ``en``.
-
-    >>> language_of("data/europarl-ner/it-europarl.test.conll02"), language_of("gold.txt")
-    ('it', None)
-    """
-    stem = os.path.basename(path).split(".", 1)[0]
-    found = re.findall(r"(?:^|[_-])([a-z]{2,3})(?=[_-]|$)", stem)
-    two = [code for code in found if len(code) == 2]  # ISO 639-1 first: de_ner -> de
-    return (two or found or [None])[-1]
 
 
 def read_conll(path: str) -> list[tuple[list[str], list[tuple[int, int, str]]]]:

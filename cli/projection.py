@@ -22,6 +22,7 @@ import os
 
 from relbridge.alignment.aligner import DEFAULT_PRESET
 from relbridge.data_specs.devices import DTYPE_NAMES
+from relbridge.data_specs.languages import language_in_name
 
 logger = logging.getLogger(__name__)
 
@@ -175,8 +176,8 @@ def _eval_projection(args: argparse.Namespace) -> int:
             _write_links(args.links, links)
             if fallback:
                 _write_links(f"{args.links}.{fallback}", extra)
-    src_lang = args.src_lang or pe.language_of(args.src)
-    tgt_lang = args.tgt_lang or pe.language_of(args.tgt)
+    src_lang = args.src_lang or language_in_name(args.src)
+    tgt_lang = args.tgt_lang or language_in_name(args.tgt)
     if project_cfg.trim_function_words and not tgt_lang:
         logger.warning("no target language (--tgt-lang): function words are not trimmed")
     errors: list | None = [] if args.errors else None

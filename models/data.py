@@ -28,11 +28,11 @@ import hashlib
 import logging
 import os
 import random
-import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from relbridge.data_specs.languages import language_in_name
 from relbridge.data_specs.relations import NA
 from relbridge.data_specs.relx import read_relx, words_with_spans
 from relbridge.data_specs.schema import ShardRow, read_shards
@@ -248,15 +248,6 @@ def read_shard_data(path: str, sides: Sequence[str] = ("src", "tgt")) -> Relatio
     return data
 
 
-_LANG_IN_NAME = re.compile(r"_([a-z]{2,3})\.txt$")
-
-
-def language_of_file(path: str, default: str = "en") -> str:
-    """``RELX_de.txt`` -> ``de``; KBP37 files (``train.txt``) -> ``default``."""
-    match = _LANG_IN_NAME.search(os.path.basename(path))
-    return match.group(1) if match else default
-
-
 def read_relx_data(
     path: str, lang: str | None = None, ids: Iterable[str] | None = None
 ) -> RelationData:
@@ -264,10 +255,11 @@ def read_relx_data(
 
     Args:
       path: the file.
-      lang: its language (default: from a ``_xx.txt`` suffix, else ``en``).
+      lang: its language (default: the ISO 639-1 code in the file name, else ``en``,
+        as for KBP37's ``train.txt``).
       ids: keep only these record ids.
     """
-    lang = lang or language_of_file(path)
+    lang = lang or language_in_name(path) or "en"
     keep = None if ids is None else {str(i) for i in ids}
     data = RelationData()
     for rec in read_relx(path):

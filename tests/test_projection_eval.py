@@ -9,12 +9,12 @@ from relbridge.alignment.projection_eval import (
     GoldPair,
     bio_spans,
     evaluate,
-    language_of,
     load_conll_pairs,
     load_relx_pairs,
     score_spans,
 )
 from relbridge.cli.main import main
+from relbridge.data_specs.languages import language_in_name
 from relbridge.data_specs.schema import Mention, RelationInstance
 
 RELX_EN = (
@@ -208,9 +208,11 @@ def test_align_pairs_aligns_the_whole_set_like_the_pipeline(tiny_encoder):
     assert any(by_method["eflomal"])
 
 
-def test_language_of_reads_the_code_from_a_file_name():
-    assert language_of("../shared/data/relx/RELX_de.txt") == "de"
-    assert language_of("data/es-europarl.test.conll02") == "es"
-    assert language_of("en.conll") == "en"
-    assert language_of("de_ner.conll") == "de"  # two letters before three
-    assert language_of("gold.txt") is None
+def test_language_in_name_reads_iso_codes_only():
+    assert language_in_name("../shared/data/relx/RELX_de.txt") == "de"
+    assert language_in_name("data/es-europarl.test.conll02") == "es"
+    assert language_in_name("en.conll") == "en"
+    assert language_in_name("de_ner.conll") == "de"
+    assert language_in_name("RELX_en_de.txt") == "de"  # the last code wins
+    assert language_in_name("gold.txt") is None
+    assert language_in_name("kbp37/dev.txt") is None  # not a language called "dev"

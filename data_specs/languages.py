@@ -1,0 +1,41 @@
+"""Language codes that file names carry.
+
+Evaluation and training files name their language (``RELX_de.txt``,
+``es-europarl.test.conll02``, ``en.conll``), so commands read it from the name
+unless told otherwise. Only ISO 639-1 codes count: a looser "two or three
+letters" rule would read KBP37's ``dev.txt`` as a language called ``dev``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+ISO_639_1 = frozenset(
+    """
+    aa ab ae af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch co cr cs cu
+    cv cy da de dv dz ee el en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi
+    ho hr ht hu hy hz ia id ie ig ii ik io is it iu ja jv ka kg ki kj kk kl km kn ko kr ks
+    ku kv kw ky la lb lg li ln lo lt lu lv mg mh mi mk ml mn mr ms mt my na nb nd ne ng nl
+    nn no nr nv ny oc oj om or os pa pi pl ps pt qu rm rn ro ru rw sa sc sd se sg si sk sl
+    sm sn so sq sr ss st su sv sw ta te tg th ti tk tl tn to tr ts tt tw ty ug uk ur uz ve
+    vi vo wa wo xh yi yo za zh zu
+    """.split()  # noqa: SIM905 (183 codes read better as a table)
+)
+"""The two-letter ISO 639-1 language codes."""
+
+
+def language_in_name(path: str) -> str | None:
+    """The ISO 639-1 code in a file's name, or ``None``.
+
+    The name before its first dot is split on ``_`` and ``-``; the last part
+    that is a lowercase ISO 639-1 code wins.
+
+    >>> language_in_name("relx/RELX_de.txt"), language_in_name("it-europarl.test.conll02")
+    ('de', 'it')
+    >>> language_in_name("en.conll"), language_in_name("kbp37/dev.txt")
+    ('en', None)
+    """
+    stem = os.path.basename(path).split(".", 1)[0]
+    codes = [part for part in re.split(r"[_-]", stem) if part in ISO_639_1]
+    return codes[-1] if codes else None
