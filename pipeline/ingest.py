@@ -11,6 +11,8 @@ lines go to the dead-letter output with the file, line and reason.
 
 from __future__ import annotations
 
+import dataclasses
+import html
 import logging
 import os
 from collections.abc import Iterator
@@ -42,12 +44,17 @@ class IngestConfig:
 
     Attributes:
       corpus: a TSV/JSONL file or glob, or for ``text`` a prefix P with files
-        ``P.<src_lang>`` and ``P.<tgt_lang>``.
+        ``P.<src_lang>`` and ``P.<tgt_lang>``, or the two files themselves as
+        ``SRC_FILE,TGT_FILE`` (OpenNMT's ``src-train.txt,tgt-train.txt``).
       src_lang: source language code (ISO 639-1, e.g. ``en``).
       tgt_lang: target language code.
       corpus_format: ``tsv``, ``jsonl``, ``text`` or ``auto`` (by file name).
       corpus_name: recorded as provenance and part of every pair id; defaults
         to the corpus file's base name.
+      unescape: decode HTML/XML character references in both sentences
+        (``&apos;``, ``&amp;``, ``&#124;``), as Moses' tokenizer escapes
+        them; otherwise they would be tokenised as words and could never match
+        a KB alias.
     """
 
     corpus: str
@@ -55,6 +62,7 @@ class IngestConfig:
     tgt_lang: str
     corpus_format: str = "auto"
     corpus_name: str = ""
+    unescape: bool = False
 
     def __post_init__(self):
         if self.corpus_format not in (*CORPUS_FORMATS, "auto"):
@@ -68,13 +76,21 @@ class IngestConfig:
 
     @property
     def resolved_format(self) -> str:
-        return corpus_format(self.corpus) if self.corpus_format == "auto" else self.corpus_format
+        if self.corpus_format != "auto":
+            return self.corpus_format
+        return "text" if self.file_pair else corpus_format(self.corpus)
+
+    @property
+    def file_pair(self) -> tuple[str, str] | None:
+        """``(src_file, tgt_file)`` when the corpus names the two files of a text pair."""
+        parts = self.corpus.split(",")
+        return (parts[0], parts[1]) if len(parts) == 2 and all(parts) else None
 
     @property
     def name(self) -> str:
         if self.corpus_name:
             return self.corpus_name
-        base = os.path.basename(self.corpus.rstrip("/"))
+        base = os.path.basename((self.file_pair or (self.corpus,))[0].rstrip("/"))
         for ext in (".gz", ".tsv", ".jsonl", ".json"):
             base = base.removesuffix(ext)
         return base or "corpus"
@@ -82,7 +98,10 @@ class IngestConfig:
     def input_files(self) -> list[str]:
         """Expands the corpus into the files to read (pairs of files for ``text``)."""
         if self.resolved_format == "text":
-            pair = [f"{self.corpus}.{self.src_lang}", f"{self.corpus}.{self.tgt_lang}"]
+            pair = self.file_pair or (
+                f"{self.corpus}.{self.src_lang}",
+                f"{self.corpus}.{self.tgt_lang}",
+            )
             missing = [p for p in pair if not FileSystems.exists(p)]
             if missing:
                 raise FileNotFoundError(f"corpus file(s) not found: {', '.join(missing)}")
@@ -144,6 +163,11 @@ def read_records(spec: str, cfg: IngestConfig) -> Iterator[BitextRecord | InputE
                 yield _with_raw(e, _chomp(text))
 
 
+def unescape_record(record: BitextRecord) -> BitextRecord:
+    """Decodes character references (``&apos;`` -> ``'``) in both sentences."""
+    return dataclasses.replace(record, src=html.unescape(record.src), tgt=html.unescape(record.tgt))
+
+
 def _chomp(text: str | None) -> str | None:
     return None if text is None else text.rstrip("\r\n")
 
@@ -172,7 +196,7 @@ class ReadCorpusFileFn(beam.DoFn):
                 )
             else:
                 self.records.inc()
-                yield item
+                yield unescape_record(item) if self.cfg.unescape else item
 
 
 class ReadBitext(beam.PTransform):

@@ -61,13 +61,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="parallel corpus: a .tsv (src<TAB>tgt or id<TAB>src<TAB>tgt) "
         "or .jsonl ({src, tgt, id?}) file or glob, or a prefix P of two line-aligned text files "
-        "P.<src-lang> and P.<tgt-lang>; local, gs:// or any Beam filesystem",
+        "P.<src-lang> and P.<tgt-lang>, or those two files as SRC_FILE,TGT_FILE; local, gs:// "
+        "or any Beam filesystem",
     )
     io.add_argument(
         "--corpus-format",
         default="auto",
         choices=["auto", "tsv", "jsonl", "text"],
         help="corpus format (default: by file name; anything not .tsv/.jsonl is 'text')",
+    )
+    io.add_argument(
+        "--unescape",
+        action="store_true",
+        help="decode HTML/XML character references (&apos; &amp; &#124;) in both sentences, "
+        "as Moses-tokenised corpora escape them",
     )
     io.add_argument(
         "--corpus-name",
@@ -166,7 +173,12 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     """Builds the stage configs from parsed flags (each validates itself)."""
     cfg = PipelineConfig(
         ingest=IngestConfig(
-            args.corpus, args.src_lang, args.tgt_lang, args.corpus_format, args.corpus_name
+            args.corpus,
+            args.src_lang,
+            args.tgt_lang,
+            args.corpus_format,
+            args.corpus_name,
+            unescape=args.unescape,
         ),
         tokenize=TokenizeConfig(args.src_lang, args.tgt_lang, max_words=args.max_words),
         label=LabelConfig(args.kb, args.src_lang, not args.case_insensitive, args.max_mentions),

@@ -78,6 +78,22 @@ def test_text_pair_files_report_unequal_lengths(tmp_path):
     assert "fewer lines" in str(items[1])
 
 
+def test_a_text_pair_can_be_named_file_by_file_and_unescaped(tmp_path):
+    (tmp_path / "src-train.txt").write_text("Parliament &apos;s view &#124; &quot;A&quot;\n")
+    (tmp_path / "tgt-train.txt").write_text("Die Sicht des Parlaments &amp; mehr\n")
+    spec = f"{tmp_path / 'src-train.txt'},{tmp_path / 'tgt-train.txt'}"
+    cfg = IngestConfig(spec, "en", "de", unescape=True)
+    assert cfg.resolved_format == "text" and cfg.name == "src-train.txt"
+    with TestPipeline() as p:
+        out = p | ReadBitext(cfg)
+        assert_that(
+            out.records | beam.Map(lambda r: (r.src, r.tgt, r.line)),
+            equal_to([("Parliament 's view | \"A\"", "Die Sicht des Parlaments & mehr", 1)]),
+        )
+    escaped = list(read_records(cfg.input_files()[0], IngestConfig(spec, "en", "de")))
+    assert escaped[0].src.startswith("Parliament &apos;s")  # only on request
+
+
 def test_read_bitext_routes_bad_lines_to_dead_letters(tmp_path):
     corpus = tmp_path / "c.jsonl"
     corpus.write_text('{"src": "Hi", "tgt": "Hallo"}\n{"src": "x"}\n')
