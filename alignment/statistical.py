@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -127,6 +128,8 @@ def eflomal_align(
     src_lines, tgt_lines = [clean(s) for s, _ in corpus], [clean(t) for _, t in corpus]
     n = len(pairs)
     priors = _priors(src_lines[:n], tgt_lines[:n], prior_links) if prior_links is not None else None
+    logger.info("eflomal: training on %d pairs (+%d extra)", len(pairs), len(extra))
+    start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="relbridge-eflomal-") as tmp:
         fwd, rev = os.path.join(tmp, "fwd"), os.path.join(tmp, "rev")
         aligner.align(
@@ -138,11 +141,12 @@ def eflomal_align(
         )
         forward, reverse = _read_links(fwd), _read_links(rev)
     logger.info(
-        "eflomal aligned %d pairs (+%d extra, model %d, priors: %s)",
+        "eflomal aligned %d pairs (+%d extra, model %d, priors: %s) in %.1f s",
         len(pairs),
         len(extra),
         cfg.model,
         priors is not None,
+        time.perf_counter() - start,
     )
     return [combine(f, r, cfg.symmetrize) for f, r in zip(forward[:n], reverse[:n], strict=True)]
 

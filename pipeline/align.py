@@ -37,6 +37,7 @@ from relbridge.alignment.aligner import AlignConfig, WordAligner, merge_links
 from relbridge.alignment.statistical import EflomalConfig, eflomal_align
 from relbridge.data_specs.schema import ShardRow
 from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG, reject
+from relbridge.pipeline.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +65,11 @@ class AlignBatchFn(beam.DoFn):
         self._aligner = self._shared.acquire(
             lambda: _SharedAligner(WordAligner(cfg)), tag=repr(cfg)
         ).aligner
+        self._progress = Progress("AlignWords", "pairs")
 
     def process(self, batch: list[ShardRow]):
         results = self._aligner.align_batch([(row.src_tokens, row.tgt_tokens) for row in batch])
+        self._progress.add(len(batch))
         for row, result in zip(batch, results, strict=True):
             if result.links is None:
                 self.failed.inc()

@@ -15,6 +15,11 @@ Rules, in order:
     since guessing would inject label noise.
   * Sentences with more than ``max_mentions`` mentions keep the first ones
     (the number of pairs grows quadratically).
+  * One-word aliases that are function words of the source language (spaCy's
+    stop list: ``it``, ``one``, ``his``, ``May``) are not matched, unless
+    written in capitals (``US``, ``IT``): KBs hold such aliases (a film called
+    *It*, pronoun entities in RELX), and they match nearly every sentence.
+    ``LabelConfig.skip_function_word_aliases=False`` keeps them.
 
     rows = rows | LabelWithKb(LabelConfig(kb="kb_dir", src_lang="en"))
 """
@@ -47,12 +52,15 @@ class LabelConfig:
         Case-insensitive matching finds more mentions and more false ones
         ("Will", "May").
       max_mentions: keep at most this many mentions per sentence (10-30).
+      skip_function_word_aliases: do not match one-word aliases that are in
+        the source language's stop list (see the module docstring).
     """
 
     kb: str
     src_lang: str
     case_sensitive: bool = True
     max_mentions: int = 20
+    skip_function_word_aliases: bool = True
 
     def __post_init__(self):
         if self.max_mentions < 2:
@@ -88,7 +96,13 @@ class Candidate:
 class AliasMatcher:
     """Finds KB aliases in token lists with spaCy's PhraseMatcher."""
 
-    def __init__(self, kb: KnowledgeBase, lang: str, case_sensitive: bool = True):
+    def __init__(
+        self,
+        kb: KnowledgeBase,
+        lang: str,
+        case_sensitive: bool = True,
+        skip_function_words: bool = True,
+    ):
         import spacy
         from spacy.matcher import PhraseMatcher
 
@@ -97,9 +111,15 @@ class AliasMatcher:
         self._vocab = spacy.blank("xx").vocab
         self._matcher = PhraseMatcher(self._vocab, attr="ORTH" if case_sensitive else "LOWER")
         tokenize = make_tokenizer(lang)
+        stop_words = function_words(lang) if skip_function_words else frozenset()
         self._ids: dict[str, tuple[str, ...]] = {}
+        skipped = []
         for alias, ids in kb.aliases(lang).items():
-            key = "\x1f".join(tokenize(alias))
+            words = tokenize(alias)
+            if is_function_word_alias(words, stop_words):
+                skipped.append(alias)
+                continue
+            key = "\x1f".join(words)
             if not key:
                 continue
             merged = tuple(sorted(set(self._ids.get(key, ())) | set(ids)))
@@ -109,6 +129,12 @@ class AliasMatcher:
         logger.info(
             "AliasMatcher: %d aliases for %d entities (%s)", len(self._ids), len(kb.entities), lang
         )
+        if skipped:
+            logger.info(
+                "AliasMatcher: %d one-word function-word aliases not matched, e.g. %s",
+                len(skipped),
+                ", ".join(sorted(skipped)[:8]),
+            )
 
     def _doc(self, words: Sequence[str]):
         from spacy.tokens import Doc
@@ -122,6 +148,21 @@ class AliasMatcher:
         spans = [doc[s:e] for _, s, e in self._matcher(doc)]
         kept = sorted(filter_spans(spans), key=lambda span: span.start)
         return [Candidate(s.start, s.end, self._ids["\x1f".join(t.text for t in s)]) for s in kept]
+
+
+def function_words(lang: str) -> frozenset[str]:
+    """spaCy's stop list for ``lang``, case-folded (empty for a language without one)."""
+    from spacy.util import get_lang_class
+
+    return frozenset(w.casefold() for w in get_lang_class(lang).Defaults.stop_words)
+
+
+def is_function_word_alias(words: Sequence[str], stop_words: frozenset[str]) -> bool:
+    """A one-word alias in the stop list, unless written in capitals (``US``, ``IT``)."""
+    if len(words) != 1:
+        return False
+    word = words[0]
+    return word.casefold() in stop_words and not (len(word) > 1 and word.isupper())
 
 
 def resolve_mentions(
@@ -186,7 +227,12 @@ class LabelWithKbFn(beam.DoFn):
     def setup(self):
         self._kb = read_kb(self.cfg.kb)
         self._index = self._kb.relation_index()
-        self._matcher = AliasMatcher(self._kb, self.cfg.src_lang, self.cfg.case_sensitive)
+        self._matcher = AliasMatcher(
+            self._kb,
+            self.cfg.src_lang,
+            self.cfg.case_sensitive,
+            self.cfg.skip_function_word_aliases,
+        )
 
     def process(self, row: ShardRow):
         candidates = self._matcher(row.src_tokens)

@@ -122,6 +122,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-mentions", type=int, default=20, help="mentions kept per sentence (default 20)"
     )
     lab.add_argument(
+        "--match-function-word-aliases",
+        action="store_true",
+        help="also match one-word aliases that are function words of the source language "
+        "(it, one, his); by default they are skipped",
+    )
+    lab.add_argument(
         "--max-words",
         type=int,
         default=256,
@@ -181,7 +187,13 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
             unescape=args.unescape,
         ),
         tokenize=TokenizeConfig(args.src_lang, args.tgt_lang, max_words=args.max_words),
-        label=LabelConfig(args.kb, args.src_lang, not args.case_insensitive, args.max_mentions),
+        label=LabelConfig(
+            args.kb,
+            args.src_lang,
+            not args.case_insensitive,
+            args.max_mentions,
+            skip_function_word_aliases=not args.match_function_word_aliases,
+        ),
         align=align_config_from_args(args),
         project=ProjectConfig(),
         write=WriteConfig(args.output, num_shards=args.num_shards),

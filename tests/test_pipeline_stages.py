@@ -88,7 +88,7 @@ def test_a_text_pair_can_be_named_file_by_file_and_unescaped(tmp_path):
         out = p | ReadBitext(cfg)
         assert_that(
             out.records | beam.Map(lambda r: (r.src, r.tgt, r.line)),
-            equal_to([("Parliament 's view | \"A\"", "Die Sicht des Parlaments & mehr", 1)]),
+            equal_to([('Parliament \'s view | "A"', "Die Sicht des Parlaments & mehr", 1)]),
         )
     escaped = list(read_records(cfg.input_files()[0], IngestConfig(spec, "en", "de")))
     assert escaped[0].src.startswith("Parliament &apos;s")  # only on request
@@ -166,6 +166,22 @@ def test_alias_matcher_prefers_longest_match():
     tokens = ["Angela", "Merkel", "joined", "the", "CDU", "in", "Paris"]
     found = [(c.start, c.end, c.entity_ids) for c in matcher(tokens)]
     assert found == [(0, 2, ("Q1",)), (4, 5, ("Q3",)), (6, 7, ("Q4", "Q5"))]
+
+
+def test_one_word_function_word_aliases_are_not_matched_unless_capitalised():
+    kb = KnowledgeBase(
+        entities={
+            "F1": Entity("F1", "MISC", {"en": ("It", "It (film)")}),  # a film called "It"
+            "P1": Entity("P1", "PER", {"en": ("his",)}),  # a RELX-style pronoun entity
+            "C1": Entity("C1", "LOC", {"en": ("US", "one of us")}),
+        },
+        triples=frozenset(),
+    )
+    tokens = "It said his one of us met US and It ( film )".split()
+    found = [(c.start, c.end) for c in AliasMatcher(kb, "en")(tokens)]
+    assert found == [(3, 6), (7, 8), (9, 13)]  # multi-word and capitalised aliases stay
+    everything = AliasMatcher(kb, "en", skip_function_words=False)(tokens)
+    assert [(c.start, c.end) for c in everything] == [(0, 1), (2, 3), (3, 6), (7, 8), (9, 13)]
 
 
 def test_turkish_names_with_case_suffixes_match_their_aliases():
