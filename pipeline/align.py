@@ -196,10 +196,16 @@ class AlignWords(beam.PTransform):
         self.fallback_method = fallback_method
 
     def expand(self, rows):
+        # Fixed-size batches: BatchElements' adaptive sizing settles at 30-70
+        # pairs, since its fixed-cost model sees no per-call overhead, but the
+        # aligner packs forward passes better from more sentences (32 -> 128
+        # pairs per call: ~1.2x). A bundle's last batch may be smaller.
         neural = (
             rows
             | "BatchPairs"
-            >> beam.BatchElements(min_batch_size=1, max_batch_size=self.cfg.batch_size)
+            >> beam.BatchElements(
+                min_batch_size=self.cfg.batch_size, max_batch_size=self.cfg.batch_size
+            )
             | "AlignBatches"
             >> beam.ParDo(AlignBatchFn(self.cfg, Shared(), self.fallback_method)).with_outputs(
                 DEAD_LETTER_TAG, main="rows"

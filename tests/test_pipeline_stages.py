@@ -177,7 +177,7 @@ def test_one_word_function_word_aliases_are_not_matched_unless_capitalised():
         },
         triples=frozenset(),
     )
-    tokens = "It said his one of us met US and It ( film )".split()
+    tokens = ["It", "said", "his", "one", "of", "us", "met", "US", "and", "It", "(", "film", ")"]
     found = [(c.start, c.end) for c in AliasMatcher(kb, "en")(tokens)]
     assert found == [(3, 6), (7, 8), (9, 13)]  # multi-word and capitalised aliases stay
     everything = AliasMatcher(kb, "en", skip_function_words=False)(tokens)
