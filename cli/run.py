@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 
 
 def register(subparsers) -> None:
@@ -26,10 +27,16 @@ def _run(args: argparse.Namespace) -> int:
     from relbridge.pipeline.main import run_config
     from relbridge.pipeline.options import config_from_args
 
-    stats = run_config(config_from_args(args), args.extra_args)
-    print(
-        json.dumps(
-            {k: stats[k] for k in ("run_id", "input_records", "rows", "dead_letters", "balanced")}
-        )
+    cfg = config_from_args(args, args.extra_args)
+    start = time.perf_counter()
+    stats = run_config(cfg, args.extra_args)
+    seconds = time.perf_counter() - start
+    keys = ("run_id", "input_records", "rows", "dead_letters", "skipped_existing", "balanced")
+    summary = {k: stats.get(k) for k in keys}
+    summary.update(
+        output=cfg.write.output,
+        seconds=round(seconds, 1),
+        records_per_s=round(stats["input_records"] / seconds, 1),
     )
+    print(json.dumps(summary))
     return 0 if stats["balanced"] else 1

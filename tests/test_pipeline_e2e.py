@@ -82,14 +82,17 @@ def test_shards_load_in_duckdb(tmp_path, tiny_encoder):
     assert [l for (l,) in labels] == ["NA", "NA", "per:city_of_birth", "per:member_of"]
 
 
-def test_refresh_skips_pairs_already_written(tmp_path, tiny_encoder):
+def test_refresh_skips_pairs_already_written(tmp_path, tiny_encoder, capsys):
     run(pipeline_argv(tmp_path, tiny_encoder))
     corpus = tmp_path / "toy.tsv"
     with open(corpus, "a") as f:
         f.write("6\tMerkel visited Hamburg .\tMerkel besuchte Hamburg .\n")
-    stats = run(pipeline_argv(tmp_path, tiny_encoder, "--skip-existing"))
+    from relbridge.cli.main import main
+
+    assert main(["run", *pipeline_argv(tmp_path, tiny_encoder, "--skip-existing")]) == 0
+    stats = json.loads(capsys.readouterr().out.strip().splitlines()[-1])  # the CLI's summary
     assert (stats["input_records"], stats["rows"], stats["skipped_existing"]) == (6, 1, 3)
-    assert stats["balanced"]
+    assert stats["balanced"] and stats["output"] == str(tmp_path / "out") and stats["seconds"] > 0
     ids = sorted(r.pair_id for r in read_shards(str(tmp_path / "out" / "shards")))
     assert ids == ["toy:1", "toy:2", "toy:3", "toy:6"]
 
