@@ -110,6 +110,10 @@ def build_pipeline(p: beam.Pipeline, cfg: PipelineConfig, done: frozenset[str] =
     if done:
         parts = records | "SkipExisting" >> beam.Partition(lambda r, _: int(r.pair_id in done), 2)
         records, skipped = parts[0], parts[1]
+    # A corpus file is read by one worker, in order, to keep its line numbers.
+    # Without a shuffle, fusion would keep all of that file's records on that
+    # worker through alignment; this spreads them over every worker.
+    records = records | "Redistribute" >> beam.Reshuffle()
 
     # rows: ShardRow, filled in stage by stage
     tokenized = records | "Tokenize" >> Tokenize(cfg.tokenize)
@@ -149,7 +153,7 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
     parser = argparse.ArgumentParser(prog="relbridge run", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     args, beam_args = parser.parse_known_args(argv)
-    return run_config(config_from_args(args), beam_args, test_pipeline)
+    return run_config(config_from_args(args, beam_args), beam_args, test_pipeline)
 
 
 def run_config(

@@ -1,8 +1,10 @@
 """AlignWords: batched alignment in Beam, one encoder per process, dead letters."""
 
+import argparse
 from dataclasses import replace
 
 import apache_beam as beam
+import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.utils.shared import Shared
@@ -223,8 +225,6 @@ def test_large_corpora_train_eflomal_in_chunks(tiny_encoder, monkeypatch):
 
 
 def test_run_flags_pick_the_default_preset_and_override_it():
-    import argparse
-
     from relbridge.alignment.aligner import DEFAULT_PRESET, aligner_config
     from relbridge.pipeline.options import add_arguments, align_config_from_args
 
@@ -262,3 +262,41 @@ def test_run_flags_pick_the_default_preset_and_override_it():
     assert (
         cfg.text_prefix == aligner_config(DEFAULT_PRESET).text_prefix
     )  # the rest stays the preset's
+
+
+@pytest.mark.parametrize(
+    "beam_args,expected",
+    [
+        ([], None),
+        (["--direct_running_mode", "multi_processing", "--direct_num_workers", "2"], "cores/2"),
+        (["--direct_running_mode", "multi_processing", "--direct_num_workers", "0"], 1),
+        (["--direct_running_mode", "multi_threading", "--direct_num_workers", "2"], None),
+        (["--runner", "DataflowRunner"], 1),
+        (["--runner", "DataflowRunner", "--experiments", "no_use_multiple_sdk_containers"], None),
+    ],
+)
+def test_threads_per_worker_avoid_oversubscribing_the_cores(beam_args, expected, monkeypatch):
+    from relbridge.pipeline import options
+
+    monkeypatch.setattr(options.os, "cpu_count", lambda: 8)
+    assert options.threads_per_worker(beam_args) == (4 if expected == "cores/2" else expected)
+
+
+def test_how_many_threads_or_compiling_does_not_change_the_run_id(tmp_path):
+    from relbridge.pipeline.options import add_arguments, config_from_args
+
+    corpus = tmp_path / "c.tsv"
+    corpus.write_text("a\tb\n")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    argv = ["--corpus", str(corpus), "--kb", "kb", "--src-lang", "en", "--tgt-lang", "de"]
+    argv += ["--output", str(tmp_path / "out")]
+    plain = config_from_args(parser.parse_args(argv))
+    multi = config_from_args(
+        parser.parse_args([*argv, "--align-compile"]),
+        ["--direct_running_mode", "multi_processing", "--direct_num_workers", "2"],
+    )
+    assert multi.align.num_threads is not None and multi.align.compile
+    assert multi.write.run_id == plain.write.run_id
+    other = config_from_args(parser.parse_args([*argv, "--align-layer", "5"]))
+    assert other.write.run_id != plain.write.run_id
