@@ -297,6 +297,11 @@ def read_data(
     if data_format == "relx":
         return read_relx_data(path, lang=lang, ids=ids)
     if data_format == "shards":
+        if os.path.isfile(path) and not path.endswith(".parquet"):
+            raise ValueError(
+                f"{path}: not a Parquet shard; a KBP37/RELX file needs a .txt name or "
+                "the relx format (--format relx)"
+            )
         data = read_shard_data(path)
         return data.filter(ids, lang) if ids is not None or lang else data
     raise ValueError(f"unknown data format {data_format!r} (shards or relx)")

@@ -514,6 +514,11 @@ class RelationExtractor(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: str, **overrides: Any) -> RelationExtractor:
         """Loads a directory written by `save_pretrained` (in eval mode)."""
+        if not os.path.isfile(os.path.join(directory, CONFIG_FILE)):
+            raise FileNotFoundError(
+                f"{directory} is not a trained relbridge model: it has no {CONFIG_FILE} "
+                "('relbridge train --output DIR' writes the model to DIR/model)"
+            )
         with open(os.path.join(directory, CONFIG_FILE), encoding="utf-8") as f:
             data = json.load(f)
         data["encoder"] = os.path.join(directory, data["encoder"])

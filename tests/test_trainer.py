@@ -214,6 +214,19 @@ def test_extract_names_the_bad_input_line_before_loading_a_model(tmp_path, capsy
     assert not (tmp_path / "o.jsonl").exists()
 
 
+def test_evaluate_says_what_is_wrong_with_its_model_or_data(tmp_path, capsys):
+    from relbridge.cli.main import main as relbridge_main
+
+    relx = tmp_path / "RELX_de.txt"
+    relx.write_text('1\t"<e1> A </e1> in <e2> B </e2>"\nno_relation\n\n', encoding="utf-8")
+    assert relbridge_main(["evaluate", "--model", str(tmp_path), "--data", str(relx)]) == 2
+    assert "is not a trained relbridge model: it has no" in capsys.readouterr().err
+    tsv = tmp_path / "c.tsv"
+    tsv.write_text("a\tb\n", encoding="utf-8")
+    assert relbridge_main(["evaluate", "--model", str(tmp_path), "--data", str(tsv)]) == 2
+    assert "c.tsv: not a Parquet shard" in capsys.readouterr().err
+
+
 def test_lora_trains_adapters_only_and_saves_merged_weights(tiny_encoder, tmp_path):
     pytest.importorskip("peft", reason="LoRA needs the peft extra")
     from test_models import _toy_pairs
