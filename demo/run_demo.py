@@ -62,6 +62,10 @@ def run_pipeline(cfg: DemoConfig) -> tuple[dict, str]:
         "--corpus", os.path.join(data, "relx_ende_train.tsv"), "--corpus-name", "relx_ende",
         "--kb", os.path.join(data, "kb"), "--src-lang", "en", "--tgt-lang", "de", "--output", out,
         "--overwrite",  # the demo is one whole job: a rerun replaces an older run's shards
+        # RELX annotates pronouns as entities (his, it) and the demo KB is built
+        # from those annotations, so here they are names, matched as annotated;
+        # a general KB keeps the default and skips such one-word aliases.
+        "--match-function-word-aliases",
         *(["--model", cfg.model] if cfg.model else []), *cfg.pipeline_args,
     ]  # fmt: skip
     return run(argv), os.path.join(out, "shards")
