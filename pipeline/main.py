@@ -1,6 +1,6 @@
 """The relbridge Beam DAG, wired from its stages.
 
-    ReadBitext -> [SkipExisting] -> Tokenize -> LabelWithKb -> AlignWords
+    ReadBitext -> [SkipExisting] -> Redistribute -> Tokenize -> LabelWithKb -> AlignWords
       -> ProjectLabels -> WriteShards
 
 Run it with ``relbridge run --corpus ... --kb ... --src-lang en --tgt-lang de
@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -37,16 +38,58 @@ from relbridge.pipeline.write_shards import COMPLETED, STATS, WriteShards
 logger = logging.getLogger(__name__)
 
 
-def existing_pair_ids(output: str) -> list[str]:
-    """Pair ids already written to ``output/shards`` by earlier runs."""
+@dataclass(frozen=True)
+class Handled:
+    """Input that earlier runs into the same output already handled (refresh mode).
+
+    A refresh processes only new input: pairs already in a shard, and input
+    lines already in a dead letter, are counted as skipped instead of being
+    processed (and dead-lettered) again on every scheduled run.
+
+    Attributes:
+      pair_ids: pair ids of the shard rows.
+      lines: ``(source_file, line)`` of the dead letters; a line that could not
+        even be parsed has no pair id.
+    """
+
+    pair_ids: frozenset[str] = frozenset()
+    lines: frozenset[tuple[str, int]] = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.pair_ids or self.lines)
+
+    def covers(self, record) -> bool:
+        """Whether a `BitextRecord` was handled before."""
+        return record.pair_id in self.pair_ids or (record.source_file, record.line) in self.lines
+
+    def covers_letter(self, letter: dict) -> bool:
+        """Whether an input line's dead letter was written before."""
+        return (letter["source_file"], letter["line"]) in self.lines
+
+    def fingerprint(self) -> str:
+        keys = sorted(self.pair_ids) + [f"{f}\x1f{n}" for f, n in sorted(self.lines)]
+        return hashlib.sha1("\n".join(keys).encode()).hexdigest()
+
+
+def existing_outputs(output: str) -> Handled:
+    """What earlier runs wrote to ``output``: shard pair ids and dead-letter lines."""
     import pyarrow.parquet as pq
 
-    pattern = FileSystems.join(output, "shards", "*.parquet")
     ids: list[str] = []
-    for meta in FileSystems.match([pattern])[0].metadata_list:
+    for meta in FileSystems.match([FileSystems.join(output, "shards", "*.parquet")])[
+        0
+    ].metadata_list:
         with FileSystems.open(meta.path) as f:
             ids.extend(pq.read_table(f, columns=["pair_id"]).column("pair_id").to_pylist())
-    return ids
+    lines = set()
+    pattern = FileSystems.join(output, "dead_letter", "*.jsonl")
+    for meta in FileSystems.match([pattern])[0].metadata_list:
+        with FileSystems.open(meta.path) as f:
+            for text in f.read().decode("utf-8").splitlines():
+                if text.strip():
+                    letter = json.loads(text)
+                    lines.add((letter["source_file"], letter["line"]))
+    return Handled(frozenset(ids), frozenset(lines))
 
 
 def previous_outputs(output: str) -> list[str]:
@@ -88,14 +131,14 @@ def clear_previous_outputs(cfg: PipelineConfig) -> None:
     FileSystems.delete([completed, *old] if FileSystems.exists(completed) else old)
 
 
-def build_pipeline(p: beam.Pipeline, cfg: PipelineConfig, done: frozenset[str] = frozenset()):
+def build_pipeline(p: beam.Pipeline, cfg: PipelineConfig, done: Handled = Handled()):
     """Adds the DAG to ``p``; returns the PCollection holding the stats dict.
 
     Args:
       p: the pipeline.
       cfg: the run's config.
-      done: pair ids written by earlier runs (refresh mode); those records are
-        counted as skipped instead of processed again.
+      done: what earlier runs wrote (refresh mode); those records and bad
+        lines are counted as skipped instead of processed again.
     """
     # records: BitextRecord (one per parsable input line)
     ingested = p | "ReadBitext" >> ReadBitext(cfg.ingest)
@@ -108,8 +151,13 @@ def build_pipeline(p: beam.Pipeline, cfg: PipelineConfig, done: frozenset[str] =
     ) | "CountInputs" >> beam.Flatten()
     skipped = p | "NoneSkipped" >> beam.Create([])
     if done:
-        parts = records | "SkipExisting" >> beam.Partition(lambda r, _: int(r.pair_id in done), 2)
+        parts = records | "SkipExisting" >> beam.Partition(lambda r, _: int(done.covers(r)), 2)
         records, skipped = parts[0], parts[1]
+        bad = ingested[DEAD_LETTER_TAG] | "SkipExistingBadLines" >> beam.Partition(
+            lambda d, _: int(done.covers_letter(d)), 2
+        )
+        dead_letters[0] = bad[0]
+        skipped = (skipped, bad[1]) | "AllSkipped" >> beam.Flatten()
     # A corpus file is read by one worker, in order, to keep its line numbers.
     # Without a shuffle, fusion would keep all of that file's records on that
     # worker through alignment; this spreads them over every worker.
@@ -171,14 +219,19 @@ def run_config(
     check_model_name(cfg.align.model)
     kb = read_kb(cfg.label.kb)
     logger.info("KB %s: %d entities, %d triples", cfg.label.kb, len(kb.entities), len(kb.triples))
-    done = frozenset(existing_pair_ids(cfg.write.output)) if cfg.skip_existing else frozenset()
+    done = existing_outputs(cfg.write.output) if cfg.skip_existing else Handled()
     if not cfg.skip_existing:
         clear_previous_outputs(cfg)
     if done:
         # A refresh writes new files beside the old ones, never over them.
-        run_id = hashlib.sha1((cfg.write.run_id + "".join(sorted(done))).encode()).hexdigest()[:10]
+        run_id = hashlib.sha1((cfg.write.run_id + done.fingerprint()).encode()).hexdigest()[:10]
         cfg = dataclasses.replace(cfg, write=dataclasses.replace(cfg.write, run_id=run_id))
-        logger.info("refresh: %d pair ids already in %s", len(done), cfg.write.output)
+        logger.info(
+            "refresh: %d pair ids and %d dead-lettered lines already in %s",
+            len(done.pair_ids),
+            len(done.lines),
+            cfg.write.output,
+        )
     write_config(cfg)
     logger.info("run %s: %s -> %s", cfg.write.run_id, cfg.ingest.corpus, cfg.write.output)
     p = test_pipeline or beam.Pipeline(options=PipelineOptions(beam_args or []))

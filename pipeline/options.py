@@ -110,7 +110,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     io.add_argument(
         "--skip-existing",
         action="store_true",
-        help="refresh mode: skip pairs whose id is already in OUTPUT/shards and add new shards beside",
+        help="refresh mode: skip pairs already in OUTPUT/shards and input lines already in "
+        "OUTPUT/dead_letter, and add new shards beside",
     )
     io.add_argument(
         "--overwrite",

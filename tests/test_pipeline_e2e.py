@@ -83,18 +83,34 @@ def test_shards_load_in_duckdb(tmp_path, tiny_encoder):
 
 
 def test_refresh_skips_pairs_already_written(tmp_path, tiny_encoder, capsys):
+    from relbridge.cli.main import main
+
+    def refresh() -> dict:
+        assert main(["run", *pipeline_argv(tmp_path, tiny_encoder, "--skip-existing")]) == 0
+        return json.loads(capsys.readouterr().out.strip().splitlines()[-1])  # the CLI's summary
+
+    def dead_letter_lines() -> list[int]:
+        files = glob.glob(str(tmp_path / "out" / "dead_letter" / "*.jsonl"))
+        return sorted(
+            json.loads(t)["line"] for f in files for t in Path(f).read_text().splitlines()
+        )
+
     run(pipeline_argv(tmp_path, tiny_encoder))
     corpus = tmp_path / "toy.tsv"
     with open(corpus, "a") as f:
         f.write("6\tMerkel visited Hamburg .\tMerkel besuchte Hamburg .\n")
-    from relbridge.cli.main import main
-
-    assert main(["run", *pipeline_argv(tmp_path, tiny_encoder, "--skip-existing")]) == 0
-    stats = json.loads(capsys.readouterr().out.strip().splitlines()[-1])  # the CLI's summary
-    assert (stats["input_records"], stats["rows"], stats["skipped_existing"]) == (6, 1, 3)
-    assert stats["balanced"] and stats["output"] == str(tmp_path / "out") and stats["seconds"] > 0
+        f.write("7\t" + "word " * 300 + "\tWort\n")  # too long: a dead letter of Tokenize
+    stats = refresh()
+    # lines 4 and 5 were dead-lettered by the first run: skipped, not rejected again
+    assert (stats["input_records"], stats["rows"], stats["dead_letters"]) == (7, 1, 1)
+    assert stats["skipped_existing"] == 5 and stats["balanced"]
+    assert stats["output"] == str(tmp_path / "out") and stats["seconds"] > 0
     ids = sorted(r.pair_id for r in read_shards(str(tmp_path / "out" / "shards")))
     assert ids == ["toy:1", "toy:2", "toy:3", "toy:6"]
+    stats = refresh()  # nothing new: everything skipped, no new rows or dead letters
+    assert (stats["rows"], stats["dead_letters"], stats["skipped_existing"]) == (0, 0, 7)
+    assert dead_letter_lines() == [4, 5, 7]
+    assert len(list(read_shards(str(tmp_path / "out" / "shards")))) == 4
 
 
 def test_a_run_with_other_settings_does_not_mix_with_an_old_output(tmp_path, tiny_encoder):
