@@ -76,12 +76,11 @@ def existing_outputs(output: str) -> Handled:
     import pyarrow.parquet as pq
 
     ids: list[str] = []
-    for meta in FileSystems.match([FileSystems.join(output, "shards", "*.parquet")])[
-        0
-    ].metadata_list:
+    pattern = FileSystems.join(output, "shards", "*.parquet")
+    for meta in FileSystems.match([pattern])[0].metadata_list:
         with FileSystems.open(meta.path) as f:
             ids.extend(pq.read_table(f, columns=["pair_id"]).column("pair_id").to_pylist())
-    lines = set()
+    lines = set()  # dead letters: (source_file, line)
     pattern = FileSystems.join(output, "dead_letter", "*.jsonl")
     for meta in FileSystems.match([pattern])[0].metadata_list:
         with FileSystems.open(meta.path) as f:
@@ -140,24 +139,24 @@ def build_pipeline(p: beam.Pipeline, cfg: PipelineConfig, done: Handled = Handle
       done: what earlier runs wrote (refresh mode); those records and bad
         lines are counted as skipped instead of processed again.
     """
-    # records: BitextRecord (one per parsable input line)
+    # records: BitextRecord (one per parsable input line); bad_lines: dead letters
     ingested = p | "ReadBitext" >> ReadBitext(cfg.ingest)
-    records = ingested.records
-    dead_letters = [ingested[DEAD_LETTER_TAG]]
+    records, bad_lines = ingested.records, ingested[DEAD_LETTER_TAG]
     ones = lambda _: 1
     input_records = (
         records | "CountRecords" >> beam.Map(ones),
-        ingested[DEAD_LETTER_TAG] | "CountBadLines" >> beam.Map(ones),
+        bad_lines | "CountBadLines" >> beam.Map(ones),
     ) | "CountInputs" >> beam.Flatten()
     skipped = p | "NoneSkipped" >> beam.Create([])
     if done:
-        parts = records | "SkipExisting" >> beam.Partition(lambda r, _: int(done.covers(r)), 2)
-        records, skipped = parts[0], parts[1]
-        bad = ingested[DEAD_LETTER_TAG] | "SkipExistingBadLines" >> beam.Partition(
+        records, old_records = records | "SkipExisting" >> beam.Partition(
+            lambda r, _: int(done.covers(r)), 2
+        )
+        bad_lines, old_bad_lines = bad_lines | "SkipExistingBadLines" >> beam.Partition(
             lambda d, _: int(done.covers_letter(d)), 2
         )
-        dead_letters[0] = bad[0]
-        skipped = (skipped, bad[1]) | "AllSkipped" >> beam.Flatten()
+        skipped = (old_records, old_bad_lines) | "AllSkipped" >> beam.Flatten()
+    dead_letters = [bad_lines]
     # A corpus file is read by one worker, in order, to keep its line numbers.
     # Without a shuffle, fusion would keep all of that file's records on that
     # worker through alignment; this spreads them over every worker.
