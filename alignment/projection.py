@@ -86,8 +86,8 @@ import logging
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from functools import cache
 
+from relbridge.data_specs.languages import has_digit, lexicon
 from relbridge.data_specs.schema import Mention, ProjectedMention, RelationInstance
 
 logger = logging.getLogger(__name__)
@@ -307,44 +307,18 @@ def trim_span(span: Span, tgt_tokens: Sequence[str], src_words: Sequence[str] = 
     return start, end
 
 
-def _has_digit(word: str) -> bool:
-    return any(c.isdigit() for c in word)
-
-
-@cache
-def _lexicon(lang: str | None) -> tuple[frozenset[str], Callable[[str], bool]]:
-    """spaCy's stop list (case-folded) and number test for a language.
-
-    spaCy ships both for most languages without any model download. An
-    unknown or missing code gives an empty list, and a language without a
-    number test gets "has a digit".
-    """
-    if not lang:
-        return frozenset(), _has_digit
-    try:
-        from spacy.attrs import LIKE_NUM
-        from spacy.util import get_lang_class
-
-        defaults = get_lang_class(lang).Defaults
-    except ImportError as error:  # spaCy's answer to a code it has no language for
-        logger.warning("no function-word list for language %r (%s): rule off", lang, error)
-        return frozenset(), _has_digit
-    like_num = defaults.lex_attr_getters.get(LIKE_NUM) or _has_digit
-    return frozenset(w.casefold() for w in defaults.stop_words), like_num
-
-
 @dataclass(frozen=True)
 class FunctionWords:
     """Both languages' function words and number tests, for rule 6 (`trim_function_words`)."""
 
     src: frozenset[str] = frozenset()
     tgt: frozenset[str] = frozenset()
-    src_number: Callable[[str], bool] = _has_digit
-    tgt_number: Callable[[str], bool] = _has_digit
+    src_number: Callable[[str], bool] = has_digit
+    tgt_number: Callable[[str], bool] = has_digit
 
     @classmethod
     def for_pair(cls, src_lang: str | None, tgt_lang: str | None) -> FunctionWords:
-        (src, src_number), (tgt, tgt_number) = _lexicon(src_lang), _lexicon(tgt_lang)
+        (src, src_number), (tgt, tgt_number) = lexicon(src_lang), lexicon(tgt_lang)
         return cls(src, tgt, src_number, tgt_number)
 
 

@@ -1,15 +1,24 @@
-"""Language codes that file names carry.
+"""Languages: the codes that file names carry, and each language's function words.
 
 Evaluation and training files name their language (``RELX_de.txt``,
 ``es-europarl.test.conll02``, ``en.conll``), so commands read it from the name
 unless told otherwise. Only ISO 639-1 codes count: a looser "two or three
 letters" rule would read KBP37's ``dev.txt`` as a language called ``dev``.
+
+`lexicon` gives spaCy's stop list and number test for a language; projection
+trims function words off names with it, and distant supervision skips aliases
+that are function words.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+from collections.abc import Callable
+from functools import cache
+
+logger = logging.getLogger(__name__)
 
 ISO_639_1 = frozenset(
     """
@@ -39,3 +48,31 @@ def language_in_name(path: str) -> str | None:
     stem = os.path.basename(path).split(".", 1)[0]
     codes = [part for part in re.split(r"[_-]", stem) if part in ISO_639_1]
     return codes[-1] if codes else None
+
+
+def has_digit(word: str) -> bool:
+    return any(c.isdigit() for c in word)
+
+
+@cache
+def lexicon(lang: str | None) -> tuple[frozenset[str], Callable[[str], bool]]:
+    """spaCy's stop list (case-folded) and number test for a language.
+
+    spaCy ships both for most languages without any model download. An
+    unknown or missing code gives an empty list, and a language without a
+    number test gets "has a digit".
+    """
+    if not lang:
+        return frozenset(), has_digit
+    try:
+        from spacy.attrs import LIKE_NUM
+        from spacy.util import get_lang_class
+
+        defaults = get_lang_class(lang).Defaults
+    except ImportError as error:  # spaCy's answer to a code it has no language for
+        logger.warning(
+            "no function-word list for language %r (%s): rules using it off", lang, error
+        )
+        return frozenset(), has_digit
+    like_num = defaults.lex_attr_getters.get(LIKE_NUM) or has_digit
+    return frozenset(w.casefold() for w in defaults.stop_words), like_num

@@ -34,6 +34,7 @@ from itertools import permutations
 import apache_beam as beam
 
 from relbridge.data_specs.formats import KnowledgeBase, load_kb
+from relbridge.data_specs.languages import lexicon
 from relbridge.data_specs.relations import NA
 from relbridge.data_specs.schema import Mention, RelationInstance, ShardRow
 
@@ -111,7 +112,7 @@ class AliasMatcher:
         self._vocab = spacy.blank("xx").vocab
         self._matcher = PhraseMatcher(self._vocab, attr="ORTH" if case_sensitive else "LOWER")
         tokenize = make_tokenizer(lang)
-        stop_words = function_words(lang) if skip_function_words else frozenset()
+        stop_words = lexicon(lang)[0] if skip_function_words else frozenset()
         self._ids: dict[str, tuple[str, ...]] = {}
         skipped = []
         for alias, ids in kb.aliases(lang).items():
@@ -148,13 +149,6 @@ class AliasMatcher:
         spans = [doc[s:e] for _, s, e in self._matcher(doc)]
         kept = sorted(filter_spans(spans), key=lambda span: span.start)
         return [Candidate(s.start, s.end, self._ids["\x1f".join(t.text for t in s)]) for s in kept]
-
-
-def function_words(lang: str) -> frozenset[str]:
-    """spaCy's stop list for ``lang``, case-folded (empty for a language without one)."""
-    from spacy.util import get_lang_class
-
-    return frozenset(w.casefold() for w in get_lang_class(lang).Defaults.stop_words)
 
 
 def is_function_word_alias(words: Sequence[str], stop_words: frozenset[str]) -> bool:
