@@ -28,7 +28,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from relbridge.data_specs.encoders import check_model_name
 from relbridge.pipeline.align import AlignWords
 from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG
-from relbridge.pipeline.ingest import ReadBitext
+from relbridge.pipeline.ingest import ReadBitext, open_text
 from relbridge.pipeline.label import LabelWithKb, read_kb
 from relbridge.pipeline.options import PipelineConfig, add_arguments, config_from_args
 from relbridge.pipeline.project import ProjectLabels
@@ -83,8 +83,8 @@ def existing_outputs(output: str) -> Handled:
     lines = set()  # dead letters: (source_file, line)
     pattern = FileSystems.join(output, "dead_letter", "*.jsonl")
     for meta in FileSystems.match([pattern])[0].metadata_list:
-        with FileSystems.open(meta.path) as f:
-            for text in f.read().decode("utf-8").splitlines():
+        with open_text(meta.path) as letters:
+            for text in letters:
                 if text.strip():
                     letter = json.loads(text)
                     lines.add((letter["source_file"], letter["line"]))

@@ -220,3 +220,19 @@ def test_a_malformed_kb_stops_the_run_before_anything_is_written(tmp_path, tiny_
     with pytest.raises(ValueError, match=r"triples.tsv:\d+: .* unknown entity Q404"):
         run(argv)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_refresh_reads_earlier_dead_letters_line_by_line(tmp_path):
+    from relbridge.pipeline.dead_letter import dead_letter, to_json
+    from relbridge.pipeline.main import existing_outputs
+
+    (tmp_path / "dead_letter").mkdir()
+    letters = [  # JSON keeps U+2028 raw (ensure_ascii=False); only \n ends a letter
+        dead_letter("ReadBitext", "bad", "c.tsv", 3, {"raw": "a\u2028b"}),
+        dead_letter("Tokenize", "long", "c.tsv", 7, None),
+    ]
+    (tmp_path / "dead_letter" / "part-x-00000-of-00001.jsonl").write_text(
+        "".join(to_json(d) + "\n" for d in letters), encoding="utf-8"
+    )
+    done = existing_outputs(str(tmp_path))
+    assert done.lines == {("c.tsv", 3), ("c.tsv", 7)} and not done.pair_ids
