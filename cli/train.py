@@ -179,12 +179,12 @@ def _json_input(line: str, path: str, n: int) -> tuple[str, str | None]:
 
 
 def _read_ids(path: str, key: str) -> set[str]:
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    with open_lines(path) as f:
+        lines = list(f)
     try:
-        data = json.loads(text)
+        data = json.loads("".join(lines))
     except json.JSONDecodeError:
-        return {line.strip() for line in text.splitlines() if line.strip()}
+        return {line.strip() for line in lines if line.strip()}
     if isinstance(data, dict):
         data = data[key]
     return {str(x) for x in data}

@@ -514,12 +514,13 @@ class RelationExtractor(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: str, **overrides: Any) -> RelationExtractor:
         """Loads a directory written by `save_pretrained` (in eval mode)."""
-        if not os.path.isfile(os.path.join(directory, CONFIG_FILE)):
+        config = os.path.join(directory, CONFIG_FILE)
+        if not os.path.isfile(config):
             raise FileNotFoundError(
                 f"{directory} is not a trained relbridge model: it has no {CONFIG_FILE} "
                 "('relbridge train --output DIR' writes the model to DIR/model)"
             )
-        with open(os.path.join(directory, CONFIG_FILE), encoding="utf-8") as f:
+        with open(config, encoding="utf-8") as f:
             data = json.load(f)
         data["encoder"] = os.path.join(directory, data["encoder"])
         data.update(overrides)

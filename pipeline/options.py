@@ -142,8 +142,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     al.add_argument(
         "--model",
         default=None,
-        help="encoder: local path or Hugging Face name; falls back to the "
-        "bundled multilingual-e5-small when it cannot be loaded offline",
+        help="encoder: local path or Hugging Face name; a name falls back to the bundled "
+        "multilingual-e5-small when it cannot be loaded offline, a missing path is an error",
     )
     al.add_argument(
         "--aligner",

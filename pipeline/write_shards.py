@@ -94,8 +94,9 @@ class WriteShards(beam.PTransform):
     Takes a dict ``{"rows": ..., "dead_letter": ..., "input_records": ...,
     "skipped": ..., "counts": ...}``: ``input_records`` holds a 1 per input
     record, ``skipped`` the records and bad lines a refresh skipped because
-    earlier runs wrote them (as rows or dead letters), and the optional ``counts`` further `Counter`s that stages
-    add to ``stats.json`` (ProjectLabels' projection counts).
+    earlier runs wrote them (as rows or dead letters), and the optional
+    ``counts`` further `Counter`s that stages add to ``stats.json``
+    (ProjectLabels' projection counts).
     """
 
     def __init__(self, cfg: WriteConfig):
