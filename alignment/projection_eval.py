@@ -36,7 +36,7 @@ from relbridge.alignment.projection import (
     ProjectionCounts,
     project_pair,
 )
-from relbridge.data_specs.formats import open_lines
+from relbridge.data_specs.formats import bio_spans, open_lines
 from relbridge.data_specs.schema import Mention, RelationInstance
 
 logger = logging.getLogger(__name__)
@@ -152,19 +152,6 @@ def read_conll(path: str) -> list[tuple[list[str], list[tuple[int, int, str]]]]:
     if words:
         sentences.append((words, bio_spans(tags)))
     return sentences
-
-
-def bio_spans(tags: Sequence[str]) -> list[tuple[int, int, str]]:
-    """IOB2 tags -> ``(start, end, type)`` spans ``[start, end)``."""
-    spans, start, kind = [], None, None
-    for i, tag in enumerate([*tags, "O"]):
-        prefix, _, name = tag.partition("-")
-        if start is not None and not (prefix == "I" and name == kind):
-            spans.append((start, i, kind))
-            start = None
-        if prefix == "B" or (prefix == "I" and start is None):
-            start, kind = i, name
-    return spans
 
 
 def load_conll_pairs(src_path: str, tgt_path: str) -> list[GoldPair]:

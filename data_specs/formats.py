@@ -25,7 +25,7 @@ import hashlib
 import json
 import os
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -351,3 +351,19 @@ def load_kb(
                     triples_file, line, f"triple ({s}, {r}, {o}) names unknown entity {arg}"
                 )
     return KnowledgeBase(entities, frozenset(triples))
+
+
+# ---------------------------------------------------------------------- BIO tags
+
+
+def bio_spans(tags: Sequence[str]) -> list[tuple[int, int, str]]:
+    """IOB2 tags -> ``(start, end, type)`` word spans ``[start, end)``; a stray ``I-t`` opens a span."""
+    spans, start, kind = [], None, None
+    for i, tag in enumerate([*tags, "O"]):
+        prefix, _, name = tag.partition("-")
+        if start is not None and not (prefix == "I" and name == kind):
+            spans.append((start, i, kind))
+            start = None
+        if prefix == "B" or (prefix == "I" and start is None):
+            start, kind = i, name
+    return spans

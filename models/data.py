@@ -86,12 +86,18 @@ def directed_label(label_12: str | None, label_21: str | None) -> str:
 
 @dataclass(frozen=True)
 class TagInstance:
-    """An unmarked sentence and its mentions ``(start, end, type)``, word spans ``[start, end)``."""
+    """An unmarked sentence and its mentions ``(start, end, type)``, word spans ``[start, end)``.
+
+    ``complete`` is False where only some mentions are annotated (RELX/KBP37 mark
+    the two arguments): such a sentence trains the tags it has and scores
+    mention recall, not precision.
+    """
 
     id: str
     lang: str
     tokens: tuple[str, ...]
     mentions: tuple[tuple[int, int, str], ...]
+    complete: bool = True
 
 
 @dataclass(frozen=True)
@@ -277,7 +283,9 @@ def read_relx_data(
             data.skipped.append(SkippedPair(rec.id, lang, l12, l21))
             continue
         data.pairs.append(PairInstance(rec.id, lang, tuple(words), w1, w2, l12, l21, side="relx"))
-        data.tags.append(TagInstance(rec.id, lang, tuple(words), ((*w1, ""), (*w2, ""))))
+        data.tags.append(
+            TagInstance(rec.id, lang, tuple(words), ((*w1, ""), (*w2, "")), complete=False)
+        )
     if data.skipped:
         logger.warning(
             "%s: skipped %d records whose entities map to no word or overlap (evaluation counts "

@@ -10,6 +10,9 @@ Metrics (all in percent):
     restricted to its two directed labels ``r(e1,e2)`` and ``r(e2,e1)``, averaged
     over the 18, as in the RELX paper's evaluation (sklearn ``f1_score`` with
     ``labels=[...]``, ``average="micro"``; 0 for a relation never seen or predicted).
+  * ``tagging`` (models trained with the tagging task): how well the tagging
+    head, which finds the entities of untagged text for `extract`, finds the
+    gold mentions; see `relbridge.models.tagging`.
 
 Decoding. The model scores both directions of a pair from one encoding. For
 KBP37/RELX sentences, which carry exactly one directed label, the two directions
@@ -42,6 +45,7 @@ from relbridge.models.data import (
     directed_label,
     read_data,
 )
+from relbridge.models.tagging import tag_mentions, tagging_scores
 
 logger = logging.getLogger(__name__)
 
@@ -326,7 +330,7 @@ def evaluate_model(
     for i, p in enumerate(data.pairs):
         by_lang[p.lang].append(i)
     langs = sorted(set(by_lang) | {x.lang for x in data.skipped})
-    return {
+    result = {
         "overall": score(data.pairs, probs, names, data.skipped),
         "per_language": {
             lang: score(
@@ -338,6 +342,15 @@ def evaluate_model(
             for lang in langs
         },
     }
+    if data.tags and model.cfg.tagging_weight > 0:  # a model trained without tagging has no tagger
+        found = tag_mentions(model, [t.tokens for t in data.tags], batch_size)
+        result["overall"]["tagging"] = tagging_scores(found, data.tags)
+        for lang in {t.lang for t in data.tags} & set(result["per_language"]):
+            keep = [i for i, t in enumerate(data.tags) if t.lang == lang]
+            result["per_language"][lang]["tagging"] = tagging_scores(
+                [found[i] for i in keep], [data.tags[i] for i in keep]
+            )
+    return result
 
 
 def evaluate(

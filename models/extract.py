@@ -11,7 +11,9 @@
   becomes a record.
 
 Each record is ``{"sentence", "text", "subject", "subject_span", "relation",
-"object", "object_span", "confidence"}`` with character spans ``[start, end)``.
+"object", "object_span", "subject_type", "object_type", "confidence"}`` with
+character spans ``[start, end)``; the types are the tagging head's (``""`` for
+marked input).
 
 CLI: ``relbridge extract --model DIR --input sentences.txt --output triples.jsonl``;
 it adds each record's provenance (``source_file``, ``line``, ``id``, ``model``).
@@ -25,13 +27,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 
 from relbridge.data_specs.relations import NA
 from relbridge.data_specs.relx import strip_markers, words_with_spans
 from relbridge.data_specs.schema import token_offsets
 from relbridge.models.data import PairInstance
 from relbridge.models.evaluate import decode_joint, predict_pairs
+from relbridge.models.tagging import tag_mentions
 
 logger = logging.getLogger(__name__)
 
@@ -40,44 +42,6 @@ _MARKERS = ("<e1>", "</e1>", "<e2>", "</e2>")
 
 def is_marked(sentence: str) -> bool:
     return all(sentence.count(m) == 1 for m in _MARKERS)
-
-
-def bio_spans(tags: Sequence[str]) -> list[tuple[int, int, str]]:
-    """Word spans ``(start, end, type)`` from BIO tags; a stray ``I-t`` opens a span."""
-    spans, start, current = [], None, None
-    for i, tag in enumerate([*tags, "O"]):
-        prefix, _, etype = tag.partition("-")
-        if start is not None and not (prefix == "I" and etype == current):
-            spans.append((start, i, current))
-            start, current = None, None
-        if prefix in ("B", "I") and start is None:
-            start, current = i, etype
-    return spans
-
-
-@torch.no_grad()
-def tag_mentions(
-    model, sentences_words: Sequence[Sequence[str]], batch_size: int = 16
-) -> list[list[tuple[int, int, str]]]:
-    """Mentions found by the tagging head in each word-split sentence."""
-    model.eval()
-    device = next(model.parameters()).device
-    tags = model.cfg.tags
-    out = []
-    for start in range(0, len(sentences_words), batch_size):
-        chunk = sentences_words[start : start + batch_size]
-        items = [model.encode_tags(list(words)) for words in chunk]
-        batch = {k: v.to(device) for k, v in model.collate(items).items()}
-        pred = model(batch, labels=False)["tag_logits"].argmax(-1).cpu()  # (B, T)
-        for row, item, words in zip(pred, items, chunk):
-            word_tags = ["O"] * len(words)
-            previous = None
-            for t, w in enumerate(item.word_ids):
-                if w is not None and w != previous:
-                    word_tags[w] = tags[int(row[t])]
-                previous = w
-            out.append(bio_spans(word_tags))
-    return out
 
 
 def _char_span(offsets: Sequence[tuple[int, int]], span: tuple[int, int]) -> list[int]:
@@ -148,8 +112,10 @@ def extract(
                 best = int(pr[d].argmax())
                 if best != 0 and pr[d, best] >= threshold:
                     choices.append((names[best], d, float(pr[d, best])))
+        types = (pair.e1_type, pair.e2_type)
         for relation, direction, conf in choices:
             subj, obj = (span1, span2) if direction == 0 else (span2, span1)
+            subj_type, obj_type = types if direction == 0 else types[::-1]
             records.append(
                 {
                     "sentence": i,
@@ -159,6 +125,8 @@ def extract(
                     "relation": relation,
                     "object": text[obj[0] : obj[1]],
                     "object_span": obj,
+                    "subject_type": subj_type,
+                    "object_type": obj_type,
                     "confidence": round(float(conf), 6),
                 }
             )

@@ -153,3 +153,29 @@ def test_skipped_records_count_as_missed(tmp_path):
     )
     data = read_relx_data(str(path))
     assert not data.pairs and data.skipped == [SkippedPair("7", "en", NA, "per:spouse")]
+
+
+def test_tagging_scores_by_hand():
+    from relbridge.models.data import TagInstance
+    from relbridge.models.tagging import tagging_scores
+
+    words = tuple("a b c d e f".split())
+    complete = TagInstance("1", "en", words, ((0, 2, "PER"), (3, 4, "LOC")))
+    partial = TagInstance("2", "en", words, ((1, 2, ""), (4, 6, "")), complete=False)
+    found = [
+        [(0, 2, "PER"), (3, 4, "ORG"), (5, 6, "LOC")],  # one exact, one wrong type, one extra
+        [(1, 2, "PER"), (0, 1, "LOC")],  # a partial gold: the extra mention is no error
+    ]
+    scores = tagging_scores(found, [complete, partial])
+    assert scores["gold_mentions"] == 4 and scores["found_mentions"] == 5
+    assert scores["recall"] == pytest.approx(50.0)  # typed gold: only the complete sentence's
+    assert scores["span_recall"] == pytest.approx(75.0)  # 3 of 4 spans
+    # precision only where every mention is annotated: 1 of 3 typed, 2 of 3 spans
+    assert scores["precision"] == pytest.approx(100 / 3)
+    assert scores["span_precision"] == pytest.approx(200 / 3)
+    assert scores["f1"] == pytest.approx(2 * (100 / 3) * 50 / (100 / 3 + 50))
+    only_partial = tagging_scores(found[1:], [partial])
+    assert "precision" not in only_partial and "recall" not in only_partial
+    assert only_partial["span_recall"] == pytest.approx(50.0)
+    with pytest.raises(ValueError):
+        tagging_scores(found, [complete])

@@ -7,13 +7,13 @@ import pytest
 from relbridge.alignment.projection import ProjectConfig
 from relbridge.alignment.projection_eval import (
     GoldPair,
-    bio_spans,
     evaluate,
     load_conll_pairs,
     load_relx_pairs,
     score_spans,
 )
 from relbridge.cli.main import main
+from relbridge.data_specs.formats import bio_spans
 from relbridge.data_specs.languages import language_in_name
 from relbridge.data_specs.schema import Mention, RelationInstance
 

@@ -38,6 +38,8 @@ def test_train_then_evaluate_and_extract(tiny_encoder, tmp_path):
     )
     result = evaluate(stats["model_dir"], shards)
     assert set(result["per_language"]) == {"de", "en"} and result["overall"]["micro_f1"] > 50
+    tagging = result["per_language"]["de"]["tagging"]  # shards annotate every mention they have
+    assert tagging["gold_mentions"] > 0 and {"precision", "recall", "span_f1"} <= tagging.keys()
     assert evaluate(stats["model_dir"], shards, lang="de")["per_language"].keys() == {"de"}
     # RELX-format input with an id filter; relations the model never saw only count as misses.
     relx = tmp_path / "RELX_en.txt"

@@ -1,0 +1,112 @@
+"""The tagging head at inference: mentions from BIO tags, and how well it finds them.
+
+`tag_mentions(model, sentences)` tags word-split sentences and decodes each into
+``(start, end, type)`` word spans ``[start, end)``. It is how `extract` finds the
+entities of untagged text, so its quality caps what extraction can find.
+
+`tagging_scores(found, gold)` measures it against `TagInstance` mentions:
+
+* ``recall`` (typed) and ``span_recall`` (the words only) over every gold mention;
+* ``precision``/``f1`` and ``span_precision``/``span_f1`` only over sentences
+  whose every mention is annotated (``TagInstance.complete``). RELX/KBP37 mark
+  just the two arguments of a sentence, so a found mention missing from their
+  gold is not an error, and their sentences count for recall only.
+
+A mention counts when its span is exactly the gold span (and, typed, its type).
+Gold mentions without a type (RELX's) count for the span scores only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from relbridge.data_specs.formats import bio_spans
+from relbridge.models.data import TagInstance
+
+Mention = tuple[int, int, str]
+
+
+@torch.no_grad()
+def tag_mentions(
+    model, sentences_words: Sequence[Sequence[str]], batch_size: int = 16
+) -> list[list[Mention]]:
+    """Mentions found by the tagging head in each word-split sentence (tags of first subwords)."""
+    model.eval()
+    device = next(model.parameters()).device
+    tags = model.cfg.tags
+    out = []
+    for start in range(0, len(sentences_words), batch_size):
+        chunk = sentences_words[start : start + batch_size]
+        items = [model.encode_tags(list(words)) for words in chunk]
+        batch = {k: v.to(device) for k, v in model.collate(items).items()}
+        pred = model(batch, labels=False)["tag_logits"].argmax(-1).cpu()  # (B, T)
+        for row, item, words in zip(pred, items, chunk):
+            word_tags = ["O"] * len(words)
+            previous = None
+            for t, w in enumerate(item.word_ids):
+                if w is not None and w != previous:
+                    word_tags[w] = tags[int(row[t])]
+                previous = w
+            out.append(bio_spans(word_tags))
+    return out
+
+
+def _prf(hits: int, found: int, gold: int) -> tuple[float, float, float]:
+    p = 100.0 * hits / found if found else 0.0
+    r = 100.0 * hits / gold if gold else 0.0
+    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+
+
+def tagging_scores(
+    found: Sequence[Sequence[Mention]], gold: Sequence[TagInstance]
+) -> dict[str, Any]:
+    """Mention-finding scores (percent) of ``found`` against the gold mentions of ``gold``.
+
+    Args:
+      found: per sentence, the mentions the model found (`tag_mentions`).
+      gold: the sentences, in the same order.
+
+    Returns:
+      ``sentences``, ``gold_mentions``, ``found_mentions``, ``span_recall``,
+      ``recall`` when some gold mentions are typed and, when some sentences are completely annotated,
+      ``precision``, ``f1``, ``span_precision``, ``span_f1`` over those.
+    """
+    counts = dict.fromkeys(
+        ("gold", "typed_gold", "hit", "span_hit", "c_found", "c_gold", "c_hit", "c_span_hit"), 0
+    )
+    n_found = 0
+    for mentions, instance in zip(found, gold, strict=True):
+        predicted = set(mentions)
+        spans = {(s, e) for s, e, _ in predicted}
+        typed = [m for m in instance.mentions if m[2]]
+        hit = sum(m in predicted for m in typed)
+        span_hit = sum((s, e) in spans for s, e, _ in instance.mentions)
+        n_found += len(predicted)
+        counts["gold"] += len(instance.mentions)
+        counts["typed_gold"] += len(typed)
+        counts["hit"] += hit
+        counts["span_hit"] += span_hit
+        if instance.complete:
+            counts["c_found"] += len(predicted)
+            counts["c_gold"] += len(instance.mentions)
+            counts["c_hit"] += hit
+            counts["c_span_hit"] += span_hit
+    result: dict[str, Any] = {
+        "sentences": len(gold),
+        "gold_mentions": counts["gold"],
+        "found_mentions": n_found,
+        "span_recall": _prf(counts["span_hit"], 0, counts["gold"])[1],
+    }
+    if counts["typed_gold"]:
+        result["recall"] = _prf(counts["hit"], 0, counts["typed_gold"])[1]
+    if any(t.complete for t in gold):
+        result["precision"], _, result["f1"] = _prf(
+            counts["c_hit"], counts["c_found"], counts["c_gold"]
+        )
+        result["span_precision"], _, result["span_f1"] = _prf(
+            counts["c_span_hit"], counts["c_found"], counts["c_gold"]
+        )
+    return result
