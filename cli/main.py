@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "relbridge.cli.align",
     "relbridge.cli.projection",
     "relbridge.cli.train",
+    "relbridge.cli.triples",
     "relbridge.cli.finetune",
     "relbridge.cli.demo",
 )

@@ -17,7 +17,7 @@ import dataclasses
 import json
 import typing
 
-from relbridge.data_specs.formats import InputError, open_lines
+from relbridge.data_specs.formats import open_lines
 
 
 def _train_fields():
@@ -164,20 +164,6 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _json_input(line: str, path: str, n: int) -> tuple[str, str | None]:
-    """The ``text`` and optional ``id`` of a JSON line of extract's input."""
-    try:
-        obj = json.loads(line)
-        text = obj["text"]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        raise InputError(
-            path, n, 'expected a sentence or {"text": "...", "id": optional}'
-        ) from None
-    if not isinstance(text, str):
-        raise InputError(path, n, '"text" must be a string')
-    return text.strip(), (None if obj.get("id") is None else str(obj["id"]))
-
-
 def _read_ids(path: str, key: str) -> set[str]:
     with open_lines(path) as f:
         lines = list(f)
@@ -208,26 +194,14 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _extract(args: argparse.Namespace) -> int:
-    from relbridge.models.extract import extract
+    from relbridge.models.extract import extract_file
 
-    inputs = []  # (line, id, sentence)
-    with open_lines(args.input) as f:
-        for n, line in enumerate(f, 1):
-            line, record_id = line.strip(), None
-            if line.startswith("{"):
-                line, record_id = _json_input(line, args.input, n)
-            if line:
-                inputs.append((n, record_id, line))
-    sentences = [sentence for _, _, sentence in inputs]
-    records = extract(args.model, sentences, batch_size=args.batch_size, threshold=args.threshold)
-    for record in records:  # provenance for knowledge-graph loading
-        n, record_id, _ = inputs[record["sentence"]]
-        record.update(source_file=args.input, line=n, model=args.model)
-        if record_id is not None:
-            record["id"] = record_id
+    records, n_sentences = extract_file(
+        args.model, args.input, batch_size=args.batch_size, threshold=args.threshold
+    )
     with open(args.output, "w", encoding="utf-8") as f:
         f.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
-    print(json.dumps({"sentences": len(sentences), "records": len(records), "output": args.output}))
+    print(json.dumps({"sentences": n_sentences, "records": len(records), "output": args.output}))
     return 0
 
 

@@ -15,19 +15,25 @@ Each record is ``{"sentence", "text", "subject", "subject_span", "relation",
 character spans ``[start, end)``; the types are the tagging head's (``""`` for
 marked input).
 
-CLI: ``relbridge extract --model DIR --input sentences.txt --output triples.jsonl``;
-it adds each record's provenance (``source_file``, ``line``, ``id``, ``model``).
+`extract_file(model_dir, path)` reads one sentence per line (plain, marked, or a
+JSON line with ``text`` and an optional ``id``) and adds each record's
+provenance for knowledge-graph loading: ``source_file``, ``line``, ``id`` (JSON
+input only) and ``model``. CLI: ``relbridge extract --model DIR --input
+sentences.txt --output records.jsonl``; ``relbridge triples`` then merges the
+records into triples (`relbridge.models.triples`).
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from relbridge.data_specs.formats import InputError, open_lines
 from relbridge.data_specs.relations import NA
 from relbridge.data_specs.relx import strip_markers, words_with_spans
 from relbridge.data_specs.schema import token_offsets
@@ -132,3 +138,53 @@ def extract(
             )
     records.sort(key=lambda r: r["sentence"])
     return records
+
+
+def read_sentences(path: str) -> list[tuple[int, str | None, str]]:
+    """``(line, id, sentence)`` of each non-blank line of an extract input file.
+
+    A line that starts with ``{`` is JSON with a ``text`` and an optional ``id``.
+    """
+    inputs = []
+    with open_lines(path) as f:
+        for n, line in enumerate(f, 1):
+            line, record_id = line.strip(), None
+            if line.startswith("{"):
+                line, record_id = _json_input(line, path, n)
+            if line:
+                inputs.append((n, record_id, line))
+    return inputs
+
+
+def _json_input(line: str, path: str, n: int) -> tuple[str, str | None]:
+    try:
+        obj = json.loads(line)
+        text = obj["text"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise InputError(
+            path, n, 'expected a sentence or {"text": "...", "id": optional}'
+        ) from None
+    if not isinstance(text, str):
+        raise InputError(path, n, '"text" must be a string')
+    return text.strip(), (None if obj.get("id") is None else str(obj["id"]))
+
+
+def extract_file(
+    model_dir: str, path: str, batch_size: int = 16, threshold: float = 0.0
+) -> tuple[list[dict[str, Any]], int]:
+    """`extract` over an input file, each record with its provenance.
+
+    The input is read (and checked, naming the file and line of a bad one)
+    before the model loads.
+
+    Returns:
+      The records and the number of sentences read.
+    """
+    inputs = read_sentences(path)
+    records = extract(model_dir, [s for _, _, s in inputs], batch_size, threshold)
+    for record in records:
+        n, record_id, _ = inputs[record["sentence"]]
+        record.update(source_file=path, line=n, model=model_dir)
+        if record_id is not None:
+            record["id"] = record_id
+    return records, len(inputs)

@@ -159,7 +159,7 @@ def test_tagging_scores_by_hand():
     from relbridge.models.data import TagInstance
     from relbridge.models.tagging import tagging_scores
 
-    words = tuple("a b c d e f".split())
+    words = ("a", "b", "c", "d", "e", "f")
     complete = TagInstance("1", "en", words, ((0, 2, "PER"), (3, 4, "LOC")))
     partial = TagInstance("2", "en", words, ((1, 2, ""), (4, 6, "")), complete=False)
     found = [

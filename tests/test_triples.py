@@ -1,0 +1,130 @@
+"""Extract records -> KG triples: linking by alias, aggregation, evidence, counts and the CLI."""
+
+import json
+import math
+
+import pytest
+
+from relbridge.cli.main import main
+from relbridge.data_specs.formats import Entity, KnowledgeBase
+from relbridge.models.triples import EntityLinker, TriplesConfig, aggregate_triples
+
+KB = KnowledgeBase(
+    entities={
+        "Q1": Entity("Q1", "PER", {"en": ("Angela Merkel", "Merkel"), "de": ("Angela Merkel",)}),
+        "Q2": Entity("Q2", "LOC", {"en": ("Hamburg",), "fr": ("Hambourg",)}),
+        "Q3": Entity("Q3", "LOC", {"en": ("Paris",)}),
+        "Q4": Entity("Q4", "PER", {"en": ("Paris",)}),  # Paris Hilton's alias
+        "Q5": Entity("Q5", "LOC", {"en": ("Georgia",)}),
+        "Q6": Entity("Q6", "LOC", {"en": ("Georgia",)}),  # the country and the state
+    },
+    triples=frozenset({("Q1", "per:city_of_birth", "Q2")}),
+)
+
+
+def _rec(subject, relation, obj, p, line, **kw):
+    return {"subject": subject, "relation": relation, "object": obj, "confidence": p,
+            "source_file": "in.txt", "line": line, "text": f"sentence {line}", **kw}  # fmt: skip
+
+
+def test_linker_matches_aliases_of_any_language_and_refuses_to_guess():
+    linker = EntityLinker(KB)
+    assert linker.link("angela  MERKEL").id == "Q1"  # case and spaces
+    assert linker.link("Hambourg").id == "Q2"  # a French alias
+    assert linker.link("Paris").id is None and linker.link("Paris").candidates == ("Q3", "Q4")
+    assert linker.link("Paris", "LOC").id == "Q3"  # the mention's type picks one
+    assert linker.link("Georgia", "LOC").candidates == ("Q5", "Q6")  # still two: unlinked
+    assert (
+        linker.link("Berlin") == linker.link("Berlin", "LOC") and linker.link("Berlin").id is None
+    )
+
+
+def test_mentions_merge_into_one_triple_per_fact():
+    records = [
+        _rec("Merkel", "per:city_of_birth", "Hamburg", 0.9, 1),
+        _rec("Angela Merkel", "per:city_of_birth", "Hambourg", 0.6, 2),
+        _rec("Angela Merkel", "per:city_of_birth", "Hamburg", 0.7, 3),
+        _rec("Merkel", "per:employee_of", "CDU", 0.8, 4),
+        _rec("Merkel", "per:employee_of", "cdu", 0.5, 5),
+        _rec("Merkel", "per:spouse", "Joachim Sauer", 0.3, 6),  # below the threshold
+        _rec("Paris", "per:city_of_birth", "Hamburg", 0.95, 7, subject_type="PER"),
+        _rec("Georgia", "org:members", "Q-Club", 0.55, 8, subject_type="LOC"),
+    ]
+    rows = [(f"in.txt:{r['line']}", r) for r in records]
+    triples, counts = aggregate_triples(rows, TriplesConfig(max_evidence=2), KB)
+    assert counts == {"records": 8, "used": 7, "below_threshold": 1, "triples": 4,
+                      "in_kb": 1, "new": 1, "unlinked": 2}  # fmt: skip
+    assert [t["confidence"] for t in triples] == [0.95, 0.9, 0.8, 0.55]  # most confident first
+    paris, merkel, cdu, georgia = triples
+    assert (paris["subject"], paris["object"], paris["in_kb"]) == ("Q4", "Q2", False)  # a new fact
+    assert (merkel["subject"], merkel["object"], merkel["in_kb"]) == ("Q1", "Q2", True)
+    assert merkel["mentions"] == 3 and merkel["subject_name"] in {"Merkel", "Angela Merkel"}
+    assert [e["line"] for e in merkel["evidence"]] == [1, 3]  # the two most confident, in order
+    assert merkel["evidence"][0] == {"source_file": "in.txt", "line": 1, "text": "sentence 1",
+                                     "subject": "Merkel", "object": "Hamburg", "confidence": 0.9}  # fmt: skip
+    assert (cdu["object"], cdu["object_id"], cdu["mentions"], cdu["in_kb"]) == (
+        "CDU",
+        None,
+        2,
+        None,
+    )
+    assert "object_candidates" not in cdu
+    assert georgia["subject_id"] is None and georgia["subject_candidates"] == ["Q5", "Q6"]
+    noisy, _ = aggregate_triples(rows, TriplesConfig(aggregate="noisy-or"), KB)
+    merged = next(t for t in noisy if t["subject"] == "Q1" and t["object"] == "Q2")
+    assert merged["confidence"] == pytest.approx(1 - 0.1 * 0.4 * 0.3)
+    assert merged["confidence"] > merkel["confidence"]
+
+
+def test_without_a_kb_entities_are_their_names():
+    rows = [
+        ("f:1", _rec("Merkel", "r", "Hamburg", 1.0, 1)),
+        ("f:2", _rec("merkel", "r", "hamburg", 0.5, 2)),
+    ]
+    triples, counts = aggregate_triples(rows, TriplesConfig(aggregate="noisy-or"))
+    assert counts["triples"] == 1 and counts["unlinked"] == 1 and counts["in_kb"] == 0
+    assert triples[0]["confidence"] == 1.0 and triples[0]["in_kb"] is None
+    assert triples[0]["subject_id"] is None and triples[0]["subject"] in {"Merkel", "merkel"}
+    assert not math.isnan(triples[0]["confidence"])
+
+
+@pytest.mark.parametrize(
+    "record,message",
+    [({"subject": "a", "relation": "r"}, "f:3: expected an extract record"),
+     ({"subject": "a", "relation": "r", "object": "b", "confidence": 2}, "f:3: confidence")],
+)  # fmt: skip
+def test_bad_records_name_their_line(record, message):
+    with pytest.raises(ValueError, match=message):
+        aggregate_triples([("f:3", record)])
+
+
+def test_cli_links_merges_and_keeps_only_new_facts(tmp_path, capsys):
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    (kb / "entities.tsv").write_text(
+        "Q1\tPER\ten\tMerkel\nQ2\tLOC\ten\tHamburg\nQ3\tLOC\ten\tBerlin\n"
+    )
+    (kb / "triples.tsv").write_text("Q1\tper:city_of_birth\tQ2\n")
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_text(json.dumps(_rec("Merkel", "per:city_of_birth", "Hamburg", 0.9, 1)) + "\n\n")
+    second.write_text(
+        json.dumps(_rec("Merkel", "per:cities_of_residence", "Berlin", 0.8, 1)) + "\n"
+    )
+    out = tmp_path / "kg.jsonl"
+    argv = ["triples", "--input", str(first), str(second), "--output", str(out), "--kb", str(kb)]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["records"], summary["triples"], summary["written"]) == (2, 2, 2)
+    assert main([*argv, "--only-new"]) == 0
+    assert json.loads(capsys.readouterr().out)["written"] == 1
+    (only,) = map(json.loads, out.read_text().splitlines())
+    assert (only["subject"], only["relation"], only["object"]) == (
+        "Q1",
+        "per:cities_of_residence",
+        "Q3",
+    )
+    second.write_text("{not json\n")
+    assert main(argv) == 2
+    assert f"{second}:1: invalid JSON" in capsys.readouterr().err
+    assert main(["triples", "--input", str(first), "--output", str(out), "--only-new"]) == 2
+    assert "--only-new needs --kb" in capsys.readouterr().err
