@@ -21,6 +21,17 @@ def test_demo_runs_every_step_and_accounts_for_every_record(tmp_path, tiny_encod
     for lang in ("de", "en"):
         scores = summary["extraction_on_heldout_relx"][lang]
         assert scores["overall"]["pairs"] == 93, scores["overall"]
+    kg = summary["knowledge_graph_from_heldout_raw_text"]
+    for lang in ("de", "en"):
+        assert kg["raw_text_extraction_vs_relx"][lang]["sentences"] == 93
+    counts = kg["triples"]
+    assert counts["records"] == sum(
+        kg["raw_text_extraction_vs_relx"][lang]["records"] for lang in ("de", "en")
+    )
+    assert counts["records"] == counts["used"] + counts["below_threshold"]
+    assert counts["triples"] == counts["in_kb"] + counts["new"] + counts["unlinked"]
+    with open(os.path.join(kg["output"], "triples.jsonl")) as f:
+        assert sum(1 for _ in f) == counts["triples"]
     assert os.path.isfile(os.path.join(summary["model"], "relations.json"))
     assert os.path.isfile(os.path.join(summary["model"], "encoder", "config.json"))
     with open(tmp_path / "summary.json") as f:
