@@ -12,6 +12,15 @@ Batches are cut where padding would cost more than another forward pass
 on a corpus of mixed lengths, while each extra forward pass costs about what a
 few dozen tokens do on CPU (the weights are streamed from memory once per pass).
 
+With ``skip_markers``, a sentencepiece piece that is only the word-start
+marker (XLM-R's lone ``"▁"``) is embedded as context but not aligned, unless
+it is all its word has. Word-by-word tokenisation puts one before every word
+whose first characters have no ``"▁"``-joined piece: before nearly every
+Chinese or Japanese word (13 of the 32 pieces of a 14-word zh sentence), and
+before many digits and brackets. These pieces mean only "a word starts here",
+look alike in every sentence, and still take part in argmax as if they were
+the word.
+
 Only the layers up to the deepest one asked for are run (the rest of the
 encoder is dropped at load time when the model keeps its layers in
 ``encoder.layer``), so layer 6 of a 12-layer encoder costs half a forward pass.
@@ -49,6 +58,36 @@ class EmbeddedSentence:
 
     vectors: np.ndarray
     word_of: np.ndarray
+
+
+MARKER_CHARS = frozenset("\u2581\u0120")
+"""Word-start markers of sentencepiece (``▁``) and byte-level BPE (``Ġ``)."""
+
+
+def marker_ids(tokenizer) -> frozenset[int]:
+    """Ids of the vocabulary's pieces that are nothing but word-start markers."""
+    special = set(tokenizer.all_special_ids)
+    return frozenset(
+        i
+        for piece, i in tokenizer.get_vocab().items()
+        if piece and set(piece) <= MARKER_CHARS and i not in special
+    )
+
+
+def context_only_markers(
+    ids: Sequence[int], word_of: np.ndarray, markers: frozenset[int]
+) -> np.ndarray:
+    """``word_of`` with -1 for marker pieces whose word has another piece.
+
+    Such pieces stay in the encoder input (the model was trained with them)
+    but are not aligned; a word made of a marker alone keeps it.
+    """
+    is_marker = np.array([i in markers for i in ids], dtype=bool)
+    if not is_marker.any():
+        return word_of
+    real = np.bincount(word_of[~is_marker], minlength=int(word_of.max()) + 1)
+    drop = is_marker & (real[word_of] > 0)
+    return np.where(drop, -1, word_of)
 
 
 def window_starts(length: int, content: int, overlap: int) -> list[int]:
@@ -156,6 +195,8 @@ class SentenceEmbedder:
         and left out of the output, e.g. ``"passage: "`` for e5 models.
       compile: wrap the encoder in ``torch.compile(dynamic=True)`` (see
         `AlignConfig.compile` for when it pays).
+      skip_markers: give lone word-start marker pieces the word index -1
+        (embedded, not aligned; see the module docstring).
     """
 
     def __init__(
@@ -170,6 +211,7 @@ class SentenceEmbedder:
         dtype: str = "auto",
         text_prefix: str = "",
         compile: bool = False,
+        skip_markers: bool = False,
     ):
         from transformers import AutoModel, AutoTokenizer
 
@@ -208,6 +250,7 @@ class SentenceEmbedder:
             limit = min(limit, positions - offset)
         if max_length is not None:
             limit = min(limit, max_length)
+        self.markers = marker_ids(self.tokenizer) if skip_markers else frozenset()
         self.prefix, self.suffix = self._special_tokens(self.tokenizer)
         if text_prefix:  # e.g. e5's "passage: ", embedded with every window, never aligned
             self.prefix += self.tokenizer(text_prefix, add_special_tokens=False)["input_ids"]
@@ -247,7 +290,11 @@ class SentenceEmbedder:
             model.pooler = None  # BERT-style models skip a missing pooler; its output is unused
 
     def tokenize(self, sentences: Sequence[Sequence[str]]) -> list[tuple[list[int], np.ndarray]]:
-        """Subword ids (no special tokens) and word index per subword, for each sentence."""
+        """Subword ids (no special tokens) and word index per subword, for each sentence.
+
+        The word index is -1 for a piece that is embedded as context only
+        (``skip_markers``).
+        """
         enc = self.tokenizer(
             [list(s) for s in sentences], is_split_into_words=True, add_special_tokens=False
         )
@@ -256,9 +303,11 @@ class SentenceEmbedder:
             word_ids = enc.word_ids(k)
             ids = enc["input_ids"][k]
             keep = [t for t, w in enumerate(word_ids) if w is not None]
-            out.append(
-                ([ids[t] for t in keep], np.array([word_ids[t] for t in keep], dtype=np.int64))
-            )
+            kept_ids = [ids[t] for t in keep]
+            word_of = np.array([word_ids[t] for t in keep], dtype=np.int64)
+            if self.markers:
+                word_of = context_only_markers(kept_ids, word_of, self.markers)
+            out.append((kept_ids, word_of))
         return out
 
     def embed_ids(self, id_lists: Sequence[Sequence[int]]) -> list[np.ndarray]:
@@ -315,7 +364,7 @@ class SentenceEmbedder:
         return result
 
     def embed(self, sentences: Sequence[Sequence[str]]) -> list[EmbeddedSentence]:
-        """Embeds word lists; see `EmbeddedSentence`."""
+        """Embeds word lists; see `EmbeddedSentence` (context-only pieces left out)."""
         tokenized = self.tokenize(sentences)
         vectors = self.embed_ids([ids for ids, _ in tokenized])
-        return [EmbeddedSentence(v, w) for v, (_, w) in zip(vectors, tokenized)]
+        return [EmbeddedSentence(v[w >= 0], w[w >= 0]) for v, (_, w) in zip(vectors, tokenized)]

@@ -71,7 +71,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--aligner",
-        help="registered preset (default: the pipeline's, relbridge.default.v2); "
+        help="registered preset (default: the pipeline's, relbridge.default.v3); "
         "simalign.{argmax,itermax,match,mai}.v1 reproduce stock simalign",
     )
     parser.add_argument(

@@ -18,7 +18,7 @@ pass through the join unchanged, so the stage still has one ``rows`` and one
 ``dead_letter`` output.
 
     rows, dead = rows | AlignWords(AlignConfig(method="argmax", layer=6))
-    rows, dead = rows | AlignWords(aligner_config("relbridge.default.v2"))  # + eflomal
+    rows, dead = rows | AlignWords(aligner_config("relbridge.default.v3"))  # + eflomal
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import pytest
 
 from relbridge.alignment.aligner import (
     ALIGNERS,
+    DEFAULT_PRESET,
     AlignConfig,
     AlignResult,
     WordAligner,
@@ -16,7 +17,13 @@ from relbridge.alignment.aligner import (
     register_preset,
     with_statistical,
 )
-from relbridge.alignment.embed import plan_batches, stitch_windows, window_starts
+from relbridge.alignment.embed import (
+    context_only_markers,
+    marker_ids,
+    plan_batches,
+    stitch_windows,
+    window_starts,
+)
 from relbridge.alignment.methods import (
     METHODS,
     MethodParams,
@@ -268,6 +275,10 @@ def test_presets_by_versioned_name():
     cfg = aligner_config("simalign.mai.v1", layer=4)
     assert cfg.methods == ("argmax", "itermax", "match") and cfg.layer == 4
     assert aligner_config("simalign.match.v1") == replace(AlignConfig(), method="match")
+    assert aligner_config(DEFAULT_PRESET) == replace(
+        aligner_config("relbridge.default.v2"), skip_markers=True
+    )
+    assert not AlignConfig().skip_markers  # stock simalign aligns every piece
     default = aligner_config("relbridge.default.v2")
     assert (default.statistical, default.token_type, default.text_prefix) == (
         "grow-diag-final-and",
@@ -278,6 +289,49 @@ def test_presets_by_versioned_name():
         default.eflomal.neural_priors
         and not aligner_config("relbridge.default.v1").eflomal.neural_priors
     )
+
+
+def test_lone_markers_are_context_only_unless_all_their_word_has():
+    # ids: 6 is the lone marker; words 0 and 2 have other pieces, word 1 has only it
+    word_of = np.array([0, 0, 1, 2, 2, 2])
+    out = context_only_markers([6, 100, 6, 6, 200, 201], word_of, frozenset({6}))
+    assert out.tolist() == [-1, 0, 1, -1, 2, 2]
+    assert context_only_markers([100, 200], np.array([0, 1]), frozenset({6})).tolist() == [0, 1]
+
+
+@pytest.fixture(scope="module")
+def metaspace_encoder(tmp_path_factory):
+    from tiny_models import build_tiny_encoder
+
+    return build_tiny_encoder(str(tmp_path_factory.mktemp("metaspace")), metaspace=True)
+
+
+def test_skip_markers_embeds_lone_markers_but_never_links_them(metaspace_encoder):
+    from transformers import AutoTokenizer
+
+    from relbridge.alignment.aligner import extract_links
+
+    tokenizer = AutoTokenizer.from_pretrained(metaspace_encoder)
+    (marker,) = marker_ids(tokenizer)  # the lone "▁"; "▁the" etc. are words, not markers
+    assert tokenizer.convert_ids_to_tokens(marker) == "▁"
+    pair = (["the", "city", "Berlin", "(", "Xy"], ["科学家", "一直", "Berlin", "Stadt"])
+    cfg = AlignConfig(model=metaspace_encoder, layer=1, token_type="bpe", device="cpu")
+    plain, skipping = WordAligner(cfg), WordAligner(replace(cfg, skip_markers=True))
+
+    (src_ids, src_all), (tgt_ids, tgt_all) = plain.embedder.tokenize(pair)
+    (src_ids2, src_w), (tgt_ids2, tgt_w) = skipping.embedder.tokenize(pair)
+    assert (src_ids2, tgt_ids2) == (src_ids, tgt_ids)  # the encoder input is unchanged
+    for ids, all_w, w in ((src_ids, src_all, src_w), (tgt_ids, tgt_all, tgt_w)):
+        dropped = [k for k in range(len(ids)) if w[k] == -1]
+        assert dropped and all(ids[k] == marker for k in dropped)
+        assert (w[w >= 0] == all_w[w >= 0]).all() and set(w[w >= 0]) == set(all_w)
+
+    src_v, tgt_v = plain.embedder.embed_ids([src_ids, tgt_ids])
+    by_hand = extract_links(src_v, src_w, tgt_v, tgt_w, 5, 4, cfg)["argmax"]
+    assert skipping.align(*pair).links == by_hand
+    # embed() leaves the context-only rows out of its output
+    src_emb = skipping.embedder.embed([pair[0]])[0]
+    assert len(src_emb.vectors) == len(src_emb.word_of) == int((src_w >= 0).sum())
 
 
 def test_failed_result_shape():

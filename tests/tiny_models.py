@@ -2,7 +2,10 @@
 
 `build_tiny_encoder(path)` writes a Hugging Face directory (a 2-layer BERT with
 hidden size 32 and a character-level WordPiece tokenizer) that `AutoModel` and
-`AutoTokenizer` load like any real checkpoint.
+`AutoTokenizer` load like any real checkpoint. With ``metaspace=True`` the
+tokenizer is sentencepiece-like instead (XLM-R's layout: a Unigram model with
+``"▁"`` word-start pieces), so a word it knows only as characters starts with
+a lone ``"▁"`` piece, as Chinese words do under XLM-R.
 """
 
 from __future__ import annotations
@@ -56,22 +59,41 @@ def tiny_vocab() -> list[str]:
     return list(dict.fromkeys(tokens))  # "a" is both a character and a word: ids must stay dense
 
 
-def build_tiny_encoder(path: str, num_layers: int = 2, hidden: int = 32, seed: int = 0) -> str:
+def _metaspace_tokenizer(vocab: dict[str, int]):
+    """A Unigram tokenizer over ``"▁" + word`` pieces, single characters and a lone ``"▁"``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    scores = [(piece, -1.0 if piece.startswith("▁") else -2.0) for piece in vocab]
+    tok = Tokenizer(models.Unigram(scores, unk_id=vocab["[UNK]"]))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    return tok
+
+
+def build_tiny_encoder(
+    path: str, num_layers: int = 2, hidden: int = 32, seed: int = 0, metaspace: bool = False
+) -> str:
     """Saves a tiny random BERT and its tokenizer to ``path`` and returns it."""
     import torch
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
-    vocab = {tok: i for i, tok in enumerate(tiny_vocab())}
-    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=50))
-    tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    if metaspace:
+        chars = string.ascii_letters + string.digits + string.punctuation + "科学家一直"
+        pieces = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "▁", *chars]
+        vocab = {p: i for i, p in enumerate(dict.fromkeys(pieces + ["▁" + w for w in WORDS]))}
+        tok = _metaspace_tokenizer(vocab)
+    else:
+        vocab = {tok: i for i, tok in enumerate(tiny_vocab())}
+        tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=50))
+        tok.normalizer = normalizers.NFC()
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.WordPiece()
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
         pair="[CLS] $A [SEP] $B [SEP]",
         special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
     )
-    tok.decoder = decoders.WordPiece()
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         unk_token="[UNK]",
