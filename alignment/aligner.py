@@ -280,7 +280,8 @@ def warn_if_trained_elsewhere(model_dir: str, cfg: AlignConfig) -> bool:
 
     Fine-tuning trains one hidden state (layer and text prefix, recorded in the
     model's ``finetune.json``); another layer of the same model was not trained
-    for alignment. Returns True when it warned.
+    for alignment. Whether lone word-start pieces were trained
+    (``skip_markers``) is compared too. Returns True when it warned.
     """
     import json
 
@@ -292,12 +293,12 @@ def warn_if_trained_elsewhere(model_dir: str, cfg: AlignConfig) -> bool:
 
     with open(path, encoding="utf-8") as f:
         trained = json.load(f).get("config", {})
-    want = {"layer": cfg.layer, "text_prefix": cfg.text_prefix}
+    want = {"layer": cfg.layer, "text_prefix": cfg.text_prefix, "skip_markers": cfg.skip_markers}
     differ = {k: trained[k] for k, v in want.items() if k in trained and trained[k] != v}
     if differ:
         logger.warning(
-            "%s was fine-tuned for %s but is aligned with %s; pass the same layer and "
-            "text prefix (or fine-tune with --aligner set to this run's preset)",
+            "%s was fine-tuned for %s but is aligned with %s; pass the same layer, "
+            "text prefix and skip_markers (or fine-tune with --aligner set to this run's preset)",
             model_dir,
             differ,
             {k: want[k] for k in differ},

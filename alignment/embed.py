@@ -90,6 +90,28 @@ def context_only_markers(
     return np.where(drop, -1, word_of)
 
 
+def tokenize_words(
+    tokenizer, sentences: Sequence[Sequence[str]], markers: frozenset[int] = frozenset()
+) -> list[tuple[list[int], np.ndarray]]:
+    """Subword ids (no special tokens) and word index per subword, for each sentence.
+
+    The word index is -1 for a piece in ``markers`` that is embedded as
+    context only (`context_only_markers`).
+    """
+    enc = tokenizer(
+        [list(s) for s in sentences], is_split_into_words=True, add_special_tokens=False
+    )
+    out = []
+    for k in range(len(sentences)):
+        kept = [(i, w) for i, w in zip(enc["input_ids"][k], enc.word_ids(k)) if w is not None]
+        ids = [i for i, _ in kept]
+        word_of = np.array([w for _, w in kept], dtype=np.int64)
+        if markers:
+            word_of = context_only_markers(ids, word_of, markers)
+        out.append((ids, word_of))
+    return out
+
+
 def window_starts(length: int, content: int, overlap: int) -> list[int]:
     """Start offsets of windows of ``content`` subwords covering ``length`` subwords.
 
@@ -290,25 +312,8 @@ class SentenceEmbedder:
             model.pooler = None  # BERT-style models skip a missing pooler; its output is unused
 
     def tokenize(self, sentences: Sequence[Sequence[str]]) -> list[tuple[list[int], np.ndarray]]:
-        """Subword ids (no special tokens) and word index per subword, for each sentence.
-
-        The word index is -1 for a piece that is embedded as context only
-        (``skip_markers``).
-        """
-        enc = self.tokenizer(
-            [list(s) for s in sentences], is_split_into_words=True, add_special_tokens=False
-        )
-        out = []
-        for k in range(len(sentences)):
-            word_ids = enc.word_ids(k)
-            ids = enc["input_ids"][k]
-            keep = [t for t, w in enumerate(word_ids) if w is not None]
-            kept_ids = [ids[t] for t in keep]
-            word_of = np.array([word_ids[t] for t in keep], dtype=np.int64)
-            if self.markers:
-                word_of = context_only_markers(kept_ids, word_of, self.markers)
-            out.append((kept_ids, word_of))
-        return out
+        """`tokenize_words` with this embedder's tokenizer and markers."""
+        return tokenize_words(self.tokenizer, sentences, self.markers)
 
     def embed_ids(self, id_lists: Sequence[Sequence[int]]) -> list[np.ndarray]:
         """``(T_k, H)`` float32 vectors for each subword id list (windows as needed)."""

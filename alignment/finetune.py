@@ -58,6 +58,7 @@ from collections.abc import Callable, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 
+from relbridge.alignment.embed import tokenize_words
 from relbridge.data_specs.batching import length_bucketed_batches
 from relbridge.data_specs.formats import PAIR_PARSERS, InputError, make_text_pair, open_lines
 
@@ -82,6 +83,9 @@ class FinetuneConfig:
         (same default as `AlignConfig.layer`; awesome-align uses 8 for mBERT).
       text_prefix: text embedded before every sentence and never aligned; use
         the same value as `AlignConfig.text_prefix` at alignment time.
+      skip_markers: lone word-start pieces are input but get no targets and no
+        loss, as `AlignConfig.skip_markers` leaves them unaligned; use the
+        same value as at alignment time.
       softmax_threshold: threshold ``c`` on both softmax directions for the
         self-training targets (awesome-align: 1e-3; useful range 1e-4 to 0.1).
       objectives: ``("so",)`` or ``("so", "co")`` (see module docstring).
@@ -121,6 +125,7 @@ class FinetuneConfig:
     model: str | None = None
     layer: int = 6
     text_prefix: str = ""
+    skip_markers: bool = False
     softmax_threshold: float = 1e-3
     objectives: tuple[str, ...] = ("so",)
     learning_rate: float = 1e-4
@@ -262,20 +267,6 @@ class Side:
         return Side(*(t.to(device) for t in (self.ids, self.attention, self.content, self.word_of)))
 
 
-def tokenize_words(
-    tokenizer, sentences: Sequence[Sequence[str]]
-) -> list[tuple[list[int], list[int]]]:
-    """Subword ids (no special tokens) and the word index of each, per sentence."""
-    enc = tokenizer(
-        [list(s) for s in sentences], is_split_into_words=True, add_special_tokens=False
-    )
-    out = []
-    for k in range(len(sentences)):
-        kept = [(i, w) for i, w in zip(enc["input_ids"][k], enc.word_ids(k)) if w is not None]
-        out.append(([i for i, _ in kept], [w for _, w in kept]))
-    return out
-
-
 def pad_side(
     tokenized: Sequence[tuple[list[int], list[int]]],
     prefix: Sequence[int],
@@ -283,7 +274,11 @@ def pad_side(
     max_length: int,
     pad_id: int,
 ) -> Side:
-    """Builds ``prefix + subwords + suffix`` rows, truncated to ``max_length`` and padded."""
+    """Builds ``prefix + subwords + suffix`` rows, truncated to ``max_length`` and padded.
+
+    A subword of word -1 (context only, `alignment.embed.tokenize_words`) is
+    in the input but not in ``content``.
+    """
     import torch
 
     room = max_length - len(prefix) - len(suffix)
@@ -299,8 +294,9 @@ def pad_side(
         full = list(prefix) + ids + list(suffix)
         ids_t[r, : len(full)] = torch.tensor(full, dtype=torch.long)
         attention[r, : len(full)] = 1
-        content[r, start : start + len(ids)] = True
-        word_of[r, start : start + len(ids)] = torch.tensor(words, dtype=torch.long)
+        words_t = torch.as_tensor(words, dtype=torch.long)
+        content[r, start : start + len(ids)] = words_t >= 0
+        word_of[r, start : start + len(ids)] = words_t
     return Side(ids_t, attention, content, word_of)
 
 
@@ -429,7 +425,7 @@ class _Trainer:
         from transformers import AutoModel, AutoTokenizer
 
         from relbridge.alignment.aligner import resolve_model_dir
-        from relbridge.alignment.embed import SentenceEmbedder
+        from relbridge.alignment.embed import SentenceEmbedder, marker_ids
         from relbridge.data_specs.devices import native_bf16, resolve_device
 
         self.cfg = cfg
@@ -445,6 +441,7 @@ class _Trainer:
             raise ValueError(
                 f"layer {cfg.layer} out of range: {self.model_dir} has {n_layers} layers"
             )
+        self.markers = marker_ids(self.tokenizer) if cfg.skip_markers else frozenset()
         self.prefix, self.suffix = SentenceEmbedder._special_tokens(self.tokenizer)
         if cfg.text_prefix:
             self.prefix += self.tokenizer(cfg.text_prefix, add_special_tokens=False)["input_ids"]
@@ -458,14 +455,18 @@ class _Trainer:
 
     def usable(self, pairs: Sequence[WordPair]) -> list[WordPair]:
         """The pairs whose two sides both yield subwords (e.g. a lone U+3000 yields none)."""
-        tokenized = tokenize_words(self.tokenizer, [side for pair in pairs for side in pair])
+        tokenized = tokenize_words(
+            self.tokenizer, [side for pair in pairs for side in pair], self.markers
+        )
         keep = [p for p, s, t in zip(pairs, tokenized[0::2], tokenized[1::2]) if s[0] and t[0]]
         if len(keep) < len(pairs):
             logger.warning("skipped %d pairs with a side of no subwords", len(pairs) - len(keep))
         return keep
 
     def sides(self, pairs: Sequence[WordPair]) -> tuple[Side, Side]:
-        tokenized = tokenize_words(self.tokenizer, [side for pair in pairs for side in pair])
+        tokenized = tokenize_words(
+            self.tokenizer, [side for pair in pairs for side in pair], self.markers
+        )
         args = (self.prefix, self.suffix, self.cfg.max_length, self.pad_id)
         src = pad_side(tokenized[0::2], *args).to(self.device)
         tgt = pad_side(tokenized[1::2], *args).to(self.device)

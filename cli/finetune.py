@@ -114,7 +114,11 @@ def config_from_args(args: argparse.Namespace):
     from relbridge.alignment.finetune import FinetuneConfig
 
     preset = aligner_config(args.aligner or DEFAULT_PRESET)
-    overrides = {"layer": preset.layer, "text_prefix": preset.text_prefix}
+    overrides = {
+        "layer": preset.layer,
+        "text_prefix": preset.text_prefix,
+        "skip_markers": preset.skip_markers,
+    }
     overrides |= {
         f: getattr(args, a) for a, f in _FIELDS.items() if getattr(args, a, None) is not None
     }

@@ -19,6 +19,12 @@ def tiny_encoder(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def metaspace_encoder(tmp_path_factory) -> str:
+    """The tiny BERT with a sentencepiece-style tokenizer (lone "▁" pieces)."""
+    return build_tiny_encoder(str(tmp_path_factory.mktemp("metaspace")), metaspace=True)
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> str:
     """Path of ../shared/data, or skip when this checkout has none beside it."""
     path = os.path.abspath(os.environ.get("RELBRIDGE_SHARED_DATA", SHARED_DATA))

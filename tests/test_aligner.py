@@ -299,13 +299,6 @@ def test_lone_markers_are_context_only_unless_all_their_word_has():
     assert context_only_markers([100, 200], np.array([0, 1]), frozenset({6})).tolist() == [0, 1]
 
 
-@pytest.fixture(scope="module")
-def metaspace_encoder(tmp_path_factory):
-    from tiny_models import build_tiny_encoder
-
-    return build_tiny_encoder(str(tmp_path_factory.mktemp("metaspace")), metaspace=True)
-
-
 def test_skip_markers_embeds_lone_markers_but_never_links_them(metaspace_encoder):
     from transformers import AutoTokenizer
 

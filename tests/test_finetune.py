@@ -20,6 +20,7 @@ from relbridge.alignment.finetune import (
     consistency_loss,
     corpus_loss,
     finetune_aligner,
+    pad_side,
     read_corpus,
     self_training_loss,
     word_guide,
@@ -152,6 +153,14 @@ def test_losses_reward_mass_on_the_guide():
     assert consistency_loss(uniform, uniform, length, length).item() == pytest.approx(-1 / 3)
 
 
+def test_context_only_pieces_are_input_but_not_content():
+    side = pad_side([([5, 6, 7], [0, -1, 1]), ([8], [0])], [1], [2], max_length=10, pad_id=0)
+    assert side.ids.tolist() == [[1, 5, 6, 7, 2], [1, 8, 2, 0, 0]]
+    assert side.attention.tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]
+    assert side.content.tolist() == [[False, True, False, True, False], [False, True] + [False] * 3]
+    assert side.word_of.tolist() == [[-1, 0, -1, 1, -1], [-1, 0, -1, -1, -1]]
+
+
 # --- training ---------------------------------------------------------------
 
 
@@ -163,6 +172,17 @@ def test_finetuning_lowers_the_self_training_loss(tiny_encoder, tmp_path):
     assert summary["steps"] == 8  # one step per epoch: 4 pairs, batch 4
     assert after < before - 0.05, (before, after)
     assert summary["history"][-1]["step"] == 8
+
+
+def test_finetuning_with_skip_markers_trains_and_records_it(metaspace_encoder, tmp_path):
+    pairs = [(s + ["(", "Xy"], t + ["(", "Xy"]) for s, t in PAIRS]  # words with a lone "▁"
+    cfg = _cfg(metaspace_encoder, tmp_path, skip_markers=True, epochs=4)
+    before = corpus_loss(cfg, pairs)
+    finetune_aligner(cfg, pairs, progress=False)
+    after = corpus_loss(FinetuneConfig(**{**vars(cfg), "model": cfg.output}), pairs)
+    assert after < before, (before, after)
+    assert warn_if_trained_elsewhere(cfg.output, AlignConfig(layer=2))  # trained with markers off
+    assert not warn_if_trained_elsewhere(cfg.output, AlignConfig(layer=2, skip_markers=True))
 
 
 def test_output_loads_in_the_aligner_and_keeps_upper_layers(tiny_encoder, tmp_path):
@@ -190,6 +210,7 @@ def test_output_loads_in_the_aligner_and_keeps_upper_layers(tiny_encoder, tmp_pa
     assert not warn_if_trained_elsewhere(cfg.output, AlignConfig(layer=1))
     assert warn_if_trained_elsewhere(cfg.output, AlignConfig(layer=2))
     assert warn_if_trained_elsewhere(cfg.output, AlignConfig(layer=1, text_prefix="passage: "))
+    assert warn_if_trained_elsewhere(cfg.output, AlignConfig(layer=1, skip_markers=True))
     assert not warn_if_trained_elsewhere(tiny_encoder, AlignConfig(layer=2))  # not fine-tuned
 
 
@@ -246,11 +267,13 @@ def test_cli_parses_flags_into_the_config():
     assert default.softmax_threshold == 1e-3
     # layer and prefix default to the aligner preset the model is for
     pipeline = aligner_config(DEFAULT_PRESET)
-    assert (default.layer, default.text_prefix) == (pipeline.layer, pipeline.text_prefix)
+    assert (default.layer, default.text_prefix, default.skip_markers) == (
+        pipeline.layer, pipeline.text_prefix, pipeline.skip_markers
+    )  # fmt: skip
     stock = config_from_args(build_parser().parse_args(
         ["finetune-aligner", "--corpus", "a", "--output", "o", "--aligner", "simalign.argmax.v1"]
     ))  # fmt: skip
-    assert (stock.layer, stock.text_prefix) == (6, "")
+    assert (stock.layer, stock.text_prefix, stock.skip_markers) == (6, "", False)
 
 
 def test_cli_trains_and_prints_a_summary(tiny_encoder, tmp_path, capsys):
