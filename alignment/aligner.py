@@ -111,8 +111,10 @@ class AlignConfig:
         the ``(m, n)`` matrices; 4,096 is ~100x a typical sentence.
       device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``.
       dtype: ``"auto"`` = bfloat16 on CUDA and on CPUs with native bf16
-        (AVX-512-BF16 / AMX, ~2.5x faster there), float32 elsewhere (an AVX2
-        CPU emulates bf16 ~40x slower); or ``"float32"``, ``"bfloat16"``, ``"float16"``.
+        (AVX-512-BF16 / AMX), float32 elsewhere (an AVX2 CPU emulates bf16
+        ~40x slower); or ``"float32"``, ``"bfloat16"``, ``"float16"``. On 2
+        AVX-512-BF16 cores (AMD EPYC, e5-small, layer 6, argmax) bf16 ran
+        2.3-3.0x faster than fp32 (en-fr 440 vs 146 pairs/s), AER within 0.1.
       num_threads: torch CPU threads (``None`` leaves torch's setting).
       compile: run the encoder through ``torch.compile`` (dynamic shapes),
         for CUDA, where fewer, fused kernel launches can pay (not measured: no
