@@ -165,6 +165,26 @@ def test_spelling_anchor_for_an_unlinked_adapted_name():
     assert project_span((2, 3), links, src, tgt, strict) is None
 
 
+def test_a_name_linked_to_its_own_spelling_drops_its_other_links():
+    # RELX fr 18159: "Pakistani" linked to "chaîne" and "pakistanaise", which
+    # "station" also claims; by purity alone "chaîne" would win
+    src = ["a", "Pakistani", "television", "station"]
+    tgt = ["une", "chaîne", "de", "télévision", "pakistanaise"]
+    links = [(0, 0), (1, 1), (1, 4), (2, 3), (3, 4)]
+    spelled = dataclasses.replace(NO_VERBATIM, spelling_anchor_ratio=0.8)
+    assert span_of(project_span((1, 2), links, src, tgt, NO_VERBATIM)) == (1, 2)  # rule off
+    assert span_of(project_span((1, 2), links, src, tgt, spelled)) == (4, 5)
+    # links none of which is spelled alike are all kept (Germany -> Bundesrepublik Deutschland)
+    src, tgt = ["in", "Germany"], ["in", "der", "Bundesrepublik", "Deutschland"]
+    links = [(0, 0), (1, 2), (1, 3)]
+    assert span_of(project_span((1, 2), links, src, tgt, spelled)) == (2, 4)
+    # nor does it touch a lowercase (not name-like) word
+    src, tgt = ["the", "pakistani", "station"], ["la", "chaîne", "pakistanaise"]
+    links = [(0, 0), (1, 1), (1, 2), (2, 1)]
+    got = project_span((1, 2), links, src, tgt, spelled)
+    assert span_of(got) == span_of(project_span((1, 2), links, src, tgt, NO_VERBATIM))
+
+
 def test_verbatim_span_overrides_wrong_links():
     src = ["yesterday", "Angela", "Merkel", "spoke"]
     tgt = ["gestern", "sprach", "Angela", "Merkel"]
