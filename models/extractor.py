@@ -203,6 +203,10 @@ class RelationExtractor(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.rel_norm = nn.LayerNorm(2 * hidden)
         self.rel_head = nn.Linear(2 * hidden, len(self.inventory))
+        # The encoder's hidden states have a tiny spread per dimension (e5-small:
+        # std ~0.13 at norm ~5), which a bare linear head at head_lr barely moves
+        # off the all-O prior; the relation head has rel_norm for the same reason.
+        self.tag_norm = nn.LayerNorm(hidden)
         self.tag_head = nn.Linear(hidden, len(cfg.tags))
         self.tag2id = {t: i for i, t in enumerate(cfg.tags)}
         self.max_len = min(cfg.max_seq_len, _model_max_len(self.encoder, self.tokenizer))
@@ -432,7 +436,7 @@ class RelationExtractor(nn.Module):
         result = {
             "relation_logits": self.rel_head(self.dropout(reps)),  # (B, 2, R)
             "pair_reps": reps,
-            "tag_logits": self.tag_head(hidden),  # (B, T, K)
+            "tag_logits": self.tag_head(self.tag_norm(hidden)),  # (B, T, K)
             "has_pair": has_pair,
         }
         if labels or (labels is None and "rel_labels" in batch):
@@ -531,6 +535,13 @@ class RelationExtractor(nn.Module):
         heads = torch.load(
             os.path.join(directory, HEADS_FILE), map_location="cpu", weights_only=True
         )
+        if not any(k.startswith("tag_norm.") for k in heads):
+            logger.warning(
+                "%s was trained before the tagging head had its LayerNorm; "
+                "loading it as trained (retrain for a better tagger)",
+                directory,
+            )
+            model.tag_norm = nn.Identity()
         missing, unexpected = model.load_state_dict(heads, strict=False)
         missing = [k for k in missing if not k.startswith("encoder.")]
         if missing or unexpected:

@@ -250,6 +250,29 @@ def test_overfit_two_examples_then_save_load_predicts_identically(tiny_encoder, 
     assert torch.allclose(tag_a, tag_b, atol=1e-5)
 
 
+def test_tagging_head_does_not_depend_on_the_encoders_output_scale(tiny_encoder, tmp_path):
+    # e5-small's hidden states spread ~0.13 per dimension (scaled alike here); a bare linear tagger
+    # then stayed at the all-O prior (the demo found 2 of 307 dev mentions)
+    torch.manual_seed(0)
+    model = RelationExtractor(ModelConfig(encoder=tiny_encoder, entity_types=("PER",))).eval()
+    batch = model.collate([model.encode_tags(["Angela", "Merkel", "spoke"], [(0, 2, "PER")])])
+    with torch.no_grad():
+        before = model(batch, labels=False)["tag_logits"]
+        last_norm = model.encoder.encoder.layer[-1].output.LayerNorm
+        last_norm.weight.mul_(0.1)
+        last_norm.bias.mul_(0.1)
+        after = model(batch, labels=False)["tag_logits"]
+    assert torch.allclose(before, after, atol=1e-3)  # up to LayerNorm's eps
+    # a model saved before the tagger had its norm loads as it was trained
+    model.save_pretrained(str(tmp_path / "old"))
+    heads = torch.load(tmp_path / "old" / "heads.pt", weights_only=True)
+    torch.save({k: v for k, v in heads.items() if not k.startswith("tag_norm.")},
+               tmp_path / "old" / "heads.pt")  # fmt: skip
+    old = RelationExtractor.from_pretrained(str(tmp_path / "old"))
+    assert isinstance(old.tag_norm, torch.nn.Identity)
+    assert torch.equal(old.tag_head.weight, model.tag_head.weight)
+
+
 def test_batched_and_one_by_one_predictions_agree(tiny_encoder):
     torch.manual_seed(1)
     model = RelationExtractor(
