@@ -126,8 +126,9 @@ class ProjectConfig:
         at 0.7). The same ratio lets a linked name word that is linked to its
         own spelling drop its other links (`spelled_links`: ``Pakistani`` ->
         ``pakistanaise``, not ``chaîne``): +1 mention on RELX en-fr and on
-        Europarl en-es, none lost, on cached default links. Only for pairs with links: an unaligned pair projects
-        verbatim names only. Range 0.6-0.9.
+        Europarl en-es, none lost, on cached default links. Only for pairs
+        with links: an unaligned pair projects verbatim names only. Range
+        0.6-0.9.
       span_search: choose the best-scoring contiguous target span; False = the
         baseline first-to-last-linked-word rule.
       span_objective: ``"f1"`` (source coverage x target purity) or ``"sum"``
