@@ -87,6 +87,7 @@ arguments do, keeping the subject/object roles.
 from __future__ import annotations
 
 import logging
+import os
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -159,6 +160,14 @@ class ProjectConfig:
         i.e. an adjective derived from it (``belgischen``, ``europeas``); CoNLL
         annotates these ``MISC``. ``""`` keeps the source type.
       derived_from: the source types the rule applies to (CoNLL's name types).
+      base_type: the other way round: type given to a ``derived_type`` mention
+        (an adjective derived from a name: ``Sri Lankan``, ``European``) whose
+        projection is the name itself, i.e. every word is capitalised and one
+        is the stem of its last word (``Sri Lanka``, ``Europa``,
+        ``Europa Oriental`` for ``Eastern European``; see `_base_name`). The
+        names adjectives come from are mostly countries and continents, which
+        CoNLL types ``LOC``. ``""`` keeps the source type. On cached default
+        links: Europarl en-es 668 -> 671 exact of 697, en-de 661 -> 662 of 693.
     """
 
     min_confidence: float = 0.3
@@ -179,6 +188,7 @@ class ProjectConfig:
     max_span_words: int = 40
     derived_type: str = "MISC"
     derived_from: tuple[str, ...] = ("LOC", "ORG", "PER")
+    base_type: str = "LOC"
 
     def __post_init__(self):
         object.__setattr__(self, "derived_from", tuple(self.derived_from))
@@ -971,6 +981,9 @@ def project_mentions(
         if _derived_word(p, m, src_tokens, tgt_tokens, cfg):
             kind = cfg.derived_type
             counts.mentions_retyped += 1
+        elif _base_name(p, m, src_tokens, tgt_tokens, cfg):
+            kind = cfg.base_type
+            counts.mentions_retyped += 1
         out.append(ProjectedMention(p.start, p.end, m.kb_id, kind, text, k, float(p.confidence)))
     return out
 
@@ -993,6 +1006,38 @@ def _derived_word(
         and any(c.isupper() for w in src_tokens[m.start : m.end] for c in w)
         and _fold(word) not in {_fold(w) for w in src_tokens[m.start : m.end]}
     )
+
+
+def _is_stem(stem: str, word: str) -> bool:
+    """Whether ``stem`` is ``word`` shortened, up to its last letter (``Europa``/``European``)."""
+    a, b = _fold(stem), _fold(word)
+    if len(a) >= len(b):
+        return False
+    common = len(os.path.commonprefix([a, b]))
+    return common >= max(4, len(a) - 1)
+
+
+def _base_name(
+    p: ProjectedSpan,
+    m: Mention,
+    src_tokens: Sequence[str],
+    tgt_tokens: Sequence[str],
+    cfg: ProjectConfig,
+) -> bool:
+    """True when an adjective derived from a name projected onto the name itself.
+
+    The source mention has ``derived_type`` (``Sri Lankan``); every target word
+    is capitalised and one is a stem of the mention's last word (``Sri
+    Lanka``). Only the last word: an English phrase ending in an adjective is
+    an adjective (``Eastern European``), while the head of ``European Social
+    Fund`` is ``Fund``, so ``Fondo Social Europeo`` stays ``MISC``.
+    """
+    if not (cfg.base_type and cfg.derived_type) or m.type != cfg.derived_type:
+        return False
+    if p.rule == "verbatim":
+        return False
+    words, last = tgt_tokens[p.start : p.end], src_tokens[m.end - 1]
+    return all(w[:1].isupper() for w in words) and any(_is_stem(t, last) for t in words)
 
 
 # ----------------------------------------------------------------------------

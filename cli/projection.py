@@ -38,6 +38,7 @@ _PROJECT_VALUES = {
     "max_gap": int,
     "max_span_words": int,
     "derived_type": str,
+    "base_type": str,
 }
 # --no-X flag -> ProjectConfig boolean field
 _PROJECT_SWITCHES = (

@@ -515,6 +515,37 @@ def test_a_name_said_with_an_adjective_in_the_target_becomes_misc():
     assert [m.type for m in out] == ["country", "MISC"]
 
 
+def test_an_adjective_said_with_the_name_in_the_target_becomes_loc():
+    # Europarl es: "Sri Lankan" -> "Sri Lanka", "Eastern European" -> "Europa Oriental"
+    src = ["the", "Sri", "Lankan", "and", "Eastern", "European", "Social", "Fund", "talks"]
+    tgt = ["Sri", "Lanka", "y", "Europa", "Oriental", "Fondo", "Social", "Europeo", "debates"]
+    links = [(1, 0), (2, 1), (3, 2), (4, 4), (5, 3), (6, 6), (7, 5), (8, 8)]
+    mentions = [
+        Mention(1, 3, "LK", "MISC"),
+        Mention(4, 6, "EE", "MISC"),
+        Mention(6, 8, "SF", "MISC"),  # a noun phrase: its last word is not an adjective
+        Mention(5, 6, "EU", "PER"),  # only derived_type mentions change
+    ]
+
+    def types(cfg):
+        counts = ProjectionCounts()
+        out = project_mentions(mentions[:3], links, src, tgt, cfg, counts)
+        return [(m.text, m.type) for m in out], counts.mentions_retyped
+
+    assert types(NO_VERBATIM) == (
+        [("Sri Lanka", "LOC"), ("Europa Oriental", "LOC"), ("Fondo Social", "MISC")],
+        2,
+    )
+    assert types(dataclasses.replace(NO_VERBATIM, base_type=""))[1] == 0
+    out = project_mentions(mentions[3:], links, src, tgt, NO_VERBATIM)
+    assert [(m.text, m.type) for m in out] == [("Europa", "PER")]
+    # a lowercase projection is the adjective, not the name
+    out = project_mentions(
+        [Mention(1, 2, "EU", "MISC")], [(1, 1)], ["the", "European"], ["la", "europea"], NO_VERBATIM
+    )
+    assert [m.type for m in out] == ["MISC"]
+
+
 def test_capitalised_copied_or_multiword_projections_keep_their_type():
     src = ["the", "Commission", "and", "Belgium", "and", "New", "Zealand"]
     tgt = ["die", "Kommission", "und", "belgium", "und", "neu", "seeland"]
