@@ -164,7 +164,7 @@ class ProjectConfig:
         (an adjective derived from a name: ``Sri Lankan``, ``European``) whose
         projection is the name itself, i.e. every word is capitalised and one
         is the stem of its last word (``Sri Lanka``, ``Europa``,
-        ``Europa Oriental`` for ``Eastern European``; see `_base_name`). The
+        ``Europa Oriental`` for ``Eastern European``; see `projected_type`). The
         names adjectives come from are mostly countries and continents, which
         CoNLL types ``LOC``. ``""`` keeps the source type. On cached default
         links: Europarl en-es 668 -> 671 exact of 697, en-de 661 -> 662 of 693.
@@ -977,35 +977,10 @@ def project_mentions(
         counts.mentions_verbatim += p.rule == "verbatim"
         counts.mentions_function_words_trimmed += p.function_words_cut > 0
         text = " ".join(tgt_tokens[p.start : p.end])
-        kind = m.type
-        if _derived_word(p, m, src_tokens, tgt_tokens, cfg):
-            kind = cfg.derived_type
-            counts.mentions_retyped += 1
-        elif _base_name(p, m, src_tokens, tgt_tokens, cfg):
-            kind = cfg.base_type
-            counts.mentions_retyped += 1
+        kind = projected_type(p, m, src_tokens, tgt_tokens, cfg)
+        counts.mentions_retyped += kind != m.type
         out.append(ProjectedMention(p.start, p.end, m.kb_id, kind, text, k, float(p.confidence)))
     return out
-
-
-def _derived_word(
-    p: ProjectedSpan,
-    m: Mention,
-    src_tokens: Sequence[str],
-    tgt_tokens: Sequence[str],
-    cfg: ProjectConfig,
-) -> bool:
-    """True when a capitalised name projected onto one lowercase, non-copied word."""
-    if not cfg.derived_type or m.type not in cfg.derived_from or p.rule == "verbatim":
-        return False
-    if p.end - p.start != 1:
-        return False
-    word = tgt_tokens[p.start]
-    return (
-        word == word.lower() != word.upper()  # has letters, all lowercase
-        and any(c.isupper() for w in src_tokens[m.start : m.end] for c in w)
-        and _fold(word) not in {_fold(w) for w in src_tokens[m.start : m.end]}
-    )
 
 
 def _is_stem(stem: str, word: str) -> bool:
@@ -1013,31 +988,42 @@ def _is_stem(stem: str, word: str) -> bool:
     a, b = _fold(stem), _fold(word)
     if len(a) >= len(b):
         return False
-    common = len(os.path.commonprefix([a, b]))
-    return common >= max(4, len(a) - 1)
+    return len(os.path.commonprefix([a, b])) >= max(4, len(a) - 1)
 
 
-def _base_name(
+def projected_type(
     p: ProjectedSpan,
     m: Mention,
     src_tokens: Sequence[str],
     tgt_tokens: Sequence[str],
     cfg: ProjectConfig,
-) -> bool:
-    """True when an adjective derived from a name projected onto the name itself.
+) -> str:
+    """The projected mention's type, when the target changes the word class.
 
-    The source mention has ``derived_type`` (``Sri Lankan``); every target word
-    is capitalised and one is a stem of the mention's last word (``Sri
-    Lanka``). Only the last word: an English phrase ending in an adjective is
-    an adjective (``Eastern European``), while the head of ``European Social
-    Fund`` is ``Fund``, so ``Fondo Social Europeo`` stays ``MISC``.
+    ``derived_type`` for a capitalised ``derived_from`` name projected onto one
+    lowercase word that is not a copy of it (``Belgium`` -> ``belgischen``).
+    ``base_type`` for a ``derived_type`` mention projected onto capitalised
+    words, one of them a stem of the mention's last word (``Sri Lankan`` ->
+    ``Sri Lanka``). Only the last word: an English phrase ending in an
+    adjective is an adjective (``Eastern European``), while the head of
+    ``European Social Fund`` is ``Fund``, so ``Fondo Social Europeo`` stays
+    ``MISC``. Otherwise, and for verbatim spans, the source type.
     """
-    if not (cfg.base_type and cfg.derived_type) or m.type != cfg.derived_type:
-        return False
-    if p.rule == "verbatim":
-        return False
-    words, last = tgt_tokens[p.start : p.end], src_tokens[m.end - 1]
-    return all(w[:1].isupper() for w in words) and any(_is_stem(t, last) for t in words)
+    if not cfg.derived_type or p.rule == "verbatim":
+        return m.type
+    words, src = tgt_tokens[p.start : p.end], src_tokens[m.start : m.end]
+    if m.type in cfg.derived_from and len(words) == 1:
+        word = words[0]
+        if (
+            word == word.lower() != word.upper()  # has letters, all lowercase
+            and any(c.isupper() for w in src for c in w)
+            and _fold(word) not in {_fold(w) for w in src}
+        ):
+            return cfg.derived_type
+    names = all(w[:1].isupper() for w in words) and any(_is_stem(t, src[-1]) for t in words)
+    if cfg.base_type and m.type == cfg.derived_type and names:
+        return cfg.base_type
+    return m.type
 
 
 # ----------------------------------------------------------------------------
