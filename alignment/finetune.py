@@ -268,7 +268,7 @@ class Side:
 
 
 def pad_side(
-    tokenized: Sequence[tuple[list[int], list[int]]],
+    tokenized: Sequence[tuple[list[int], Sequence[int]]],
     prefix: Sequence[int],
     suffix: Sequence[int],
     max_length: int,
