@@ -287,7 +287,7 @@ def warn_if_trained_elsewhere(model_dir: str, cfg: AlignConfig) -> bool:
     """
     import json
 
-    from relbridge.alignment.finetune import SUMMARY_FILE
+    from relbridge.alignment.finetune import SHARED_FIELDS, SUMMARY_FILE
 
     path = os.path.join(model_dir, SUMMARY_FILE)
     if not os.path.isfile(path):
@@ -295,7 +295,7 @@ def warn_if_trained_elsewhere(model_dir: str, cfg: AlignConfig) -> bool:
 
     with open(path, encoding="utf-8") as f:
         trained = json.load(f).get("config", {})
-    want = {"layer": cfg.layer, "text_prefix": cfg.text_prefix, "skip_markers": cfg.skip_markers}
+    want = {k: getattr(cfg, k) for k in SHARED_FIELDS}
     differ = {k: trained[k] for k, v in want.items() if k in trained and trained[k] != v}
     if differ:
         logger.warning(

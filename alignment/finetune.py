@@ -68,6 +68,8 @@ OBJECTIVES = ("so", "co")
 WordPair = tuple[list[str], list[str]]
 Splitter = Callable[[str], list[str]]
 SUMMARY_FILE = "finetune.json"
+SHARED_FIELDS = ("layer", "text_prefix", "skip_markers")
+"""Fields a fine-tuned model shares with the `AlignConfig` it is aligned with."""
 
 
 @dataclass(frozen=True)

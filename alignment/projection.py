@@ -1020,9 +1020,10 @@ def projected_type(
             and _fold(word) not in {_fold(w) for w in src}
         ):
             return cfg.derived_type
-    names = all(w[:1].isupper() for w in words) and any(_is_stem(t, src[-1]) for t in words)
-    if cfg.base_type and m.type == cfg.derived_type and names:
-        return cfg.base_type
+    if cfg.base_type and m.type == cfg.derived_type:
+        names = all(w[:1].isupper() for w in words)
+        if names and any(_is_stem(t, src[-1]) for t in words):
+            return cfg.base_type
     return m.type
 
 

@@ -111,14 +111,10 @@ def register(subparsers) -> None:
 def config_from_args(args: argparse.Namespace):
     """The `FinetuneConfig` the flags describe."""
     from relbridge.alignment.aligner import DEFAULT_PRESET, aligner_config
-    from relbridge.alignment.finetune import FinetuneConfig
+    from relbridge.alignment.finetune import SHARED_FIELDS, FinetuneConfig
 
     preset = aligner_config(args.aligner or DEFAULT_PRESET)
-    overrides = {
-        "layer": preset.layer,
-        "text_prefix": preset.text_prefix,
-        "skip_markers": preset.skip_markers,
-    }
+    overrides = {k: getattr(preset, k) for k in SHARED_FIELDS}
     overrides |= {
         f: getattr(args, a) for a, f in _FIELDS.items() if getattr(args, a, None) is not None
     }
