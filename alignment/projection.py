@@ -25,13 +25,15 @@ pairs. A source span is projected in six steps, each a rule that
    set (``extra_links``, e.g. simalign's itermax next to argmax) are added
    where they touch a word that the main links leave unlinked: a source word
    of the span (``Lebanon`` / ``Libanon``, ``playwright`` / ``Dramatiker``)
-   or a target word (``Staaten`` of ``Vereinigten Staaten``). Argmax links
-   are precise but one-to-one; only unlinked words borrow the denser links,
-   so the precise links decide everything else. Then spelling
+   or a target word (``Staaten`` of ``Vereinigten Staaten``), the latter only
+   between content words (``his`` -> ``seine``, not also ``er``). Argmax
+   links are precise but one-to-one; only unlinked words borrow the denser
+   links, so the precise links decide everything else. Then spelling
    (``spelling_anchor_ratio``): a name word linked to a word spelled like it
    keeps only such links (``Pakistani`` -> ``pakistanaise``, not also
-   ``chaîne``), and a name word still unlinked is linked to the free target
-   word spelled most like it (``Lebanon`` -> ``Libanon``).
+   ``chaîne``), and a name word still unlinked is linked to the target word
+   spelled most like it (``Lebanon`` -> ``Libanon``), unless a word outside
+   the name that is linked to it spells it as well (``Lebanese`` does not).
 4. **Best contiguous span** (``span_search``): candidate spans start and end
    on a target word linked into the source span, and cross at most
    ``max_gap`` words without such a link, nor a bracket unless the source
@@ -524,24 +526,54 @@ def translated_here(
     return bool(linked) and not any(chosen[0] <= t < chosen[1] for t in linked)
 
 
-def fallback_links(span: Span, links: Iterable[Link], extra_links: Iterable[Link]) -> set[Link]:
+def fallback_links(
+    span: Span,
+    links: Iterable[Link],
+    extra_links: Iterable[Link],
+    src_tokens: Sequence[str] = (),
+    tgt_tokens: Sequence[str] = (),
+    function: FunctionWords = FunctionWords(),
+) -> set[Link]:
     """Links of ``extra_links`` from ``span`` that touch a word ``links`` leave unlinked.
 
     A source word of the span without a main link borrows all its extra
     links; a linked source word borrows only links to target words without a
-    main link (``United`` -> ``Vereinigten`` by argmax, ``Staaten`` by itermax).
-    Links between two words that both have main links are never added.
+    main link (``United`` -> ``Vereinigten`` by argmax, ``Staaten`` by itermax),
+    and only between content words (see `_function_word`; needs the tokens):
+    a pronoun or article translates to one word, so the second link of one
+    that already has its translation is spill onto a neighbour (``his`` ->
+    ``seine``, not also ``er``; ``He`` -> ``Il``, not also ``a``), and so is a
+    second link of a content word to an article (``Defence`` ->
+    ``Verteidigung``, not also the sentence's ``Der``). Links between two words
+    that both have main links are never added.
 
     >>> sorted(fallback_links((0, 2), [(0, 0), (2, 2)], [(0, 0), (0, 2), (0, 3), (1, 1), (2, 2)]))
     [(0, 3), (1, 1)]
     """
     links = list(links)
     src_linked, tgt_linked = {s for s, _ in links}, {t for _, t in links}
+
+    def spill(s: int, t: int) -> bool:  # a second link from or to a function word
+        return bool(src_tokens) and (
+            _function_word(src_tokens[s], function.src, s == 0)
+            or _function_word(tgt_tokens[t], function.tgt, t == 0)
+        )
+
     return {
         (s, t)
         for s, t in extra_links
-        if span[0] <= s < span[1] and (s not in src_linked or t not in tgt_linked)
+        if span[0] <= s < span[1]
+        and (s not in src_linked or (t not in tgt_linked and not spill(s, t)))
     }
+
+
+def _function_word(word: str, words: frozenset[str], first: bool) -> bool:
+    """A stop-list word written as one: lowercase, or capitalised only as a sentence's first word.
+
+    Capitalised stop-list words elsewhere are names (Spanish ``Estados`` of
+    ``Estados Unidos``).
+    """
+    return word.casefold() in words and (first or word == word.lower())
 
 
 def spelling_ratio(a: str, b: str) -> float:
@@ -596,26 +628,34 @@ def spelling_anchors(
 
     A name word that no link reaches (``Lebanon``) is linked to the target
     word spelled most alike (``Libanon``: `difflib` ratio 0.86), when that
-    ratio is at least ``min_ratio`` and the target word is not linked to a
-    source word outside the span. Catches names that are adapted rather
-    than translated, which subword encoders often fail to align.
+    ratio is at least ``min_ratio`` and no source word outside the span that
+    is linked to the target word is spelled as much like it: aligners give an
+    adapted name to a neighbour of a similar meaning (``Lebanese`` ->
+    ``Libanon``, ratio 0.53) while the name itself stays unlinked. Catches
+    names that are adapted rather than translated, which subword encoders
+    often fail to align.
 
     >>> spelling_anchors((1, 2), [], ["in", "Lebanon"], ["im", "Libanon"], 0.7)
     {(1, 1)}
     """
     links = list(links)
     linked = {s for s, _ in links}
-    taken = {t for s, t in links if not span[0] <= s < span[1]}
+    claims: dict[int, list[int]] = {}  # target word -> linked source words outside the span
+    for s, t in links:
+        if not span[0] <= s < span[1]:
+            claims.setdefault(t, []).append(s)
     out = set()
     for s in range(*span):
         if s in linked or not _name_like(src_tokens[s]):
             continue
-        scored = [
-            (spelling_ratio(src_tokens[s], w), -abs(t - s), t)
-            for t, w in enumerate(tgt_tokens)
-            if t not in taken and not is_punctuation(w)
-        ]
-        if scored and max(scored)[0] >= min_ratio:
+        scored = []
+        for t, w in enumerate(tgt_tokens):
+            ratio = 0.0 if is_punctuation(w) else spelling_ratio(src_tokens[s], w)
+            if ratio >= min_ratio and all(
+                spelling_ratio(src_tokens[o], w) < ratio for o in claims.get(t, ())
+            ):
+                scored.append((ratio, -abs(t - s), t))
+        if scored:
             out.add((s, max(scored)[2]))
     return out
 
@@ -839,7 +879,8 @@ def project_span(
         links = sorted({link for link in links if link[0] not in anchored} | anchors)
     if cfg.fallback_method and extra_links:
         extra = [(s, t) for s, t in extra_links if 0 <= t < len(tgt_tokens)]
-        links = sorted(set(links) | fallback_links(span, links, extra))
+        borrowed = fallback_links(span, links, extra, src_tokens, tgt_tokens, function)
+        links = sorted(set(links) | borrowed)
     if cfg.spelling_anchor_ratio and aligned:
         ratio = cfg.spelling_anchor_ratio
         links = spelled_links(span, links, src_tokens, tgt_tokens, ratio)

@@ -149,6 +149,38 @@ def test_fallback_links_only_touch_unlinked_words():
     assert [(m.start, m.end) for m in result.tgt_mentions] == [(0, 1), (3, 4)]
 
 
+def test_fallback_links_spill_no_function_word_onto_a_linked_word():
+    # RELX de 20411: 'his' -> 'seine' (argmax); itermax adds 'er' beside it
+    fw = FunctionWords(frozenset({"his", "he"}), frozenset({"er", "seine", "der"}))
+    src = ["In", "Berlin", "documented", "his", "experiments"]
+    tgt = ["In", "Berlin", "dokumentierte", "er", "seine", "Experimente"]
+    links = [(0, 0), (1, 1), (2, 2), (3, 4), (4, 5)]
+    extra = [*links, (3, 3)]
+    assert fallback_links((3, 4), links, extra) == {(3, 3)}  # without the tokens: borrowed
+    assert fallback_links((3, 4), links, extra, src, tgt, fw) == set()
+    got = project_span((3, 4), links, src, tgt, NO_VERBATIM, extra_links=extra, function=fw)
+    assert span_of(got) == (4, 5)
+    # RELX de 18809: 'Defence' -> 'Verteidigung'; itermax adds the sentence's first 'Der'
+    src = ["Italian", "Defence", "Minister", "Parisi"]
+    tgt = ["Der", "italienische", "Verteidigung", "sminister", "Parisi"]
+    links = [(0, 1), (1, 2), (2, 3), (3, 4)]
+    extra = [*links, (1, 0)]
+    assert fallback_links((1, 2), links, extra, src, tgt, fw) == set()
+    got = project_span((1, 2), links, src, tgt, NO_VERBATIM, extra_links=extra, function=fw)
+    assert span_of(got) == (2, 3)
+    # content words still borrow, and a capitalised stop-list word inside a sentence is a name
+    fw_es = FunctionWords(frozenset({"the"}), frozenset({"estados", "los"}))
+    src = ["in", "the", "United", "States"]
+    tgt = ["en", "los", "Estados", "Unidos"]
+    links = [(0, 0), (1, 1), (2, 3), (3, 3)]
+    extra = [*links, (3, 2)]
+    assert fallback_links((2, 4), links, extra, src, tgt, fw_es) == {(3, 2)}
+    got = project_span((2, 4), links, src, tgt, NO_VERBATIM, extra_links=extra, function=fw_es)
+    assert span_of(got) == (2, 4)
+    # an unlinked source word borrows every extra link, function word or not
+    assert fallback_links((1, 2), [(0, 0)], [(1, 1)], src, tgt, fw_es) == {(1, 1)}
+
+
 def test_spelling_anchor_for_an_unlinked_adapted_name():
     src = ["she", "left", "Lebanon"]
     tgt = ["sie", "verließ", "den", "Libanon"]
@@ -159,8 +191,15 @@ def test_spelling_anchor_for_an_unlinked_adapted_name():
     assert project_span((2, 3), [], src, tgt, default) is None  # not for an unaligned pair
     spelled = dataclasses.replace(NO_VERBATIM, spelling_anchor_ratio=0.7)
     assert span_of(project_span((2, 3), links, src, tgt, spelled)) == (3, 4)
-    # a word linked to a source word outside the span is never taken
-    assert project_span((2, 3), [*links, (0, 3)], src, tgt, spelled) is None
+    # a word linked to a source word outside the span that spells it as well is not taken
+    src_twice = ["she", "left", "Lebanon", "Lebanon"]
+    assert project_span((2, 3), [*links, (3, 3)], src_twice, tgt, spelled) is None
+    # but one spelled less alike is (RELX de 18392: 'Lebanese' took 'Libanon')
+    assert span_of(project_span((2, 3), [*links, (0, 3)], src, tgt, spelled)) == (3, 4)
+    src_adj = ["the", "Lebanese", "left", "Lebanon"]
+    tgt_adj = ["die", "Libanesen", "verließen", "Libanon"]
+    adj_links = [(0, 0), (1, 3), (2, 2)]
+    assert span_of(project_span((3, 4), adj_links, src_adj, tgt_adj, spelled)) == (3, 4)
     strict = dataclasses.replace(NO_VERBATIM, spelling_anchor_ratio=0.9)
     assert project_span((2, 3), links, src, tgt, strict) is None
 
