@@ -14,7 +14,12 @@ gold spans and comparing them with the target gold measures `project_pair`:
 
 Metrics: exact-span ``precision`` (right / projected), ``recall`` (right /
 gold target spans), ``f1``, and ``token_f1`` (micro F1 over (sentence, token,
-role-or-type) triples). Used by ``relbridge eval-projection``:
+role-or-type) triples). ``punct_insensitive`` repeats the exact-span figures
+with punctuation tokens cut off both edges of every projected and gold span
+(`strip_edge_punctuation`): RELX's translators sometimes put a comma, a
+period or a hyphen inside the markers (``<e1> Marios Garoyian, </e1>``,
+``<e2>-Künstler </e2>``), which no projection that keeps names clean can
+match. Used by ``relbridge eval-projection``:
 
     pairs = load_relx_pairs("RELX_en.txt", "RELX_de.txt")
     links, extra = align_pairs(pairs, aligner, methods=["itermax"])  # aligner computes itermax too
@@ -34,6 +39,7 @@ from relbridge.alignment.projection import (
     Link,
     ProjectConfig,
     ProjectionCounts,
+    is_punctuation,
     project_pair,
 )
 from relbridge.data_specs.formats import bio_spans, open_lines
@@ -193,6 +199,8 @@ class ProjectionScores:
     both_exact: int = 0
     relations_projected: int = 0
     unaligned_pairs: int = 0
+    exact_punct_insensitive: int = 0
+    both_exact_punct_insensitive: int = 0
     counts: ProjectionCounts = field(default_factory=ProjectionCounts)
 
     def as_dict(self) -> dict:
@@ -214,6 +222,13 @@ class ProjectionScores:
             out["relations_projected"] = round(
                 self.relations_projected / self.relation_sentences, 4
             )
+        p, r, f1 = prf(self.exact_punct_insensitive, self.projected, self.gold)
+        lenient = {"precision": round(p, 4), "recall": round(r, 4), "f1": round(f1, 4)}
+        lenient["exact"] = self.exact_punct_insensitive
+        if self.relation_sentences:
+            share = self.both_exact_punct_insensitive / self.relation_sentences
+            lenient["both_exact"] = round(share, 4)
+        out["punct_insensitive"] = lenient
         out["counts"] = vars(self.counts).copy()
         return out
 
@@ -233,6 +248,25 @@ def score_spans(
     p_tok = {(t, lab) for s, e, lab in predicted for t in range(s, e)}
     g_tok = {(t, lab) for s, e, lab in gold for t in range(s, e)}
     return len(predicted), len(gold), exact, len(p_tok), len(g_tok), len(p_tok & g_tok)
+
+
+def strip_edge_punctuation(
+    spans: Iterable[tuple[int, int, str]], words: Sequence[str]
+) -> list[tuple[int, int, str]]:
+    """Spans with punctuation tokens cut off both edges (a span of punctuation only is kept).
+
+    >>> strip_edge_punctuation([(0, 3, "PER")], [",", "Jeffrey", "Skilling", ","])
+    [(1, 3, 'PER')]
+    """
+    out = []
+    for start, end, label in spans:
+        a, b = start, end
+        while a < b and is_punctuation(words[a]):
+            a += 1
+        while b > a and is_punctuation(words[b - 1]):
+            b -= 1
+        out.append((a, b, label) if a < b else (start, end, label))
+    return out
 
 
 def evaluate(
@@ -281,10 +315,18 @@ def evaluate(
         scores.projected_tokens += p_tok
         scores.gold_tokens += g_tok
         scores.right_tokens += r_tok
+        lenient = score_spans(
+            strip_edge_punctuation(predicted, pair.tgt_words),
+            strip_edge_punctuation(pair.tgt_gold, pair.tgt_words),
+        )[2]
+        scores.exact_punct_insensitive += lenient
         if pair.relations:
             scores.relation_sentences += 1
             both = exact == n_gold == len(pair.src_mentions) == n_pred
             scores.both_exact += both
+            scores.both_exact_punct_insensitive += (
+                lenient == n_gold == len(pair.src_mentions) == n_pred
+            )
             rel = result.relations[0]
             scores.relations_projected += rel.projected
         if errors is not None and not (exact == n_gold == n_pred):

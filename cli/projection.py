@@ -10,7 +10,10 @@ aligns every pair with the project's `WordAligner` (or reads links saved by an
 earlier run with ``--links``), projects the source gold with `project_pair`
 under the `ProjectConfig` the flags describe, and prints one JSON line:
 ``precision``, ``recall``, ``f1`` (exact spans, same role or type),
-``token_f1``, for RELX ``both_exact``, the projection counts and the configs.
+``token_f1``, for RELX ``both_exact``, the same exact-span figures with
+edge punctuation ignored on both sides (``punct_insensitive``: some RELX
+translations hold a comma or hyphen inside the entity markers), the
+projection counts and the configs.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from relbridge.alignment.projection_eval import (
     load_conll_pairs,
     load_relx_pairs,
     score_spans,
+    strip_edge_punctuation,
 )
 from relbridge.cli.main import main
 from relbridge.data_specs.formats import bio_spans
@@ -103,6 +104,34 @@ def test_relx_both_exact_needs_both_entities():
     cfg = ProjectConfig(verbatim_spans=False, verbatim_anchors=False)
     assert evaluate([pair], [[(0, 0), (2, 2)]], cfg).as_dict()["both_exact"] == 1.0
     assert evaluate([pair], [[(0, 0), (2, 1)]], cfg).as_dict()["both_exact"] == 0.0
+
+
+def test_punct_insensitive_scores_forgive_punctuation_inside_the_gold_markers(tmp_path):
+    # RELX de 19516: the translator put the comma inside the markers, '<e2>, Jeffrey Skilling </e2>'
+    en = '7\t"<e1> Enron </e1> fired <e2> Jeffrey Skilling </e2> ."\nper:employee_of(e2,e1)\n\n'
+    de = '7\t"<e1> Enron </e1> entließ <e2>, Jeffrey Skilling </e2> ."\nper:employee_of(e2,e1)\n\n'
+    (tmp_path / "en.txt").write_text(en, encoding="utf-8")
+    (tmp_path / "de.txt").write_text(de, encoding="utf-8")
+    pairs = load_relx_pairs(str(tmp_path / "en.txt"), str(tmp_path / "de.txt"))
+    assert pairs[0].tgt_words[2:5] == (",", "Jeffrey", "Skilling")
+    links = [[(0, 0), (1, 1), (2, 3), (3, 4), (4, 5)]]
+    cfg = ProjectConfig(verbatim_spans=False, verbatim_anchors=False)
+    scores = evaluate(pairs, links, cfg).as_dict()
+    assert (scores["exact"], scores["both_exact"]) == (1, 0.0)  # the strict metric counts it wrong
+    lenient = scores["punct_insensitive"]
+    assert (lenient["exact"], lenient["f1"], lenient["both_exact"]) == (2, 1.0, 1.0)
+    # a wrong word stays wrong
+    links = [[(0, 0), (1, 1), (2, 1), (3, 4), (4, 5)]]
+    assert evaluate(pairs, links, cfg).as_dict()["punct_insensitive"]["exact"] == 1
+
+
+def test_strip_edge_punctuation():
+    words = ["(", "CEN", ")", "-", "Metro", "Inc", "."]
+    assert strip_edge_punctuation([(0, 3, "ORG"), (3, 7, "ORG")], words) == [
+        (1, 2, "ORG"),
+        (4, 6, "ORG"),
+    ]
+    assert strip_edge_punctuation([(3, 4, "X")], words) == [(3, 4, "X")]  # punctuation only: kept
 
 
 def test_cli_with_saved_links(tmp_path, capsys):
