@@ -47,6 +47,7 @@ _PROJECT_VALUES = {
 _PROJECT_SWITCHES = (
     "verbatim_spans",
     "verbatim_anchors",
+    "bracket_spans",
     "span_search",
     "trim_punctuation",
     "trim_function_words",

@@ -9,6 +9,7 @@ from relbridge.alignment.projection import (
     ProjectConfig,
     ProjectionCounts,
     best_f1_span,
+    bracketed_span,
     fallback_links,
     is_punctuation,
     project_mentions,
@@ -179,6 +180,37 @@ def test_fallback_links_spill_no_function_word_onto_a_linked_word():
     assert span_of(got) == (2, 4)
     # an unlinked source word borrows every extra link, function word or not
     assert fallback_links((1, 2), [(0, 0)], [(1, 1)], src, tgt, fw_es) == {(1, 1)}
+
+
+def test_a_bracketed_name_takes_the_linked_brackets_content():
+    # RELX fr 17778: 'Navy' linked to 'naval' outside the brackets, 'Marine' unlinked
+    src = ["for", "the", "Marina", "Militare", "(", "Italian", "Navy", ")", "at", "the", "shipyard"]
+    tgt = [
+        "pour",
+        "la",
+        "Marina",
+        "Militare",
+        "(",
+        "Marine",
+        "italienne",
+        ")",
+        "au",
+        "chantier",
+        "naval",
+    ]
+    links = [(0, 0), (1, 1), (2, 2), (3, 3), (4, 4), (5, 6), (6, 10), (7, 7), (8, 8), (10, 9)]
+    assert span_of(project_span((5, 7), links, src, tgt, NO_VERBATIM)) == (5, 7)
+    off = dataclasses.replace(NO_VERBATIM, bracket_spans=False)
+    assert span_of(project_span((5, 7), links, src, tgt, off)) == (6, 7)
+    # only a name that fills the brackets, and only when one of its links lands inside
+    assert bracketed_span((6, 7), links, src, tgt) is None
+    assert bracketed_span((5, 7), [(4, 4), (5, 9), (6, 10), (7, 7)], src, tgt) is None
+    # the brackets must be linked to brackets of the same kind
+    assert bracketed_span((5, 7), [(4, 4), (5, 6), (7, 8)], src, tgt) is None
+    # a blocked target (a conflict repair) falls back to the span search
+    blocked = [False] * 5 + [True] + [False] * 5
+    got = project_span((5, 7), links, src, tgt, NO_VERBATIM, blocked)
+    assert span_of(got) == (6, 7) and got.rule == "search"
 
 
 def test_spelling_anchor_for_an_unlinked_adapted_name():
