@@ -48,6 +48,7 @@ _PROJECT_SWITCHES = (
     "verbatim_spans",
     "verbatim_anchors",
     "bracket_spans",
+    "drop_disputed",
     "span_search",
     "trim_punctuation",
     "trim_function_words",

@@ -10,6 +10,7 @@ from relbridge.alignment.projection import (
     ProjectionCounts,
     best_f1_span,
     bracketed_span,
+    disputed_links,
     fallback_links,
     is_punctuation,
     project_mentions,
@@ -180,6 +181,24 @@ def test_fallback_links_spill_no_function_word_onto_a_linked_word():
     assert span_of(got) == (2, 4)
     # an unlinked source word borrows every extra link, function word or not
     assert fallback_links((1, 2), [(0, 0)], [(1, 1)], src, tgt, fw_es) == {(1, 1)}
+
+
+def test_a_main_link_the_second_links_give_to_an_unaligned_word_is_dropped():
+    # Europarl en-de 602: the merged links give 'Party' to the verb 'bedanken',
+    # which the neural links give to 'thank' (unaligned in the merged links)
+    src = ["to", "thank", "the", "Liberal", "Group", "Party", "."]
+    tgt = ["der", "Liberalen", "Fraktion", "bedanken", "."]
+    links = [(2, 0), (3, 1), (4, 2), (5, 3), (6, 4)]
+    extra = [(2, 0), (3, 1), (4, 2), (1, 3), (6, 4)]
+    assert disputed_links((3, 6), links, extra) == {(5, 3)}
+    got = project_span((3, 6), links, src, tgt, NO_VERBATIM, extra_links=extra)
+    assert span_of(got) == (1, 3)
+    off = dataclasses.replace(NO_VERBATIM, drop_disputed=False)
+    assert span_of(project_span((3, 6), links, src, tgt, off, extra_links=extra)) == (1, 4)
+    # not when the outside word has a main link of its own: then the second set is the odd one
+    assert disputed_links((3, 6), [*links, (1, 0)], extra) == set()
+    # nor when the second set also links the name to the word
+    assert disputed_links((3, 6), links, [*extra, (5, 3)]) == set()
 
 
 def test_a_bracketed_name_takes_the_linked_brackets_content():
