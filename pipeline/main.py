@@ -197,7 +197,11 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
       argv: our flags plus any Beam flags.
       test_pipeline: a pipeline to build into instead of a new one (tests).
     """
-    parser = argparse.ArgumentParser(prog="relbridge run", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="relbridge run",
+        description=__doc__.split("\n\n")[0],
+        allow_abbrev=False,  # an abbreviation would swallow a Beam flag
+    )
     add_arguments(parser)
     args, beam_args = parser.parse_known_args(argv)
     return run_config(config_from_args(args, beam_args), beam_args, test_pipeline)

@@ -138,6 +138,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=256,
         help="longest sentence accepted, in words (default 256)",
     )
+    lab.add_argument(
+        "--min-projection-confidence",
+        type=float,
+        default=ProjectConfig.min_confidence,
+        help="drop projected target mentions less confident than this, in [0, 1] "
+        f"(default {ProjectConfig.min_confidence}; higher: fewer, cleaner target labels)",
+    )
     al = parser.add_argument_group("word alignment")
     al.add_argument(
         "--model",
@@ -214,7 +221,7 @@ def config_from_args(args: argparse.Namespace, beam_args: Sequence[str] = ()) ->
             skip_function_word_aliases=not args.match_function_word_aliases,
         ),
         align=align,
-        project=ProjectConfig(),
+        project=ProjectConfig(min_confidence=args.min_projection_confidence),
         write=WriteConfig(args.output, num_shards=args.num_shards),
         skip_existing=args.skip_existing,
         overwrite=args.overwrite,

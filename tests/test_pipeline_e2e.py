@@ -169,6 +169,15 @@ def test_dataflow_pipeline_constructs_without_running(tmp_path, tiny_encoder):
         ]
     )
     cfg = config_from_args(args)
+    assert cfg.project.min_confidence == 0.3  # the documented default
+    assert (
+        config_from_args(
+            parser.parse_args(
+                pipeline_argv(tmp_path, tiny_encoder) + ["--min-projection-confidence", "0.6"]
+            )
+        ).project.min_confidence
+        == 0.6
+    )
     options = PipelineOptions(beam_args)
     assert options.get_all_options()["runner"] == "DataflowRunner"
     p = beam.Pipeline(runner="DirectRunner", options=options)
@@ -185,11 +194,23 @@ def test_dataflow_pipeline_constructs_without_running(tmp_path, tiny_encoder):
     } <= labels
 
 
+def test_beam_flags_reach_beam_unabbreviated(tmp_path, tiny_encoder):
+    # argparse would take '--project P' (Beam's GCP project) or '--min-proj 0.5' as
+    # abbreviations of our '--min-projection-confidence'; neither may be swallowed
+    from relbridge.cli.main import build_parser
+
+    argv = ["run", *pipeline_argv(tmp_path, tiny_encoder), "--project", "p", "--min-proj", "0.5"]
+    args, unknown = build_parser().parse_known_args(argv)
+    assert unknown == ["--project", "p", "--min-proj", "0.5"]
+    assert args.min_projection_confidence == 0.3
+
+
 @pytest.mark.parametrize(
     "bad,message",
     [
         (["--src-lang", "en", "--tgt-lang", "en"], "two different languages"),
         (["--skip-existing", "--overwrite"], "pass one"),
+        (["--min-projection-confidence", "1.5"], r"min_confidence must be in \[0, 1\]"),
     ],
 )
 def test_bad_options_fail_clearly(tmp_path, tiny_encoder, bad, message):
