@@ -119,6 +119,16 @@ def register(subparsers) -> None:
         default=0.0,
         help="minimum relation probability for untagged input",
     )
+    p.add_argument(
+        "--kb",
+        help="KB directory: its aliases found in untagged sentences are mentions beside the "
+        "tagger's, so that the records' arguments link to KB entities (needs --lang)",
+    )
+    p.add_argument("--lang", help="language of the input sentences (tokenizer), e.g. de")
+    p.add_argument(
+        "--kb-alias-langs",
+        help="comma-separated languages whose KB aliases to match (default: all in the KB)",
+    )
     p.set_defaults(func=_extract)
 
     bench = subparsers.add_parser("benchmark", help="benchmarks")
@@ -196,8 +206,22 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _extract(args: argparse.Namespace) -> int:
     from relbridge.models.extract import extract_file
 
+    mentions_of = None
+    if args.kb:
+        if not args.lang:
+            raise ValueError("--kb needs --lang, the language of the input sentences")
+        from relbridge.pipeline.label import TextMentions, read_kb
+        from relbridge.pipeline.tokenize import check_language
+
+        check_language(args.lang)
+        langs = args.kb_alias_langs.split(",") if args.kb_alias_langs else None
+        mentions_of = TextMentions(read_kb(args.kb), args.lang, langs)
     records, n_sentences = extract_file(
-        args.model, args.input, batch_size=args.batch_size, threshold=args.threshold
+        args.model,
+        args.input,
+        batch_size=args.batch_size,
+        threshold=args.threshold,
+        mentions_of=mentions_of,
     )
     with open(args.output, "w", encoding="utf-8") as f:
         f.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)

@@ -8,7 +8,7 @@
 4. Evaluates it on the RELX test ids in German and English, sentences that never
    reached the shards.
 5. Extracts triples from the same test sentences as raw text (no entity markers:
-   the tagging head finds the entities), links them to the demo KB and merges
+   the KB's aliases and the tagging head find the entities), links them to the demo KB and merges
    them into knowledge-graph triples (``OUTPUT/kg/triples.jsonl``), the path of
    `relbridge extract` and `relbridge triples`.
 6. Prints and saves a summary (``OUTPUT/summary.json``).
@@ -128,11 +128,13 @@ def extract_knowledge_graph(cfg: DemoConfig, model_dir: str) -> dict:
     from relbridge.data_specs.formats import load_kb
     from relbridge.models.extract import extract_file
     from relbridge.models.triples import TriplesConfig, aggregate_triples
+    from relbridge.pipeline.label import TextMentions
 
     data, out = data_dir(), os.path.join(cfg.output, "kg")
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(data, "split.json"), encoding="utf-8") as f:
         test_ids = set(json.load(f)["test"])
+    kb = load_kb(os.path.join(data, "kb"))
     records, scores = [], {}
     for lang in ("de", "en"):
         gold, path = {}, os.path.join(out, f"heldout_{lang}.jsonl")
@@ -143,7 +145,7 @@ def extract_knowledge_graph(cfg: DemoConfig, model_dir: str) -> dict:
                     relation, subj, obj = rec.subject_object()
                     if relation != NA:
                         gold[rec.id] = (relation, rec.text[slice(*subj)], rec.text[slice(*obj)])
-        found, n_sentences = extract_file(model_dir, path)
+        found, n_sentences = extract_file(model_dir, path, mentions_of=TextMentions(kb, lang))
         hits = sum(gold.get(r["id"]) == (r["relation"], r["subject"], r["object"]) for r in found)
         scores[lang] = {
             "sentences": n_sentences,
@@ -155,7 +157,6 @@ def extract_knowledge_graph(cfg: DemoConfig, model_dir: str) -> dict:
         records += found
     with open(os.path.join(out, "records.jsonl"), "w", encoding="utf-8") as f:
         f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    kb = load_kb(os.path.join(data, "kb"))
     triples, counts = aggregate_triples(
         ((f"{r['source_file']}:{r['line']}", r) for r in records), TriplesConfig(), kb
     )

@@ -8,7 +8,11 @@
 * **untagged** sentences: the tagging head finds mentions (BIO over words),
   every pair of mentions is encoded once and scored in both directions, and each
   direction whose best class is a relation (with probability >= ``threshold``)
-  becomes a record.
+  becomes a record. With a KB mention finder (``mentions_of``, e.g.
+  `relbridge.pipeline.label.TextMentions`; CLI ``--kb``), the KB's aliases
+  found in the sentence are mentions too (of two overlapping spans the longer
+  stays, see `merge_mentions`): a KB name is whole and links to its entity,
+  while the tagger still finds the names the KB lacks.
 
 Each record is ``{"sentence", "text", "subject", "subject_span", "relation",
 "object", "object_span", "subject_type", "object_type", "confidence"}`` with
@@ -28,7 +32,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -45,6 +49,9 @@ logger = logging.getLogger(__name__)
 
 _MARKERS = ("<e1>", "</e1>", "<e2>", "</e2>")
 
+MentionFinder = Callable[[str], tuple[list[str], list[tuple[int, int, str]]]]
+"""``text -> (words, [(start, end, type)])``: words are substrings of the text in order."""
+
 
 def is_marked(sentence: str) -> bool:
     return all(sentence.count(m) == 1 for m in _MARKERS)
@@ -59,6 +66,7 @@ def extract(
     sentences: Sequence[str],
     batch_size: int = 16,
     threshold: float = 0.0,
+    mentions_of: MentionFinder | None = None,
 ) -> list[dict[str, Any]]:
     """Extracts (subject, relation, object, confidence) records from sentences.
 
@@ -67,6 +75,8 @@ def extract(
       sentences: raw sentences, marked (``<e1>``/``<e2>``) or untagged.
       batch_size: inference batch size.
       threshold: for untagged sentences, the minimum probability of a relation.
+      mentions_of: for untagged sentences, a KB mention finder whose words and
+        mentions are used beside the tagger's (see the module docstring).
 
     Returns:
       The records, in sentence order.
@@ -82,6 +92,7 @@ def extract(
         tuple[int, str, list[tuple[int, int]], bool]
     ] = []  # sentence, text, word char offsets, marked
     untagged: list[tuple[int, str, list[str]]] = []
+    known: list[list[tuple[int, int, str]]] = []  # KB mentions per untagged sentence
     for i, sentence in enumerate(sentences):
         if is_marked(sentence):
             text, spans = strip_markers(sentence.strip())
@@ -93,10 +104,14 @@ def extract(
             meta.append((i, text, token_offsets(text, words), True))
         else:
             text = sentence.strip()
-            words, _ = words_with_spans(text)
+            words, kb_mentions = (
+                mentions_of(text) if mentions_of else (words_with_spans(text)[0], [])
+            )
             untagged.append((i, text, words))
+            known.append(kb_mentions)
     found = tag_mentions(model, [w for _, _, w in untagged], batch_size) if untagged else []
-    for (i, text, words), mentions in zip(untagged, found):
+    for (i, text, words), tagged, kb_mentions in zip(untagged, found, known):
+        mentions = merge_mentions(kb_mentions, tagged)
         offsets = token_offsets(text, words)
         for (s1, e1, t1), (s2, e2, t2) in itertools.combinations(mentions, 2):
             pairs.append(
@@ -140,6 +155,30 @@ def extract(
     return records
 
 
+def merge_mentions(
+    known: Sequence[tuple[int, int, str]], tagged: Sequence[tuple[int, int, str]]
+) -> list[tuple[int, int, str]]:
+    """KB and tagged mentions without overlaps, in word order.
+
+    Of two overlapping spans the longer stays, the KB's on a tie: a KB alias
+    inside a longer tagged name is part of another entity (``Arizona`` in
+    ``Arizona State University``), and a tagged span inside a KB name is a
+    part the tagger missed the rest of (``Jackie`` of ``Jackie Frazier-Lyde``).
+
+    >>> merge_mentions([(0, 2, "PER"), (6, 7, "LOC")], [(1, 2, "PER"), (4, 5, "LOC"), (6, 9, "ORG")])
+    [(0, 2, 'PER'), (4, 5, 'LOC'), (6, 9, 'ORG')]
+    """
+    ranked = sorted(
+        [(m, 1) for m in known] + [(m, 0) for m in tagged],
+        key=lambda x: (-(x[0][1] - x[0][0]), -x[1], x[0][0]),
+    )
+    kept: list[tuple[int, int, str]] = []
+    for m, _ in ranked:
+        if not any(m[0] < k[1] and k[0] < m[1] for k in kept):
+            kept.append(m)
+    return sorted(kept)
+
+
 def read_sentences(path: str) -> list[tuple[int, str | None, str]]:
     """``(line, id, sentence)`` of each non-blank line of an extract input file.
 
@@ -170,7 +209,11 @@ def _json_input(line: str, path: str, n: int) -> tuple[str, str | None]:
 
 
 def extract_file(
-    model_dir: str, path: str, batch_size: int = 16, threshold: float = 0.0
+    model_dir: str,
+    path: str,
+    batch_size: int = 16,
+    threshold: float = 0.0,
+    mentions_of: MentionFinder | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """`extract` over an input file, each record with its provenance.
 
@@ -181,7 +224,7 @@ def extract_file(
       The records and the number of sentences read.
     """
     inputs = read_sentences(path)
-    records = extract(model_dir, [s for _, _, s in inputs], batch_size, threshold)
+    records = extract(model_dir, [s for _, _, s in inputs], batch_size, threshold, mentions_of)
     for record in records:
         n, record_id, _ = inputs[record["sentence"]]
         record.update(source_file=path, line=n, model=model_dir)

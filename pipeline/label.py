@@ -95,7 +95,11 @@ class Candidate:
 
 
 class AliasMatcher:
-    """Finds KB aliases in token lists with spaCy's PhraseMatcher."""
+    """Finds KB aliases in token lists with spaCy's PhraseMatcher.
+
+    Matches the aliases of ``alias_langs`` (default: ``lang`` alone), each
+    tokenised by ``lang``'s tokenizer, the language of the text.
+    """
 
     def __init__(
         self,
@@ -103,6 +107,7 @@ class AliasMatcher:
         lang: str,
         case_sensitive: bool = True,
         skip_function_words: bool = True,
+        alias_langs: Sequence[str] | None = None,
     ):
         import spacy
         from spacy.matcher import PhraseMatcher
@@ -115,7 +120,11 @@ class AliasMatcher:
         stop_words = lexicon(lang)[0] if skip_function_words else frozenset()
         self._ids: dict[str, tuple[str, ...]] = {}
         skipped = []
-        for alias, ids in kb.aliases(lang).items():
+        aliases: dict[str, set[str]] = {}
+        for alias_lang in alias_langs or (lang,):
+            for alias, ids in kb.aliases(alias_lang).items():
+                aliases.setdefault(alias, set()).update(ids)
+        for alias, ids in aliases.items():
             words = tokenize(alias)
             if is_function_word_alias(words, stop_words):
                 skipped.append(alias)
@@ -149,6 +158,46 @@ class AliasMatcher:
         spans = [doc[s:e] for _, s, e in self._matcher(doc)]
         kept = sorted(filter_spans(spans), key=lambda span: span.start)
         return [Candidate(s.start, s.end, self._ids["\x1f".join(t.text for t in s)]) for s in kept]
+
+
+class TextMentions:
+    """KB mentions in raw text: ``finder(text) -> (words, [(start, end, type)])``.
+
+    What ``relbridge extract --kb`` uses to find entities the KB names, so
+    that the records' arguments link to KB ids; the words are ``lang``'s
+    tokens (substrings of the text). An alias of several entities of one
+    type keeps that type, else ``""``; which entity it names is left to the
+    linker (`relbridge.models.triples`).
+
+    Args:
+      kb: the knowledge base.
+      lang: the text's language (tokenizer, function words).
+      alias_langs: whose aliases to match (default: every language of the KB,
+        since names are often written alike across languages).
+      case_sensitive: match aliases on exact case.
+    """
+
+    def __init__(
+        self,
+        kb: KnowledgeBase,
+        lang: str,
+        alias_langs: Sequence[str] | None = None,
+        case_sensitive: bool = True,
+    ):
+        from relbridge.pipeline.tokenize import make_tokenizer
+
+        langs = alias_langs or sorted({l for e in kb.entities.values() for l in e.aliases})
+        self._kb = kb
+        self._tokenize = make_tokenizer(lang)
+        self._match = AliasMatcher(kb, lang, case_sensitive, alias_langs=langs)
+
+    def __call__(self, text: str) -> tuple[list[str], list[tuple[int, int, str]]]:
+        words = self._tokenize(text)
+        found = []
+        for cand in self._match(words):
+            types = {self._kb.entities[e].type for e in cand.entity_ids}
+            found.append((cand.start, cand.end, types.pop() if len(types) == 1 else ""))
+        return words, found
 
 
 def is_function_word_alias(words: Sequence[str], stop_words: frozenset[str]) -> bool:

@@ -15,6 +15,7 @@ from relbridge.pipeline.label import (
     AliasMatcher,
     LabelConfig,
     LabelWithKb,
+    TextMentions,
     label_relations,
     resolve_mentions,
 )
@@ -195,6 +196,22 @@ def test_turkish_names_with_case_suffixes_match_their_aliases():
     tokens = make_tokenizer("tr")("ABD'nin elçisi Ankara'da")
     found = [(c.start, c.end, c.entity_ids) for c in AliasMatcher(kb, "tr")(tokens)]
     assert found == [(0, 1, ("Q3",)), (3, 4, ("Q2",))]
+
+
+def test_text_mentions_match_every_kb_language_in_raw_text():
+    kb = KnowledgeBase(
+        entities={
+            **KB.entities,
+            "Q6": Entity("Q6", "LOC", {"de": ("München",)}),  # a German alias only
+        },
+        triples=KB.triples,
+    )
+    words, found = TextMentions(kb, "de")("Angela Merkel war in München und Paris.")
+    assert words == ["Angela", "Merkel", "war", "in", "München", "und", "Paris", "."]
+    # English aliases match German text; an alias of a PER and a LOC keeps no type
+    assert found == [(0, 2, "PER"), (4, 5, "LOC"), (6, 7, "")]
+    _, only_en = TextMentions(kb, "de", alias_langs=["en"])("Angela Merkel war in München.")
+    assert only_en == [(0, 2, "PER")]
 
 
 def test_ambiguous_aliases_are_resolved_by_kb_facts_or_dropped():

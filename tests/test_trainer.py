@@ -56,6 +56,22 @@ def test_train_then_evaluate_and_extract(tiny_encoder, tmp_path):
         "Berlin",
     }
     assert 0.0 <= marked[0]["confidence"] <= 1.0
+    # untagged input with a KB mention finder: its words and mentions are used
+    seen = []
+
+    def kb_mentions(text):
+        seen.append(text)
+        words = text.split()
+        return words, [(0, 2, "PER"), (5, 6, "LOC")]
+
+    records = extract(
+        stats["model_dir"], ["Angela Merkel was born in Berlin"], mentions_of=kb_mentions
+    )
+    assert seen == ["Angela Merkel was born in Berlin"]
+    facts = {(r["subject"], r["relation"], r["object"]) for r in records}
+    assert ("Angela Merkel", "per:born_in", "Berlin") in facts  # a training fact
+    # a tagged part of a KB name gives way to the KB name
+    assert not {"Angela", "Merkel"} & {a for r in records for a in (r["subject"], r["object"])}
 
 
 @pytest.mark.parametrize("ema_decay", [0.0, 0.9])
@@ -196,6 +212,21 @@ def test_cli_train_evaluate_extract(tiny_encoder, tmp_path, capsys):
     # provenance: the input line (blank lines count), the JSON id, the model
     assert (first["line"], second["line"], second["id"]) == (2, 3, "doc-7") and "id" not in first
     assert first["source_file"] == str(sentences) and first["model"] == str(out / "model")
+    # --kb: the KB's aliases are mentions of untagged sentences; it needs the input's language
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    (kb / "entities.tsv").write_text("Q1\tPER\ten\tAngela Merkel\nQ2\tLOC\tde\tBerlin\n")
+    (kb / "triples.tsv").write_text("Q1\tper:born_in\tQ2\n")
+    plain = tmp_path / "plain.txt"
+    plain.write_text("Angela Merkel wurde in Berlin geboren\n", encoding="utf-8")
+    argv = ["extract", "--model", str(out / "model"), "--input", str(plain), "--kb", str(kb)]
+    capsys.readouterr()
+    with pytest.raises(ValueError, match="--kb needs --lang"):
+        main([*argv, "--output", str(tmp_path / "k.jsonl")])
+    assert main([*argv, "--lang", "de", "--output", str(tmp_path / "k.jsonl")]) == 0
+    assert json.loads(capsys.readouterr().out)["sentences"] == 1
+    records = [json.loads(line) for line in (tmp_path / "k.jsonl").read_text().splitlines()]
+    assert not {"Angela", "Merkel"} & {a for r in records for a in (r["subject"], r["object"])}
 
 
 @pytest.mark.parametrize(
