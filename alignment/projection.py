@@ -569,8 +569,10 @@ def fallback_links(
     that already has its translation is spill onto a neighbour (``his`` ->
     ``seine``, not also ``er``; ``He`` -> ``Il``, not also ``a``), and so is a
     second link of a content word to an article (``Defence`` ->
-    ``Verteidigung``, not also the sentence's ``Der``). Links between two words
-    that both have main links are never added.
+    ``Verteidigung``, not also the sentence's ``Der``). Such a link stays when
+    its target word lies between the name's other linked words (``Committee
+    on Budgets`` for ``Haushaltsausschuß``). Links between two words that
+    both have main links are never added.
 
     >>> sorted(fallback_links((0, 2), [(0, 0), (2, 2)], [(0, 0), (0, 2), (0, 3), (1, 1), (2, 2)]))
     [(0, 3), (1, 1)]
@@ -584,12 +586,19 @@ def fallback_links(
             or _function_word(tgt_tokens[t], function.tgt, t == 0)
         )
 
-    return {
+    borrowed = {
         (s, t)
         for s, t in extra_links
-        if span[0] <= s < span[1]
-        and (s not in src_linked or (t not in tgt_linked and not spill(s, t)))
+        if span[0] <= s < span[1] and (s not in src_linked or t not in tgt_linked)
     }
+    if not src_tokens:
+        return borrowed
+    spilt = {(s, t) for s, t in borrowed if s in src_linked and spill(s, t)}
+    reached = [t for s, t in [*links, *(borrowed - spilt)] if span[0] <= s < span[1]]
+    if reached:  # a function word between the name's other words is part of it
+        inner = range(min(reached) + 1, max(reached))
+        spilt = {(s, t) for s, t in spilt if t not in inner}
+    return borrowed - spilt
 
 
 def _function_word(word: str, words: frozenset[str], first: bool) -> bool:

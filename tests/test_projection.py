@@ -181,6 +181,14 @@ def test_fallback_links_spill_no_function_word_onto_a_linked_word():
     assert span_of(got) == (2, 4)
     # an unlinked source word borrows every extra link, function word or not
     assert fallback_links((1, 2), [(0, 0)], [(1, 1)], src, tgt, fw_es) == {(1, 1)}
+    # a function word between the name's other linked words is part of it (Europarl de-en)
+    fw_en = FunctionWords(frozenset({"der"}), frozenset({"on", "the"}))
+    src, tgt = ["der", "Haushaltsausschuß", "tagt"], ["the", "Committee", "on", "Budgets", "meets"]
+    links = [(0, 0), (1, 1), (2, 4)]
+    extra = [*links, (1, 0), (1, 2), (1, 3)]
+    assert fallback_links((1, 2), links, extra, src, tgt, fw_en) == {(1, 2), (1, 3)}
+    got = project_span((1, 2), links, src, tgt, NO_VERBATIM, extra_links=extra, function=fw_en)
+    assert span_of(got) == (1, 4)
 
 
 def test_a_main_link_the_second_links_give_to_an_unaligned_word_is_dropped():
