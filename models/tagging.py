@@ -4,6 +4,18 @@
 ``(start, end, type)`` word spans ``[start, end)``. It is how `extract` finds the
 entities of untagged text, so its quality caps what extraction can find.
 
+Decoding (`decode_tags`) is ``"marginal"`` by default: a word belongs to a
+mention when the head finds it more likely inside one than outside (its
+``B-`` and ``I-`` probabilities of all types together exceed ``O``'s), takes
+the type with the most ``B-`` + ``I-`` mass, and continues the mention before
+it when that has the same type and ``I-`` is at least as likely as ``B-``.
+A head trained on incomplete distant labels spreads a name's second word over
+``O``, ``B-`` and ``I-`` (``Hughes`` of ``Billy Hughes``: 0.25 / 0.22 / 0.22),
+and per-word argmax (``"argmax"``) then cuts the name short. On the demo's dev
+shards (307 mentions), marginal decoding raised span F1 from 35.0 to 42.2
+(typed F1 32.5 to 36.2), and the held-out RELX sentences' span recall from
+21-22% to 34%.
+
 `tagging_scores(found, gold)` measures it against `TagInstance` mentions:
 
 * ``recall`` (typed) and ``span_recall`` (the words only) over every gold mention;
@@ -29,11 +41,19 @@ from relbridge.models.data import TagInstance
 Mention = tuple[int, int, str]
 
 
+DECODINGS = ("marginal", "argmax")
+
+
 @torch.no_grad()
 def tag_mentions(
-    model, sentences_words: Sequence[Sequence[str]], batch_size: int = 16
+    model, sentences_words: Sequence[Sequence[str]], batch_size: int = 16, decode: str = "marginal"
 ) -> list[list[Mention]]:
-    """Mentions found by the tagging head in each word-split sentence (tags of first subwords)."""
+    """Mentions found by the tagging head in each word-split sentence (tags of first subwords).
+
+    ``decode``: ``"marginal"`` or ``"argmax"`` (see the module docstring).
+    """
+    if decode not in DECODINGS:
+        raise ValueError(f"decode must be one of {DECODINGS}, got {decode!r}")
     model.eval()
     device = next(model.parameters()).device
     tags = model.cfg.tags
@@ -42,16 +62,51 @@ def tag_mentions(
         chunk = sentences_words[start : start + batch_size]
         items = [model.encode_tags(list(words)) for words in chunk]
         batch = {k: v.to(device) for k, v in model.collate(items).items()}
-        pred = model(batch, labels=False)["tag_logits"].argmax(-1).cpu()  # (B, T)
-        for row, item, words in zip(pred, items, chunk):
-            word_tags = ["O"] * len(words)
-            previous = None
+        probs = model(batch, labels=False)["tag_logits"].float().softmax(-1).cpu()  # (B, T, tags)
+        for row, item, words in zip(probs, items, chunk):
+            first = {}
             for t, w in enumerate(item.word_ids):
-                if w is not None and w != previous:
-                    word_tags[w] = tags[int(row[t])]
-                previous = w
-            out.append(bio_spans(word_tags))
+                if w is not None and w not in first:
+                    first[w] = t
+            word_probs = row[[first.get(w, 0) for w in range(len(words))]]
+            unseen = [w for w in range(len(words)) if w not in first]  # cut off by max length
+            word_probs[unseen] = torch.nn.functional.one_hot(
+                torch.tensor(tags.index("O")), len(tags)
+            ).float()
+            out.append(decode_tags(word_probs.numpy(), tags, decode))
     return out
+
+
+def decode_tags(word_probs, tags: Sequence[str], decode: str = "marginal") -> list[Mention]:
+    """Mentions from per-word tag probabilities ``(words, len(tags))``; see the module docstring.
+
+    >>> tags = ("O", "B-PER", "I-PER")
+    >>> probs = [[0.06, 0.63, 0.11], [0.25, 0.22, 0.22], [0.95, 0.03, 0.02]]
+    >>> decode_tags(probs, tags), decode_tags(probs, tags, "argmax")
+    ([(0, 2, 'PER')], [(0, 1, 'PER')])
+    """
+    if decode == "argmax":
+        return bio_spans([tags[max(range(len(tags)), key=lambda k: p[k])] for p in word_probs])
+    outside = tags.index("O")
+    types = sorted({tag[2:] for tag in tags if tag != "O"})
+    index = {tag: k for k, tag in enumerate(tags)}
+
+    def prob(p, tag: str) -> float:
+        return float(p[index[tag]]) if tag in index else 0.0
+
+    spans: list[list] = []
+    previous = None  # the type of the mention that the previous word belongs to
+    for w, p in enumerate(word_probs):
+        if float(p[outside]) >= 0.5:
+            previous = None
+            continue
+        kind = max(types, key=lambda ty: prob(p, "B-" + ty) + prob(p, "I-" + ty))
+        if previous == kind and prob(p, "I-" + kind) >= prob(p, "B-" + kind):
+            spans[-1][1] = w + 1
+        else:
+            spans.append([w, w + 1, kind])
+        previous = kind
+    return [tuple(span) for span in spans]
 
 
 def _prf(hits: int, found: int, gold: int) -> tuple[float, float, float]:

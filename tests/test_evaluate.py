@@ -179,3 +179,29 @@ def test_tagging_scores_by_hand():
     assert only_partial["span_recall"] == pytest.approx(50.0)
     with pytest.raises(ValueError):
         tagging_scores(found, [complete])
+
+
+def test_marginal_tag_decoding_keeps_names_whole():
+    from relbridge.models.tagging import decode_tags
+
+    tags = ("O", "B-PER", "I-PER", "B-LOC", "I-LOC")
+    probs = np.array(
+        [
+            [0.06, 0.63, 0.11, 0.10, 0.10],  # Billy: B-PER
+            [0.25, 0.22, 0.22, 0.16, 0.15],  # Hughes: O is the argmax, yet 0.75 is inside a name
+            [0.90, 0.02, 0.02, 0.03, 0.03],  # in
+            [0.10, 0.05, 0.05, 0.70, 0.10],  # Sydney: B-LOC
+            [0.20, 0.10, 0.10, 0.50, 0.10],  # Perth: B beats I, so a second LOC
+            [0.30, 0.05, 0.40, 0.05, 0.20],  # a PER word after a LOC starts a PER
+        ]
+    )
+    assert decode_tags(probs, tags) == [(0, 2, "PER"), (3, 4, "LOC"), (4, 5, "LOC"), (5, 6, "PER")]
+    assert decode_tags(probs, tags, "argmax") == [
+        (0, 1, "PER"),
+        (3, 4, "LOC"),
+        (4, 5, "LOC"),
+        (5, 6, "PER"),
+    ]
+    assert (
+        decode_tags(np.array([[0.5, 0.3, 0.2, 0.0, 0.0]]), tags) == []
+    )  # O at one half is outside
