@@ -66,7 +66,8 @@ pairs. A source span is projected in six steps, each a rule that
    a function word and the word does not occur in the name (``der
    Arbeitsschutzausschuß``, ``del Grupo Liberal``, ``Gerichtshof in``).
    Aligners readily link articles and prepositions to the name next to them;
-   a name that starts with one in the source (``the Netherlands``) keeps it,
+   a name that ends with one in the source (``University of``) keeps it, one
+   that starts with one (``the Netherlands``, ``die Niederlande``) does not,
    and capitalised words (``Estados Unidos``, ``Zweiten Weltkrieg``) and
    words copied from the name (``von Wogau``) always stay. So does a word
    that is the only link of one of the name's content words (``Decision`` ->
@@ -170,7 +171,8 @@ class ProjectConfig:
         bridge; 4 covers ``de la`` and ``der`` between reordered name parts.
       trim_punctuation: cut punctuation and hyphens at the span's edges.
       trim_function_words: cut lowercase target function words at the span's
-        edges where the source name has none (rule 6); it acts only when the
+        edges where the source name has none, and at the start always (rule 6;
+        `trim_function_words`); it acts only when the
         target language is known (`project_pair`'s ``tgt_lang``) and spaCy has
         a stop list for it.
       resolve_conflicts: handle overlapping projections of non-overlapping
@@ -374,13 +376,17 @@ def trim_function_words(
     words: FunctionWords,
     keep: Iterable[int] = (),
 ) -> Span:
-    """Cuts target function words off the span's edges where the source name has none.
+    """Cuts target function words off the span's start, and off its end where the name has none.
 
     An edge word goes when it is lowercase, in ``words.tgt``, not a number
     word (stop lists hold ``sechs``, ``cinco``) and not one of the name's own
-    words, and when the name's edge word on the same side is neither a
-    function word nor a number (``sixth periodic report`` keeps
-    ``sechsten``). Indices in ``keep`` (see `sole_translations`) are not cut
+    words, and when the name's edge word on the same side is not a number
+    (``sixth periodic report`` keeps ``sechsten``) nor, at the end, a
+    function word (``University of`` keeps ``von``). A source name's leading
+    article licenses none in the target (``die Niederlande`` -> ``Pays-Bas``,
+    not ``l' Pays-Bas``): whether an article is inside a name's annotation
+    differs between languages and annotators, and most target annotations
+    leave it out. Indices in ``keep`` (see `sole_translations`) are not cut
     unless the next word inwards is capitalised, and at least one word is
     always kept.
 
@@ -393,13 +399,13 @@ def trim_function_words(
         return span
     own = {_fold(w) for w in src_words}
 
-    def cut(word: str, src_edge: str) -> bool:
+    def cut(word: str, src_edge: str, licensed: bool) -> bool:
         return (
             word == word.lower()
             and word.casefold() in words.tgt
             and not words.tgt_number(word)
             and _fold(word) not in own
-            and src_edge.casefold() not in words.src
+            and not (licensed and src_edge.casefold() in words.src)
             and not words.src_number(src_edge)
         )
 
@@ -409,10 +415,16 @@ def trim_function_words(
         return edge in keep and not tgt_tokens[inner][:1].isupper()
 
     start, end = span
-    while end - start > 1 and not kept(start, start + 1) and cut(tgt_tokens[start], src_words[0]):
+    while (
+        end - start > 1
+        and not kept(start, start + 1)
+        and cut(tgt_tokens[start], src_words[0], licensed=False)
+    ):
         start += 1
     while (
-        end - start > 1 and not kept(end - 1, end - 2) and cut(tgt_tokens[end - 1], src_words[-1])
+        end - start > 1
+        and not kept(end - 1, end - 2)
+        and cut(tgt_tokens[end - 1], src_words[-1], licensed=True)
     ):
         end -= 1
     return start, end

@@ -535,8 +535,11 @@ def test_function_word_trimming_keeps_what_belongs_to_the_name():
     assert trimmed(["Estados", "Unidos"], ["United", "States"], EN_ES) == whole
     # words of the name itself stay (von Wogau), though 'von' is a German function word
     assert trimmed(["von", "Wogau"], ["von", "Wogau"]) == whole
-    # a name that starts with a function word in the source keeps the target's
-    assert trimmed(["den", "Niederlanden"], ["the", "Netherlands"]) == whole
+    # a name that ends with a function word in the source keeps the target's ...
+    assert trimmed(["Universität", "von"], ["University", "of"]) == whole
+    # ... but a leading article licenses none: annotations mostly leave it out
+    # (Europarl es 'Países Bajos', RELX fr 'Pays-Bas' for 'die Niederlande')
+    assert trimmed(["den", "Niederlanden"], ["the", "Netherlands"]) == (1, 2)
     # numbers are content: a number at the source edge, or a number word in the target
     assert trimmed(["sechsten", "Berichts"], ["sixth", "report"]) == whole
     assert "cinco" in EN_ES.tgt
