@@ -591,11 +591,11 @@ def fallback_links(
     """
     links = list(links)
     src_linked, tgt_linked = {s for s, _ in links}, {t for _, t in links}
+    src_first, tgt_first = _first_word(src_tokens), _first_word(tgt_tokens)
 
     def spill(s: int, t: int) -> bool:  # a second link from or to a function word
-        return bool(src_tokens) and (
-            _function_word(src_tokens[s], function.src, s == 0)
-            or _function_word(tgt_tokens[t], function.tgt, t == 0)
+        return _function_word(src_tokens[s], function.src, s == src_first) or _function_word(
+            tgt_tokens[t], function.tgt, t == tgt_first
         )
 
     borrowed = {
@@ -603,7 +603,7 @@ def fallback_links(
         for s, t in extra_links
         if span[0] <= s < span[1] and (s not in src_linked or t not in tgt_linked)
     }
-    if not src_tokens:
+    if not (src_tokens and tgt_tokens):
         return borrowed
     spilt = {(s, t) for s, t in borrowed if s in src_linked and spill(s, t)}
     reached = [t for s, t in [*links, *(borrowed - spilt)] if span[0] <= s < span[1]]
@@ -611,6 +611,11 @@ def fallback_links(
         inner = range(min(reached) + 1, max(reached))
         spilt = {(s, t) for s, t in spilt if t not in inner}
     return borrowed - spilt
+
+
+def _first_word(tokens: Sequence[str]) -> int:
+    """Index of a sentence's first word, past opening quotes and other punctuation."""
+    return next((k for k, w in enumerate(tokens) if not is_punctuation(w)), 0)
 
 
 def _function_word(word: str, words: frozenset[str], first: bool) -> bool:
@@ -965,7 +970,7 @@ def project_span(
         the result (used to repair conflicts).
       extra_links: the denser second link set for ``fallback_links`` (used
         only when ``cfg.fallback_method`` is set).
-      function: the pair's function words (rule 6); empty = rule off.
+      function: the pair's function words (rule 6 and `fallback_links`); empty = both off.
 
     Returns:
       The projected span with its confidence, or ``None`` when nothing links
@@ -1260,9 +1265,7 @@ def project_pair(
       ``src_mentions``), relations with target roles, and counts.
     """
     counts = ProjectionCounts()
-    function = (
-        FunctionWords.for_pair(src_lang, tgt_lang) if cfg.trim_function_words else FunctionWords()
-    )
+    function = FunctionWords.for_pair(src_lang, tgt_lang)  # rule 6 and the fallback's spill test
     tgt_mentions = project_mentions(
         src_mentions, links or (), src_tokens, tgt_tokens, cfg, counts, extra_links or (), function
     )

@@ -10,7 +10,7 @@ import time
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "run",
-        allow_abbrev=False,  # an abbreviation would swallow a Beam flag (--project P)
+        allow_abbrev=False,  # a Beam flag that is a prefix of one of ours goes to Beam
         help="run the pipeline: label, align, project, write Parquet shards",
         description="Reads a parallel corpus, labels the source side by distant supervision against a KB, "
         "word-aligns each pair, projects mentions and relations into the target language and writes "

@@ -124,7 +124,11 @@ def register(subparsers) -> None:
         help="KB directory: its aliases found in untagged sentences are mentions beside the "
         "tagger's, so that the records' arguments link to KB entities (needs --lang)",
     )
-    p.add_argument("--lang", help="language of the input sentences (tokenizer), e.g. de")
+    p.add_argument(
+        "--lang",
+        help="language of the input sentences, e.g. de: with --kb, untagged sentences are split "
+        "into words by this language's tokenizer (the pipeline's), not the default word pattern",
+    )
     p.add_argument(
         "--kb-alias-langs",
         help="comma-separated languages whose KB aliases to match (default: all in the KB)",
@@ -214,8 +218,10 @@ def _extract(args: argparse.Namespace) -> int:
         from relbridge.pipeline.tokenize import check_language
 
         check_language(args.lang)
-        langs = args.kb_alias_langs.split(",") if args.kb_alias_langs else None
-        mentions_of = TextMentions(read_kb(args.kb), args.lang, langs)
+        langs = [code.strip() for code in (args.kb_alias_langs or "").split(",") if code.strip()]
+        mentions_of = TextMentions(read_kb(args.kb), args.lang, langs or None)
+    elif args.lang or args.kb_alias_langs:
+        raise ValueError("--lang and --kb-alias-langs only act with --kb")
     records, n_sentences = extract_file(
         args.model,
         args.input,
@@ -225,7 +231,10 @@ def _extract(args: argparse.Namespace) -> int:
     )
     with open(args.output, "w", encoding="utf-8") as f:
         f.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
-    print(json.dumps({"sentences": n_sentences, "records": len(records), "output": args.output}))
+    summary = {"sentences": n_sentences, "records": len(records), "output": args.output}
+    if mentions_of is not None:
+        summary["kb_mentions"] = mentions_of.found
+    print(json.dumps(summary))
     return 0
 
 

@@ -12,7 +12,9 @@
   `relbridge.pipeline.label.TextMentions`; CLI ``--kb``), the KB's aliases
   found in the sentence are mentions too (of two overlapping spans the longer
   stays, see `merge_mentions`): a KB name is whole and links to its entity,
-  while the tagger still finds the names the KB lacks.
+  while the tagger still finds the names the KB lacks. The finder's words
+  (the pipeline's tokenizer for the language) then replace the default word
+  pattern for the tagger too.
 
 Each record is ``{"sentence", "text", "subject", "subject_span", "relation",
 "object", "object_span", "subject_type", "object_type", "confidence"}`` with

@@ -81,7 +81,7 @@ def decode_tags(word_probs, tags: Sequence[str], decode: str = "marginal") -> li
     """Mentions from per-word tag probabilities ``(words, len(tags))``; see the module docstring.
 
     >>> tags = ("O", "B-PER", "I-PER")
-    >>> probs = [[0.06, 0.63, 0.11], [0.25, 0.22, 0.22], [0.95, 0.03, 0.02]]
+    >>> probs = [[0.06, 0.78, 0.16], [0.34, 0.33, 0.33], [0.95, 0.03, 0.02]]
     >>> decode_tags(probs, tags), decode_tags(probs, tags, "argmax")
     ([(0, 2, 'PER')], [(0, 1, 'PER')])
     """
@@ -97,7 +97,7 @@ def decode_tags(word_probs, tags: Sequence[str], decode: str = "marginal") -> li
     spans: list[list] = []
     previous = None  # the type of the mention that the previous word belongs to
     for w, p in enumerate(word_probs):
-        if float(p[outside]) >= 0.5:
+        if float(p[outside]) >= float(sum(p)) - float(p[outside]):  # O at least the rest
             previous = None
             continue
         kind = max(types, key=lambda ty: prob(p, "B-" + ty) + prob(p, "I-" + ty))

@@ -116,6 +116,7 @@ class AliasMatcher:
 
         self._vocab = spacy.blank("xx").vocab
         self._matcher = PhraseMatcher(self._vocab, attr="ORTH" if case_sensitive else "LOWER")
+        self._fold = (lambda text: text) if case_sensitive else str.lower  # as LOWER compares
         tokenize = make_tokenizer(lang)
         stop_words = lexicon(lang)[0] if skip_function_words else frozenset()
         self._ids: dict[str, tuple[str, ...]] = {}
@@ -129,7 +130,7 @@ class AliasMatcher:
             if is_function_word_alias(words, stop_words):
                 skipped.append(alias)
                 continue
-            key = "\x1f".join(words)
+            key = self._fold("\x1f".join(words))
             if not key:
                 continue
             merged = tuple(sorted(set(self._ids.get(key, ())) | set(ids)))
@@ -157,7 +158,10 @@ class AliasMatcher:
         doc = self._doc(tokens)
         spans = [doc[s:e] for _, s, e in self._matcher(doc)]
         kept = sorted(filter_spans(spans), key=lambda span: span.start)
-        return [Candidate(s.start, s.end, self._ids["\x1f".join(t.text for t in s)]) for s in kept]
+        return [
+            Candidate(s.start, s.end, self._ids[self._fold("\x1f".join(t.text for t in s))])
+            for s in kept
+        ]
 
 
 class TextMentions:
@@ -175,6 +179,12 @@ class TextMentions:
       alias_langs: whose aliases to match (default: every language of the KB,
         since names are often written alike across languages).
       case_sensitive: match aliases on exact case.
+
+    Attributes:
+      found: mentions found so far, over all calls.
+
+    Raises:
+      ValueError: an ``alias_langs`` language that no KB alias has.
     """
 
     def __init__(
@@ -186,10 +196,16 @@ class TextMentions:
     ):
         from relbridge.pipeline.tokenize import make_tokenizer
 
-        langs = alias_langs or sorted({l for e in kb.entities.values() for l in e.aliases})
+        in_kb = sorted({code for e in kb.entities.values() for code in e.aliases})
+        unknown = sorted(set(alias_langs or ()) - set(in_kb))
+        if unknown:
+            raise ValueError(
+                f"the KB has no aliases in {', '.join(unknown)} (it has: {', '.join(in_kb)})"
+            )
         self._kb = kb
         self._tokenize = make_tokenizer(lang)
-        self._match = AliasMatcher(kb, lang, case_sensitive, alias_langs=langs)
+        self._match = AliasMatcher(kb, lang, case_sensitive, alias_langs=alias_langs or in_kb)
+        self.found = 0
 
     def __call__(self, text: str) -> tuple[list[str], list[tuple[int, int, str]]]:
         words = self._tokenize(text)
@@ -197,6 +213,7 @@ class TextMentions:
         for cand in self._match(words):
             types = {self._kb.entities[e].type for e in cand.entity_ids}
             found.append((cand.start, cand.end, types.pop() if len(types) == 1 else ""))
+        self.found += len(found)
         return words, found
 
 

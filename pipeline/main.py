@@ -200,7 +200,7 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
     parser = argparse.ArgumentParser(
         prog="relbridge run",
         description=__doc__.split("\n\n")[0],
-        allow_abbrev=False,  # an abbreviation would swallow a Beam flag
+        allow_abbrev=False,  # a Beam flag that is a prefix of one of ours goes to Beam
     )
     add_arguments(parser)
     args, beam_args = parser.parse_known_args(argv)

@@ -138,7 +138,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=256,
         help="longest sentence accepted, in words (default 256)",
     )
-    lab.add_argument(
+    proj = parser.add_argument_group("label projection")
+    proj.add_argument(
         "--min-projection-confidence",
         type=float,
         default=ProjectConfig.min_confidence,

@@ -195,8 +195,9 @@ def test_dataflow_pipeline_constructs_without_running(tmp_path, tiny_encoder):
 
 
 def test_beam_flags_reach_beam_unabbreviated(tmp_path, tiny_encoder):
-    # argparse would take '--project P' (Beam's GCP project) or '--min-proj 0.5' as
-    # abbreviations of our '--min-projection-confidence'; neither may be swallowed
+    # argparse takes any prefix of one of our flags for it ('--min-proj' for
+    # '--min-projection-confidence'; Beam's '--project P' was one of a first name,
+    # '--project-min-confidence'): flags we do not define must reach Beam as written
     from relbridge.cli.main import build_parser
 
     argv = ["run", *pipeline_argv(tmp_path, tiny_encoder), "--project", "p", "--min-proj", "0.5"]

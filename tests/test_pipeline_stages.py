@@ -169,6 +169,15 @@ def test_alias_matcher_prefers_longest_match():
     assert found == [(0, 2, ("Q1",)), (4, 5, ("Q3",)), (6, 7, ("Q4", "Q5"))]
 
 
+def test_case_insensitive_matching_finds_any_case():
+    tokens = ["ANGELA", "MERKEL", "joined", "the", "cdu"]
+    found = [
+        (c.start, c.end, c.entity_ids) for c in AliasMatcher(KB, "en", case_sensitive=False)(tokens)
+    ]
+    assert found == [(0, 2, ("Q1",)), (4, 5, ("Q3",))]
+    assert AliasMatcher(KB, "en")(tokens) == []  # the default matches the case as written
+
+
 def test_one_word_function_word_aliases_are_not_matched_unless_capitalised():
     kb = KnowledgeBase(
         entities={

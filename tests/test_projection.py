@@ -179,6 +179,12 @@ def test_fallback_links_spill_no_function_word_onto_a_linked_word():
     assert fallback_links((2, 4), links, extra, src, tgt, fw_es) == {(3, 2)}
     got = project_span((2, 4), links, src, tgt, NO_VERBATIM, extra_links=extra, function=fw_es)
     assert span_of(got) == (2, 4)
+    # the sentence's first word is the first that is not punctuation
+    src = ["Italian", "Defence", "Minister", "Parisi"]
+    tgt = ['"', "Der", "italienische", "Verteidigung", "sminister", "Parisi"]
+    links = [(0, 2), (1, 3), (2, 4), (3, 5)]
+    assert fallback_links((1, 2), links, [*links, (1, 1)], src, tgt, fw) == set()
+    assert fallback_links((1, 2), links, [*links, (1, 1)], src) == {(1, 1)}  # no tokens: no test
     # an unlinked source word borrows every extra link, function word or not
     assert fallback_links((1, 2), [(0, 0)], [(1, 1)], src, tgt, fw_es) == {(1, 1)}
     # a function word between the name's other linked words is part of it (Europarl de-en)

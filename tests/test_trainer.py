@@ -223,8 +223,30 @@ def test_cli_train_evaluate_extract(tiny_encoder, tmp_path, capsys):
     capsys.readouterr()
     with pytest.raises(ValueError, match="--kb needs --lang"):
         main([*argv, "--output", str(tmp_path / "k.jsonl")])
-    assert main([*argv, "--lang", "de", "--output", str(tmp_path / "k.jsonl")]) == 0
-    assert json.loads(capsys.readouterr().out)["sentences"] == 1
+    with pytest.raises(ValueError, match="no aliases in fr"):
+        main([*argv, "--lang", "de", "--kb-alias-langs", "en, fr", "--output", "x.jsonl"])
+    argv_plain = argv[: argv.index("--kb")]
+    with pytest.raises(ValueError, match="only act with --kb"):
+        main([*argv_plain, "--lang", "de", "--output", str(tmp_path / "k.jsonl")])
+    assert (
+        main(
+            [
+                *argv,
+                "--lang",
+                "de",
+                "--kb-alias-langs",
+                "en, de",
+                "--output",
+                str(tmp_path / "k.jsonl"),
+            ]
+        )
+        == 0
+    )
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["sentences"], summary["kb_mentions"]) == (
+        1,
+        2,
+    )  # 'Angela Merkel' (en), 'Berlin' (de)
     records = [json.loads(line) for line in (tmp_path / "k.jsonl").read_text().splitlines()]
     assert not {"Angela", "Merkel"} & {a for r in records for a in (r["subject"], r["object"])}
 
