@@ -48,7 +48,9 @@ pairs. A source span is projected in six steps, each a rule that
    candidate with the best harmonic mean of *source coverage* (share of the
    source span's words linked into it) and *target purity* (mean over its
    words of ``in/(in+out)`` for words linked into the source span (``in``)
-   and outside it (``out``), ``unlinked_credit`` for unlinked words, 0 for
+   and outside it (``out``), ``unlinked_credit`` for unlinked words, 1 for
+   unlinked function words that join two target words of one source word
+   (`joining_words`: ``Fondo de cohesión`` for ``Kohäsionsfonds``), 0 for
    words linked only outside) wins. So a span bridges unlinked function words
    when that covers more of the name (``política de competencia de la Unión
    Europea`` for ``European Union 's competition policy``), one-to-many and
@@ -95,6 +97,7 @@ arguments do, keeping the subject/object roles.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import unicodedata
@@ -792,6 +795,37 @@ def bracketed_span(
     return None
 
 
+def joining_words(
+    span: Span, links: Iterable[Link], tgt_tokens: Sequence[str], tgt_function: frozenset[str]
+) -> set[int]:
+    """Unlinked function words that join two target words of one source word of ``span``.
+
+    A one-to-many translation of one word often holds a preposition or
+    conjunction that no link reaches (``Kohäsionsfonds`` -> ``Fondo de
+    cohesión``, ``Letter Carriers`` -> ``facteurs et factrices``). Only a run
+    of such words, lowercase and in ``tgt_function``, between two consecutive
+    target words of the same source word counts.
+
+    >>> sorted(joining_words((0, 1), [(0, 0), (0, 2)], ["Fondo", "de", "cohesión"], frozenset({"de"})))
+    [1]
+    """
+    linked = {t for _, t in links}
+    targets: dict[int, list[int]] = {}
+    for s, t in links:
+        if span[0] <= s < span[1] and 0 <= t < len(tgt_tokens):
+            targets.setdefault(s, []).append(t)
+    out: set[int] = set()
+    for ts in targets.values():
+        ts = sorted(set(ts))
+        for a, b in itertools.pairwise(ts):
+            gap = range(a + 1, b)
+            if gap and all(
+                t not in linked and _function_word(tgt_tokens[t], tgt_function, False) for t in gap
+            ):
+                out.update(gap)
+    return out
+
+
 def best_f1_span(
     span: Span,
     links: Iterable[Link],
@@ -799,6 +833,7 @@ def best_f1_span(
     tgt_tokens: Sequence[str],
     cfg: ProjectConfig,
     blocked: Sequence[bool] = (),
+    tgt_function: frozenset[str] = frozenset(),
 ) -> Span | None:
     """The candidate target span with the best source coverage / target purity F1.
 
@@ -808,7 +843,8 @@ def best_f1_span(
     Coverage is the share of the source span's (non-punctuation) words with a
     link into the candidate; purity is the mean over its
     (non-punctuation) words of ``in/(in+out)`` (linked into / outside the
-    source span), ``cfg.unlinked_credit`` (unlinked) or 0 (linked only
+    source span), 1 (`joining_words`, given the target's ``tgt_function``),
+    ``cfg.unlinked_credit`` (other unlinked words) or 0 (linked only
     outside). Ties go to the span with more target words linked into
     ``span`` (a one-to-many link: ``Reino Unido`` for ``UK`` when both words
     link to it), then the shorter, then the leftmost.
@@ -829,10 +865,13 @@ def best_f1_span(
                 outside[t] += 1
     src_words = {s for s in range(*span) if not is_punctuation(src_tokens[s])} or set(range(*span))
     purity_sum, words = [0.0], [0]  # prefix sums over non-punctuation target words
+    joined = joining_words(span, links, tgt_tokens, tgt_function)
     for t in range(n):
         counted = not is_punctuation(tgt_tokens[t])
         if inside[t]:
             value = inside[t] / (inside[t] + outside[t])
+        elif t in joined:
+            value = 1.0
         else:
             value = 0.0 if outside[t] else cfg.unlinked_credit
         purity_sum.append(purity_sum[-1] + value * counted)
@@ -1018,7 +1057,7 @@ def project_span(
     if bracket is not None and not is_blocked(*bracket):
         found, rule = bracket, "bracket"
     elif cfg.span_search and cfg.span_objective == "f1":
-        found = best_f1_span(span, links, src_tokens, tgt_tokens, cfg, blocked)
+        found = best_f1_span(span, links, src_tokens, tgt_tokens, cfg, blocked, function.tgt)
         rule = "search"
     elif cfg.span_search:
         found = best_contiguous_span(weights, inside, cfg.max_gap, blocked)

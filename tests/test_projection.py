@@ -13,6 +13,7 @@ from relbridge.alignment.projection import (
     disputed_links,
     fallback_links,
     is_punctuation,
+    joining_words,
     project_mentions,
     project_pair,
     project_relations,
@@ -213,6 +214,24 @@ def test_a_main_link_the_second_links_give_to_an_unaligned_word_is_dropped():
     assert disputed_links((3, 6), [*links, (1, 0)], extra) == set()
     # nor when the second set also links the name to the word
     assert disputed_links((3, 6), links, [*extra, (5, 3)]) == set()
+
+
+def test_a_function_word_joining_one_words_translation_counts_as_part_of_it():
+    # Europarl de-es 429: 'Kohäsionsfonds' -> 'Fondo' and 'cohesión'; the unlinked
+    # 'de' between them made 'Fondo' alone look purer than 'Fondo de cohesión'
+    src = ["aus", "dem", "Kohäsionsfonds", "und"]
+    tgt = ["del", "Fondo", "de", "cohesión", "y"]
+    links = [(1, 0), (2, 1), (2, 3), (3, 4)]
+    es = FunctionWords(frozenset({"dem", "und"}), frozenset({"de", "del", "y"}))
+    assert joining_words((2, 3), links, tgt, es.tgt) == {2}
+    assert span_of(project_span((2, 3), links, src, tgt, NO_VERBATIM, function=es)) == (1, 4)
+    assert span_of(project_span((2, 3), links, src, tgt, NO_VERBATIM)) == (1, 2)  # no stop list
+    # only unlinked function words, and only between two words of the same source word
+    assert joining_words((2, 3), [*links, (0, 2)], tgt, es.tgt) == set()
+    assert joining_words((2, 4), [(2, 1), (3, 3)], tgt, es.tgt) == set()
+    # a content word or punctuation in the gap joins nothing (Europarl es-en 61)
+    tgt = ["Conference", "of", "Presidents", ",", "that", "Conference"]
+    assert joining_words((0, 1), [(0, 0), (0, 5)], tgt, frozenset({"of", "that"})) == set()
 
 
 def test_a_bracketed_name_takes_the_linked_brackets_content():
