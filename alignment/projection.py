@@ -10,7 +10,10 @@ The per-element functions here are what the pipeline's ``ProjectLabels`` stage
 
 Spans are word offsets ``[start, end)``; links are ``(src_idx, tgt_idx)`` word
 pairs. A source span is projected in six steps, each a rule that
-`ProjectConfig` can switch off so its effect can be measured:
+`ProjectConfig` can switch off so its effect can be measured. `project_span`
+runs them; the rules that rewrite the span's links (steps 1-3) are in
+`relbridge.alignment.link_rules`, the span search and trimming (steps 4-6) in
+`relbridge.alignment.span_search`:
 
 1. **Verbatim span** (``verbatim_spans``): a name or number whose words occur
    unchanged (case-folded, tokenisation-insensitive) in the target is taken as
@@ -97,20 +100,41 @@ arguments do, keeping the subject/object roles.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
-import unicodedata
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from relbridge.data_specs.languages import has_digit, lexicon
+from relbridge.alignment.link_rules import (
+    NO_FUNCTION_WORDS,
+    FunctionWords,
+    Link,
+    Span,
+    _centre,
+    _fold,
+    anchor_links,
+    choose_occurrence,
+    disputed_links,
+    fallback_links,
+    spelled_links,
+    spelling_anchors,
+    translated_here,
+    verbatim_occurrences,
+)
+from relbridge.alignment.span_search import (
+    best_contiguous_span,
+    best_f1_span,
+    bracketed_span,
+    sole_translations,
+    span_confidence,
+    target_weights,
+    trim_function_words,
+    trim_span,
+)
 from relbridge.data_specs.schema import Mention, ProjectedMention, RelationInstance
 
 logger = logging.getLogger(__name__)
 
-Link = tuple[int, int]
-Span = tuple[int, int]
 SPAN_OBJECTIVES = ("f1", "sum")
 
 
@@ -299,693 +323,9 @@ class ProjectionResult:
 # ----------------------------------------------------------------------------
 
 
-def is_punctuation(token: str) -> bool:
-    """True for a token made only of punctuation or symbols (hyphens, quotes, commas)."""
-    return bool(token) and all(unicodedata.category(c)[0] in "PSZ" for c in token)
-
-
-def _fold(token: str) -> str:
-    """Case-folded token without accents' combining marks, for verbatim comparison."""
-    text = unicodedata.normalize("NFKD", token.casefold())
-    return "".join(c for c in text if not unicodedata.combining(c))
-
-
-def _name_like(token: str) -> bool:
-    """A word that is worth matching verbatim: has a capital or a digit, 2+ word characters."""
-    return sum(c.isalnum() for c in token) >= 2 and any(c.isupper() or c.isdigit() for c in token)
-
-
-def _key(tokens: Sequence[str]) -> str:
-    """Tokenisation-insensitive key: folded word characters only (``Al-Qaida`` == ``Al Qaida``)."""
-    return "".join(c for t in tokens for c in _fold(t) if c.isalnum())
-
-
 # ----------------------------------------------------------------------------
 # Span projection
 # ----------------------------------------------------------------------------
-
-
-def trim_span(span: Span, tgt_tokens: Sequence[str], src_words: Sequence[str] = ()) -> Span | None:
-    """Cuts punctuation/hyphen tokens off both edges; ``None`` if nothing is left.
-
-    The source span's own edge punctuation belongs to the name: an edge token
-    equal to it is kept, and when the trimmed span is directly followed
-    (preceded) by it in the target, the span takes it (``Metro Inc .``,
-    ``Comité Europeo de Normalización ( CEN )``), since aligners rarely link
-    an abbreviation's period or a closing bracket.
-
-    >>> trim_span((0, 2), ["Metro", "Inc", ".", "sagte"], ["Metro", "Inc", "."])
-    (0, 3)
-    """
-    first = src_words[0] if src_words and is_punctuation(src_words[0]) else None
-    last = src_words[-1] if src_words and is_punctuation(src_words[-1]) else None
-    start, end = span
-    while start < end and is_punctuation(tgt_tokens[start]) and tgt_tokens[start] != first:
-        start += 1
-    while end > start and is_punctuation(tgt_tokens[end - 1]) and tgt_tokens[end - 1] != last:
-        end -= 1
-    if start >= end:
-        return None
-    if first is not None and start > 0 and tgt_tokens[start - 1] == first != tgt_tokens[start]:
-        start -= 1
-    if (
-        last is not None
-        and end < len(tgt_tokens)
-        and tgt_tokens[end] == last != tgt_tokens[end - 1]
-    ):
-        end += 1
-    return start, end
-
-
-@dataclass(frozen=True)
-class FunctionWords:
-    """Both languages' function words and number tests, for rule 6 (`trim_function_words`)."""
-
-    src: frozenset[str] = frozenset()
-    tgt: frozenset[str] = frozenset()
-    src_number: Callable[[str], bool] = has_digit
-    tgt_number: Callable[[str], bool] = has_digit
-
-    @classmethod
-    def for_pair(cls, src_lang: str | None, tgt_lang: str | None) -> FunctionWords:
-        (src, src_number), (tgt, tgt_number) = lexicon(src_lang), lexicon(tgt_lang)
-        return cls(src, tgt, src_number, tgt_number)
-
-
-def trim_function_words(
-    span: Span,
-    tgt_tokens: Sequence[str],
-    src_words: Sequence[str],
-    words: FunctionWords,
-    keep: Iterable[int] = (),
-) -> Span:
-    """Cuts target function words off the span's start, and off its end where the name has none.
-
-    An edge word goes when it is lowercase, in ``words.tgt``, not a number
-    word (stop lists hold ``sechs``, ``cinco``) and not one of the name's own
-    words, and when the name's edge word on the same side is not a number
-    (``sixth periodic report`` keeps ``sechsten``) nor, at the end, a
-    function word (``University of`` keeps ``von``). A source name's leading
-    article licenses none in the target (``die Niederlande`` -> ``Pays-Bas``,
-    not ``l' Pays-Bas``): whether an article is inside a name's annotation
-    differs between languages and annotators, and most target annotations
-    leave it out. Indices in ``keep`` (see `sole_translations`) are not cut
-    unless the next word inwards is capitalised, and at least one word is
-    always kept.
-
-    >>> fw = FunctionWords(frozenset({"the"}), frozenset({"in", "der"}))
-    >>> trim_function_words((0, 4), ["in", "der", "Bundesrepublik", "Deutschland"],
-    ...                     ["Federal", "Republic", "of", "Germany"], fw)
-    (2, 4)
-    """
-    if not words.tgt or not src_words:
-        return span
-    own = {_fold(w) for w in src_words}
-
-    def cut(word: str, src_edge: str, licensed: bool) -> bool:
-        return (
-            word == word.lower()
-            and word.casefold() in words.tgt
-            and not words.tgt_number(word)
-            and _fold(word) not in own
-            and not (licensed and src_edge.casefold() in words.src)
-            and not words.src_number(src_edge)
-        )
-
-    keep = set(keep)
-
-    def kept(edge: int, inner: int) -> bool:  # beside a capitalised word it acts as an article
-        return edge in keep and not tgt_tokens[inner][:1].isupper()
-
-    start, end = span
-    while (
-        end - start > 1
-        and not kept(start, start + 1)
-        and cut(tgt_tokens[start], src_words[0], licensed=False)
-    ):
-        start += 1
-    while (
-        end - start > 1
-        and not kept(end - 1, end - 2)
-        and cut(tgt_tokens[end - 1], src_words[-1], licensed=True)
-    ):
-        end -= 1
-    return start, end
-
-
-def sole_translations(
-    src_span: Span,
-    tgt_span: Span,
-    links: Iterable[Link],
-    src_tokens: Sequence[str],
-    src_function: frozenset[str],
-) -> set[int]:
-    """Target words in ``tgt_span`` that are the only link of a source content word of the name.
-
-    Such a word translates part of the name (``Government`` -> ``governo``,
-    ``Agreement`` -> ``acuerdo``) even when a stop list calls it a function word.
-    """
-    targets: dict[int, set[int]] = {}
-    for s, t in links:
-        if src_span[0] <= s < src_span[1] and tgt_span[0] <= t < tgt_span[1]:
-            targets.setdefault(s, set()).add(t)
-    return {
-        next(iter(ts))
-        for s, ts in targets.items()
-        if len(ts) == 1 and _content_word(src_tokens[s], src_function)
-    }
-
-
-def _content_word(word: str, function_words: frozenset[str]) -> bool:
-    """A word of two or more letters that is not a function word (``'s`` splits into ``s``)."""
-    return sum(c.isalpha() for c in word) > 1 and word.casefold() not in function_words
-
-
-def verbatim_occurrences(
-    src_words: Sequence[str], tgt_tokens: Sequence[str], max_words: int
-) -> list[Span]:
-    """Target spans whose tokenisation-insensitive key equals the source words'.
-
-    Only names and numbers count (some word must be `_name_like`), so common
-    words shared by two languages do not anchor anything.
-    """
-    if not any(_name_like(w) for w in src_words):
-        return []
-    key = _key(src_words)
-    if len(key) < 2:
-        return []
-    found = []
-    for start in range(len(tgt_tokens)):
-        if is_punctuation(tgt_tokens[start]):
-            continue
-        so_far = ""
-        for end in range(start + 1, min(len(tgt_tokens), start + max_words) + 1):
-            so_far += _key(tgt_tokens[end - 1 : end])
-            if not key.startswith(so_far):
-                break
-            if so_far == key and not is_punctuation(tgt_tokens[end - 1]):
-                found.append((start, end))
-                break
-    return found
-
-
-def choose_occurrence(
-    rank: int,
-    n_source_occurrences: int,
-    candidates: Sequence[Span],
-    centre: float | None,
-    relative_position: float,
-    n_tgt: int,
-) -> Span:
-    """Picks the target occurrence of a repeated name.
-
-    When the name occurs as often in the target as in the source, the one
-    with the same rank (the k-th for the k-th); otherwise the one nearest to
-    the span's links (``centre``), or without links the one nearest to the
-    source span's relative position in its sentence.
-    """
-    if len(candidates) == n_source_occurrences:
-        return candidates[rank]
-    target = centre if centre is not None else relative_position * n_tgt
-
-    def distance(span: Span) -> tuple[float, int]:
-        return abs((span[0] + span[1] - 1) / 2 - target), span[0]
-
-    return min(candidates, key=distance)
-
-
-def _centre(span: Span, links: Iterable[Link]) -> float | None:
-    linked = [t for s, t in links if span[0] <= s < span[1]]
-    return sum(linked) / len(linked) if linked else None
-
-
-def anchor_links(
-    span: Span,
-    links: Iterable[Link],
-    src_tokens: Sequence[str],
-    tgt_tokens: Sequence[str],
-) -> set[Link]:
-    """Links from name-like source words in ``span`` to identical target words.
-
-    A repeated word is linked to one target occurrence (see `choose_occurrence`).
-    """
-    links = list(links)
-    folded_src = [_fold(t) for t in src_tokens]
-    folded_tgt = [_fold(t) for t in tgt_tokens]
-    out: set[Link] = set()
-    for s in range(*span):
-        if not _name_like(src_tokens[s]):
-            continue
-        hits = [(t, t + 1) for t, w in enumerate(folded_tgt) if w == folded_src[s]]
-        if not hits:
-            continue
-        same = [i for i, w in enumerate(folded_src) if w == folded_src[s]]
-        centre = _centre((s, s + 1), links)
-        if centre is None:
-            centre = _centre(span, links)
-        chosen = choose_occurrence(
-            same.index(s), len(same), hits, centre, (s + 0.5) / len(src_tokens), len(tgt_tokens)
-        )
-        if not translated_here(chosen, len(hits), len(same), (s, s + 1), links):
-            out.add((s, chosen[0]))
-    return out
-
-
-def translated_here(
-    chosen: Span, n_copies: int, n_occurrences: int, span: Span, links: Iterable[Link]
-) -> bool:
-    """Whether this occurrence of a repeated name was translated, not copied.
-
-    True when the target has fewer copies than the source has occurrences and
-    the span has links, none of them into the chosen copy: the links then
-    decide (``Times of India`` -> ``Times de l'Inde`` beside ``India Today``).
-    """
-    if n_copies >= n_occurrences:
-        return False
-    linked = [t for s, t in links if span[0] <= s < span[1]]
-    return bool(linked) and not any(chosen[0] <= t < chosen[1] for t in linked)
-
-
-def fallback_links(
-    span: Span,
-    links: Iterable[Link],
-    extra_links: Iterable[Link],
-    src_tokens: Sequence[str] = (),
-    tgt_tokens: Sequence[str] = (),
-    function: FunctionWords = FunctionWords(),
-) -> set[Link]:
-    """Links of ``extra_links`` from ``span`` that touch a word ``links`` leave unlinked.
-
-    A source word of the span without a main link borrows all its extra
-    links; a linked source word borrows only links to target words without a
-    main link (``United`` -> ``Vereinigten`` by argmax, ``Staaten`` by itermax),
-    and only between content words (see `_function_word`; needs the tokens):
-    a pronoun or article translates to one word, so the second link of one
-    that already has its translation is spill onto a neighbour (``his`` ->
-    ``seine``, not also ``er``; ``He`` -> ``Il``, not also ``a``), and so is a
-    second link of a content word to an article (``Defence`` ->
-    ``Verteidigung``, not also the sentence's ``Der``). Such a link stays when
-    its target word lies between the name's other linked words (``Committee
-    on Budgets`` for ``Haushaltsausschuß``). Links between two words that
-    both have main links are never added.
-
-    >>> sorted(fallback_links((0, 2), [(0, 0), (2, 2)], [(0, 0), (0, 2), (0, 3), (1, 1), (2, 2)]))
-    [(0, 3), (1, 1)]
-    """
-    links = list(links)
-    src_linked, tgt_linked = {s for s, _ in links}, {t for _, t in links}
-    src_first, tgt_first = _first_word(src_tokens), _first_word(tgt_tokens)
-
-    def spill(s: int, t: int) -> bool:  # a second link from or to a function word
-        return _function_word(src_tokens[s], function.src, s == src_first) or _function_word(
-            tgt_tokens[t], function.tgt, t == tgt_first
-        )
-
-    borrowed = {
-        (s, t)
-        for s, t in extra_links
-        if span[0] <= s < span[1] and (s not in src_linked or t not in tgt_linked)
-    }
-    if not (src_tokens and tgt_tokens):
-        return borrowed
-    spilt = {(s, t) for s, t in borrowed if s in src_linked and spill(s, t)}
-    reached = [t for s, t in [*links, *(borrowed - spilt)] if span[0] <= s < span[1]]
-    if reached:  # a function word between the name's other words is part of it
-        inner = range(min(reached) + 1, max(reached))
-        spilt = {(s, t) for s, t in spilt if t not in inner}
-    return borrowed - spilt
-
-
-def _first_word(tokens: Sequence[str]) -> int:
-    """Index of a sentence's first word, past opening quotes and other punctuation."""
-    return next((k for k, w in enumerate(tokens) if not is_punctuation(w)), 0)
-
-
-def _function_word(word: str, words: frozenset[str], first: bool) -> bool:
-    """A stop-list word written as one: lowercase, or capitalised only as a sentence's first word.
-
-    Capitalised stop-list words elsewhere are names (Spanish ``Estados`` of
-    ``Estados Unidos``).
-    """
-    return word.casefold() in words and (first or word == word.lower())
-
-
-def disputed_links(span: Span, links: Iterable[Link], extra_links: Iterable[Link]) -> set[Link]:
-    """Main links from ``span`` that ``extra_links`` contradict.
-
-    A link ``(s, t)`` of the span is disputed when ``extra_links`` lack it
-    and link ``t`` only to source words outside the span, one of which has
-    no main link: the second aligner explains the target word by a word the
-    first left unaligned (``thank`` -> ``bedanken``, which the main links
-    gave to ``Party``).
-
-    >>> sorted(disputed_links((1, 2), [(0, 0), (1, 1), (1, 2)], [(0, 0), (1, 1), (3, 2)]))
-    [(1, 2)]
-    """
-    links, extra = list(links), set(extra_links)
-    main_src = {s for s, _ in links}
-    claims: dict[int, set[int]] = {}
-    for s, t in extra:
-        claims.setdefault(t, set()).add(s)
-    return {
-        (s, t)
-        for s, t in links
-        if span[0] <= s < span[1]
-        and (s, t) not in extra
-        and claims.get(t)
-        and not any(span[0] <= o < span[1] for o in claims[t])
-        and any(o not in main_src for o in claims[t])
-    }
-
-
-def spelling_ratio(a: str, b: str) -> float:
-    """`difflib` similarity of two words, case and accents folded (0-1)."""
-    from difflib import SequenceMatcher
-
-    return SequenceMatcher(None, _fold(a), _fold(b)).ratio()
-
-
-def spelled_links(
-    span: Span,
-    links: Iterable[Link],
-    src_tokens: Sequence[str],
-    tgt_tokens: Sequence[str],
-    min_ratio: float,
-) -> list[Link]:
-    """``links`` without the others of a name word that is linked to its own spelling.
-
-    When a name-like word of ``span`` is linked to several target words and
-    some of them are spelled like it (ratio >= ``min_ratio``), only those
-    links are kept: the aligner found the name's adapted form, and its other
-    links are the usual spill onto a neighbour (``Pakistani`` -> ``chaîne``
-    and ``pakistanaise``). A word none of whose links is spelled alike keeps
-    them all.
-
-    >>> spelled_links((1, 2), [(0, 0), (1, 1), (1, 3)], ["a", "Pakistani", "station"],
-    ...               ["une", "chaîne", "de", "pakistanaise"], 0.8)
-    [(0, 0), (1, 3)]
-    """
-    links = sorted(set(links))
-    drop = set()
-    for s in range(*span):
-        if not _name_like(src_tokens[s]):
-            continue
-        own = [(s2, t) for s2, t in links if s2 == s]
-        alike = {
-            link for link in own if spelling_ratio(src_tokens[s], tgt_tokens[link[1]]) >= min_ratio
-        }
-        if alike and len(alike) < len(own):
-            drop |= set(own) - alike
-    return [link for link in links if link not in drop]
-
-
-def spelling_anchors(
-    span: Span,
-    links: Iterable[Link],
-    src_tokens: Sequence[str],
-    tgt_tokens: Sequence[str],
-    min_ratio: float,
-) -> set[Link]:
-    """Links from still unlinked name-like words of ``span`` to their nearest spelling.
-
-    A name word that no link reaches (``Lebanon``) is linked to the target
-    word spelled most alike (``Libanon``: `difflib` ratio 0.86), when that
-    ratio is at least ``min_ratio`` and no source word outside the span that
-    is linked to the target word is spelled as much like it: aligners give an
-    adapted name to a neighbour of a similar meaning (``Lebanese`` ->
-    ``Libanon``, ratio 0.53) while the name itself stays unlinked. Catches
-    names that are adapted rather than translated, which subword encoders
-    often fail to align.
-
-    >>> spelling_anchors((1, 2), [], ["in", "Lebanon"], ["im", "Libanon"], 0.7)
-    {(1, 1)}
-    """
-    links = list(links)
-    linked = {s for s, _ in links}
-    claims: dict[int, list[int]] = {}  # target word -> linked source words outside the span
-    for s, t in links:
-        if not span[0] <= s < span[1]:
-            claims.setdefault(t, []).append(s)
-    out = set()
-    for s in range(*span):
-        if s in linked or not _name_like(src_tokens[s]):
-            continue
-        scored = []
-        for t, w in enumerate(tgt_tokens):
-            ratio = 0.0 if is_punctuation(w) else spelling_ratio(src_tokens[s], w)
-            if ratio >= min_ratio and all(
-                spelling_ratio(src_tokens[o], w) < ratio for o in claims.get(t, ())
-            ):
-                scored.append((ratio, -abs(t - s), t))
-        if scored:
-            out.add((s, max(scored)[2]))
-    return out
-
-
-_BRACKETS = frozenset("()[]{}（）［］｛｝【】〔〕")
-_CLOSING = {
-    "(": ")",
-    "[": "]",
-    "{": "}",
-    "（": "）",
-    "［": "］",
-    "｛": "｝",
-    "【": "】",
-    "〔": "〕",
-}
-
-
-def _is_bracket(word: str) -> bool:
-    return word in _BRACKETS
-
-
-def bracketed_span(
-    span: Span, links: Iterable[Link], src_tokens: Sequence[str], tgt_tokens: Sequence[str]
-) -> Span | None:
-    """The content of the target brackets linked to the brackets the source name fills.
-
-    ``None`` unless the words just before and after ``span`` are a matching
-    pair of brackets, each linked to the same kind of bracket in the target,
-    in order and with no bracket between them, and one of the span's links
-    lands inside the target pair.
-
-    >>> bracketed_span((2, 4), [(1, 1), (2, 3), (3, 5), (4, 4)],
-    ...                ["the", "(", "Italian", "Navy", ")", "yard"],
-    ...                ["la", "(", "Marine", "italienne", ")", "naval"])
-    (2, 4)
-    """
-    start, end = span
-    if start < 1 or end >= len(src_tokens):
-        return None
-    opening, closing = src_tokens[start - 1], src_tokens[end]
-    if _CLOSING.get(opening) != closing:
-        return None
-    links = list(links)
-    opens = [t for s, t in links if s == start - 1 and tgt_tokens[t] == opening]
-    closes = [t for s, t in links if s == end and tgt_tokens[t] == closing]
-    inner = [t for s, t in links if start <= s < end]
-    for a in opens:
-        for b in closes:
-            if (
-                a + 1 < b
-                and not any(_is_bracket(w) for w in tgt_tokens[a + 1 : b])
-                and any(a < t < b for t in inner)
-            ):
-                return a + 1, b
-    return None
-
-
-def joining_words(
-    span: Span, links: Iterable[Link], tgt_tokens: Sequence[str], tgt_function: frozenset[str]
-) -> set[int]:
-    """Unlinked function words that join two target words of one source word of ``span``.
-
-    A one-to-many translation of one word often holds a preposition or
-    conjunction that no link reaches (``Kohäsionsfonds`` -> ``Fondo de
-    cohesión``, ``Letter Carriers`` -> ``facteurs et factrices``). Only a run
-    of such words, lowercase and in ``tgt_function``, between two consecutive
-    target words of the same source word counts.
-
-    >>> sorted(joining_words((0, 1), [(0, 0), (0, 2)], ["Fondo", "de", "cohesión"], frozenset({"de"})))
-    [1]
-    """
-    linked = {t for _, t in links}
-    targets: dict[int, list[int]] = {}
-    for s, t in links:
-        if span[0] <= s < span[1] and 0 <= t < len(tgt_tokens):
-            targets.setdefault(s, []).append(t)
-    out: set[int] = set()
-    for ts in targets.values():
-        ts = sorted(set(ts))
-        for a, b in itertools.pairwise(ts):
-            gap = range(a + 1, b)
-            if gap and all(
-                t not in linked and _function_word(tgt_tokens[t], tgt_function, False) for t in gap
-            ):
-                out.update(gap)
-    return out
-
-
-def best_f1_span(
-    span: Span,
-    links: Iterable[Link],
-    src_tokens: Sequence[str],
-    tgt_tokens: Sequence[str],
-    cfg: ProjectConfig,
-    blocked: Sequence[bool] = (),
-    tgt_function: frozenset[str] = frozenset(),
-) -> Span | None:
-    """The candidate target span with the best source coverage / target purity F1.
-
-    Candidates start and end on a (non-punctuation) target word linked into
-    ``span`` and cross no run of more than ``cfg.max_gap`` words without such
-    a link, nor a blocked word, nor a bracket when the source name has none.
-    Coverage is the share of the source span's (non-punctuation) words with a
-    link into the candidate; purity is the mean over its
-    (non-punctuation) words of ``in/(in+out)`` (linked into / outside the
-    source span), 1 (`joining_words`, given the target's ``tgt_function``),
-    ``cfg.unlinked_credit`` (other unlinked words) or 0 (linked only
-    outside). Ties go to the span with more target words linked into
-    ``span`` (a one-to-many link: ``Reino Unido`` for ``UK`` when both words
-    link to it), then the shorter, then the leftmost.
-
-    >>> src, tgt = ["European", "Union", "policy"], ["política", "de", "la", "Unión", "Europea"]
-    >>> best_f1_span((0, 3), [(0, 4), (1, 3), (2, 0)], src, tgt, ProjectConfig())
-    (0, 5)
-    """
-    n = len(tgt_tokens)
-    inside, outside = [0] * n, [0] * n
-    reaches: list[set[int]] = [set() for _ in range(n)]
-    for s, t in links:
-        if 0 <= t < n:
-            if span[0] <= s < span[1]:
-                inside[t] += 1
-                reaches[t].add(s)
-            else:
-                outside[t] += 1
-    src_words = {s for s in range(*span) if not is_punctuation(src_tokens[s])} or set(range(*span))
-    purity_sum, words = [0.0], [0]  # prefix sums over non-punctuation target words
-    joined = joining_words(span, links, tgt_tokens, tgt_function)
-    for t in range(n):
-        counted = not is_punctuation(tgt_tokens[t])
-        if inside[t]:
-            value = inside[t] / (inside[t] + outside[t])
-        elif t in joined:
-            value = 1.0
-        else:
-            value = 0.0 if outside[t] else cfg.unlinked_credit
-        purity_sum.append(purity_sum[-1] + value * counted)
-        words.append(words[-1] + counted)
-    # brackets delimit what they enclose: a name without one never spans one
-    if not any(_is_bracket(w) for w in src_tokens[span[0] : span[1]]):
-        walls = [_is_bracket(w) for w in tgt_tokens]
-        blocked = [b or w for b, w in zip(blocked or [False] * n, walls)]
-    positions = [t for t in range(n) if inside[t] and not (blocked and blocked[t])]
-    # a span never starts or ends on punctuation (trimming would cut it) unless only punctuation is linked
-    positions = [t for t in positions if not is_punctuation(tgt_tokens[t])] or positions
-    best_key, best_span = None, None
-    for k, a in enumerate(positions):
-        prev, covered = a, set()
-        for n_linked, b in enumerate(positions[k:], start=1):
-            if b - prev - 1 > cfg.max_gap or (blocked and any(blocked[prev + 1 : b])):
-                break
-            prev = b
-            covered |= reaches[b] & src_words
-            n_words = words[b + 1] - words[a]
-            purity = (purity_sum[b + 1] - purity_sum[a]) / n_words if n_words else 1.0
-            coverage = len(covered) / len(src_words)
-            score = 2 * purity * coverage / (purity + coverage) if purity + coverage else 0.0
-            key = (round(score, 9), n_linked, -(b - a), -a)
-            if best_key is None or key > best_key:
-                best_key, best_span = key, (a, b + 1)
-    return best_span
-
-
-def target_weights(
-    span: Span, links: Iterable[Link], n_tgt: int, cfg: ProjectConfig
-) -> tuple[list[float], list[int]]:
-    """Per target word: its span-search weight and its number of links from ``span``.
-
-    Returns:
-      ``(weights, inside)``, both of length ``n_tgt``.
-    """
-    inside, outside = [0] * n_tgt, [0] * n_tgt
-    for s, t in links:
-        if 0 <= t < n_tgt:
-            if span[0] <= s < span[1]:
-                inside[t] += 1
-            else:
-                outside[t] += 1
-    weights = []
-    for i, o in zip(inside, outside):
-        if i:
-            weights.append(i / (i + o))
-        elif o:
-            weights.append(-cfg.outside_penalty)
-        else:
-            weights.append(-cfg.gap_penalty)
-    return weights, inside
-
-
-def best_contiguous_span(
-    weights: Sequence[float], inside: Sequence[int], max_gap: int, blocked: Sequence[bool] = ()
-) -> Span | None:
-    """The span with the largest summed weight that starts and ends on a linked word.
-
-    Runs of more than ``max_gap`` words without a link from the source span
-    are never crossed, nor is a blocked word. Ties go to the shorter span,
-    then the leftmost.
-    """
-    prefix = [0.0]
-    for w in weights:
-        prefix.append(prefix[-1] + w)
-    best_key: tuple[float, int, int] | None = None  # (score, -length, -start)
-    best_span = None
-    positions = [t for t, n in enumerate(inside) if n and not (blocked and blocked[t])]
-    for k, a in enumerate(positions):
-        prev = a
-        for b in positions[k:]:
-            if b - prev - 1 > max_gap or (blocked and any(blocked[prev + 1 : b])):
-                break
-            prev = b
-            key = (prefix[b + 1] - prefix[a], -(b - a), -a)
-            if best_key is None or key > best_key:
-                best_key, best_span = key, (a, b + 1)
-    return best_span
-
-
-def span_confidence(
-    span: Span,
-    src_span: Span,
-    links: Iterable[Link],
-    weights: Sequence[float],
-    inside: Sequence[int],
-    src_tokens: Sequence[str],
-    tgt_tokens: Sequence[str],
-) -> float:
-    """Harmonic mean of link coverage, source coverage and target purity.
-
-    * link coverage: share of the source span's links that land in ``span``;
-    * source coverage: share of the source span's (non-punctuation) words with
-      a link into ``span``;
-    * target purity: mean weight (clipped at 0) of the target span's
-      (non-punctuation) words, i.e. how exclusively they link to the source span.
-    """
-    total = sum(inside)
-    if not total:
-        return 0.0
-    link_cov = sum(inside[span[0] : span[1]]) / total
-    src_words = [s for s in range(*src_span) if not is_punctuation(src_tokens[s])] or list(
-        range(*src_span)
-    )
-    reached = {s for s, t in links if span[0] <= t < span[1]}
-    src_cov = sum(s in reached for s in src_words) / len(src_words)
-    tgt_words = [t for t in range(*span) if not is_punctuation(tgt_tokens[t])] or list(range(*span))
-    purity = sum(max(weights[t], 0.0) for t in tgt_words) / len(tgt_words)
-    parts = (link_cov, src_cov, purity)
-    if min(parts) <= 0:
-        return 0.0
-    return len(parts) / sum(1 / x for x in parts)
 
 
 def project_span(
@@ -996,7 +336,7 @@ def project_span(
     cfg: ProjectConfig = ProjectConfig(),
     blocked: Sequence[bool] = (),
     extra_links: Iterable[Link] = (),
-    function: FunctionWords = FunctionWords(),
+    function: FunctionWords = NO_FUNCTION_WORDS,
 ) -> ProjectedSpan | None:
     """Projects one source word span ``[start, end)`` into the target.
 
@@ -1096,7 +436,7 @@ def project_mentions(
     cfg: ProjectConfig = ProjectConfig(),
     counts: ProjectionCounts | None = None,
     extra_links: Iterable[Link] = (),
-    function: FunctionWords = FunctionWords(),
+    function: FunctionWords = NO_FUNCTION_WORDS,
 ) -> list[ProjectedMention]:
     """Projects every source mention and resolves conflicts between them.
 

@@ -35,13 +35,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from relbridge.alignment.projection import (
-    Link,
-    ProjectConfig,
-    ProjectionCounts,
-    is_punctuation,
-    project_pair,
-)
+from relbridge.alignment.link_rules import Link, is_punctuation
+from relbridge.alignment.projection import ProjectConfig, ProjectionCounts, project_pair
 from relbridge.data_specs.formats import bio_spans, open_lines
 from relbridge.data_specs.schema import Mention, RelationInstance
 

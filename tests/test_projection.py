@@ -4,24 +4,28 @@ import dataclasses
 
 import pytest
 
-from relbridge.alignment.projection import (
+from relbridge.alignment.link_rules import (
     FunctionWords,
-    ProjectConfig,
-    ProjectionCounts,
-    best_f1_span,
-    bracketed_span,
     disputed_links,
     fallback_links,
     is_punctuation,
-    joining_words,
+    verbatim_occurrences,
+)
+from relbridge.alignment.projection import (
+    ProjectConfig,
+    ProjectionCounts,
     project_mentions,
     project_pair,
     project_relations,
     project_span,
+)
+from relbridge.alignment.span_search import (
+    best_f1_span,
+    bracketed_span,
+    joining_words,
     sole_translations,
     trim_function_words,
     trim_span,
-    verbatim_occurrences,
 )
 from relbridge.data_specs.schema import Mention, RelationInstance
 

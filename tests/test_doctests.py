@@ -1,0 +1,20 @@
+"""The examples in the docstrings of the rule modules run and hold."""
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "relbridge.alignment.link_rules",
+    "relbridge.alignment.span_search",
+    "relbridge.alignment.projection_eval",
+    "relbridge.models.extract",
+    "relbridge.models.tagging",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0 and result.failed == 0
