@@ -41,6 +41,13 @@ def register(subparsers) -> None:
         "--max-evidence", type=int, default=5, help="mentions kept per triple (default: 5)"
     )
     p.add_argument(
+        "--no-type-check",
+        dest="check_types",
+        action="store_false",
+        help="keep mentions whose argument types the KB never has for their relation "
+        "(by default they are counted as type_mismatch and left out; needs --kb)",
+    )
+    p.add_argument(
         "--only-new",
         action="store_true",
         help="write only triples between linked entities that the KB does not hold (needs --kb)",
@@ -66,7 +73,9 @@ def _triples(args: argparse.Namespace) -> int:
 
     if args.only_new and not args.kb:
         raise ValueError("--only-new needs --kb")
-    cfg = TriplesConfig(args.min_confidence, args.aggregate, args.max_evidence)
+    cfg = TriplesConfig(
+        args.min_confidence, args.aggregate, args.max_evidence, check_types=args.check_types
+    )
     kb = load_kb(args.kb) if args.kb else None
     triples, counts = aggregate_triples(_records(args.input), cfg, kb)
     if args.only_new:

@@ -215,6 +215,22 @@ class KnowledgeBase:
     def relations(self) -> tuple[str, ...]:
         return tuple(sorted({r for _, r, _ in self.triples}))
 
+    def relation_signatures(self) -> dict[str, frozenset[tuple[str, str]]]:
+        """Maps each relation to the (subject type, object type) pairs of its facts.
+
+        Facts with an untyped argument add nothing.
+        """
+        table: dict[str, set[tuple[str, str]]] = defaultdict(set)
+        for s, r, o in self.triples:
+            types = (
+                (self.entities[s].type, self.entities[o].type)
+                if s in self.entities and o in self.entities
+                else ("", "")
+            )
+            if all(types):
+                table[r].add(types)
+        return {r: frozenset(pairs) for r, pairs in table.items()}
+
 
 def _numbered(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
     for number, text in enumerate(lines, start=1):

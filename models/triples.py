@@ -61,11 +61,17 @@ class TriplesConfig:
       min_confidence: mentions below this are counted and left out.
       aggregate: ``max`` or ``noisy-or`` (see the module docstring).
       max_evidence: most confident mentions kept per triple (all are counted).
+      check_types: with a KB, a mention whose argument types (the linked
+        entity's, else the tagger's) make a pair that the KB's facts of its
+        relation never have (``per:employee_of`` between two ``PER``) is
+        counted ``type_mismatch`` and left out. An untyped argument, or a
+        relation without typed facts, passes.
     """
 
     min_confidence: float = 0.5
     aggregate: str = "max"
     max_evidence: int = 5
+    check_types: bool = True
 
     def __post_init__(self):
         if not 0.0 <= self.min_confidence <= 1.0:
@@ -142,13 +148,15 @@ def aggregate_triples(
 
     Returns:
       The triples, most confident first (ties by key, so the order is stable),
-      and counts: ``records`` = ``used`` + ``below_threshold``; ``triples``,
-      of which ``in_kb`` and ``new`` (both entities linked) and ``unlinked``.
+      and counts: ``records`` = ``used`` + ``below_threshold`` +
+      ``type_mismatch``; ``triples``, of which ``in_kb`` and ``new`` (both
+      entities linked) and ``unlinked``.
     """
     linker = EntityLinker(kb) if kb is not None else None
     facts = kb.triples if kb is not None else frozenset()
+    signatures = kb.relation_signatures() if kb is not None and cfg.check_types else {}
     triples: dict[tuple, _Triple] = {}
-    counts = Counter(records=0, used=0, below_threshold=0)
+    counts = Counter(records=0, used=0, below_threshold=0, type_mismatch=0)
     for order, (where, record) in enumerate(records):
         record = _check_record(record, where)
         counts["records"] += 1
@@ -156,11 +164,19 @@ def aggregate_triples(
         if p < cfg.min_confidence:
             counts["below_threshold"] += 1
             continue
-        counts["used"] += 1
         links = tuple(
             linker.link(record[role], record.get(f"{role}_type", "")) if linker else Link(None)
             for role in ("subject", "object")
         )
+        types = tuple(
+            kb.entities[link.id].type if link.id else str(record.get(f"{role}_type") or "")
+            for role, link in zip(("subject", "object"), links)
+        )
+        allowed = signatures.get(record["relation"])
+        if allowed and all(types) and types not in allowed:
+            counts["type_mismatch"] += 1
+            continue
+        counts["used"] += 1
         key = tuple(
             ("id", link.id) if link.id else ("name", normalize_name(record[role]))
             for role, link in zip(("subject", "object"), links)
@@ -204,7 +220,16 @@ def aggregate_triples(
     out.sort(key=lambda r: (-r["confidence"], str(r["subject"]), r["relation"], str(r["object"])))
     return out, {
         k: counts[k]
-        for k in ("records", "used", "below_threshold", "triples", "in_kb", "new", "unlinked")
+        for k in (
+            "records",
+            "used",
+            "below_threshold",
+            "type_mismatch",
+            "triples",
+            "in_kb",
+            "new",
+            "unlinked",
+        )
     }
 
 

@@ -28,7 +28,7 @@ def test_demo_runs_every_step_and_accounts_for_every_record(tmp_path, tiny_encod
     assert counts["records"] == sum(
         kg["raw_text_extraction_vs_relx"][lang]["records"] for lang in ("de", "en")
     )
-    assert counts["records"] == counts["used"] + counts["below_threshold"]
+    assert counts["records"] == counts["used"] + counts["below_threshold"] + counts["type_mismatch"]
     assert counts["triples"] == counts["in_kb"] + counts["new"] + counts["unlinked"]
     with open(os.path.join(kg["output"], "triples.jsonl")) as f:
         assert sum(1 for _ in f) == counts["triples"]

@@ -39,6 +39,25 @@ def test_linker_matches_aliases_of_any_language_and_refuses_to_guess():
     )
 
 
+def test_mentions_whose_types_the_kb_never_has_for_the_relation_are_left_out():
+    assert KB.relation_signatures() == {"per:city_of_birth": frozenset({("PER", "LOC")})}
+    records = [
+        _rec("Angela Merkel", "per:city_of_birth", "Hamburg", 0.9, 1),  # PER, LOC: the KB's pair
+        _rec("Hamburg", "per:city_of_birth", "Angela Merkel", 0.8, 2),  # linked LOC, PER: no
+        _rec("Kim", "per:city_of_birth", "Bob", 0.8, 3, subject_type="PER", object_type="PER"),
+        _rec("Kim", "per:city_of_birth", "Lyon", 0.8, 4, subject_type="PER"),  # untyped object
+        _rec(
+            "Kim", "per:spouse", "Lyon", 0.8, 5, subject_type="PER", object_type="LOC"
+        ),  # no facts
+    ]
+    rows = [(f"in.txt:{r['line']}", r) for r in records]
+    triples, counts = aggregate_triples(rows, TriplesConfig(), KB)
+    assert (counts["records"], counts["used"], counts["type_mismatch"]) == (5, 3, 2)
+    assert {t["evidence"][0]["line"] for t in triples} == {1, 4, 5}
+    _, unchecked = aggregate_triples(rows, TriplesConfig(check_types=False), KB)
+    assert (unchecked["used"], unchecked["type_mismatch"]) == (5, 0)
+
+
 def test_mentions_merge_into_one_triple_per_fact():
     records = [
         _rec("Merkel", "per:city_of_birth", "Hamburg", 0.9, 1),
@@ -52,8 +71,8 @@ def test_mentions_merge_into_one_triple_per_fact():
     ]
     rows = [(f"in.txt:{r['line']}", r) for r in records]
     triples, counts = aggregate_triples(rows, TriplesConfig(max_evidence=2), KB)
-    assert counts == {"records": 8, "used": 7, "below_threshold": 1, "triples": 4,
-                      "in_kb": 1, "new": 1, "unlinked": 2}  # fmt: skip
+    assert counts == {"records": 8, "used": 7, "below_threshold": 1, "type_mismatch": 0,
+                      "triples": 4, "in_kb": 1, "new": 1, "unlinked": 2}  # fmt: skip
     assert [t["confidence"] for t in triples] == [0.95, 0.9, 0.8, 0.55]  # most confident first
     paris, merkel, cdu, georgia = triples
     assert (paris["subject"], paris["object"], paris["in_kb"]) == ("Q4", "Q2", False)  # a new fact
