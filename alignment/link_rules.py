@@ -226,13 +226,29 @@ def _first_word(tokens: Sequence[str]) -> int:
     return next((k for k, w in enumerate(tokens) if not is_punctuation(w)), 0)
 
 
+def in_stop_list(word: str, words: frozenset[str]) -> bool:
+    """Whether ``word`` (case-folded) is in the stop list, also when its elision mark is split off.
+
+    Stop lists spell elided articles and prepositions with their apostrophe
+    (Italian ``l'``, ``dell'``; French ``d'``), while tokenizers that split
+    the apostrophe off leave ``l`` ``'`` ``Unione``.
+
+    >>> in_stop_list("l", frozenset({"l'"})), in_stop_list("L'", frozenset({"l'"}))
+    (True, True)
+    """
+    folded = word.casefold()
+    return folded in words or (
+        folded.isalpha() and (folded + "'" in words or folded + "’" in words)
+    )
+
+
 def _function_word(word: str, words: frozenset[str], first: bool) -> bool:
     """A stop-list word written as one: lowercase, or capitalised only as a sentence's first word.
 
     Capitalised stop-list words elsewhere are names (Spanish ``Estados`` of
     ``Estados Unidos``).
     """
-    return word.casefold() in words and (first or word == word.lower())
+    return in_stop_list(word, words) and (first or word == word.lower())
 
 
 def disputed_links(span: Span, links: Iterable[Link], extra_links: Iterable[Link]) -> set[Link]:

@@ -23,6 +23,7 @@ from relbridge.alignment.link_rules import (
     Span,
     _fold,
     _function_word,
+    in_stop_list,
     is_punctuation,
 )
 
@@ -95,10 +96,10 @@ def trim_function_words(
     def cut(word: str, src_edge: str, licensed: bool) -> bool:
         return (
             word == word.lower()
-            and word.casefold() in words.tgt
+            and in_stop_list(word, words.tgt)
             and not words.tgt_number(word)
             and _fold(word) not in own
-            and not (licensed and src_edge.casefold() in words.src)
+            and not (licensed and in_stop_list(src_edge, words.src))
             and not words.src_number(src_edge)
         )
 
@@ -148,7 +149,7 @@ def sole_translations(
 
 def _content_word(word: str, function_words: frozenset[str]) -> bool:
     """A word of two or more letters that is not a function word (``'s`` splits into ``s``)."""
-    return sum(c.isalpha() for c in word) > 1 and word.casefold() not in function_words
+    return sum(c.isalpha() for c in word) > 1 and not in_stop_list(word, function_words)
 
 
 _BRACKETS = frozenset("()[]{}（）［］｛｝【】〔〕")

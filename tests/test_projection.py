@@ -557,6 +557,17 @@ def test_trailing_function_word_is_trimmed():
     assert trimmed(["del", "Grupo", "Liberal"], ["Liberal", "Group"], EN_ES) == (1, 3)
 
 
+def test_an_elided_article_split_from_its_apostrophe_is_still_a_function_word():
+    # Italian 'l'Unione' tokenised as 'l' ''' 'Unione'; the stop list spells it "l'"
+    it = FunctionWords(frozenset({"the"}), frozenset({"l'", "dell'"}))
+    src, tgt = ["European", "Union", "rules"], ["l", "'", "Unione", "europea", "regole"]
+    links = [(0, 0), (0, 3), (1, 2), (2, 4)]  # 'European' wrongly linked to 'l' too
+    got = project_span((0, 2), links, src, tgt, NO_VERBATIM, function=it)
+    assert span_of(got) == (2, 4)
+    without = FunctionWords(frozenset({"the"}), frozenset({"dell'"}))
+    assert span_of(project_span((0, 2), links, src, tgt, NO_VERBATIM, function=without)) == (0, 4)
+
+
 def test_function_word_trimming_keeps_what_belongs_to_the_name():
     whole = (0, 2)
     assert "estados" in EN_ES.tgt  # spaCy's Spanish list holds it ...
