@@ -47,6 +47,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from relbridge.alignment.embed import aligned_pieces
 from relbridge.alignment.methods import (
     METHODS,
     MethodParams,
@@ -357,8 +358,8 @@ def extract_links(
     Returns:
       method (as configured) -> sorted word links.
     """
-    src, src_word_of = src[src_word_of >= 0], src_word_of[src_word_of >= 0]
-    tgt, tgt_word_of = tgt[tgt_word_of >= 0], tgt_word_of[tgt_word_of >= 0]
+    src, src_word_of = aligned_pieces(src, src_word_of)
+    tgt, tgt_word_of = aligned_pieces(tgt, tgt_word_of)
     if cfg.token_type == "word":
         src, src_word_of = _word_vectors(src, src_word_of, n_src)
         tgt, tgt_word_of = _word_vectors(tgt, tgt_word_of, n_tgt)

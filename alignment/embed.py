@@ -90,6 +90,15 @@ def context_only_markers(
     return np.where(drop, -1, word_of)
 
 
+def aligned_pieces(vectors: np.ndarray, word_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``vectors`` and ``word_of`` without the context-only pieces (word -1).
+
+    Unchanged, and not copied, when there are none: the usual case.
+    """
+    keep = word_of >= 0
+    return (vectors, word_of) if keep.all() else (vectors[keep], word_of[keep])
+
+
 def tokenize_words(
     tokenizer, sentences: Sequence[Sequence[str]], markers: frozenset[int] = frozenset()
 ) -> list[tuple[list[int], np.ndarray]]:
@@ -372,4 +381,4 @@ class SentenceEmbedder:
         """Embeds word lists; see `EmbeddedSentence` (context-only pieces left out)."""
         tokenized = self.tokenize(sentences)
         vectors = self.embed_ids([ids for ids, _ in tokenized])
-        return [EmbeddedSentence(v[w >= 0], w[w >= 0]) for v, (_, w) in zip(vectors, tokenized)]
+        return [EmbeddedSentence(*aligned_pieces(v, w)) for v, (_, w) in zip(vectors, tokenized)]

@@ -35,8 +35,9 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from relbridge.alignment.link_rules import Link, is_punctuation
+from relbridge.alignment.link_rules import Link
 from relbridge.alignment.projection import ProjectConfig, ProjectionCounts, project_pair
+from relbridge.alignment.span_search import trim_span
 from relbridge.data_specs.formats import bio_spans, open_lines
 from relbridge.data_specs.schema import Mention, RelationInstance
 
@@ -253,15 +254,7 @@ def strip_edge_punctuation(
     >>> strip_edge_punctuation([(0, 3, "PER")], [",", "Jeffrey", "Skilling", ","])
     [(1, 3, 'PER')]
     """
-    out = []
-    for start, end, label in spans:
-        a, b = start, end
-        while a < b and is_punctuation(words[a]):
-            a += 1
-        while b > a and is_punctuation(words[b - 1]):
-            b -= 1
-        out.append((a, b, label) if a < b else (start, end, label))
-    return out
+    return [(*(trim_span((s, e), words) or (s, e)), label) for s, e, label in spans]
 
 
 def evaluate(

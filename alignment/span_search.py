@@ -95,8 +95,7 @@ def trim_function_words(
 
     def cut(word: str, src_edge: str, licensed: bool) -> bool:
         return (
-            word == word.lower()
-            and in_stop_list(word, words.tgt)
+            _function_word(word, words.tgt, first=False)
             and not words.tgt_number(word)
             and _fold(word) not in own
             and not (licensed and in_stop_list(src_edge, words.src))
@@ -152,9 +151,6 @@ def _content_word(word: str, function_words: frozenset[str]) -> bool:
     return sum(c.isalpha() for c in word) > 1 and not in_stop_list(word, function_words)
 
 
-_BRACKETS = frozenset("()[]{}（）［］｛｝【】〔〕")
-
-
 _CLOSING = {
     "(": ")",
     "[": "]",
@@ -165,6 +161,7 @@ _CLOSING = {
     "【": "】",
     "〔": "〕",
 }
+_BRACKETS = frozenset(_CLOSING) | frozenset(_CLOSING.values())
 
 
 def _is_bracket(word: str) -> bool:

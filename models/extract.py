@@ -43,7 +43,7 @@ from relbridge.data_specs.formats import InputError, open_lines
 from relbridge.data_specs.relations import NA
 from relbridge.data_specs.relx import strip_markers, words_with_spans
 from relbridge.data_specs.schema import token_offsets
-from relbridge.models.data import PairInstance
+from relbridge.models.data import PairInstance, _overlap
 from relbridge.models.evaluate import decode_joint, predict_pairs
 from relbridge.models.tagging import tag_mentions
 
@@ -176,7 +176,7 @@ def merge_mentions(
     )
     kept: list[tuple[int, int, str]] = []
     for m, _ in ranked:
-        if not any(m[0] < k[1] and k[0] < m[1] for k in kept):
+        if not any(_overlap(m, k) for k in kept):
             kept.append(m)
     return sorted(kept)
 
