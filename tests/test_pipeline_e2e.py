@@ -238,7 +238,7 @@ def test_a_typo_stops_the_run_before_anything_is_written(
 def test_a_malformed_kb_stops_the_run_before_anything_is_written(tmp_path, tiny_encoder):
     argv = pipeline_argv(tmp_path, tiny_encoder)
     with open(tmp_path / "kb" / "triples.tsv", "a") as f:
-        f.write("Q1\tper:employee_of\tQ404\n")
+        f.write("Q1\tper:member_of\tQ404\n")
     with pytest.raises(ValueError, match=r"triples.tsv:\d+: .* unknown entity Q404"):
         run(argv)
     assert not (tmp_path / "out").exists()

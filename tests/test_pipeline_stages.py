@@ -46,6 +46,7 @@ def write_kb(tmp_path):
         )
     with open(kb_dir / "triples.tsv", "w") as f:
         f.writelines(f"{s}\t{r}\t{o}\n" for s, r, o in sorted(KB.triples))
+    (kb_dir / "relations.json").write_text(json.dumps({"relations": list(KB.relations)}))
     return str(kb_dir)
 
 

@@ -217,6 +217,7 @@ def test_cli_train_evaluate_extract(tiny_encoder, tmp_path, capsys):
     kb.mkdir()
     (kb / "entities.tsv").write_text("Q1\tPER\ten\tAngela Merkel\nQ2\tLOC\tde\tBerlin\n")
     (kb / "triples.tsv").write_text("Q1\tper:born_in\tQ2\n")
+    (kb / "relations.json").write_text('{"relations": ["per:born_in"]}')
     plain = tmp_path / "plain.txt"
     plain.write_text("Angela Merkel wurde in Berlin geboren\n", encoding="utf-8")
     argv = ["extract", "--model", str(out / "model"), "--input", str(plain), "--kb", str(kb)]

@@ -124,6 +124,7 @@ def test_cli_links_merges_and_keeps_only_new_facts(tmp_path, capsys):
         "Q1\tPER\ten\tMerkel\nQ2\tLOC\ten\tHamburg\nQ3\tLOC\ten\tBerlin\n"
     )
     (kb / "triples.tsv").write_text("Q1\tper:city_of_birth\tQ2\n")
+    (kb / "relations.json").write_text('{"relations": ["per:city_of_birth"]}')
     first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     first.write_text(json.dumps(_rec("Merkel", "per:city_of_birth", "Hamburg", 0.9, 1)) + "\n\n")
     second.write_text(
