@@ -214,12 +214,12 @@ def _extract(args: argparse.Namespace) -> int:
     if args.kb:
         if not args.lang:
             raise ValueError("--kb needs --lang, the language of the input sentences")
-        from relbridge.pipeline.label import TextMentions, read_kb
-        from relbridge.pipeline.tokenize import check_language
+        from relbridge.data_specs.tokenizer import check_language
+        from relbridge.kb import TextMentions
 
         check_language(args.lang)
         langs = [code.strip() for code in (args.kb_alias_langs or "").split(",") if code.strip()]
-        mentions_of = TextMentions(read_kb(args.kb), args.lang, langs or None)
+        mentions_of = TextMentions(args.kb, args.lang, langs or None)
     elif args.lang or args.kb_alias_langs:
         raise ValueError("--lang and --kb-alias-langs only act with --kb")
     records, n_sentences = extract_file(

@@ -342,7 +342,7 @@ def iter_entity_lines(lines: Iterable[str], source_file: str) -> Iterator[Entity
             if not alias:
                 raise InputError(source_file, line, f"empty alias for entity {entity_id}")
             pairs = [(lang, alias)]
-        yield EntityLine(line, entity_id, entity_type, tuple(pairs))
+        yield EntityLine(line, entity_id, entity_type, tuple(dict.fromkeys(pairs)))
 
 
 def parse_entities(lines: Iterable[str], source_file: str) -> dict[str, Entity]:
@@ -513,6 +513,22 @@ def relation_inventory(files: KbFiles, read_text: Callable[[str], str]) -> froze
     return frozenset(KBP37_RELATIONS)
 
 
+def kb_sources(
+    kb_dir: str,
+    open_text: Callable[[str], AbstractContextManager[Iterable[str]]],
+    listdir: Callable[[str], list[str]] | None = None,
+) -> tuple[KbFiles, frozenset[str] | None]:
+    """A KB directory's files and the relation names its triples may use."""
+    listing = listdir(kb_dir) if listdir else [os.path.join(kb_dir, n) for n in os.listdir(kb_dir)]
+    files = find_kb_files(listing)
+
+    def read_text(path: str) -> str:
+        with open_text(path) as f:
+            return "".join(f)
+
+    return files, relation_inventory(files, read_text)
+
+
 def load_kb(
     kb_dir: str,
     open_text: Callable[[str], AbstractContextManager[Iterable[str]]] | None = None,
@@ -533,14 +549,7 @@ def load_kb(
       `InputError`, since they could never match a mention.
     """
     open_text = open_text or open_lines
-    listing = listdir(kb_dir) if listdir else [os.path.join(kb_dir, n) for n in os.listdir(kb_dir)]
-    files = find_kb_files(listing)
-
-    def read_text(path: str) -> str:
-        with open_text(path) as f:
-            return "".join(f)
-
-    inventory = relation_inventory(files, read_text)
+    files, inventory = kb_sources(kb_dir, open_text, listdir)
     with open_text(files.entities) as f:
         entities = parse_entities(f, files.entities)
     with open_text(files.triples) as f:

@@ -128,7 +128,7 @@ def extract_knowledge_graph(cfg: DemoConfig, model_dir: str) -> dict:
     from relbridge.data_specs.formats import load_kb
     from relbridge.models.extract import extract_file
     from relbridge.models.triples import TriplesConfig, aggregate_triples
-    from relbridge.pipeline.label import TextMentions
+    from relbridge.kb import TextMentions
 
     data, out = data_dir(), os.path.join(cfg.output, "kg")
     os.makedirs(out, exist_ok=True)

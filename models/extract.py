@@ -9,7 +9,7 @@
   every pair of mentions is encoded once and scored in both directions, and each
   direction whose best class is a relation (with probability >= ``threshold``)
   becomes a record. With a KB mention finder (``mentions_of``, e.g.
-  `relbridge.pipeline.label.TextMentions`; CLI ``--kb``), the KB's aliases
+  `relbridge.kb.TextMentions`; CLI ``--kb``), the KB's aliases
   found in the sentence are mentions too (of two overlapping spans the longer
   stays, see `merge_mentions`): a KB name is whole and links to its entity,
   while the tagger still finds the names the KB lacks. The finder's words

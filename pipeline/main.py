@@ -29,7 +29,7 @@ from relbridge.data_specs.encoders import check_model_name
 from relbridge.pipeline.align import AlignWords
 from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG
 from relbridge.pipeline.ingest import ReadBitext, open_text
-from relbridge.pipeline.label import LabelWithKb, read_kb
+from relbridge.pipeline.label import LabelWithKb, prepare_kb
 from relbridge.pipeline.options import PipelineConfig, add_arguments, config_from_args
 from relbridge.pipeline.project import ProjectLabels
 from relbridge.pipeline.tokenize import Tokenize
@@ -214,14 +214,13 @@ def run_config(
 ) -> dict:
     """Runs the pipeline for a resolved config; returns ``stats.json``'s content.
 
-    The KB is loaded and the encoder name checked once here before anything is
+    The KB's index is built (or found up to date) and the encoder name checked once here before anything is
     written or submitted, so a malformed KB or a mistyped model path stops the
     run with its file and line instead of failing on every worker (on
     Dataflow, after the job has started).
     """
     check_model_name(cfg.align.model)
-    kb = read_kb(cfg.label.kb)
-    logger.info("KB %s: %d entities, %d triples", cfg.label.kb, len(kb.entities), len(kb.triples))
+    cfg = dataclasses.replace(cfg, label=prepare_kb(cfg.label))
     done = existing_outputs(cfg.write.output) if cfg.skip_existing else Handled()
     if not cfg.skip_existing:
         clear_previous_outputs(cfg)

@@ -88,8 +88,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     io.add_argument(
         "--kb",
         required=True,
-        help="KB directory with entities.{tsv,jsonl} (id, type, aliases per "
-        "language) and triples.{tsv,jsonl} (subject, relation, object)",
+        help="KB directory with entities.{tsv,jsonl}[.gz] (id, type, aliases per "
+        "language) and triples.{tsv,jsonl}[.gz] (subject, relation, object), or an index "
+        "built from one by `relbridge kb build`; local or gs://. A directory's index is built "
+        "once per KB version into --kb-index-cache",
+    )
+    io.add_argument(
+        "--kb-index-cache",
+        default="",
+        help="folder for the KB index built from a --kb directory (default: $RELBRIDGE_KB_CACHE "
+        "or ~/.cache/relbridge/kb); a gs:// folder when workers run elsewhere",
     )
     io.add_argument(
         "--src-lang",
@@ -220,6 +228,7 @@ def config_from_args(args: argparse.Namespace, beam_args: Sequence[str] = ()) ->
             not args.case_insensitive,
             args.max_mentions,
             skip_function_word_aliases=not args.match_function_word_aliases,
+            index_cache=args.kb_index_cache,
         ),
         align=align,
         project=ProjectConfig(min_confidence=args.min_projection_confidence),

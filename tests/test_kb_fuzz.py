@@ -16,6 +16,7 @@ import re
 import pytest
 
 from relbridge.data_specs.formats import InputError, load_kb
+from relbridge.kb import build_index
 
 GOOD_ENTITIES = [
     {"id": "Q1", "type": "PER", "aliases": {"en": ["Angela Merkel", "Merkel"]}},
@@ -133,7 +134,25 @@ def test_every_malformed_kb_line_is_one_error_naming_its_file_and_line(tmp_path)
         message = str(caught.value)
         assert re.fullmatch(rf"{re.escape(path)}:{number}: \S[^\n]*", message), (kind, line, message)
         kinds.add((which, kind))
+        if i % 4 == 0:  # the streaming index builder stops on the same line with the same reason
+            with pytest.raises(InputError) as built:
+                build_index(str(tmp_path / f"kb{i}-{kind}"), str(tmp_path / f"{i}.idx"), [])
+            assert str(built.value) == message
+            assert not list(tmp_path.glob(f"{i}.idx*"))
     assert len(kinds) >= 16  # the generator reached every kind of defect
+
+
+def test_the_cli_prints_one_line_and_exits_2(tmp_path, capsys):
+    from relbridge.cli.main import main
+
+    rng = random.Random(5)
+    line = json.dumps({"subject": "Q1", "relation": "NA", "object": "Q2"}).encode()
+    path, number = write_kb(tmp_path, "kb", rng, "triples.jsonl", line)
+    argv = ["kb", "build", "--kb", str(tmp_path / "kb"), "--output", str(tmp_path / "i"), "--profile", "en"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"relbridge kb: error: {path}:{number}: 'NA' is not a relation (it means no relation holds): leave the triple out"
+    assert "Traceback" not in "\n".join(err)
 
 
 def test_a_string_for_an_alias_list_is_never_read_as_letters(tmp_path):

@@ -11,14 +11,8 @@ from relbridge.data_specs import NA, KnowledgeBase, Mention, RelationInstance
 from relbridge.data_specs.formats import BitextRecord, Entity
 from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG
 from relbridge.pipeline.ingest import IngestConfig, ReadBitext, read_records
-from relbridge.pipeline.label import (
-    AliasMatcher,
-    LabelConfig,
-    LabelWithKb,
-    TextMentions,
-    label_relations,
-    resolve_mentions,
-)
+from relbridge.kb import AliasMatcher, TextMentions, label_relations, resolve_mentions
+from relbridge.pipeline.label import LabelConfig, LabelWithKb
 from relbridge.pipeline.tokenize import Tokenize, TokenizeConfig, make_tokenizer, tokenize_pair
 
 KB = KnowledgeBase(
