@@ -58,7 +58,7 @@ from relbridge.alignment.methods import (
 )
 from relbridge.alignment.statistical import EflomalConfig, eflomal_align
 from relbridge.alignment.symmetrize import COMBINERS, combine
-from relbridge.data_specs.devices import DTYPE_NAMES
+from relbridge.runtime.devices import DTYPE_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class AlignConfig:
 
     Attributes:
       model: encoder name or local Hugging Face directory, resolved with
-        `relbridge.data_specs.encoders.resolve_model`; ``None`` = the bundled
+        `relbridge.runtime.encoders.resolve_model`; ``None`` = the bundled
         default (multilingual-e5-small).
       layer: hidden state to use (0 = embeddings). For e5-small (12 layers)
         6 beat 8 on every dev pair; useful range 4-8.
@@ -313,7 +313,7 @@ def resolve_model_dir(model: str | None) -> str:
     """A local directory for ``model``: an existing directory, else `resolve_model`."""
     if model is not None and os.path.isdir(model):
         return model
-    from relbridge.data_specs.encoders import resolve_model
+    from relbridge.runtime.encoders import resolve_model
 
     return resolve_model(model) if model is not None else resolve_model()
 

@@ -24,8 +24,8 @@ import logging
 import os
 
 from relbridge.alignment.aligner import DEFAULT_PRESET
-from relbridge.data_specs.devices import DTYPE_NAMES
 from relbridge.data_specs.languages import language_in_name
+from relbridge.runtime.devices import DTYPE_NAMES
 
 logger = logging.getLogger(__name__)
 

@@ -16,9 +16,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from relbridge.alignment.projection_eval import ROLES, prf, score_spans
+from relbridge.alignment.projection_eval import ROLES, score_spans
 from relbridge.data_specs.relx import RelxRecord
 from relbridge.data_specs.schema import ShardRow, char_span_to_words, token_offsets
+from relbridge.runtime.metrics import prf
 
 
 @dataclass

@@ -40,8 +40,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from relbridge.data_specs.batching import length_bucketed_batches
-from relbridge.data_specs.devices import native_bf16
 from relbridge.data_specs.relations import NA, RelationInventory
 from relbridge.models.data import (
     LanguageBalancedSampler,
@@ -51,6 +49,9 @@ from relbridge.models.data import (
     read_data,
 )
 from relbridge.models.extractor import Encoded, ModelConfig, RelationExtractor, masked_cross_entropy
+from relbridge.runtime.batching import length_bucketed_batches
+from relbridge.runtime.devices import native_bf16, resolve_device
+from relbridge.runtime.optim import adamw_param_groups, linear_warmup_decay
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class TrainConfig:
     model: str = field(
         default=DEFAULT_MODEL,
         metadata={
-            "help": "encoder name or directory, resolved by data_specs.encoders.resolve_model."
+            "help": "encoder name or directory, resolved by runtime.encoders.resolve_model."
         },
     )
     epochs: int = field(default=3, metadata={"help": "passes over the training data (1-10)."})
@@ -281,8 +282,8 @@ class TrainConfig:
 
 
 def resolve_encoder(name: str) -> str:
-    """A directory `AutoModel` can load: `data_specs.encoders.resolve_model` (bundled e5 offline)."""
-    from relbridge.data_specs.encoders import resolve_model
+    """A directory `AutoModel` can load: `runtime.encoders.resolve_model` (bundled e5 offline)."""
+    from relbridge.runtime.encoders import resolve_model
 
     return str(resolve_model(name))
 
@@ -487,32 +488,22 @@ def encoder_lr_scale(name: str, n_layers: int, decay: float) -> float:
 
 
 def _optimizer(model: RelationExtractor, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW: heads at ``head_lr``; encoder at ``lr`` (layer-wise decayed), no decay on 1-d weights."""
+    """AdamW: heads at ``head_lr``; encoder at ``lr`` (layer-wise decayed), no decay on 1-d weights.
+
+    The heads are exempt from the no-decay rule (their biases decay too), as they always were.
+    """
     n_layers = model.encoder.config.num_hidden_layers
-    groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        if not name.startswith("encoder."):
-            key = (cfg.head_lr, cfg.weight_decay)
-        else:
-            lr = cfg.lr * encoder_lr_scale(name, n_layers, cfg.layer_lr_decay)
-            key = (lr, 0.0 if p.ndim < 2 else cfg.weight_decay)
-        groups.setdefault(key, []).append(p)
-    return torch.optim.AdamW(
-        [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
-    )
 
+    def is_head(name: str) -> bool:
+        return not name.startswith("encoder.")
 
-def _scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float):
-    warmup = int(warmup_ratio * total_steps)
+    def lr(name: str) -> float:
+        if is_head(name):
+            return cfg.head_lr
+        return cfg.lr * encoder_lr_scale(name, n_layers, cfg.layer_lr_decay)
 
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    groups = adamw_param_groups(model.named_parameters(), lr, cfg.weight_decay, exempt=is_head)
+    return torch.optim.AdamW(groups)
 
 
 def _trainable_state(model: RelationExtractor) -> dict[str, torch.Tensor]:
@@ -750,11 +741,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     os.makedirs(cfg.output, exist_ok=True)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    device = torch.device(
-        "cuda"
-        if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
-        else "cpu"
-    )
+    device = torch.device(resolve_device(cfg.device))
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -791,7 +778,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     steps_per_epoch = math.ceil(len(sampler.batches(0)) / cfg.grad_accum)
     total_steps = steps_per_epoch * cfg.epochs
     optimizer = _optimizer(model, cfg)
-    scheduler = _scheduler(optimizer, total_steps, cfg.warmup_ratio)
+    scheduler = linear_warmup_decay(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
     average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
 
     def averaged():
