@@ -66,6 +66,10 @@ Links = tuple[tuple[int, int], ...]
 TOKEN_TYPES = ("word", "bpe")
 STATISTICAL = ("off", "only", *COMBINERS)
 """How eflomal's links enter: not at all, instead of the neural links, or combined by a rule."""
+SUMMARY_FILE = "finetune.json"
+"""What `finetune-aligner` (`relbridge.alignment.finetune`) writes beside the model it trains."""
+SHARED_FIELDS = ("layer", "text_prefix", "skip_markers")
+"""Fields a fine-tuned model shares with the `AlignConfig` it is aligned with."""
 
 
 @dataclass(frozen=True)
@@ -287,8 +291,6 @@ def warn_if_trained_elsewhere(model_dir: str, cfg: AlignConfig) -> bool:
     (``skip_markers``) is compared too. Returns True when it warned.
     """
     import json
-
-    from relbridge.alignment.finetune import SHARED_FIELDS, SUMMARY_FILE
 
     path = os.path.join(model_dir, SUMMARY_FILE)
     if not os.path.isfile(path):

@@ -58,6 +58,7 @@ from collections.abc import Callable, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 
+from relbridge.alignment.aligner import SUMMARY_FILE, resolve_model_dir
 from relbridge.alignment.embed import tokenize_words
 from relbridge.data_specs.formats import PAIR_PARSERS, InputError, make_text_pair, open_lines
 from relbridge.runtime.batching import length_bucketed_batches
@@ -68,9 +69,6 @@ logger = logging.getLogger(__name__)
 OBJECTIVES = ("so", "co")
 WordPair = tuple[list[str], list[str]]
 Splitter = Callable[[str], list[str]]
-SUMMARY_FILE = "finetune.json"
-SHARED_FIELDS = ("layer", "text_prefix", "skip_markers")
-"""Fields a fine-tuned model shares with the `AlignConfig` it is aligned with."""
 
 
 @dataclass(frozen=True)
@@ -409,7 +407,6 @@ class _Trainer:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
-        from relbridge.alignment.aligner import resolve_model_dir
         from relbridge.alignment.embed import SentenceEmbedder, marker_ids
         from relbridge.runtime.devices import native_bf16, resolve_device
 

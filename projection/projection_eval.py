@@ -35,11 +35,11 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from relbridge.alignment.link_rules import Link
-from relbridge.alignment.projection import ProjectConfig, ProjectionCounts, project_pair
-from relbridge.alignment.span_search import trim_span
 from relbridge.data_specs.formats import bio_spans, open_lines
 from relbridge.data_specs.schema import Mention, RelationInstance
+from relbridge.projection.link_rules import Link
+from relbridge.projection.projection import ProjectConfig, ProjectionCounts, project_pair
+from relbridge.projection.span_search import trim_span
 from relbridge.runtime.metrics import prf
 
 logger = logging.getLogger(__name__)
