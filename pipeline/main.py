@@ -25,7 +25,6 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from relbridge.data_specs.encoders import check_model_name
 from relbridge.pipeline.align import AlignWords
 from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG
 from relbridge.pipeline.ingest import ReadBitext, open_text
@@ -34,6 +33,7 @@ from relbridge.pipeline.options import PipelineConfig, add_arguments, config_fro
 from relbridge.pipeline.project import ProjectLabels
 from relbridge.pipeline.tokenize import Tokenize
 from relbridge.pipeline.write_shards import COMPLETED, STATS, WriteShards
+from relbridge.runtime.encoders import check_model_name
 
 logger = logging.getLogger(__name__)
 
