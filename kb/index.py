@@ -311,12 +311,32 @@ def _load_names(con: sqlite3.Connection) -> None:
     )
 
 
+class _AliasTokenizer:
+    """`make_tokenizer` for millions of aliases: memoised, and renewed every ``renew`` calls.
+
+    spaCy's vocabulary keeps a lexeme for every new word it has seen; over a
+    Wikidata-sized KB that is gigabytes, so the tokenizer (and with it the
+    vocabulary) is rebuilt now and then. The words it returns do not depend on
+    what it has seen before.
+    """
+
+    def __init__(self, lang: str, renew: int = 500_000):
+        self._lang, self._renew, self._calls = lang, renew, 0
+        self._tokenize = None
+
+    def __call__(self, alias: str) -> list[str]:
+        if self._calls % self._renew == 0:
+            from relbridge.data_specs.tokenizer import make_tokenizer
+
+            self._tokenize = lru_cache(maxsize=1 << 16)(make_tokenizer(self._lang))
+        self._calls += 1
+        return self._tokenize(alias)
+
+
 def _load_profile(con: sqlite3.Connection, profile: MatchProfile, kb_langs: list[str]) -> dict:
     """Tokenises the profile's aliases into its alias table; returns the table's metadata."""
-    from relbridge.data_specs.tokenizer import make_tokenizer
-
     start = time.perf_counter()
-    tokenize = lru_cache(maxsize=1 << 16)(make_tokenizer(profile.lang))
+    tokenize = _AliasTokenizer(profile.lang)
     stop_words = lexicon(profile.lang)[0] if profile.skip_function_words else frozenset()
     langs = set(profile.alias_langs or kb_langs)
     con.execute("CREATE TEMP TABLE staged_keys(key TEXT, num INTEGER)")

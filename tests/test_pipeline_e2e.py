@@ -258,3 +258,24 @@ def test_a_refresh_reads_earlier_dead_letters_line_by_line(tmp_path):
     )
     done = existing_outputs(str(tmp_path))
     assert done.lines == {("c.tsv", 3), ("c.tsv", 7)} and not done.pair_ids
+
+
+def test_a_built_kb_index_labels_as_its_directory_does(tmp_path, tiny_encoder):
+    from relbridge.cli.main import main
+
+    argv = pipeline_argv(tmp_path, tiny_encoder)
+    kb_dir = argv[argv.index("--kb") + 1]
+    index = str(tmp_path / "kb.kbindex")
+    assert main(["kb", "build", "--kb", kb_dir, "--output", index, "--profile", "en"]) == 0
+    run(argv)
+    config = json.loads((tmp_path / "out" / "pipeline_config.json").read_text())
+    assert config["label"]["index"].endswith(".kbindex")  # the index the workers opened
+    argv[argv.index("--kb") + 1] = index
+    argv[argv.index("--output") + 1] = str(tmp_path / "out2")
+    run(argv)
+
+    def labels(out):
+        return {r.pair_id: (r.src_mentions, r.relations) for r in read_shards(str(out / "shards"))}
+
+    assert labels(tmp_path / "out2") == labels(tmp_path / "out")
+    assert labels(tmp_path / "out")["toy:1"][1]  # the pair's fact was found
