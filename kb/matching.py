@@ -166,15 +166,14 @@ def resolve_mentions(
       ``(mentions, num_ambiguous_dropped)``.
     """
     all_ids = {eid for c in candidates for eid in c.entity_ids}
+    linked = None
     mentions, ambiguous = [], 0
     for cand in candidates:
         ids = cand.entity_ids
         if len(ids) > 1:
-            ids = tuple(
-                e
-                for e in ids
-                if any((e, o) in relation_index or (o, e) in relation_index for o in all_ids - {e})
-            )
+            if linked is None:
+                linked = entities_with_facts(all_ids, relation_index)
+            ids = tuple(e for e in ids if e in linked)
         if len(ids) != 1:
             ambiguous += 1
             continue
@@ -182,6 +181,25 @@ def resolve_mentions(
         text = " ".join(tokens[cand.start : cand.end])
         mentions.append(Mention(cand.start, cand.end, entity.id, entity.type, text))
     return mentions[:max_mentions], ambiguous
+
+
+def entities_with_facts(
+    ids: set[str], relation_index: Mapping[tuple[str, str], tuple[str, ...]]
+) -> set[str]:
+    """The ``ids`` that take part in a fact, either way round, with another of ``ids``.
+
+    Walks the facts when there are fewer of them than pairs of ids (an index's
+    `KbView` holds only facts among the sentence's candidates), else tries
+    every pair; both give the same set. A common alias of a large KB names
+    thousands of entities, and trying all their pairs cost seconds a sentence.
+    """
+    if len(relation_index) <= len(ids) * len(ids):
+        return {x for s, o in relation_index if s != o and s in ids and o in ids for x in (s, o)}
+    return {
+        e
+        for e in ids
+        if any((e, o) in relation_index or (o, e) in relation_index for o in ids - {e})
+    }
 
 
 def label_relations(

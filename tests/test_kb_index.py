@@ -161,3 +161,17 @@ def test_extract_with_a_kb_never_imports_beam(tmp_path):
         **os.environ, "RELBRIDGE_KB_CACHE": str(tmp_path / "cache")})
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "7"
+
+
+def test_both_ways_of_finding_linked_entities_agree():
+    from relbridge.kb.matching import entities_with_facts
+
+    rng = random.Random(11)
+    for _ in range(200):
+        universe = [f"E{i}" for i in range(12)]
+        index = {(rng.choice(universe), rng.choice(universe)): ("r",) for _ in range(rng.randint(0, 30))}
+        ids = set(rng.sample(universe, rng.randint(0, 6)))
+        brute = {e for e in ids if any((e, o) in index or (o, e) in index for o in ids - {e})}
+        assert entities_with_facts(ids, index) == brute
+        big = {**index, **{(f"X{i}", f"Y{i}"): ("r",) for i in range(40)}}  # more facts than pairs
+        assert entities_with_facts(ids, big) == brute
