@@ -490,6 +490,20 @@ class KbIndex:
         )
         return tuple(sorted(i for (i,) in rows))
 
+    def view_of(self, candidates: Sequence[Candidate]) -> KbView:
+        """`view` of the candidates' entities, from what the matcher already fetched."""
+        if not all(len(c.nums) == len(c.types) == len(c.entity_ids) for c in candidates):
+            return self.view(e for c in candidates for e in c.entity_ids)
+        ids, types = {}, {}
+        for c in candidates:
+            ids.update(zip(c.nums, c.entity_ids))
+            types.update(zip(c.entity_ids, c.types))
+        pairs = {}
+        if ids:
+            for s, o, rels in self._pairs_among(list(ids)):
+                pairs[(ids[s], ids[o])] = tuple(sorted(rels.split(KEY_SEP)))
+        return KbView({eid: Entity(eid, t) for eid, t in types.items()}, pairs)
+
     def view(self, entity_ids: Iterable[str]) -> KbView:
         """The entities ``entity_ids`` (those in the KB) with the facts among them."""
         rows = self.query_in(
@@ -512,8 +526,12 @@ class KbIndex:
         rows = self.query_in("SELECT s, o, rels FROM pairs WHERE s IN ({})", nums)
         return [r for r in rows if r[1] in wanted]
 
-    def entities_of(self, nums: Iterable[int]) -> dict[int, str]:
-        return dict(self.query_in("SELECT num, id FROM entities WHERE num IN ({})", sorted(set(nums))))
+    def entities_of(self, nums: Iterable[int]) -> dict[int, tuple[str, str]]:
+        """Entity numbers -> (id, type)."""
+        rows = self.query_in(
+            "SELECT num, id, type FROM entities WHERE num IN ({})", sorted(set(nums))
+        )
+        return {num: (eid, kind) for num, eid, kind in rows}
 
 
 class IndexMatcher:
@@ -553,5 +571,11 @@ class IndexMatcher:
             starts, length = following, length + 1
         spans = longest_leftmost(found)
         nums = {s: [int(x) for x in found[s].split(",")] for s in spans}
-        ids = self.index.entities_of(x for v in nums.values() for x in v)
-        return [Candidate(s, e, tuple(sorted(ids[x] for x in nums[(s, e)]))) for s, e in spans]
+        known = self.index.entities_of(x for v in nums.values() for x in v)
+        out = []
+        for s, e in spans:
+            entities = sorted(known[x] + (x,) for x in nums[(s, e)])  # (id, type, num) by id
+            ids = tuple(i for i, _, _ in entities)
+            types = tuple(t for _, t, _ in entities)
+            out.append(Candidate(s, e, ids, nums=tuple(n for _, _, n in entities), types=types))
+        return out

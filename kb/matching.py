@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import permutations
 
 from relbridge.data_specs.formats import Entity, KnowledgeBase
@@ -45,6 +45,10 @@ class Candidate:
     start: int
     end: int
     entity_ids: tuple[str, ...]
+    # what an index already knows of the entities (aligned with entity_ids), so
+    # that `KbIndex.view_of` need not look them up again; not part of equality
+    nums: tuple[int, ...] = field(default=(), compare=False, repr=False)
+    types: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
 
 def is_function_word_alias(words: Sequence[str], stop_words: frozenset[str]) -> bool:

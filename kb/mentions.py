@@ -73,7 +73,7 @@ class TextMentions:
         candidates = self._match(words)
         entities = self._entities
         if entities is None:
-            entities = self._kb.view(e for c in candidates for e in c.entity_ids).entities
+            entities = self._kb.view_of(candidates).entities
         found = []
         for cand in candidates:
             types = {entities[e].type for e in cand.entity_ids}

@@ -89,7 +89,7 @@ def prepare_kb(cfg: LabelConfig) -> LabelConfig:
 def label_tokens(tokens, index: KbIndex, cfg: LabelConfig):
     """Mentions, relation instances and the number of ambiguous mentions dropped, of one sentence."""
     candidates = index.find_mentions(tokens, cfg.profile)
-    view = index.view(e for c in candidates for e in c.entity_ids)
+    view = index.view_of(candidates)
     mentions, ambiguous = resolve_mentions(
         candidates, tokens, view, view.relation_index, cfg.max_mentions
     )
