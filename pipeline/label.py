@@ -27,7 +27,7 @@ from apache_beam.utils.shared import Shared
 from relbridge.data_specs.relations import NA
 from relbridge.data_specs.schema import ShardRow
 from relbridge.kb import KbIndex, MatchProfile, label_relations, open_kb, resolve_mentions
-from relbridge.kb.source import ensure_index
+from relbridge.kb.source import ensure_index, is_remote
 
 logger = logging.getLogger(__name__)
 
@@ -80,9 +80,17 @@ def prepare_kb(cfg: LabelConfig) -> LabelConfig:
     written or submitted.
     """
     index = ensure_index(cfg.kb, [cfg.profile], cfg.index_cache or None)
-    opened = open_kb(index, [cfg.profile], cfg.index_cache or None)
-    logger.info("KB %s: %d entities, %d triples (index %s)", cfg.kb, len(opened),
-                opened.meta["triples"], index)
+    if is_remote(index):  # the workers copy it; the launcher need not
+        logger.info("KB %s: index %s", cfg.kb, index)
+    else:
+        opened = open_kb(index, [cfg.profile])  # a missing profile stops the run here
+        logger.info(
+            "KB %s: %d entities, %d triples (index %s)",
+            cfg.kb,
+            len(opened),
+            opened.meta["triples"],
+            index,
+        )
     return dataclasses.replace(cfg, index=index)
 
 
