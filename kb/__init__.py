@@ -14,7 +14,7 @@ milliseconds and every thread shares (see `relbridge.kb.index` for why SQLite).
     index = open_kb("kb_dir_or_index", [MatchProfile("en")])  # builds into the cache if needed
     index = KbIndex.open("wikidata.kbindex")                   # or open a built index
     profile = MatchProfile("en", alias_langs=(), case_sensitive=True)  # (): every alias language
-    for cand in index.find_mentions(words, profile):           # longest, then leftmost
+    for cand in index.find_mentions(words, profile):           # or ("en"); longest, then leftmost
         cand.start, cand.end, cand.entity_ids                  # word span [start, end), sorted ids
     index.relations("Q64", "Q183")                              # ('P17',)
     index.entity("Q64")                                         # Entity(id, type, aliases)

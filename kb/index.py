@@ -466,8 +466,16 @@ class KbIndex:
             self._matchers[profile.name] = IndexMatcher(self, profile, info["table"])
         return self._matchers[profile.name]
 
-    def find_mentions(self, words: Sequence[str], profile: MatchProfile) -> list[Candidate]:
-        """Alias matches in a sentence's words (longest, then leftmost; no overlaps)."""
+    def find_mentions(
+        self, words: Sequence[str], profile: MatchProfile | str
+    ) -> list[Candidate]:
+        """Alias matches in a sentence's words (longest, then leftmost; no overlaps).
+
+        ``profile`` may be a language code alone: that language's text, the
+        aliases of every language, case as written.
+        """
+        if isinstance(profile, str):
+            profile = MatchProfile(profile)
         return self.matcher(profile)(words)
 
     def entity(self, entity_id: str) -> Entity | None:

@@ -139,7 +139,7 @@ def test_a_stale_index_is_rebuilt_and_a_missing_profile_is_named(tmp_path):
     with open(tmp_path / "kb" / "entities.jsonl", "a") as f:
         f.write(json.dumps({"id": "N1", "type": "PER", "aliases": {"en": ["Zed Zedson"]}}) + "\n")
     second = open_kb(kb_dir, [MatchProfile("en")])
-    assert second.path != first.path and second.find_mentions(["Zed", "Zedson"], MatchProfile("en"))
+    assert second.path != first.path and second.find_mentions(["Zed", "Zedson"], "en")
     with pytest.raises(ValueError, match=r"no alias table for de:\*:cased"):
         second.matcher(MatchProfile("de"))
 
