@@ -115,8 +115,9 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--kb",
-        help="KB directory: its aliases found in untagged sentences are mentions beside the "
-        "tagger's, so that the records' arguments link to KB entities (needs --lang)",
+        help="KB directory or index (relbridge kb build --profile LANG:*): its aliases found in "
+        "untagged sentences are mentions beside the tagger's, so that the records' arguments link "
+        "to KB entities (needs --lang). A directory's index is built once into $RELBRIDGE_KB_CACHE",
     )
     p.add_argument(
         "--lang",
