@@ -175,3 +175,62 @@ def test_both_ways_of_finding_linked_entities_agree():
         assert entities_with_facts(ids, index) == brute
         big = {**index, **{(f"X{i}", f"Y{i}"): ("r",) for i in range(40)}}  # more facts than pairs
         assert entities_with_facts(ids, big) == brute
+
+
+class FakeFileSystems:
+    """Beam's FileSystems for ``mem://`` paths, backed by a local folder."""
+
+    def __init__(self, root):
+        self.root = str(root)
+
+    def local(self, path: str) -> str:
+        assert path.startswith("mem://"), path
+        return os.path.join(self.root, path[len("mem://"):])
+
+    def join(self, *parts):
+        return "/".join(p.rstrip("/") for p in parts)
+
+    def match(self, patterns):
+        import glob
+        from types import SimpleNamespace
+
+        paths = sorted(glob.glob(self.local(patterns[0])))
+        found = [SimpleNamespace(path="mem://" + os.path.relpath(p, self.root)) for p in paths]
+        return [SimpleNamespace(metadata_list=found)]
+
+    def open(self, path, compression_type=None):
+        import gzip
+
+        if path.endswith(".gz") and compression_type is None:
+            return gzip.open(self.local(path), "rb")
+        return open(self.local(path), "rb")
+
+    def exists(self, path):
+        return os.path.exists(self.local(path))
+
+    def create(self, path):
+        os.makedirs(os.path.dirname(self.local(path)), exist_ok=True)
+        return open(self.local(path), "wb")
+
+    def rename(self, sources, targets):
+        for s, t in zip(sources, targets):
+            os.replace(self.local(s), self.local(t))
+
+
+def test_a_remote_kb_is_indexed_once_uploaded_and_copied_to_each_worker(tmp_path, monkeypatch):
+    from relbridge.kb import source
+
+    fs = FakeFileSystems(tmp_path / "bucket")
+    monkeypatch.setattr(source, "_filesystems", lambda: fs)
+    monkeypatch.setenv("RELBRIDGE_KB_CACHE", str(tmp_path / "local-cache"))
+    kb, _ = generated_kb(random.Random(5))
+    save_kb(kb, tmp_path / "bucket" / "kb")
+    profile = MatchProfile("en", ("en",))
+    remote = source.ensure_index("mem://kb", [profile], "mem://cache")
+    assert remote.startswith("mem://cache/") and fs.exists(remote)
+    assert source.ensure_index("mem://kb", [profile], "mem://cache") == remote  # not rebuilt
+    index = open_kb(remote, [profile])  # what a worker does: copy once, open locally
+    assert index.path.startswith(str(tmp_path / "local-cache"))
+    assert source.localize(remote) == index.path
+    sentence = ["The", "New", "York", "Times", "met", "US", "bank"]
+    assert index.find_mentions(sentence, profile) == reference(kb, profile)(sentence)
