@@ -56,10 +56,12 @@ class WriteConfig:
 
 
 class WriteStatsFn(beam.DoFn):
-    """Writes ``stats.json`` and then the ``COMPLETED`` marker.
+    """Writes the run's own ``stats.json``.
 
     Runs once, after both sinks have finalised their files (it takes their file
-    names as side inputs), so ``COMPLETED`` never precedes the data.
+    names as side inputs). The folder it writes to is a staging folder:
+    `pipeline.output.OutputFolder.publish` turns these counts into the whole
+    folder's and writes ``COMPLETED``.
     """
 
     def __init__(self, cfg: WriteConfig):
@@ -83,8 +85,6 @@ class WriteStatsFn(beam.DoFn):
             logger.error("record counts do not add up: %s", stats)
         with FileSystems.create(self.cfg.path(STATS)) as f:
             f.write(json.dumps(stats, indent=2, sort_keys=True).encode())
-        with FileSystems.create(self.cfg.path(COMPLETED)) as f:
-            f.write(b"")
         yield stats
 
 

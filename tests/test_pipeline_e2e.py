@@ -246,7 +246,7 @@ def test_a_malformed_kb_stops_the_run_before_anything_is_written(tmp_path, tiny_
 
 def test_a_refresh_reads_earlier_dead_letters_line_by_line(tmp_path):
     from relbridge.pipeline.dead_letter import dead_letter, to_json
-    from relbridge.pipeline.main import existing_outputs
+    from relbridge.pipeline.output import existing_outputs
 
     (tmp_path / "dead_letter").mkdir()
     letters = [  # JSON keeps U+2028 raw (ensure_ascii=False); only \n ends a letter
