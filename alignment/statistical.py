@@ -55,7 +55,9 @@ class EflomalConfig:
         / 19.6 (en-fr / ro-en / zh-en, intersection). The caller passes the
         links (`eflomal_align`'s ``prior_links``).
 
-    eflomal samples at random, so links vary slightly from run to run.
+    eflomal samples at random, so links vary slightly from run to run: eflomal
+    2.0.0 seeds its sampler from ``/dev/urandom`` and has no seed option (see
+    `NOT_SEEDABLE`), so a pipeline run with eflomal is not byte-reproducible.
     """
 
     model: int = 3
@@ -78,6 +80,12 @@ class EflomalConfig:
             )
         if not 0 < self.null_prior < 1:
             raise ValueError(f"null_prior must be in (0, 1), got {self.null_prior}")
+
+
+NOT_SEEDABLE = (
+    "eflomal 2.0.0 seeds its sampler from /dev/urandom and has no seed option, so its links "
+    "differ between runs; run with --align-statistical off for byte-identical shards"
+)
 
 
 def _read_links(path: str) -> list[list[tuple[int, int]]]:

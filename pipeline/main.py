@@ -22,6 +22,7 @@ import logging
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from relbridge.alignment.statistical import NOT_SEEDABLE
 from relbridge.data_specs.encoders import check_model_name
 from relbridge.pipeline.align import AlignWords
 from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG
@@ -135,4 +136,15 @@ def run_config(
         staged = dataclasses.replace(cfg, write=dataclasses.replace(cfg.write, output=staging))
         build_pipeline(p, staged, done)
         p.run().wait_until_finish()
-        return out.publish()
+        return out.publish(extra={"reproducible": reproducibility(cfg)})
+
+
+def reproducibility(cfg: PipelineConfig) -> dict:
+    """Whether the same input and config give byte-identical shards, and why not.
+
+    Every step but eflomal is deterministic (shards are hashed and sorted,
+    see `pipeline.write_shards`); eflomal cannot be seeded.
+    """
+    if cfg.align.statistical == "off":
+        return {"byte_identical": True}
+    return {"byte_identical": False, "why": NOT_SEEDABLE}

@@ -50,6 +50,7 @@ class PipelineConfig:
         """A short hash of the config (minus the run id) and the input files."""
         body = self.to_dict()
         body["write"].pop("run_id")
+        body["write"].pop("output")  # where, not what: one run gives the same files anywhere
         body.pop("overwrite")  # how to treat an old output, not what this run writes
         for how in ("num_threads", "compile"):  # how to compute, not what: same links
             body["align"].pop(how)

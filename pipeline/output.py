@@ -312,6 +312,9 @@ class OutputFolder:
         with FileSystems.open(FileSystems.join(self.staging, STATS)) as f:
             run_stats = json.loads(f.read())
         old_stats = self._old_stats() if self.refresh else {}
+        # only the files the pipeline reported: a retried worker may have left others
+        written = set(run_stats["shard_files"] + run_stats["dead_letter_files"])
+        _delete([p for p in data_files(self.staging) if p not in written])
         if self.local:
             self._complete_staging()
             stats = folder_stats(self.staging, self.output, run_stats, old_stats, extra)
