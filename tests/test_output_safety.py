@@ -210,3 +210,13 @@ def test_identical_runs_give_identical_shards_or_say_why_not(tmp_path, tiny_enco
         assert files_c[name] == files_d[name], name
     for name, data in {**files_c, **files_d}.items():
         assert name.split("-")[2] == hashlib.sha1(data).hexdigest()[:12]
+
+
+def test_an_unparseable_beam_flag_is_an_error(tmp_path, tiny_encoder, capsys):
+    from relbridge.cli.main import main
+
+    argv = base_argv(tmp_path, tiny_encoder, CORPUS, "--runnr", "DirectRunner")
+    assert main(["run", *argv]) == 2
+    err = capsys.readouterr().err
+    assert "--runnr" in err and "did you mean --runner?" in err
+    assert not (tmp_path / "out").exists()  # refused before anything ran
