@@ -29,7 +29,13 @@ from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG
 from relbridge.pipeline.ingest import ReadBitext
 from relbridge.pipeline.label import LabelWithKb, read_kb
 from relbridge.pipeline.options import PipelineConfig, add_arguments, config_from_args
-from relbridge.pipeline.output import Handled, OutputFolder, existing_outputs, write_config
+from relbridge.pipeline.output import (
+    Handled,
+    OutputFolder,
+    existing_outputs,
+    warn_if_refresh_missed,
+    write_config,
+)
 from relbridge.pipeline.project import ProjectLabels
 from relbridge.pipeline.tokenize import Tokenize
 from relbridge.pipeline.write_shards import WriteShards
@@ -136,7 +142,9 @@ def run_config(
         staged = dataclasses.replace(cfg, write=dataclasses.replace(cfg.write, output=staging))
         build_pipeline(p, staged, done)
         p.run().wait_until_finish()
-        return out.publish(extra={"reproducible": reproducibility(cfg)})
+        stats = out.publish(extra={"reproducible": reproducibility(cfg)})
+    warn_if_refresh_missed(done, cfg.ingest.name, stats)
+    return stats
 
 
 def reproducibility(cfg: PipelineConfig) -> dict:

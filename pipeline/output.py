@@ -99,9 +99,10 @@ class Handled:
         """Whether an input line's dead letter was written before."""
         return (letter["source_file"], letter["line"]) in self.lines
 
-    def corpora(self) -> set[str]:
-        """The corpus names in the shard rows' pair ids (``<corpus>:<id>``)."""
-        return {pair_id.rsplit(":", 1)[0] for pair_id in self.pair_ids}
+    def other_corpora(self, name: str) -> set[str]:
+        """The corpus names other than ``name`` in the shard rows' pair ids (``<corpus>:<id>``)."""
+        mine = f"{name}:"
+        return {p.split(":", 1)[0] for p in self.pair_ids if not p.startswith(mine)}
 
     def fingerprint(self) -> str:
         import hashlib
@@ -455,6 +456,26 @@ def folder_stats(
     if not stats["balanced"]:
         logger.error("record counts of %s do not add up: %s", output, stats)
     return stats
+
+
+def warn_if_refresh_missed(done: Handled, corpus_name: str, stats: dict) -> None:
+    """Warns when a refresh skipped nothing in a folder of another corpus name's rows.
+
+    A pair id starts with the corpus name, by default the corpus file's name:
+    the grown corpus arriving under a new file name gets new ids, and every
+    pair it shares with the folder is added a second time.
+    """
+    others = done.other_corpora(corpus_name)
+    if done and others and not stats["run"].get("skipped_existing"):
+        logger.warning(
+            "--skip-existing skipped nothing: pair ids start with the corpus name, and the "
+            "folder's rows are of corpus %s, this run's of %r; if this is the same corpus under "
+            "a new file name, rerun with --corpus-name %s (pairs in both are now twice in %s)",
+            ", ".join(sorted(others)),
+            corpus_name,
+            sorted(others)[0],
+            stats["shard_files"][0].rsplit("/shards/", 1)[0] if stats["shard_files"] else "",
+        )
 
 
 def write_config(path: str, cfg) -> None:

@@ -220,3 +220,25 @@ def test_an_unparseable_beam_flag_is_an_error(tmp_path, tiny_encoder, capsys):
     err = capsys.readouterr().err
     assert "--runnr" in err and "did you mean --runner?" in err
     assert not (tmp_path / "out").exists()  # refused before anything ran
+
+
+def test_a_refresh_of_a_renamed_corpus_file_warns_and_names_corpus_name(
+    tmp_path, tiny_encoder, caplog
+):
+    run(base_argv(tmp_path, tiny_encoder, CORPUS))
+    grown = CORPUS + ["5\tMerkel visited Hamburg .\tMerkel besuchte Hamburg ."]
+    argv = base_argv(tmp_path, tiny_encoder, grown, "--skip-existing", name="toy-v2.tsv")
+    with caplog.at_level("WARNING"):
+        stats = run(argv)
+    assert stats["run"]["skipped_existing"] == 0  # every pair again, under new ids
+    (warning,) = [r.getMessage() for r in caplog.records if "skipped nothing" in r.getMessage()]
+    assert "--corpus-name toy" in warning and "'toy-v2'" in warning
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # as the warning says: nothing is added twice
+        grown.append("6\tParis is a city .\tParis ist eine Stadt .")
+        stats = run(base_argv(tmp_path, tiny_encoder, grown, "--skip-existing", "--corpus-name",
+                              "toy", name="toy-v3.tsv"))  # fmt: skip
+    # toy:1-3 are skipped; the bad line 4 is dead-lettered again (dead letters are
+    # known by file and line) and line 5 is added as toy:5 beside toy-v2:5
+    assert stats["run"]["rows"] == 2 and stats["run"]["skipped_existing"] == 3
+    assert not [r for r in caplog.records if "skipped nothing" in r.getMessage()]
