@@ -23,7 +23,6 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from relbridge.alignment.statistical import NOT_SEEDABLE
-from relbridge.data_specs.encoders import check_model_name
 from relbridge.pipeline.align import AlignWords
 from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG
 from relbridge.pipeline.ingest import ReadBitext
@@ -39,6 +38,7 @@ from relbridge.pipeline.output import (
 from relbridge.pipeline.project import ProjectLabels
 from relbridge.pipeline.tokenize import Tokenize
 from relbridge.pipeline.write_shards import WriteShards
+from relbridge.runtime.encoders import check_model_name
 
 logger = logging.getLogger(__name__)
 
