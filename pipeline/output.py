@@ -161,7 +161,8 @@ class OutputLock:
                 raise ValueError(
                     f"{self.output} is in use by another run (run {other.get('run_id', '?')}, "
                     f"pid {other.get('pid', '?')} on {other.get('host', '?')}, "
-                    f"since {other.get('since', '?')}): wait for it to end or choose another --output"
+                    f"since {other.get('since', '?')}): wait for it to end or choose another "
+                    "--output"
                 ) from None
             try:  # the holder before us may have unlinked the file we opened
                 if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
@@ -393,7 +394,7 @@ def _write_json(path: str, content) -> None:
 
 
 def count_folder(folder: str) -> tuple[int, int]:
-    """Rows in ``folder/shards`` and dead letters in ``folder/dead_letter``, as a reader finds them."""
+    """Rows in ``folder/shards`` and letters in ``folder/dead_letter``, as a reader finds them."""
     import pyarrow.parquet as pq
 
     rows = 0
@@ -432,7 +433,8 @@ def folder_stats(
         old_inputs = old_stats.get("input_records", 0)
         counts = Counter(old_stats.get("counts", {}))
     else:
-        counts, old_inputs = Counter(), rows + letters - run_stats["rows"] - run_stats["dead_letters"]
+        counts = Counter()
+        old_inputs = rows + letters - run_stats["rows"] - run_stats["dead_letters"]
     counts.update({k: v for k, v in run_stats["counts"].items() if k != "skipped_existing"})
     rename = lambda p: FileSystems.join(output, p[len(folder) + 1 :])
     files = data_files(folder)
