@@ -194,7 +194,7 @@ def test_identical_runs_give_identical_shards_or_say_why_not(tmp_path, tiny_enco
     ]
     off = ("--align-statistical", "off", "--num-shards", "3")
     a = run(base_argv(tmp_path, tiny_encoder, lines, *off, out="a"))
-    workers = ("--direct_running_mode", "multi_processing", "--direct_num_workers", "2")
+    workers = ("--direct_running_mode", "multi_threading", "--direct_num_workers", "2")
     run(base_argv(tmp_path, tiny_encoder, lines, *off, *workers, out="b"))
     assert a["reproducible"] == {"byte_identical": True} and a["rows"] == 13
     assert output_files(tmp_path / "a") == output_files(tmp_path / "b")  # names and bytes
