@@ -222,10 +222,12 @@ class OutputFolder:
 
     def __init__(self, cfg: WriteConfig, overwrite: bool = False, refresh: bool = False):
         self.output = cfg.output.rstrip("/") or cfg.output
+        self.local = is_local(self.output)
+        if self.local:  # one lock and one swap however the folder is named (symlinks)
+            self.output = os.path.realpath(self.output)
         self.run_id = cfg.run_id
         self.overwrite = overwrite
         self.refresh = refresh
-        self.local = is_local(self.output)
         parent, name = FileSystems.split(self.output)
         self._parent, self._name = parent, name
         self._lock = OutputLock(self.output, cfg.run_id) if self.local else None
@@ -316,6 +318,8 @@ class OutputFolder:
         old_stats = self._old_stats() if self.refresh else {}
         # only the files the pipeline reported: a retried worker may have left others
         written = set(run_stats["shard_files"] + run_stats["dead_letter_files"])
+        if self.refresh:  # a refresh adds no empty files beside the old ones
+            written = {p for p in written if not _is_empty(p)}
         _delete([p for p in data_files(self.staging) if p not in written])
         if self.local:
             self._complete_staging()
@@ -378,6 +382,16 @@ class OutputFolder:
         FileSystems.copy(staged, targets)
         if not self.refresh:
             _delete(sorted(set(data_files(self.output)) - set(targets)))
+
+
+def _is_empty(path: str) -> bool:
+    """A shard without rows, or a dead-letter file without letters."""
+    if path.endswith(".jsonl"):
+        return FileSystems.match([path])[0].metadata_list[0].size_in_bytes == 0
+    import pyarrow.parquet as pq
+
+    with FileSystems.open(path) as f:
+        return pq.ParquetFile(f).metadata.num_rows == 0
 
 
 def glob_dirs(folder: str, pattern: str) -> list[str]:

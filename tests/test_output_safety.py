@@ -178,6 +178,7 @@ def test_stats_json_of_a_refresh_describes_the_whole_folder(tmp_path, tiny_encod
     stats = run(argv + ["--skip-existing"])  # nothing new
     assert (stats["rows"], stats["run"]["rows"], stats["run"]["skipped_existing"]) == (4, 0, 5)
     assert stats["balanced"] and stats["rows"] == shard_rows(out)
+    assert len(stats["shard_files"]) == 2 and len(stats["dead_letter_files"]) == 1  # no empty files
 
 
 def output_files(out: Path) -> dict[str, bytes]:
