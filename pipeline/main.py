@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import logging
 
 import apache_beam as beam
@@ -126,8 +125,7 @@ def run_config(
     with OutputFolder(cfg.write, overwrite=cfg.overwrite, refresh=cfg.skip_existing) as out:
         done = existing_outputs(cfg.write.output) if cfg.skip_existing else Handled()
         if done:
-            # A refresh writes new files beside the old ones, never over them.
-            run_id = hashlib.sha1((cfg.write.run_id + done.fingerprint()).encode()).hexdigest()[:10]
+            run_id = done.refresh_run_id(cfg.write.run_id)
             cfg = dataclasses.replace(cfg, write=dataclasses.replace(cfg.write, run_id=run_id))
             logger.info(
                 "refresh: %d pair ids and %d dead-lettered lines already in %s",

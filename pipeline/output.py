@@ -34,6 +34,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -105,10 +106,12 @@ class Handled:
         return {p.split(":", 1)[0] for p in self.pair_ids if not p.startswith(mine)}
 
     def fingerprint(self) -> str:
-        import hashlib
-
         keys = sorted(self.pair_ids) + [f"{f}\x1f{n}" for f, n in sorted(self.lines)]
         return hashlib.sha1("\n".join(keys).encode()).hexdigest()
+
+    def refresh_run_id(self, run_id: str) -> str:
+        """A refresh's run id: its files go beside the old ones, never over them."""
+        return hashlib.sha1((run_id + self.fingerprint()).encode()).hexdigest()[:10]
 
 
 def existing_outputs(output: str) -> Handled:
