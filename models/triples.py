@@ -29,7 +29,9 @@ Each triple keeps its ``mentions`` count and its ``max_evidence`` most confident
 mentions (file, line, input id, sentence, surface strings, confidence, model),
 and ``in_kb`` says whether a linked triple is already a KB fact, so that new
 facts can be reviewed apart from known ones. Mentions below ``min_confidence``
-are counted, not used.
+are counted, not used, and so are records of no relation: `extract` writes
+a ``relation: "NA"`` record for every marked pair whose two entities it finds
+unrelated, and ``NA`` is never a fact (counted as ``no_relation``).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from relbridge.data_specs.formats import KnowledgeBase
+from relbridge.data_specs.relations import NA
 
 AGGREGATIONS = ("max", "noisy-or")
 EVIDENCE_KEYS = ("source_file", "line", "id", "text", "subject", "object", "confidence", "model")
@@ -142,24 +145,28 @@ def aggregate_triples(
 
     Args:
       records: ``(where, record)``, ``where`` naming the record's file and line
-        for error messages; records are `extract`'s, NA-free.
+        for error messages; records are `extract`'s (``NA`` records are
+        counted as ``no_relation``, never made triples).
       cfg: thresholds and the aggregation.
       kb: links entities and marks known facts when given.
 
     Returns:
       The triples, most confident first (ties by key, so the order is stable),
-      and counts: ``records`` = ``used`` + ``below_threshold`` +
-      ``type_mismatch``; ``triples``, of which ``in_kb`` and ``new`` (both
+      and counts: ``records`` = ``used`` + ``no_relation`` +
+      ``below_threshold`` + ``type_mismatch``; ``triples``, of which ``in_kb`` and ``new`` (both
       entities linked) and ``unlinked``.
     """
     linker = EntityLinker(kb) if kb is not None else None
     facts = kb.triples if kb is not None else frozenset()
     signatures = kb.relation_signatures() if kb is not None and cfg.check_types else {}
     triples: dict[tuple, _Triple] = {}
-    counts = Counter(records=0, used=0, below_threshold=0, type_mismatch=0)
+    counts = Counter(records=0, used=0, no_relation=0, below_threshold=0, type_mismatch=0)
     for order, (where, record) in enumerate(records):
         record = _check_record(record, where)
         counts["records"] += 1
+        if record["relation"] == NA:
+            counts["no_relation"] += 1
+            continue
         p = float(record["confidence"])
         if p < cfg.min_confidence:
             counts["below_threshold"] += 1
@@ -223,6 +230,7 @@ def aggregate_triples(
         for k in (
             "records",
             "used",
+            "no_relation",
             "below_threshold",
             "type_mismatch",
             "triples",

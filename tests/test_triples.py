@@ -71,7 +71,8 @@ def test_mentions_merge_into_one_triple_per_fact():
     ]
     rows = [(f"in.txt:{r['line']}", r) for r in records]
     triples, counts = aggregate_triples(rows, TriplesConfig(max_evidence=2), KB)
-    assert counts == {"records": 8, "used": 7, "below_threshold": 1, "type_mismatch": 0,
+    assert counts == {"records": 8, "used": 7, "no_relation": 0, "below_threshold": 1,
+                      "type_mismatch": 0,
                       "triples": 4, "in_kb": 1, "new": 1, "unlinked": 2}  # fmt: skip
     assert [t["confidence"] for t in triples] == [0.95, 0.9, 0.8, 0.55]  # most confident first
     paris, merkel, cdu, georgia = triples
@@ -105,6 +106,29 @@ def test_without_a_kb_entities_are_their_names():
     assert triples[0]["confidence"] == 1.0 and triples[0]["in_kb"] is None
     assert triples[0]["subject_id"] is None and triples[0]["subject"] in {"Merkel", "merkel"}
     assert not math.isnan(triples[0]["confidence"])
+
+
+def test_no_relation_records_are_counted_never_published(tmp_path, capsys):
+    """`extract` writes ``relation: "NA"`` for every marked pair it finds unrelated (issue 16)."""
+    records = [
+        _rec("Merkel", "NA", "Hamburg", 0.99999, 1),  # linked, not a KB fact: would be "new"
+        _rec("Kim", "NA", "Lyon", 0.9, 2),
+        _rec("Merkel", "per:city_of_birth", "Hamburg", 0.9, 3),
+    ]
+    rows = [(f"in.txt:{r['line']}", r) for r in records]
+    triples, counts = aggregate_triples(rows, TriplesConfig(), KB)
+    assert [t["relation"] for t in triples] == ["per:city_of_birth"]
+    assert (counts["records"], counts["used"], counts["no_relation"]) == (3, 1, 2)
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    (kb / "entities.tsv").write_text("Q1\tPER\ten\tMerkel\nQ2\tLOC\ten\tHamburg\n")
+    (kb / "triples.tsv").write_text("Q2\tper:city_of_birth\tQ1\n")
+    src, out = tmp_path / "in.jsonl", tmp_path / "kg.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in records[:2]))
+    argv = ["triples", "--input", str(src), "--output", str(out), "--kb", str(kb), "--only-new"]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["no_relation"], summary["written"], out.read_text()) == (2, 0, "")
 
 
 @pytest.mark.parametrize(
