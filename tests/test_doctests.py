@@ -11,6 +11,7 @@ MODULES = [
     "relbridge.alignment.projection_eval",
     "relbridge.models.extract",
     "relbridge.models.tagging",
+    "relbridge.models.triples",
 ]
 
 
