@@ -2,6 +2,7 @@
 
     ReadBitext -> [SkipExisting] -> Redistribute -> Tokenize -> LabelWithKb -> AlignWords
       -> ProjectLabels -> WriteShards
+                       -> HarvestAliases (aliases.jsonl: the entities' projected names)
 
 Run it with ``relbridge run --corpus ... --kb ... --src-lang en --tgt-lang de
 --output DIR [Beam flags]``; any flag we do not know goes to Beam's
@@ -28,6 +29,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from relbridge.data_specs.encoders import check_model_name
 from relbridge.pipeline.align import AlignWords
 from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG
+from relbridge.pipeline.harvest import ALIASES, HarvestAliases, HarvestConfig
 from relbridge.pipeline.ingest import ReadBitext, open_text
 from relbridge.pipeline.label import LabelWithKb, read_kb
 from relbridge.pipeline.options import PipelineConfig, add_arguments, config_from_args
@@ -171,6 +173,10 @@ def build_pipeline(p: beam.Pipeline, cfg: PipelineConfig, done: Handled = Handle
     )
     dead_letters.append(aligned[DEAD_LETTER_TAG])
     projected = aligned.rows | "ProjectLabels" >> ProjectLabels(cfg.project)
+    harvest = HarvestConfig(
+        cfg.write.path(ALIASES), previous=cfg.write.path(ALIASES) if done else None
+    )
+    harvested = projected.rows | "HarvestAliases" >> HarvestAliases(harvest)
 
     all_dead = dead_letters | "MergeDeadLetters" >> beam.Flatten()
     return {
@@ -178,7 +184,7 @@ def build_pipeline(p: beam.Pipeline, cfg: PipelineConfig, done: Handled = Handle
         "dead_letter": all_dead,
         "input_records": input_records,
         "skipped": skipped,
-        "counts": projected.counts,
+        "counts": (projected.counts, harvested) | "MergeStageCounts" >> beam.Flatten(),
     } | "WriteShards" >> WriteShards(cfg.write)
 
 
