@@ -12,9 +12,13 @@ add to the KB so that German text links to entities with English names only.
     counts = projected_rows | HarvestAliases(HarvestConfig(output="out/aliases.jsonl"))
 
 A name is the target text under the projected span (raw characters, so a
-Chinese name has no spaces added between its words). A projected mention
-that projection retyped is not a name of its entity (``belgischen`` for
-*Belgium*, typed ``MISC``) and is counted as ``harvest:retyped`` instead.
+Chinese name has no spaces added between its words). Two kinds of projected
+mention are counted instead of harvested: one that projection retyped is not
+a name of its entity (``belgischen`` for *Belgium*, typed ``MISC``;
+``harvest:retyped``), and one whose source text is no name (`looks_like_name`:
+raw KB aliases such as ``human``, ``attack`` or ``1`` match common words and
+numbers, whose translations, ``Menschen`` or ``Angriff``, would then link every
+German sentence to an entity; ``harvest:not_a_name``).
 
 The file is sorted, so the same rows give the same bytes in any runner; it is
 written to a temporary name and renamed, so a reader sees the old file or the
@@ -22,7 +26,7 @@ new one, never half of one. With ``HarvestConfig.previous`` (a refresh), the
 earlier file's names and counts are merged in, so the file always describes
 every row of the output folder. The transform returns a PCollection of one
 `Counter` (``harvest:entities``, ``harvest:names``, ``harvest:mentions``,
-``harvest:retyped``), emitted after the file is in place: `WriteShards` sums
+``harvest:retyped``, ``harvest:not_a_name``), emitted after the file is in place: `WriteShards` sums
 it into ``stats.json``, so ``COMPLETED`` is never written before the file.
 """
 
@@ -70,10 +74,23 @@ class HarvestConfig:
     previous: str | None = None
 
 
+def looks_like_name(text: str) -> bool:
+    """Whether a source mention's text can be a name: it has a letter, and a capital
+    if its script has case (``human`` and ``2019`` are not; ``iPhone``, ``习近平`` are).
+
+    >>> [looks_like_name(t) for t in ("human", "2019", "iPhone", "习近平", "U.S.")]
+    [False, False, True, True, True]
+    """
+    letters = [c for c in text if c.isalpha()]
+    cased = [c for c in letters if c.lower() != c.upper()]
+    return bool(letters) and (not cased or any(c.isupper() for c in cased))
+
+
 def projected_names(row: ShardRow) -> Iterator[tuple[NameKey, Stats] | str]:
     """The (entity, language, name) of each projected mention of a row, with its stats.
 
-    Yields ``"retyped"`` for a mention that projection retyped (not a name).
+    Yields the reason instead (``"retyped"``, ``"not_a_name"``) for a mention
+    that is not harvested (see the module docstring).
     """
     try:
         offsets = token_offsets(row.tgt_text, row.tgt_tokens)
@@ -83,6 +100,9 @@ def projected_names(row: ShardRow) -> Iterator[tuple[NameKey, Stats] | str]:
         source = row.src_mentions[m.source_index]
         if m.type != source.type:
             yield "retyped"
+            continue
+        if not looks_like_name(source.text or " ".join(row.src_tokens[source.start : source.end])):
+            yield "not_a_name"
             continue
         if offsets is not None:
             name = row.tgt_text[offsets[m.start][0] : offsets[m.end - 1][1]]
@@ -169,7 +189,7 @@ class HarvestAliases(beam.PTransform):
     def expand(self, rows):
         # found: (entity id, type, lang, name) -> (1, confidence, (pair id,)), or "retyped"
         found = rows | "ProjectedNames" >> beam.FlatMap(projected_names)
-        names, retyped = found | "SplitRetyped" >> beam.Partition(
+        names, skipped = found | "SplitSkipped" >> beam.Partition(
             lambda x, _: int(isinstance(x, str)), 2
         )
         sources = [names]
@@ -191,9 +211,9 @@ class HarvestAliases(beam.PTransform):
             | "AllNames" >> beam.combiners.ToList()
             | "WriteAliasFile" >> beam.Map(lambda names: write_alias_file(sorted(names), output))
         )
-        retyped_count = (
-            retyped
-            | "CountRetyped" >> beam.combiners.Count.Globally()
-            | "RetypedCounter" >> beam.Map(lambda n: Counter({"harvest:retyped": n}))
+        skipped_counts = (
+            skipped
+            | "CountSkipped" >> beam.combiners.Count.PerElement()
+            | "SkippedCounter" >> beam.MapTuple(lambda reason, n: Counter({f"harvest:{reason}": n}))
         )
-        return (written, retyped_count) | "HarvestCounts" >> beam.Flatten()
+        return (written, skipped_counts) | "HarvestCounts" >> beam.Flatten()

@@ -12,6 +12,7 @@ MODULES = [
     "relbridge.models.extract",
     "relbridge.models.tagging",
     "relbridge.models.triples",
+    "relbridge.pipeline.harvest",
 ]
 
 

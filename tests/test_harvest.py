@@ -34,6 +34,7 @@ ROWS = [
          [("Q30", "LOC", (0, 2), (2, 4), "LOC", 0.7)]),
     _row("p0", "the United States", "die USA", "de", [("Q30", "LOC", (1, 3), (1, 2), "LOC", 1.0)]),
     _row("p3", "Xi Jinping spoke", "习近平讲话", "zh", [("Q15", "PER", (0, 2), (0, 3), "PER", 0.6)]),
+    _row("p4", "every human", "jeder Mensch", "de", [("Q5", "MISC", (1, 2), (1, 2), "MISC", 1.0)]),
 ]  # fmt: skip
 
 
@@ -44,6 +45,7 @@ def test_a_projected_mention_is_a_name_in_the_raw_target_text():
     ]
     (name,) = projected_names(ROWS[3])
     assert name[0] == ("Q15", "PER", "zh", "习近平")  # no spaces between its words
+    assert list(projected_names(ROWS[4])) == ["not_a_name"]  # a raw KB alias that is a common noun
 
 
 def test_harvest_counts_names_per_entity_and_merges_an_earlier_file(tmp_path):
@@ -60,7 +62,7 @@ def test_harvest_counts_names_per_entity_and_merges_an_earlier_file(tmp_path):
         assert_that(
             counts,
             equal_to([{"harvest:entities": 2, "harvest:names": 3, "harvest:mentions": 7},
-                      {"harvest:retyped": 1}]),
+                      {"harvest:retyped": 1}, {"harvest:not_a_name": 1}]),
         )  # fmt: skip
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert [e["id"] for e in lines] == ["Q15", "Q30"]  # sorted: the same bytes in any runner
