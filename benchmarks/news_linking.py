@@ -86,13 +86,13 @@ def distant_supervision(run_dir: str, kb, kb_dir: str) -> dict:
     per_relation, per_kbp37 = Counter(), Counter()
     projected_relation, projected_kbp37 = Counter(), Counter()
     positives = projected_positives = na = 0
-    rows_with_mentions = rows_with_facts = 0
+    rows_with_mentions = rows_with_facts = rows_with_kbp37 = 0
     for row in rows:
         rows_with_mentions += bool(row.src_mentions)
         for m in row.src_mentions:
             types[m.type] += 1
             entities.add(m.kb_id)
-        has_fact = False
+        has_fact = has_kbp37 = False
         for rel in row.relations:
             if rel.label == NA:
                 na += 1
@@ -105,9 +105,11 @@ def distant_supervision(run_dir: str, kb, kb_dir: str) -> dict:
             s, o = row.src_mentions[rel.subject].kb_id, row.src_mentions[rel.object].kb_id
             kbp = mapped(s, rel.label, o)
             if kbp:
+                has_kbp37 = True
                 per_kbp37[kbp[0]] += 1
                 projected_kbp37[kbp[0]] += rel.projected
         rows_with_facts += has_fact
+        rows_with_kbp37 += has_kbp37
     src = sum(types.values())
     tgt = sum(len(r.tgt_mentions) for r in rows)
     return {
@@ -122,6 +124,7 @@ def distant_supervision(run_dir: str, kb, kb_dir: str) -> dict:
         "projected_mentions": tgt,
         "projected_mention_share": round(tgt / src, 4) if src else None,
         "rows_with_a_fact": rows_with_facts,
+        "rows_with_a_kbp37_fact": rows_with_kbp37,
         "relation_instances": positives,
         "na_instances": na,
         "projected_relation_instances": projected_positives,
@@ -173,12 +176,22 @@ def link_shares(linker: EntityLinker, mentions) -> dict:
     }  # fmt: skip
 
 
+def silver_spans(rows) -> set[tuple[str, int, int]]:
+    """``(pair id, start, end)`` of the target mentions that `silver_mentions` keeps."""
+    return {
+        (row.pair_id, m.start, m.end)
+        for row in rows
+        for m, item in zip(row.tgt_mentions, projected_names(row))
+        if isinstance(item, tuple)
+    }
+
+
 def text_mentions(kb, rows, lang: str, alias_langs: list[str]) -> dict:
     """KB mentions in the held-out raw target sentences (section 3)."""
     start = time.perf_counter()
     finder = TextMentions(kb, lang, alias_langs)
     built = time.perf_counter() - start
-    silver = {(r.pair_id, m.start, m.end) for r in rows for m in r.tgt_mentions}
+    silver = silver_spans(rows)
     found = hits = 0
     start = time.perf_counter()
     for row in rows:

@@ -89,8 +89,9 @@ def looks_like_name(text: str) -> bool:
 def projected_names(row: ShardRow) -> Iterator[tuple[NameKey, Stats] | str]:
     """The (entity, language, name) of each projected mention of a row, with its stats.
 
-    Yields the reason instead (``"retyped"``, ``"not_a_name"``) for a mention
-    that is not harvested (see the module docstring).
+    Yields one item per projected mention, in order: the reason instead
+    (``"retyped"``, ``"not_a_name"``) for a mention that is not harvested (see
+    the module docstring).
     """
     try:
         offsets = token_offsets(row.tgt_text, row.tgt_tokens)
@@ -109,8 +110,10 @@ def projected_names(row: ShardRow) -> Iterator[tuple[NameKey, Stats] | str]:
         else:
             name = " ".join(row.tgt_tokens[m.start : m.end])
         name = " ".join(name.split())
-        if name:
-            yield (source.kb_id, source.type, row.tgt_lang, name), (1, m.confidence, (row.pair_id,))
+        if not name:  # not expected: tokens are never blank
+            yield "empty"
+            continue
+        yield (source.kb_id, source.type, row.tgt_lang, name), (1, m.confidence, (row.pair_id,))
 
 
 def merge_stats(stats: Iterable[Stats]) -> Stats:

@@ -136,3 +136,30 @@ def test_harvested_names_link_german_text_to_english_only_entities(tmp_path, cap
         assert summary["in_kb"] == (linked is not None)
     assert main([*argv, "--kb-aliases", str(aliases), "--kb-aliases-min-count", "3"]) == 0
     assert json.loads(capsys.readouterr().out)["in_kb"] == 0
+
+
+def test_news_linking_benchmark_maps_relations_and_scores_links(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "news_linking.py"
+    spec = importlib.util.spec_from_file_location("news_linking", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    kb = KnowledgeBase(
+        {"Q1": Entity("Q1", "ORG", {"en": ("Acme",)}), "Q2": Entity("Q2", "LOC", {"en": ("Bonn",)}),
+         "Q3": Entity("Q3", "LOC", {"en": ("Germany", "Bonn")})},
+        frozenset({("Q1", "P159", "Q2"), ("Q1", "P159", "Q3")}),
+    )  # fmt: skip
+    rule = {"kbp37": "org:city_of_headquarters", "reverse": False, "subject_type": None,
+            "object_type": None, "object_level": ["city"]}  # fmt: skip
+    (tmp_path / "relation_map.json").write_text(json.dumps({"P159": [rule]}))
+    (tmp_path / "location_levels.tsv").write_text("Q2\tcity\nQ3\tcountry\n")
+    mapped = bench.kbp37_mapper(kb, str(tmp_path))
+    assert mapped("Q1", "P159", "Q2") == ("org:city_of_headquarters", False)
+    assert mapped("Q1", "P159", "Q3") is None and mapped("Q1", "P17", "Q2") is None
+    mentions = [("p", "Q1", "ORG", "ACME"), ("p", "Q2", "LOC", "Bonn"), ("p", "Q3", "LOC", "Bonn"),
+                ("p", "Q3", "LOC", "Deutschland")]  # fmt: skip
+    shares = bench.link_shares(EntityLinker(kb), mentions)
+    assert (shares["linked_right"], shares["ambiguous_with_right"], shares["unknown"]) == (1, 2, 1)
+    assert shares["linked_share"] == 0.25
