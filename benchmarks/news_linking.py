@@ -10,10 +10,11 @@ pair. Prints, as one JSON document:
    projected share of mentions and of relation instances;
 2. linking of the held-out run's target-language entity mentions (its projected
    mentions, not retyped: silver spans with a KB id) by their surface string
-   alone (`relbridge.models.triples.EntityLinker`, the linker of ``relbridge
-   triples``), with the KB alone and with the KB plus the harvest run's
-   aliases at each ``--min-count``: the share linked, linked to the right
-   entity, and left ambiguous or unknown;
+   (`relbridge.models.triples.EntityLinker`, the linker of ``relbridge
+   triples``), untyped and typed (with the silver type, which is the right
+   entity's: an upper bound for a tagger's types), with the KB alone and with
+   the KB plus the harvest run's aliases at each ``--min-count``: the share
+   linked, linked to the right entity, and left ambiguous or unknown;
 3. KB mentions found in the held-out run's raw target sentences
    (`relbridge.pipeline.label.TextMentions`, what ``relbridge extract --kb``
    uses), with and without the harvested aliases: mentions per sentence and
@@ -153,11 +154,11 @@ def silver_mentions(rows) -> list[tuple[str, str, str, str]]:
     return out
 
 
-def link_shares(linker: EntityLinker, mentions) -> dict:
-    """How the linker does on silver mentions by their surface string and type (section 2)."""
+def link_shares(linker: EntityLinker, mentions, typed: bool = True) -> dict:
+    """How the linker does on silver mentions by their surface string (and type) (section 2)."""
     counts = Counter()
     for _, kb_id, etype, name in mentions:
-        link = linker.link(name, etype)
+        link = linker.link(name, etype if typed else "")
         if link.id:
             counts["linked_right" if link.id == kb_id else "linked_wrong"] += 1
         elif link.candidates:
@@ -241,8 +242,11 @@ def main(argv=None) -> dict:
     kbs = {"kb": kb}
     for n in (int(x) for x in args.min_counts.split(",")):
         kbs[f"kb+harvested(min_count={n})"] = add_aliases(kb, load_alias_files([aliases], n))
+    linkers = {name: EntityLinker(k) for name, k in kbs.items()}
     result["linking_heldout_mentions"] = {
-        name: link_shares(EntityLinker(k), mentions) for name, k in kbs.items()
+        f"{name}, {'typed' if typed else 'untyped'}": link_shares(linker, mentions, typed)
+        for typed in (False, True)
+        for name, linker in linkers.items()
     }
     langs = [x.strip() for x in args.alias_langs.split(",") if x.strip()]
     result["raw_text_kb_mentions"] = {

@@ -7,9 +7,12 @@ evidence for it. `aggregate_triples` gets there in two steps:
 
 1. **Linking** (`EntityLinker`, optional): a surface string's candidates are
    the KB entities whose alias it is, in any language, compared after Unicode
-   (NFKC) normalisation, case folding and whitespace collapsing. One candidate
-   links. Of several, the mention's type (from the tagging head, or the KB
-   mention finder) keeps those of that type; if more than one is left, the
+   (NFKC) normalisation, case folding and whitespace collapsing. The
+   mention's type (from the tagging head, or the KB mention finder) keeps the
+   candidates of that type; when none has it, the mention stays unlinked
+   (any-language lookup makes German ``Indien`` the Dutch alias of *Induan*,
+   a geological stage typed ``MISC``; counted as ``type_conflicts``). One
+   candidate links. If more than one is left, the
    relation context decides: a candidate that takes part in a KB fact with a
    candidate of the record's other argument wins (a fact of the record's own
    relation before any other fact, in either direction). When neither picks
@@ -120,7 +123,8 @@ class Link:
 
     ``how`` says what decided a link: ``alias`` (the only candidate),
     ``type`` (the only candidate of the mention's type) or ``facts`` (the
-    only candidate with a KB fact beside the other argument).
+    only candidate with a KB fact beside the other argument); an unlinked
+    mention has ``type_conflict`` when no candidate has its type.
     """
 
     id: str | None
@@ -146,19 +150,29 @@ class EntityLinker:
         self._facts = kb.relation_index()  # (subject id, object id) -> relations
 
     def candidates(self, surface: str, entity_type: str = "") -> tuple[tuple[str, ...], str]:
-        """The KB ids a surface string may name, narrowed to ``entity_type`` when that leaves some.
+        """The KB ids a surface string may name, narrowed by the mention's type.
 
         Returns:
-          ``(ids, how)``: ``how`` is ``type`` when the type narrowed them.
+          ``(ids, how)``: ``type`` when the type narrowed them to those of that
+          type (or untyped); ``type_conflict`` when every candidate has another
+          type (the ids are returned, and must not be linked: ``Indien`` typed
+          ``LOC`` is not *Induan*, a geological stage whose Dutch alias it is);
+          else ``alias``.
         """
         ids = self._ids.get(normalize_name(surface), ())
-        typed = tuple(i for i in ids if entity_type and self._types[i] == entity_type)
-        return (typed, "type") if typed and len(typed) < len(ids) else (ids, "alias")
+        if not entity_type or not ids:
+            return ids, "alias"
+        fitting = tuple(i for i in ids if self._types[i] in (entity_type, ""))
+        if not fitting:
+            return ids, "type_conflict"
+        return (fitting, "type") if len(fitting) < len(ids) else (ids, "alias")
 
     def link(self, surface: str, entity_type: str = "") -> Link:
         """Links one mention by its alias and type alone."""
         ids, how = self.candidates(surface, entity_type)
-        return Link(ids[0], how=how) if len(ids) == 1 else Link(None, ids)
+        if len(ids) == 1 and how != "type_conflict":
+            return Link(ids[0], how=how)
+        return Link(None, ids, how="type_conflict" if how == "type_conflict" else "")
 
     def link_pair(
         self,
@@ -181,8 +195,12 @@ class EntityLinker:
         """
         sides = [self.candidates(surface, t) for surface, t in zip((subject, obj), types)]
         (subj_ids, _), (obj_ids, _) = sides
-        chosen: list[str | None] = [ids[0] if len(ids) == 1 else None for ids, _ in sides]
-        if None in chosen and subj_ids and obj_ids:
+        # a side whose candidates all have another type never links, nor vouches for the other
+        open_ = [how != "type_conflict" for _, how in sides]
+        chosen: list[str | None] = [
+            ids[0] if len(ids) == 1 and ok else None for (ids, _), ok in zip(sides, open_)
+        ]
+        if None in chosen and all(open_) and subj_ids and obj_ids:
             scored = [
                 (self._context(s, o, relation), s, o) for s in subj_ids for o in obj_ids if s != o
             ]
@@ -193,11 +211,12 @@ class EntityLinker:
                     {o for c, _, o in scored if c == best},
                 ]
                 for k, ids in enumerate(winners):
-                    if chosen[k] is None and len(ids) == 1:
+                    if chosen[k] is None and open_[k] and len(ids) == 1:
                         chosen[k] = ids.pop()
                         sides[k] = (sides[k][0], "facts")
         return tuple(
-            Link(c, how=how) if c else Link(None, ids) for c, (ids, how) in zip(chosen, sides)
+            Link(c, how=how) if c else Link(None, ids, how if how == "type_conflict" else "")
+            for c, (ids, how) in zip(chosen, sides)
         )
 
     def type_of(self, link: Link, tagged: str = "") -> str:
@@ -243,6 +262,7 @@ COUNT_KEYS = (
     "arguments_unknown",
     "linked_by_type",
     "linked_by_facts",
+    "type_conflicts",
 )
 
 
@@ -276,8 +296,9 @@ def aggregate_triples(
       ``in_kb`` and ``new`` (both entities linked) and ``unlinked``; and per
       argument of a used record, ``arguments_linked`` (of which
       ``linked_by_type`` and ``linked_by_facts`` needed the type or the
-      relation context), ``arguments_ambiguous`` (several candidates left)
-      and ``arguments_unknown`` (no alias matches).
+      relation context), ``arguments_ambiguous`` (candidates left unlinked,
+      of which ``type_conflicts`` have none of the mention's type) and
+      ``arguments_unknown`` (no alias matches).
     """
     linker = EntityLinker(kb) if kb is not None else None
     facts = kb.triples if kb is not None else frozenset()
@@ -311,6 +332,7 @@ def aggregate_triples(
             counts[f"arguments_{kind}"] += 1
             if link.how in ("type", "facts"):
                 counts[f"linked_by_{link.how}"] += 1
+            counts["type_conflicts"] += link.how == "type_conflict"
         key = tuple(
             (link.id, link.id, t) if link.id else (stable_id(record[role], t), None, t)
             for role, link, t in zip(ROLES, links, types)

@@ -115,6 +115,28 @@ def test_type_narrows_before_the_relation_context_decides():
     assert (counts["linked_by_facts"], counts["arguments_ambiguous"]) == (2, 1)
 
 
+def test_a_candidate_of_another_type_is_kept_but_never_linked():
+    linker = EntityLinker(CONTEXT_KB)
+    assert linker.link("Emory University").id == "Q9"  # untyped: the only candidate links
+    conflict = linker.link("Emory University", "PER")
+    assert (conflict.id, conflict.candidates, conflict.how) == (None, ("Q9",), "type_conflict")
+    # a KB fact with the other argument overrides the type no more than it vouches for Georgia
+    subj, obj = linker.link_pair("Emory University", "Georgia", "r", ("PER", "LOC"))
+    assert (subj.id, subj.how, obj.id, obj.candidates) == (
+        None,
+        "type_conflict",
+        None,
+        ("Q5", "Q6"),
+    )
+    record = _rec("Emory University", "per:employee_of", "Atlanta", 0.9, 1, subject_type="PER")
+    (triple,), counts = aggregate_triples([("f", record)], TriplesConfig(), CONTEXT_KB)
+    assert (triple["subject_id"], triple["subject_candidates"], counts["type_conflicts"]) == (
+        None,
+        ["Q9"],
+        1,
+    )
+
+
 def test_unlinked_entities_get_one_stable_node_across_spellings_and_runs():
     """The same name and type is one node in every run, whatever its case and spacing."""
     records = [
@@ -177,7 +199,7 @@ def test_mentions_merge_into_one_triple_per_fact():
     assert counts == {"records": 8, "used": 7, "no_relation": 0, "below_threshold": 1,
                       "type_mismatch": 0, "triples": 4, "in_kb": 1, "new": 1, "unlinked": 2,
                       "arguments_linked": 10, "arguments_ambiguous": 1, "arguments_unknown": 3,
-                      "linked_by_type": 1, "linked_by_facts": 0}  # fmt: skip
+                      "linked_by_type": 1, "linked_by_facts": 0, "type_conflicts": 0}  # fmt: skip
     assert [t["confidence"] for t in triples] == [0.95, 0.9, 0.8, 0.55]  # most confident first
     paris, merkel, cdu, georgia = triples
     assert (paris["subject"], paris["object"], paris["in_kb"]) == ("Q4", "Q2", False)  # a new fact
