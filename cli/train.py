@@ -16,6 +16,7 @@ import argparse
 import json
 import typing
 
+from relbridge.cli.triples import add_alias_arguments, with_harvested_aliases
 from relbridge.data_specs.formats import open_lines
 
 
@@ -126,8 +127,10 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--kb-alias-langs",
-        help="comma-separated languages whose KB aliases to match (default: all in the KB)",
+        help="comma-separated languages whose KB aliases to match (default: all in the KB; "
+        "the languages of --kb-aliases are added)",
     )
+    add_alias_arguments(p)
     p.set_defaults(func=_extract)
 
     bench = subparsers.add_parser("benchmark", help="benchmarks")
@@ -214,9 +217,16 @@ def _extract(args: argparse.Namespace) -> int:
 
         check_language(args.lang)
         langs = [code.strip() for code in (args.kb_alias_langs or "").split(",") if code.strip()]
-        mentions_of = TextMentions(args.kb, args.lang, langs or None)
-    elif args.lang or args.kb_alias_langs:
-        raise ValueError("--lang and --kb-alias-langs only act with --kb")
+        if args.kb_aliases:  # harvested names join the KB in memory; an index holds its own only
+            from relbridge.data_specs.formats import load_kb
+
+            kb, harvested = with_harvested_aliases(load_kb(args.kb), args)
+            langs = sorted({*langs, *harvested}) if langs else []
+            mentions_of = TextMentions(kb, args.lang, langs or None)
+        else:
+            mentions_of = TextMentions(args.kb, args.lang, langs or None)
+    elif args.lang or args.kb_alias_langs or args.kb_aliases:
+        raise ValueError("--lang, --kb-alias-langs and --kb-aliases only act with --kb")
     records, n_sentences = extract_file(
         args.model,
         args.input,

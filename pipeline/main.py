@@ -2,6 +2,7 @@
 
     ReadBitext -> [SkipExisting] -> Tokenize -> LabelWithKb -> AlignWords
       -> ProjectLabels -> WriteShards
+                       -> HarvestAliases (aliases.jsonl: the entities' projected names)
 
 Run it with ``relbridge run --corpus ... --kb ... --src-lang en --tgt-lang de
 --output DIR [Beam flags]``; any flag we do not know goes to Beam's
@@ -24,6 +25,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from relbridge.alignment.statistical import NOT_SEEDABLE
 from relbridge.pipeline.align import AlignWords
 from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG
+from relbridge.pipeline.harvest import ALIASES, HarvestAliases, HarvestConfig
 from relbridge.pipeline.ingest import ReadBitext
 from relbridge.pipeline.label import LabelWithKb, prepare_kb
 from relbridge.pipeline.options import PipelineConfig, add_arguments, config_from_args
@@ -42,7 +44,12 @@ from relbridge.runtime.encoders import check_model_name
 logger = logging.getLogger(__name__)
 
 
-def build_pipeline(p: beam.Pipeline, cfg: PipelineConfig, done: Handled = Handled()):
+def build_pipeline(
+    p: beam.Pipeline,
+    cfg: PipelineConfig,
+    done: Handled = Handled(),
+    previous_aliases: str | None = None,
+):
     """Adds the DAG to ``p``; returns the PCollection holding the stats dict.
 
     Args:
@@ -50,6 +57,8 @@ def build_pipeline(p: beam.Pipeline, cfg: PipelineConfig, done: Handled = Handle
       cfg: the run's config.
       done: what earlier runs wrote (refresh mode); those records and bad
         lines are counted as skipped instead of processed again.
+      previous_aliases: the published output's alias file, merged into this
+        run's (refresh mode), so that it covers every row of the folder.
     """
     # records: BitextRecord (one per parsable input line); bad_lines: dead letters
     ingested = p | "ReadBitext" >> ReadBitext(cfg.ingest)
@@ -79,6 +88,8 @@ def build_pipeline(p: beam.Pipeline, cfg: PipelineConfig, done: Handled = Handle
     )
     dead_letters.append(aligned[DEAD_LETTER_TAG])
     projected = aligned.rows | "ProjectLabels" >> ProjectLabels(cfg.project)
+    harvest = HarvestConfig(cfg.write.path(ALIASES), previous=previous_aliases if done else None)
+    harvested = projected.rows | "HarvestAliases" >> HarvestAliases(harvest)
 
     all_dead = dead_letters | "MergeDeadLetters" >> beam.Flatten()
     return {
@@ -86,7 +97,7 @@ def build_pipeline(p: beam.Pipeline, cfg: PipelineConfig, done: Handled = Handle
         "dead_letter": all_dead,
         "input_records": input_records,
         "skipped": skipped,
-        "counts": projected.counts,
+        "counts": (projected.counts, harvested) | "MergeStageCounts" >> beam.Flatten(),
     } | "WriteShards" >> WriteShards(cfg.write)
 
 
@@ -138,7 +149,7 @@ def run_config(
         logger.info("run %s: %s -> %s", cfg.write.run_id, cfg.ingest.corpus, cfg.write.output)
         p = test_pipeline or beam.Pipeline(options=PipelineOptions(beam_args or []))
         staged = dataclasses.replace(cfg, write=dataclasses.replace(cfg.write, output=staging))
-        build_pipeline(p, staged, done)
+        build_pipeline(p, staged, done, previous_aliases=cfg.write.path(ALIASES))
         p.run().wait_until_finish()
         stats = out.publish(extra={"reproducible": reproducibility(cfg)})
     warn_if_refresh_missed(done, cfg.ingest.name, stats)

@@ -59,6 +59,13 @@ def test_pipeline_end_to_end(tmp_path, tiny_encoder):
     assert first.alignment and all(0 <= s < 7 and 0 <= t < 7 for s, t in first.alignment)
     assert all(m.source_index in (0, 1) for m in first.tgt_mentions)
     assert rows["toy:3"].relations == ()
+    # the English-only KB entities get the German names they were projected onto
+    harvested = {e["id"]: e for e in map(json.loads, (out / "aliases.jsonl").open())}
+    assert harvested["Q1"]["aliases"] == {"de": ["Angela Merkel", "Merkel"]}
+    (merkel,) = [n for n in harvested["Q1"]["harvested"]["de"] if n["alias"] == "Merkel"]
+    assert (merkel["count"], merkel["pair_ids"]) == (1, ["toy:2"]) and merkel["confidence"] > 0
+    not_harvested = sum(counts.get(f"harvest:{k}", 0) for k in ("retyped", "not_a_name"))
+    assert counts["harvest:mentions"] == counts["tgt_mentions"] - not_harvested
     letters = [
         json.loads(x)
         for f in glob.glob(str(out / "dead_letter" / "*.jsonl"))
@@ -107,6 +114,10 @@ def test_refresh_skips_pairs_already_written(tmp_path, tiny_encoder, capsys):
     assert stats["output"] == str(tmp_path / "out") and stats["seconds"] > 0
     ids = sorted(r.pair_id for r in read_shards(str(tmp_path / "out" / "shards")))
     assert ids == ["toy:1", "toy:2", "toy:3", "toy:6"]
+    # the alias file counts the names of every row in the folder, old and new
+    harvested = {e["id"]: e for e in map(json.loads, (tmp_path / "out" / "aliases.jsonl").open())}
+    counts = {n["alias"]: (n["count"], n["pair_ids"]) for n in harvested["Q2"]["harvested"]["de"]}
+    assert counts == {"Hamburg": (2, ["toy:1", "toy:6"])}
     stats = refresh()  # nothing new: everything skipped, no new rows or dead letters
     assert (stats["rows"], stats["dead_letters"], stats["skipped_existing"]) == (0, 0, 7)
     assert dead_letter_lines() == [4, 5, 7]
