@@ -197,12 +197,17 @@ def relx_f1(
 
 
 @torch.no_grad()
-def predict_pairs(model, pairs: Sequence[PairInstance], batch_size: int = 32) -> np.ndarray:
+def predict_pairs(
+    model, pairs: Sequence[PairInstance], batch_size: int = 32, progress: str | None = None
+) -> np.ndarray:
     """Relation probabilities of both directions of each pair: (N, 2, R).
 
     A pair whose entities alone exceed ``max_seq_len`` cannot be encoded; it is
     predicted NA with certainty (its relation, if any, counts as missed).
+    ``progress``: a name to show progress under (`ProgressBar`); None shows none.
     """
+    from relbridge.models.progress import ProgressBar
+
     model.eval()
     device = next(model.parameters()).device
     out = np.zeros((len(pairs), 2, len(model.inventory)), dtype=np.float32)
@@ -213,11 +218,13 @@ def predict_pairs(model, pairs: Sequence[PairInstance], batch_size: int = 32) ->
         except ValueError:
             out[i, :, model.inventory.rel2id[NA]] = 1.0
     order = sorted(encoded, key=lambda i: len(encoded[i].input_ids))
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        batch = {k: v.to(device) for k, v in model.collate([encoded[i] for i in idx]).items()}
-        logits = model(batch, labels=False)["relation_logits"].float()  # (b, 2, R)
-        out[idx] = torch.softmax(logits, dim=-1).cpu().numpy()
+    with ProgressBar(len(order), progress or "", "pair", enabled=bool(progress)) as bar:
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            batch = {k: v.to(device) for k, v in model.collate([encoded[i] for i in idx]).items()}
+            logits = model(batch, labels=False)["relation_logits"].float()  # (b, 2, R)
+            out[idx] = torch.softmax(logits, dim=-1).cpu().numpy()
+            bar.update(len(idx))
     return out
 
 
@@ -315,13 +322,18 @@ def _directed(l12: str, l21: str) -> str:
 
 
 def evaluate_model(
-    model, data: RelationData, batch_size: int = 32, pr_curve_png: str | None = None
+    model,
+    data: RelationData,
+    batch_size: int = 32,
+    pr_curve_png: str | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Scores a loaded model on data: ``overall`` and ``per_language`` metrics.
 
-    With ``pr_curve_png``, also draws the overall held-out PR curve there.
+    With ``pr_curve_png``, also draws the overall held-out PR curve there;
+    ``progress`` shows progress (`ProgressBar`).
     """
-    probs = predict_pairs(model, data.pairs, batch_size)
+    probs = predict_pairs(model, data.pairs, batch_size, "evaluate" if progress else None)
     names = model.inventory.names
     if pr_curve_png:
         _, _, _, rows, gold_ids = _decisions(data.pairs, probs, names, data.skipped)
@@ -343,7 +355,12 @@ def evaluate_model(
         },
     }
     if data.tags and model.cfg.tagging_weight > 0:  # a model trained without tagging has no tagger
-        found = tag_mentions(model, [t.tokens for t in data.tags], batch_size)
+        found = tag_mentions(
+            model,
+            [t.tokens for t in data.tags],
+            batch_size,
+            progress="evaluate: tagging" if progress else None,
+        )
         result["overall"]["tagging"] = tagging_scores(found, data.tags)
         for lang in {t.lang for t in data.tags} & set(result["per_language"]):
             keep = [i for i, t in enumerate(data.tags) if t.lang == lang]
@@ -390,6 +407,6 @@ def evaluate(
     if not instances.pairs:
         raise ValueError("no pairs to evaluate")
     model = RelationExtractor.from_pretrained(model_dir)
-    result = evaluate_model(model, instances, batch_size, pr_curve_png)
+    result = evaluate_model(model, instances, batch_size, pr_curve_png, progress=True)
     result["model"] = model_dir
     return result
