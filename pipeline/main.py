@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
 
 from relbridge.data_specs.encoders import check_model_name
 from relbridge.pipeline.align import AlignWords
@@ -31,6 +30,7 @@ from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG
 from relbridge.pipeline.ingest import ReadBitext, open_text
 from relbridge.pipeline.label import LabelWithKb, read_kb
 from relbridge.pipeline.options import PipelineConfig, add_arguments, config_from_args
+from relbridge.pipeline.preflight import check_dataflow, is_dataflow, pipeline_options
 from relbridge.pipeline.project import ProjectLabels
 from relbridge.pipeline.tokenize import Tokenize
 from relbridge.pipeline.write_shards import COMPLETED, STATS, WriteShards
@@ -217,8 +217,12 @@ def run_config(
     The KB is loaded and the encoder name checked once here before anything is
     written or submitted, so a malformed KB or a mistyped model path stops the
     run with its file and line instead of failing on every worker (on
-    Dataflow, after the job has started).
+    Dataflow, after the job has started). A Dataflow job is checked first
+    (`relbridge.pipeline.preflight`): extra, credentials, buckets, project and region.
     """
+    options = pipeline_options(beam_args or [])
+    if test_pipeline is None and is_dataflow(options):
+        check_dataflow(options, cfg.write.output)
     check_model_name(cfg.align.model)
     kb = read_kb(cfg.label.kb)
     logger.info("KB %s: %d entities, %d triples", cfg.label.kb, len(kb.entities), len(kb.triples))
@@ -237,7 +241,7 @@ def run_config(
         )
     write_config(cfg)
     logger.info("run %s: %s -> %s", cfg.write.run_id, cfg.ingest.corpus, cfg.write.output)
-    p = test_pipeline or beam.Pipeline(options=PipelineOptions(beam_args or []))
+    p = test_pipeline or beam.Pipeline(options=options)
     build_pipeline(p, cfg, done)
     result = p.run()
     result.wait_until_finish()
