@@ -94,8 +94,18 @@ def register(subparsers) -> None:
         default="test",
         help="key of the id list when --ids is a JSON object (default: test)",
     )
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--pr-curve", metavar="PNG", help="also draw the held-out PR curve into PNG")
+    p.add_argument("--batch-size", type=int, default=32, help="inference batch size (default: 32)")
+    p.add_argument(
+        "--pr-curve",
+        metavar="PNG",
+        help="also draw the held-out PR curves (all, and per language) into PNG (default: none)",
+    )
+    p.add_argument(
+        "--report",
+        metavar="HTML",
+        help="also write a run report of this evaluation (figures and tables) to HTML "
+        "(default: none)",
+    )
     p.set_defaults(func=_evaluate)
 
     p = subparsers.add_parser("extract", help="extract relation triples from raw sentences")
@@ -173,9 +183,22 @@ def _train(args: argparse.Namespace) -> int:
         with open(args.config, encoding="utf-8") as f:
             settings.update(json.load(f))
     settings.update(_given_settings(args))
-    stats = train(TrainConfig.from_json(settings))
-    print(json.dumps({k: v for k, v in stats.items() if k != "history"}, indent=2))
+    cfg = TrainConfig.from_json(settings)
+    stats = train(cfg)
+    summary = {k: v for k, v in stats.items() if k != "history"}
+    summary["report"] = _report(cfg.output, "relbridge train", training=cfg.output)
+    print(json.dumps(summary, indent=2))
     return 0
+
+
+def _report(output: str, title: str, **sections) -> str | None:
+    """Writes OUTPUT/report.html (see `relbridge.report`); None when it could not be."""
+    import os
+
+    from relbridge.report import REPORT, try_write_report
+
+    return try_write_report(os.path.join(output, REPORT), title=title, **sections)
+
 
 
 def _read_ids(path: str, key: str) -> set[str]:
@@ -191,7 +214,7 @@ def _read_ids(path: str, key: str) -> set[str]:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from relbridge.models.evaluate import evaluate
+    from relbridge.models.evaluate import evaluate, without_diagnostics
 
     ids = _read_ids(args.ids, args.ids_key) if args.ids else None
     result = evaluate(
@@ -201,9 +224,23 @@ def _evaluate(args: argparse.Namespace) -> int:
         lang=args.lang,
         ids=ids,
         batch_size=args.batch_size,
-        pr_curve_png=args.pr_curve,
+        details=bool(args.pr_curve or args.report),
     )
-    print(json.dumps(result, indent=2))
+    if args.pr_curve:
+        from relbridge.report.render import pr_figure_of
+
+        with open(args.pr_curve, "wb") as f:
+            f.write(pr_figure_of(result, f"Held-out precision/recall: {args.model}"))
+    if args.report:
+        from relbridge.report import write_report
+
+        write_report(
+            args.report, title=f"relbridge evaluate {args.model}", evaluations={"data": result}
+        )
+    printed = without_diagnostics(result)
+    if args.report:
+        printed["report"] = args.report
+    print(json.dumps(printed, indent=2))
     return 0
 
 
@@ -253,5 +290,13 @@ def _benchmark_relx(args: argparse.Namespace) -> int:
         **settings,
     )
     keys = ("relx_f1", "kbp37_relx_f1", "published_mbert", "preset", "train_s", "wall_s")
-    print(json.dumps({k: summary[k] for k in keys}, indent=2))
+    printed = {k: summary[k] for k in keys}
+    printed["report"] = _report(
+        output,
+        "relbridge benchmark relx",
+        training=output,
+        evaluations={f"RELX {lang}" if lang in args.languages else lang: result
+                     for lang, result in summary["scores"].items()},  # fmt: skip
+    )
+    print(json.dumps(printed, indent=2))
     return 0

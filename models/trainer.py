@@ -872,6 +872,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             metrics = evaluate_model(model, dev_data, batch_size=2 * cfg.batch_size)["overall"]
             value = metrics.get(cfg.dev_metric, metrics["micro_f1"])
             entry = {"epoch": state["epoch"], "global_step": state["global_step"], **metrics}
+            if losses_since_eval:  # the report's training curve
+                entry["train_loss"] = round(sum(losses_since_eval) / len(losses_since_eval), 5)
+                losses_since_eval.clear()
             state["history"].append(entry)
             logger.info("dev at step %d: %s=%.2f", state["global_step"], cfg.dev_metric, value)
             improved = state["best"] is None or value > state["best"][cfg.dev_metric]
@@ -889,6 +892,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     seen = tokens = 0
     train_s = 0.0  # time in optimizer steps only (dev evaluation and checkpoints excluded)
     last_loss: float | None = None  # training loss of the last optimizer step of this call
+    losses_since_eval: list[float] = []  # step losses since the last dev evaluation
     loop_started = time.perf_counter()
     bar = tqdm(
         total=total_steps,
@@ -914,6 +918,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 (loss * len(m) / total_units).backward()
                 loss_sum += loss.item() * len(m)
             last_loss = loss_sum / total_units
+            losses_since_eval.append(last_loss)
             if cfg.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(
                     [p for p in model.parameters() if p.requires_grad], cfg.max_grad_norm
