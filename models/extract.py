@@ -84,7 +84,7 @@ def extract(
       The records, in sentence order.
     """
     from relbridge.models.extractor import RelationExtractor
-    from relbridge.models.progress import ProgressBar
+    from relbridge.runtime.progress import ProgressBar
 
     model = (
         RelationExtractor.from_pretrained(model_dir) if isinstance(model_dir, str) else model_dir

@@ -3,7 +3,7 @@
 import io
 import logging
 
-from relbridge.models.progress import ProgressBar
+from relbridge.runtime.progress import ProgressBar
 
 
 class _Tty(io.StringIO):
@@ -13,7 +13,7 @@ class _Tty(io.StringIO):
 
 def test_logs_count_every_interval_off_a_terminal(caplog):
     now = [0.0]
-    with caplog.at_level(logging.INFO, logger="relbridge.models.progress"):
+    with caplog.at_level(logging.INFO, logger="relbridge.runtime.progress"):
         with ProgressBar(100, "evaluate", "pair", interval=30, stream=io.StringIO(),
                          clock=lambda: now[0]) as bar:  # fmt: skip
             now[0] = 10.0
@@ -29,7 +29,7 @@ def test_logs_count_every_interval_off_a_terminal(caplog):
 
 
 def test_short_or_disabled_loops_say_nothing(caplog):
-    with caplog.at_level(logging.INFO, logger="relbridge.models.progress"):
+    with caplog.at_level(logging.INFO, logger="relbridge.runtime.progress"):
         with ProgressBar(10, "evaluate", "pair", stream=io.StringIO()) as bar:
             bar.update(10)
         tty = _Tty()
