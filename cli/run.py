@@ -27,7 +27,6 @@ def register(subparsers) -> None:
 def _run(args: argparse.Namespace) -> int:
     from relbridge.pipeline.main import run_config
     from relbridge.pipeline.options import config_from_args
-
     from relbridge.report import REPORT, try_write_report
 
     cfg = config_from_args(args, args.extra_args)

@@ -18,9 +18,17 @@ import typing
 
 from relbridge.data_specs.formats import open_lines
 
+BENCHMARK_OUTPUT = "out/benchmark_relx"
 
-def _add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
-    """One flag per TrainConfig setting, default None so that only given flags override."""
+
+def _add_config_flags(
+    parser: argparse.ArgumentParser, skip: tuple[str, ...] = (), defaults: dict | None = None
+) -> None:
+    """One flag per TrainConfig setting, default None so that only given flags override.
+
+    Each help names the setting's default (``defaults`` replaces it where the
+    command has its own, as ``benchmark relx`` has for ``--output``).
+    """
     from relbridge.models.train_config import TrainConfig, setting_fields
 
     group = parser.add_argument_group("training settings (TrainConfig)")
@@ -28,9 +36,8 @@ def _add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = (
         if name in skip:
             continue
         flag = "--" + name.replace("_", "-")
-        default = TrainConfig.setting_default(name)
-        if default is not None:
-            help_text += f" (default: {default})"
+        default = (defaults or {}).get(name, TrainConfig.setting_default(name))
+        help_text += f" (default: {'none' if default is None else default})"
         if hint is bool:
             group.add_argument(
                 flag,
@@ -62,7 +69,9 @@ def register(subparsers) -> None:
         help="train the relation extractor on shards (or KBP37/RELX files)",
         description="Trains the multi-task relation extractor; the best model lands in OUTPUT/model.",
     )
-    p.add_argument("--config", help="a JSON file of TrainConfig fields; flags override it")
+    p.add_argument(
+        "--config", help="a JSON file of TrainConfig fields; flags override it (default: none)"
+    )
     _add_config_flags(p)
     p.set_defaults(func=_train)
 
@@ -79,9 +88,14 @@ def register(subparsers) -> None:
         choices=("auto", "shards", "relx"),
         help="data format (default: auto)",
     )
-    p.add_argument("--lang", help="language of RELX files, or the language kept from shards")
     p.add_argument(
-        "--ids", help="keep only these sentence ids: one per line, or a JSON list / object"
+        "--lang",
+        help="language of RELX files, or the language kept from shards "
+        "(default: RELX files: from the _xx.txt name; shards: every language)",
+    )
+    p.add_argument(
+        "--ids",
+        help="keep only these sentence ids: one per line, or a JSON list / object (default: all)",
     )
     p.add_argument(
         "--ids-key",
@@ -116,22 +130,24 @@ def register(subparsers) -> None:
         help="JSONL records: subject, relation, object, confidence, spans, and provenance "
         "(source_file, line, id when given, model)",
     )
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=16, help="inference batch size (default: 16)")
     p.add_argument(
         "--threshold",
         type=float,
         default=0.0,
-        help="minimum relation probability for untagged input",
+        help="minimum relation probability for untagged input (default: 0.0)",
     )
     p.add_argument(
         "--kb",
         help="KB directory: its aliases found in untagged sentences are mentions beside the "
-        "tagger's, so that the records' arguments link to KB entities (needs --lang)",
+        "tagger's, so that the records' arguments link to KB entities (needs --lang; "
+        "default: none, the tagger alone)",
     )
     p.add_argument(
         "--lang",
         help="language of the input sentences, e.g. de: with --kb, untagged sentences are split "
-        "into words by this language's tokenizer (the pipeline's), not the default word pattern",
+        "into words by this language's tokenizer (the pipeline's), not the default word pattern "
+        "(default: none)",
     )
     p.add_argument(
         "--kb-alias-langs",
@@ -150,14 +166,20 @@ def register(subparsers) -> None:
         "--kbp37", required=True, help="directory with KBP37 train.txt and dev.txt (read in place)"
     )
     p.add_argument("--relx", required=True, help="directory with RELX_{en,de,fr}.txt")
-    p.add_argument("--languages", nargs="+", default=["en", "de", "fr"])
+    p.add_argument(
+        "--languages",
+        nargs="+",
+        default=["en", "de", "fr"],
+        help="RELX languages to score (default: en de fr)",
+    )
     p.add_argument(
         "--preset",
         default="auto",
         choices=("auto", "cpu", "full"),
         help="training preset: full (whole encoder, 3 epochs, for a GPU), cpu (top 10 layers "
         "with layer-wise lr decay and a weight average, 3 epochs: about 45 min on 2 CPU cores); "
-        "auto: full with CUDA, else cpu. Flags override; see relbridge.models.benchmark.",
+        "auto: full with CUDA, else cpu. Flags override; see relbridge.models.benchmark "
+        "(default: auto)",
     )
     p.add_argument(
         "--kbp37-test",
@@ -165,7 +187,9 @@ def register(subparsers) -> None:
         default=None,
         help="also score KBP37 test minus RELX's sentences (default: with the full preset)",
     )
-    _add_config_flags(p, skip=("shards", "relx_train", "dev"))
+    _add_config_flags(
+        p, skip=("shards", "relx_train", "dev"), defaults={"output": BENCHMARK_OUTPUT}
+    )
     p.set_defaults(func=_benchmark_relx)
 
 
@@ -192,7 +216,6 @@ def _report(output: str, title: str, **sections) -> str | None:
     from relbridge.report import REPORT, try_write_report
 
     return try_write_report(os.path.join(output, REPORT), title=title, **sections)
-
 
 
 def _read_ids(path: str, key: str) -> set[str]:
@@ -273,7 +296,7 @@ def _benchmark_relx(args: argparse.Namespace) -> int:
     from relbridge.models.benchmark import run_relx_benchmark
 
     settings = _given_settings(args, skip=("shards", "relx_train", "dev"))
-    output = settings.pop("output", None) or "out/benchmark_relx"
+    output = settings.pop("output", None) or BENCHMARK_OUTPUT
     summary = run_relx_benchmark(
         args.kbp37,
         args.relx,
@@ -289,8 +312,10 @@ def _benchmark_relx(args: argparse.Namespace) -> int:
         output,
         "relbridge benchmark relx",
         training=output,
-        evaluations={f"RELX {lang}" if lang in args.languages else lang: result
-                     for lang, result in summary["scores"].items()},  # fmt: skip
+        evaluations={
+            f"RELX {lang}" if lang in args.languages else lang: result
+            for lang, result in summary["scores"].items()
+        },
     )
     print(json.dumps(printed, indent=2))
     return 0

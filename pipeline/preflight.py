@@ -96,9 +96,7 @@ def split_gcs(path: str) -> tuple[str, str]:
     return bucket, prefix
 
 
-def check_dataflow(
-    options: PipelineOptions, output: str, env: GoogleCloud | None = None
-) -> None:
+def check_dataflow(options: PipelineOptions, output: str, env: GoogleCloud | None = None) -> None:
     """Raises `PreflightError` naming every reason a Dataflow job could not run.
 
     Args:
@@ -109,12 +107,8 @@ def check_dataflow(
     env = env or GoogleCloud()
     missing = env.missing_modules()
     if missing:
-        raise PreflightError(
-            [
-                f"the DataflowRunner needs the gcp extra ({', '.join(missing)} not installed): "
-                'pip install "relbridge[gcp]"'
-            ]
-        )
+        extra = f"the DataflowRunner needs the gcp extra ({', '.join(missing)} not installed)"
+        raise PreflightError([f'{extra}: pip install "relbridge[gcp]"'])
     gcp = options.view_as(GoogleCloudOptions)
     setup = options.view_as(SetupOptions)
     problems = []

@@ -72,7 +72,9 @@ def funnel(stats: dict[str, Any]) -> list[tuple[str, int]]:
 def projection_counts(stats: dict[str, Any]) -> list[tuple[str, int]]:
     """``projection:*`` counts of ``stats.json``: projected, repaired, dropped and why."""
     counts = stats.get("counts", {})
-    return [(k.split(":", 1)[1], v) for k, v in sorted(counts.items()) if k.startswith("projection:")]
+    return [
+        (k.split(":", 1)[1], v) for k, v in sorted(counts.items()) if k.startswith("projection:")
+    ]
 
 
 def dead_letter_reasons(output: str, limit: int = 20) -> list[dict[str, Any]]:
@@ -94,7 +96,9 @@ def dead_letter_reasons(output: str, limit: int = 20) -> list[dict[str, Any]]:
     ]
 
 
-def shard_summary(output: str, max_rows: int = 200_000, n_samples: int = 3) -> dict[str, Any] | None:
+def shard_summary(
+    output: str, max_rows: int = 200_000, n_samples: int = 3
+) -> dict[str, Any] | None:
     """Confidences, labels per language and sample pairs from the first ``max_rows`` shard rows.
 
     Returns:

@@ -55,7 +55,9 @@ def confidence_histogram(confidences: Sequence[float], min_confidence: float | N
     ax = fig.add_subplot()
     ax.hist(confidences, bins=np.linspace(0, 1, 21), color=PALETTE[0], edgecolor="white")
     if min_confidence is not None:
-        ax.axvline(min_confidence, color=PALETTE[3], linestyle="--", label="--min-projection-confidence")
+        ax.axvline(
+            min_confidence, color=PALETTE[3], linestyle="--", label="--min-projection-confidence"
+        )
         ax.legend(loc="upper left")
     ax.set_title(f"Projected mentions by confidence ({len(confidences):,})")
     ax.set_xlabel("projection confidence")
@@ -124,7 +126,9 @@ def alignment_figure(row: Mapping[str, Any], char_w: float = 0.085) -> bytes:
         for i in range(m["start"], m["end"]):
             tgt_colour[i] = colour
         x0, x1 = tgt_pos[m["start"]][0], tgt_pos[m["end"] - 1][1]
-        ax.text((x0 + x1) / 2, -0.5, f"{m['confidence']:.2f}", ha="center", fontsize=7, color=colour)
+        ax.text(
+            (x0 + x1) / 2, -0.5, f"{m['confidence']:.2f}", ha="center", fontsize=7, color=colour
+        )
     for link in row["alignment"]:
         s, t = link["src"], link["tgt"]
         colour = src_colour.get(s, "#999999")
@@ -135,7 +139,10 @@ def alignment_figure(row: Mapping[str, Any], char_w: float = 0.085) -> bytes:
             linewidth=1.4 if s in src_colour else 0.7,
             alpha=0.9 if s in src_colour else 0.5,
         )
-    for tokens, pos, y, colours in ((src, src_pos, 1.0, src_colour), (tgt, tgt_pos, 0.0, tgt_colour)):
+    for tokens, pos, y, colours in (
+        (src, src_pos, 1.0, src_colour),
+        (tgt, tgt_pos, 0.0, tgt_colour),
+    ):
         for i, (token, (x0, x1)) in enumerate(zip(tokens, pos)):
             box = (
                 {"facecolor": colours[i], "alpha": 0.25, "edgecolor": colours[i], "pad": 1.5}
@@ -162,7 +169,9 @@ def training_curves(history: Sequence[Mapping[str, Any]], dev_metric: str) -> by
     lines = ax.get_lines()
     if any("train_loss" in h for h in history):
         loss_ax = ax.twinx()
-        pts = [(h["global_step"], h["train_loss"]) for h in history if h.get("train_loss") is not None]
+        pts = [
+            (h["global_step"], h["train_loss"]) for h in history if h.get("train_loss") is not None
+        ]
         loss_ax.plot(*zip(*pts), marker="s", color=PALETTE[1], label="training loss")
         loss_ax.set_ylabel("training loss (mean since the last dev evaluation)")
         lines += loss_ax.get_lines()
@@ -171,7 +180,9 @@ def training_curves(history: Sequence[Mapping[str, Any]], dev_metric: str) -> by
     return _png(fig)
 
 
-def pr_curves(curves: Mapping[str, tuple[Sequence[float], Sequence[float], float]], title: str) -> bytes:
+def pr_curves(
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float], float]], title: str
+) -> bytes:
     """Held-out precision/recall curves, one per name, AUC in the legend."""
     fig = Figure(figsize=(6.0, 4.6))
     ax = fig.add_subplot()

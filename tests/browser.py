@@ -46,6 +46,9 @@ def render(page: str, screenshot: str, tmp: str, width: int = 1200, height: int 
     shot = _run(browser, page, f"--window-size={width},{height}", f"--screenshot={screenshot}",
                 tmp=tmp)  # fmt: skip
     console = [
-        line for out in (dom, shot) for line in out.stderr.splitlines() if re.search(r":CONSOLE", line)
+        line
+        for out in (dom, shot)
+        for line in out.stderr.splitlines()
+        if re.search(r":CONSOLE", line)
     ]
     return {"dom": dom.stdout, "console": console}

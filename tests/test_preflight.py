@@ -18,7 +18,12 @@ class FakeCloud:
     """Installed modules, credentials and buckets as a test wants them."""
 
     def __init__(self, missing=(), credentials=("creds", "adc-project"), buckets=("bucket",)):
-        self.missing, self.creds, self.buckets, self.probed = list(missing), credentials, buckets, []
+        self.missing, self.creds, self.buckets, self.probed = (
+            list(missing),
+            credentials,
+            buckets,
+            [],
+        )
 
     def missing_modules(self):
         return self.missing

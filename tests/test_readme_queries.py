@@ -41,7 +41,7 @@ def shard_rows() -> list[ShardRow]:
 
 def test_readme_duckdb_query_runs_on_a_shard(tmp_path):
     duckdb = pytest.importorskip("duckdb")
-    (query,) = re.findall(r"```sql\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    (query,) = re.findall(r"```sql\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
     shards = tmp_path / "shards"
     shards.mkdir()
     table = pa.Table.from_pylist([r.to_row() for r in shard_rows()], schema=SHARD_SCHEMA)

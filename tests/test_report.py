@@ -2,6 +2,7 @@
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,7 +30,10 @@ def fake_metrics(seed: int) -> dict:
 
 
 def evaluation() -> dict:
-    return {"overall": fake_metrics(0), "per_language": {"de": fake_metrics(1), "en": fake_metrics(2)}}
+    return {
+        "overall": fake_metrics(0),
+        "per_language": {"de": fake_metrics(1), "en": fake_metrics(2)},
+    }
 
 
 def write_training(path):
@@ -55,12 +59,12 @@ def test_diagnostics_add_up():
 
 def test_sections_appear_for_what_exists(tmp_path):
     only_training = write_report(str(tmp_path / "a.html"), training=write_training(tmp_path / "t"))
-    html = open(only_training).read()
+    html = Path(only_training).read_text()
     assert "<h2>Training</h2>" in html and "<h2>Pipeline</h2>" not in html
     assert html.count("data:image/png;base64,") == 1
     full = write_report(str(tmp_path / "b.html"), evaluations={"RELX <de>": evaluation()},
                         scores={"raw text": {"de": {"recall": 12.5}}})  # fmt: skip
-    html = open(full).read()
+    html = Path(full).read_text()
     assert "RELX &lt;de&gt;" in html and "RELX <de>" not in html  # autoescaped
     assert html.count("data:image/png;base64,") == 2  # PR curves, confusion matrix
     assert "per:spouse" in html and "de.recall" in html and "12.50" in html
@@ -77,7 +81,7 @@ def check_in_browser(report: str, tmp_path) -> np.ndarray:
     """Asserts the page loads with every figure decoded and no console message; returns the screenshot."""
     shot = str(tmp_path / "shot.png")
     page = render(report, shot, str(tmp_path / "profile"))
-    n_images = open(report).read().count("<img ")
+    n_images = Path(report).read_text().count("<img ")
     assert re.search(rf'data-figures="{n_images}/{n_images}"', page["dom"]), "figures did not load"
     assert page["console"] == []
     image = imread(shot)[..., :3]  # (H, W, RGB) in [0, 1]
