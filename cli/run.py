@@ -33,15 +33,19 @@ def _run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     stats = run_config(cfg, args.extra_args)
     seconds = time.perf_counter() - start
+    # this run's own counts (a refresh's: new input only), then the whole folder's
+    own = stats["run"]
     report = try_write_report(
-        cfg.write.path(REPORT), title=f"relbridge run {stats['run_id']}", pipeline=cfg.write.output
+        cfg.write.path(REPORT), title=f"relbridge run {own['run_id']}", pipeline=cfg.write.output
     )
-    keys = ("run_id", "input_records", "rows", "dead_letters", "skipped_existing", "balanced")
-    summary = {k: stats.get(k) for k in keys}
+    keys = ("run_id", "input_records", "rows", "dead_letters", "skipped_existing")
+    summary = {k: own.get(k) for k in keys}
     summary.update(
+        balanced=stats["balanced"],
         output=cfg.write.output,
+        folder={k: stats[k] for k in ("input_records", "rows", "dead_letters")},
         seconds=round(seconds, 1),
-        records_per_s=round(stats["input_records"] / seconds, 1),
+        records_per_s=round(own["input_records"] / seconds, 1),
         report=report,
     )
     print(json.dumps(summary))
