@@ -45,10 +45,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def configure_logging(level: str) -> None:
-    """Root logging at ``level``; forced, as importing Beam (at registration) already set it up."""
+    """Root logging at ``level``; forced, as importing Beam (at registration) already set it up.
+
+    Below DEBUG, libraries' chatter that does not concern the user is dropped
+    (`relbridge.cli.logs`); their warnings and errors still show.
+    """
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        from relbridge.cli.logs import install_log_filters
+
+        install_log_filters()
 
 
 def main(argv: list[str] | None = None) -> int:

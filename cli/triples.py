@@ -34,10 +34,18 @@ def register(subparsers) -> None:
     p.add_argument("--input", required=True, nargs="+", help="JSONL records of relbridge extract")
     p.add_argument("--output", required=True, help="JSONL triples, most confident first")
     p.add_argument(
-        "--kb", help="KB directory (entities + triples): links entities and marks known facts"
+        "--kb",
+        help="KB directory (entities + triples): links entities and marks known facts "
+        "(default: none, no linking)",
+    )
+    p.add_argument(
+        "--min-confidence",
+        type=float,
+        default=0.5,
+        help="mentions below this relation confidence are counted as below_threshold and left out "
+        "(default: 0.5)",
     )
     add_alias_arguments(p)
-    p.add_argument("--min-confidence", type=float, default=0.5, help="(default: 0.5)")
     p.add_argument(
         "--aggregate",
         choices=("max", "noisy-or"),
@@ -57,7 +65,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "--only-new",
         action="store_true",
-        help="write only triples between linked entities that the KB does not hold (needs --kb)",
+        help="write only triples between linked entities that the KB does not hold (needs --kb; "
+        "default: off)",
     )
     p.set_defaults(func=_triples)
 

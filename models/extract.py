@@ -84,6 +84,7 @@ def extract(
       The records, in sentence order.
     """
     from relbridge.models.extractor import RelationExtractor
+    from relbridge.runtime.progress import ProgressBar
 
     model = (
         RelationExtractor.from_pretrained(model_dir) if isinstance(model_dir, str) else model_dir
@@ -95,7 +96,9 @@ def extract(
     ] = []  # sentence, text, word char offsets, marked
     untagged: list[tuple[int, str, list[str]]] = []
     known: list[list[tuple[int, int, str]]] = []  # KB mentions per untagged sentence
+    words_bar = ProgressBar(len(sentences), "extract: words", "sentence", enabled=bool(mentions_of))
     for i, sentence in enumerate(sentences):
+        words_bar.update(1)  # tokenising and KB matching per sentence take a while
         if is_marked(sentence):
             text, spans = strip_markers(sentence.strip())
             words, (w1, w2) = words_with_spans(text, [spans["e1"], spans["e2"]])
@@ -111,7 +114,12 @@ def extract(
             )
             untagged.append((i, text, words))
             known.append(kb_mentions)
-    found = tag_mentions(model, [w for _, _, w in untagged], batch_size) if untagged else []
+    words_bar.close()
+    found = (
+        tag_mentions(model, [w for _, _, w in untagged], batch_size, progress="extract: mentions")
+        if untagged
+        else []
+    )
     for (i, text, words), tagged, kb_mentions in zip(untagged, found, known):
         mentions = merge_mentions(kb_mentions, tagged)
         offsets = token_offsets(text, words)
@@ -122,7 +130,11 @@ def extract(
                 )
             )
             meta.append((i, text, offsets, False))
-    probs = predict_pairs(model, pairs, batch_size) if pairs else np.zeros((0, 2, len(names)))
+    probs = (
+        predict_pairs(model, pairs, batch_size, progress="extract: relations")
+        if pairs
+        else np.zeros((0, 2, len(names)))
+    )
     records = []
     for pair, (i, text, offsets, marked), pr in zip(pairs, meta, probs):
         span1, span2 = _char_span(offsets, pair.e1), _char_span(offsets, pair.e2)

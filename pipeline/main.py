@@ -20,7 +20,6 @@ import dataclasses
 import logging
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
 
 from relbridge.alignment.statistical import NOT_SEEDABLE
 from relbridge.pipeline.align import AlignWords
@@ -29,6 +28,7 @@ from relbridge.pipeline.harvest import ALIASES, HarvestAliases, HarvestConfig
 from relbridge.pipeline.ingest import ReadBitext
 from relbridge.pipeline.label import LabelWithKb, prepare_kb
 from relbridge.pipeline.options import PipelineConfig, add_arguments, config_from_args
+from relbridge.pipeline.preflight import check_dataflow, is_dataflow, pipeline_options
 from relbridge.pipeline.output import (
     Handled,
     OutputFolder,
@@ -128,9 +128,13 @@ def run_config(
     The KB's index is built (or found up to date) and the encoder name checked
     once here before anything is written or submitted, so a malformed KB or a
     mistyped model path stops the run with its file and line instead of failing
-    on every worker (on
-    Dataflow, after the job has started).
+    on every worker (on Dataflow, after the job has started). A Dataflow job is
+    checked first (`relbridge.pipeline.preflight`): extra, credentials, buckets,
+    project and region.
     """
+    options = pipeline_options(beam_args or [])
+    if test_pipeline is None and is_dataflow(options):
+        check_dataflow(options, cfg.write.output)
     check_model_name(cfg.align.model)
     cfg = dataclasses.replace(cfg, label=prepare_kb(cfg.label))
     with OutputFolder(cfg.write, overwrite=cfg.overwrite, refresh=cfg.skip_existing) as out:
@@ -147,7 +151,7 @@ def run_config(
         staging = out.stage(cfg.write.run_id)
         write_config(staging, cfg)
         logger.info("run %s: %s -> %s", cfg.write.run_id, cfg.ingest.corpus, cfg.write.output)
-        p = test_pipeline or beam.Pipeline(options=PipelineOptions(beam_args or []))
+        p = test_pipeline or beam.Pipeline(options=options)
         staged = dataclasses.replace(cfg, write=dataclasses.replace(cfg.write, output=staging))
         build_pipeline(p, staged, done, previous_aliases=cfg.write.path(ALIASES))
         p.run().wait_until_finish()

@@ -55,7 +55,9 @@ logger = logging.getLogger(__name__)
 
 CONFIG = "pipeline_config.json"
 DATA_DIRS = ("shards", "dead_letter")  # relbridge owns these folders of OUTPUT
-OWN_ENTRIES = frozenset({*DATA_DIRS, STATS, COMPLETED, CONFIG, ALIASES})
+# report.html: the CLI's run report (relbridge.report), rewritten after each
+# publish; an old one is not carried over, where it would describe another run.
+OWN_ENTRIES = frozenset({*DATA_DIRS, STATS, COMPLETED, CONFIG, ALIASES, "report.html"})
 
 
 def is_local(path: str) -> bool:
