@@ -1,7 +1,7 @@
 """Sentence embeddings of whole documents for the sentence aligner.
 
 The encoder is the word aligner's: the model resolved by
-`relbridge.data_specs.encoders.resolve_model` (the bundled multilingual-e5-small
+`relbridge.runtime.encoders.resolve_model` (the bundled multilingual-e5-small
 by default), loaded by `alignment.embed.SentenceEmbedder`, which batches
 length-sorted inputs, windows inputs longer than the encoder and picks bfloat16
 where the device multiplies it natively. A sentence's vector is the mean of its
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from relbridge.data_specs.devices import DTYPE_NAMES
+from relbridge.runtime.devices import DTYPE_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class DocumentEncoder:
         from transformers import AutoConfig
 
         from relbridge.alignment.embed import SentenceEmbedder
-        from relbridge.data_specs.encoders import resolve_model
+        from relbridge.runtime.encoders import resolve_model
 
         self.cfg = cfg
         path = resolve_model(cfg.model)

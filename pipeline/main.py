@@ -3,6 +3,8 @@
     ReadBitext -> [SkipExisting] -> Tokenize -> LabelWithKb -> AlignWords
       -> ProjectLabels -> WriteShards
 
+or, from document pairs (``--documents``), ``AlignSentences`` instead of ReadBitext.
+
 Run it with ``relbridge run --corpus ... --kb ... --src-lang en --tgt-lang de
 --output DIR [Beam flags]``; any flag we do not know goes to Beam's
 `PipelineOptions` (``--runner DataflowRunner --project ... --region ...
@@ -26,6 +28,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from relbridge.pipeline.align import AlignWords
+from relbridge.pipeline.align_sentences import AlignSentences
 from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG
 from relbridge.pipeline.ingest import ReadBitext, open_text
 from relbridge.pipeline.label import LabelWithKb, read_kb
@@ -139,9 +142,16 @@ def build_pipeline(p: beam.Pipeline, cfg: PipelineConfig, done: Handled = Handle
       done: what earlier runs wrote (refresh mode); those records and bad
         lines are counted as skipped instead of processed again.
     """
-    # records: BitextRecord (one per parsable input line); bad_lines: dead letters
-    ingested = p | "ReadBitext" >> ReadBitext(cfg.ingest)
-    records, bad_lines = ingested.records, ingested[DEAD_LETTER_TAG]
+    # records: BitextRecord (one per parsable input line, or per aligned sentence
+    # unit of a document pair); bad_lines: dead letters
+    stage_counts = []
+    if cfg.documents is not None:
+        ingested = p | "AlignSentences" >> AlignSentences(cfg.documents)
+        records, bad_lines = ingested["records"], ingested[DEAD_LETTER_TAG]
+        stage_counts.append(ingested["counts"])
+    else:
+        ingested = p | "ReadBitext" >> ReadBitext(cfg.ingest)
+        records, bad_lines = ingested.records, ingested[DEAD_LETTER_TAG]
     ones = lambda _: 1
     input_records = (
         records | "CountRecords" >> beam.Map(ones),
@@ -174,7 +184,7 @@ def build_pipeline(p: beam.Pipeline, cfg: PipelineConfig, done: Handled = Handle
         "dead_letter": all_dead,
         "input_records": input_records,
         "skipped": skipped,
-        "counts": projected.counts,
+        "counts": (projected.counts, *stage_counts) | "MergeStageCounts" >> beam.Flatten(),
     } | "WriteShards" >> WriteShards(cfg.write)
 
 
@@ -232,7 +242,8 @@ def run_config(
             cfg.write.output,
         )
     write_config(cfg)
-    logger.info("run %s: %s -> %s", cfg.write.run_id, cfg.ingest.corpus, cfg.write.output)
+    source = cfg.documents.documents if cfg.documents else cfg.ingest.corpus
+    logger.info("run %s: %s -> %s", cfg.write.run_id, source, cfg.write.output)
     p = test_pipeline or beam.Pipeline(options=PipelineOptions(beam_args or []))
     build_pipeline(p, cfg, done)
     result = p.run()
