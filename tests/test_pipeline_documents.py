@@ -157,3 +157,35 @@ def test_run_documents_counts_every_sentence(tmp_path, tiny_encoder):
     assert by_src == {(0,): (0,), (1,): (1,), (3,): (2,), (4,): (3,)}
     assert all(r.doc_id == "d1" and r.line == 1 and r.sentence_score > 0.5 for r in rows)
     assert counts["sentence_alignment:unaligned_sentences"] == 3  # d1's sentence 2, d2's two
+
+
+def test_align_and_eval_commands(tmp_path, tiny_encoder, capsys):
+    from relbridge.cli.main import main
+
+    (tmp_path / "a.en").write_text("\n".join(SENTS) + "\n")
+    (tmp_path / "a.de").write_text("\n".join(SENTS[:2] + SENTS[3:]) + "\n")
+    (tmp_path / "b.en").write_text("\n".join(SENTS[:2]) + "\n")
+    (tmp_path / "b.de").write_text("\n".join(SENTS[:2]) + "\n")
+    (tmp_path / "a.gold").write_text("[0]:[0]\n[1]:[1]\n[2]:[]\n[3]:[2]\n[4]:[3]\n")
+    (tmp_path / "b.gold").write_text("[0, 1]:[0, 1]\n")  # the gold is wrong on purpose
+    docs = ["--src", str(tmp_path / "a.en"), "--tgt", str(tmp_path / "a.de"),
+            "--src", str(tmp_path / "b.en"), "--tgt", str(tmp_path / "b.de"),
+            "--model", tiny_encoder, "--dtype", "float32"]  # fmt: skip
+    out = tmp_path / "units.txt"
+    assert main(["align-sentences", *docs, "--output", str(out)]) == 0
+    first, second = out.read_text().strip().split("\n\n")
+    assert [line.rsplit(":", 1)[0] for line in first.splitlines()] == (
+        (tmp_path / "a.gold").read_text().split()
+    )
+    assert second.splitlines()[0].startswith("[0]:[0]:")
+    capsys.readouterr()
+    gold = ["--gold", str(tmp_path / "a.gold"), "--gold", str(tmp_path / "b.gold")]
+    assert main(["eval-sentence-align", *docs, *gold]) == 0
+    result = json.loads(capsys.readouterr().out)
+    # 5 of 7 test units exact (a's five), b's two 1-1 units are lax matches of its 2-2
+    assert result["precision_strict"] == pytest.approx(5 / 7, abs=1e-4)
+    assert result["precision_lax"] == 1.0 and result["recall_lax"] == 1.0
+    assert result["sentences"] == 13 and result["sentences_per_s"] > 0
+    (tmp_path / "bad.gold").write_text("[0]:[9]\n")
+    assert main(["eval-sentence-align", *docs[:4], "--model", tiny_encoder,
+                 "--gold", str(tmp_path / "bad.gold")]) == 2  # fmt: skip
