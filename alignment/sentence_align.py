@@ -242,6 +242,7 @@ def unit_scores(
     b: int,
     cfg: SentenceAlignConfig,
     ratio: float,
+    cosines: np.ndarray | None = None,
 ) -> np.ndarray:
     """Scores of the units ``src[i - a : i]`` x ``tgt[j - b : j]`` for ``(i, j)`` in ``ends``.
 
@@ -251,15 +252,17 @@ def unit_scores(
       a, b: sentences of the unit on each side (both >= 1).
       cfg: scoring settings.
       ratio: target characters per source character, over the whole documents.
+      cosines: ``(K,)`` the blocks' cosines when the caller has them.
 
     Returns:
       ``(K,)`` float32 scores.
     """
     i, j = ends
-    x = src.blocks[a][i - 1]  # (K, H)
-    y = tgt.blocks[b][j - 1]  # (K, H)
-    sims = _rowdot(x, y)
+    sims = (
+        _rowdot(src.blocks[a][i - 1], tgt.blocks[b][j - 1]) if cosines is None else cosines.copy()
+    )
     if cfg.margin:  # each block against the sentences around its match
+        x, y = src.blocks[a][i - 1], tgt.blocks[b][j - 1]  # (K, H)
         sims -= (_near(x, tgt, j - 1, b) + _near(y, src, i - 1, a)) / 2
     if cfg.length_weight:
         ls = src.lengths[a][i - 1] * ratio
@@ -289,16 +292,37 @@ def _unit_table(
     prev[ok] = band.offset[pi[ok]] + pj[ok] - band.lo[pi[ok]]
     if b == 0:
         return prev, np.full(cells, cfg.skip, np.float32), np.zeros(cells, np.float32)
+    cosines = _band_cosines(src.blocks[a], tgt.blocks[b], band, a, b)
     scores = np.zeros(cells, np.float32)
     where = np.nonzero(ok)[0]
-    for start in range(0, len(where), _CHUNK):  # bounded temporaries: (chunk, H)
+    for start in range(0, len(where), _CHUNK):  # bounded temporaries
         part = where[start : start + _CHUNK]
-        scores[part] = unit_scores(src, tgt, (rows[part], cols[part]), a, b, cfg, ratio)
+        ends = (rows[part], cols[part])
+        scores[part] = unit_scores(src, tgt, ends, a, b, cfg, ratio, cosines[part])
     cost = cfg.threshold + cfg.merge_penalty * max(0, a + b - 2)
     return prev, scores - np.float32(cost), scores
 
 
 _CHUNK = 4096
+
+
+def _band_cosines(
+    src_blocks: np.ndarray, tgt_blocks: np.ndarray, band: Band, a: int, b: int
+) -> np.ndarray:
+    """``(cells,)`` cosine of source block ending at ``i - 1`` and target block ending at ``j - 1``.
+
+    A row's cells are consecutive target blocks, so each row is one
+    matrix-vector product over a slice (no gathered copies); 0 where a block
+    does not exist (``i < a`` or ``j < b``).
+    """
+    out = np.zeros(band.cells, np.float32)
+    for i in range(a, len(band.lo)):
+        lo, hi = int(band.lo[i]), int(band.hi[i])
+        first = max(lo, b)
+        if first <= hi:
+            start = band.offset[i] + first - lo
+            out[start : start + hi - first + 1] = tgt_blocks[first - 1 : hi] @ src_blocks[i - 1]
+    return out
 
 
 def banded_dp(src: _Side, tgt: _Side, band: Band, cfg: SentenceAlignConfig) -> list[Unit]:
