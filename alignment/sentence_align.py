@@ -89,7 +89,9 @@ class SentenceAlignConfig:
         if self.exact_cells < 4:
             raise ValueError(f"exact_cells must be >= 4, got {self.exact_cells}")
         if self.skip > 0:
-            raise ValueError(f"skip must be <= 0 (leaving a sentence out never gains), got {self.skip}")
+            raise ValueError(
+                f"skip must be <= 0 (leaving a sentence out never gains), got {self.skip}"
+            )
 
     @property
     def max_side(self) -> int:
@@ -342,7 +344,9 @@ def banded_dp(src: _Side, tgt: _Side, band: Band, cfg: SentenceAlignConfig) -> l
     types = cfg.unit_types()
     total_src, total_tgt = float(src.lengths[1].sum()), float(tgt.lengths[1].sum())
     ratio = total_tgt / total_src if total_src > 0 and total_tgt > 0 else 1.0
-    tables = {t: _unit_table(src, tgt, band, a, b, cfg, ratio) for t, (a, b) in enumerate(types) if a}
+    tables = {
+        t: _unit_table(src, tgt, band, a, b, cfg, ratio) for t, (a, b) in enumerate(types) if a
+    }
     score = np.full(band.cells + 1, -np.inf, np.float64)  # the last cell: "no predecessor"
     back = np.full(band.cells, -1, np.int8)  # index into types
     score[0] = 0.0

@@ -34,7 +34,9 @@ def _indices(text: str, path: str, line: int) -> tuple[int, ...]:
     if not isinstance(values, list) or not all(
         isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values
     ):
-        raise InputError(path, line, f"expected a list of sentence indices like [0, 1], got {text!r}")
+        raise InputError(
+            path, line, f"expected a list of sentence indices like [0, 1], got {text!r}"
+        )
     return tuple(values)
 
 
@@ -100,6 +102,10 @@ def _f1(p: float, r: float) -> float:
     return 2 * p * r / (p + r) if p + r else 0.0
 
 
+def _both_sides(units: Alignment) -> Alignment:
+    return [(s, t) for s, t in units if s and t]
+
+
 def score_alignments(golds: Sequence[Alignment], tests: Sequence[Alignment]) -> dict[str, float]:
     """Strict and lax precision, recall and F1 over all documents (vecalign's ``score.py``).
 
@@ -113,8 +119,7 @@ def score_alignments(golds: Sequence[Alignment], tests: Sequence[Alignment]) -> 
     r = [0, 0, 0, 0]
     for gold, test in zip(golds, tests):
         p = [x + y for x, y in zip(p, _counts(gold, test))]
-        both = lambda units: [(s, t) for s, t in units if s and t]  # noqa: E731
-        r = [x + y for x, y in zip(r, _counts(both(test), both(gold)))]
+        r = [x + y for x, y in zip(r, _counts(_both_sides(test), _both_sides(gold)))]
     out = {
         "precision_strict": _ratio(p[0], p[0] + p[1]),
         "recall_strict": _ratio(r[0], r[0] + r[1]),

@@ -63,7 +63,11 @@ def run_case(src_doc, tgt_doc, cfg: SentenceAlignConfig, repeats: int = 3) -> di
     once()
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return {"seconds": round(min(times), 3), "peak_mib": round(peak / 2**20, 1), "units": len(units)}
+    return {
+        "seconds": round(min(times), 3),
+        "peak_mib": round(peak / 2**20, 1),
+        "units": len(units),
+    }
 
 
 def repeated(doc, times: int, max_side: int):
@@ -87,10 +91,16 @@ def repeated(doc, times: int, max_side: int):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data", help="folder with dev.de and dev.fr")
-    parser.add_argument("--repeat", type=int, default=10, help="length of the long document, in devs")
-    parser.add_argument("--exact-limit", type=int, default=4_000_000, help="largest exact table, cells")
+    parser.add_argument(
+        "--repeat", type=int, default=10, help="length of the long document, in devs"
+    )
+    parser.add_argument(
+        "--exact-limit", type=int, default=4_000_000, help="largest exact table, cells"
+    )
     parser.add_argument("--model", default=None)
-    parser.add_argument("--no-blocks", action="store_true", help="sum vectors for runs of sentences")
+    parser.add_argument(
+        "--no-blocks", action="store_true", help="sum vectors for runs of sentences"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -121,7 +131,10 @@ def main() -> None:
     base, long = rows
     if "exact" not in long:
         scale = long["table_cells"] / base["table_cells"]
-        long["exact"] = {"peak_mib": round(base["exact"]["peak_mib"] * scale, 1), "extrapolated": True}
+        long["exact"] = {
+            "peak_mib": round(base["exact"]["peak_mib"] * scale, 1),
+            "extrapolated": True,
+        }
     for row in rows:
         print(json.dumps(row))
     ratio = long["coarse_to_fine"]["seconds"] / max(base["coarse_to_fine"]["seconds"], 1e-9)

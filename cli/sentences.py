@@ -92,7 +92,9 @@ def _documents(args) -> list[tuple[list[str], list[str]]]:
             with open(path, encoding="utf-8") as f:
                 text = f.read()
             if lang is None:  # one sentence per line, kept as is: gold indices count lines
-                sides.append([line.strip() for line in text.rstrip("\n").split("\n")] if text else [])
+                sides.append(
+                    [line.strip() for line in text.rstrip("\n").split("\n")] if text else []
+                )
             else:
                 sides.append(split_document(text, lang, presplit=False))
         docs.append((sides[0], sides[1]))
@@ -159,7 +161,9 @@ def _align(args: argparse.Namespace) -> int:
     results, seconds = _align_all(args, docs)
     _write_units(args.output, results)
     sentences = sum(len(s) + len(t) for s, t in docs)
-    logger.info("%d sentences in %.1f s (%.1f/s)", sentences, seconds, sentences / max(seconds, 1e-9))
+    logger.info(
+        "%d sentences in %.1f s (%.1f/s)", sentences, seconds, sentences / max(seconds, 1e-9)
+    )
     return 0
 
 

@@ -120,14 +120,12 @@ def _read_text(path: str) -> str:
         parts = []
         for piece in decode_lines(binary_lines(f), path):
             if isinstance(piece, InputError):
-                raise ValueError(str(piece))
+                raise piece
             parts.append(piece)
     return "".join(parts)
 
 
-def parse_document_line(
-    text: str, source_file: str, line: int, is_jsonl: bool
-) -> DocumentPair:
+def parse_document_line(text: str, source_file: str, line: int, is_jsonl: bool) -> DocumentPair:
     """One manifest or JSONL line -> `DocumentPair` (manifest documents are read here).
 
     Raises:
@@ -138,7 +136,9 @@ def parse_document_line(
             obj = json.loads(text)
         except json.JSONDecodeError as e:
             raise InputError(source_file, line, f"invalid JSON: {e.msg}") from None
-        if not isinstance(obj, dict) or not all(isinstance(obj.get(k), str) for k in ("src", "tgt")):
+        if not isinstance(obj, dict) or not all(
+            isinstance(obj.get(k), str) for k in ("src", "tgt")
+        ):
             raise InputError(source_file, line, 'expected {"src": text, "tgt": text, "id"?}')
         doc_id = str(obj.get("id", "")).strip() or _content_id(obj["src"], obj["tgt"])
         return DocumentPair(doc_id, source_file, line, obj["src"], obj["tgt"])
@@ -153,7 +153,10 @@ def parse_document_line(
             path = FileSystems.join(folder, path)
         try:
             texts.append(_read_text(path))
-        except (OSError, ValueError) as e:  # Beam raises BeamIOError (an OSError) for a missing file
+        except (
+            OSError,
+            ValueError,
+        ) as e:  # Beam raises BeamIOError (an OSError) for a missing file
             raise InputError(source_file, line, f"cannot read {path}: {e}") from None
     return DocumentPair(doc_id, source_file, line, *texts)
 

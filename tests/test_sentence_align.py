@@ -108,8 +108,11 @@ def test_caller_blocks_are_used():
     blocks[2] = blocks[2].copy()
     blocks[2][2] = x[3]  # the joined text of source 1-2 means x[3]
     units = align_sentences(
-        src, tgt, cfg=SentenceAlignConfig(max_unit=4, margin=False, length_weight=0.0),
-        src_blocks=blocks, tgt_blocks=block_vectors(tgt, 3),
+        src,
+        tgt,
+        cfg=SentenceAlignConfig(max_unit=4, margin=False, length_weight=0.0),
+        src_blocks=blocks,
+        tgt_blocks=block_vectors(tgt, 3),
     )
     assert pairs(units) == [((0,), (0,)), ((1, 2), (1,))]
     with pytest.raises(ValueError, match="blocks of 1..4"):
