@@ -13,9 +13,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ALLOWED = {
     "runtime": set(),
     "data_specs": set(),
+    "text": set(),  # the sentence splitter: plain Python, shared by every layer that reads documents
     "alignment": {"data_specs", "runtime"},
     "projection": {"data_specs", "runtime"},
-    "pipeline": {"data_specs", "runtime", "alignment", "projection"},
+    "pipeline": {"data_specs", "runtime", "text", "alignment", "projection"},
     "models": {"data_specs", "runtime"},
 }
 """Which relbridge layers each layer may import (the owner's dependency rule)."""
