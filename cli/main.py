@@ -22,6 +22,7 @@ logger = logging.getLogger("relbridge")
 COMMAND_MODULES = (
     "relbridge.cli.run",
     "relbridge.cli.align",
+    "relbridge.cli.sentences",
     "relbridge.cli.projection",
     "relbridge.cli.train",
     "relbridge.cli.triples",

@@ -112,7 +112,12 @@ def open_lines(path: str) -> Iterator[Iterator[str]]:
 
 @dataclass(frozen=True)
 class BitextRecord:
-    """One raw sentence pair with its provenance (file and 1-based line)."""
+    """One raw sentence pair with its provenance (file and 1-based line).
+
+    A pair found by sentence alignment also names its document, the 0-based
+    sentence indices it joins on each side and the unit's score (see
+    `data_specs.schema`); a line-aligned pair leaves them ``None``.
+    """
 
     corpus: str
     source_file: str
@@ -121,6 +126,10 @@ class BitextRecord:
     tgt: str
     record_id: str = ""
     occurrence: int = 1
+    doc_id: str | None = None
+    src_sentence_ids: tuple[int, ...] | None = None
+    tgt_sentence_ids: tuple[int, ...] | None = None
+    sentence_score: float | None = None
 
     @property
     def pair_id(self) -> str:

@@ -4,6 +4,8 @@
       -> ProjectLabels -> WriteShards
                        -> HarvestAliases (aliases.jsonl: the entities' projected names)
 
+or, from document pairs (``--documents``), ``AlignSentences`` instead of ReadBitext.
+
 Run it with ``relbridge run --corpus ... --kb ... --src-lang en --tgt-lang de
 --output DIR [Beam flags]``; any flag we do not know goes to Beam's
 `PipelineOptions` (``--runner DataflowRunner --project ... --region ...
@@ -23,6 +25,7 @@ import apache_beam as beam
 
 from relbridge.alignment.statistical import NOT_SEEDABLE
 from relbridge.pipeline.align import AlignWords
+from relbridge.pipeline.align_sentences import AlignSentences
 from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG
 from relbridge.pipeline.harvest import ALIASES, HarvestAliases, HarvestConfig
 from relbridge.pipeline.ingest import ReadBitext
@@ -60,9 +63,16 @@ def build_pipeline(
       previous_aliases: the published output's alias file, merged into this
         run's (refresh mode), so that it covers every row of the folder.
     """
-    # records: BitextRecord (one per parsable input line); bad_lines: dead letters
-    ingested = p | "ReadBitext" >> ReadBitext(cfg.ingest)
-    records, bad_lines = ingested.records, ingested[DEAD_LETTER_TAG]
+    # records: BitextRecord (one per parsable input line, or per aligned sentence
+    # unit of a document pair); bad_lines: dead letters
+    stage_counts = []
+    if cfg.documents is not None:
+        ingested = p | "AlignSentences" >> AlignSentences(cfg.documents)
+        records, bad_lines = ingested["records"], ingested[DEAD_LETTER_TAG]
+        stage_counts.append(ingested["counts"])
+    else:
+        ingested = p | "ReadBitext" >> ReadBitext(cfg.ingest)
+        records, bad_lines = ingested.records, ingested[DEAD_LETTER_TAG]
     ones = lambda _: 1
     input_records = (
         records | "CountRecords" >> beam.Map(ones),
@@ -97,7 +107,7 @@ def build_pipeline(
         "dead_letter": all_dead,
         "input_records": input_records,
         "skipped": skipped,
-        "counts": (projected.counts, harvested) | "MergeStageCounts" >> beam.Flatten(),
+        "counts": (projected.counts, harvested, *stage_counts) | "MergeStageCounts" >> beam.Flatten(),
     } | "WriteShards" >> WriteShards(cfg.write)
 
 
@@ -150,7 +160,8 @@ def run_config(
             )
         staging = out.stage(cfg.write.run_id)
         write_config(staging, cfg)
-        logger.info("run %s: %s -> %s", cfg.write.run_id, cfg.ingest.corpus, cfg.write.output)
+        source = cfg.documents.documents if cfg.documents else cfg.ingest.corpus
+        logger.info("run %s: %s -> %s", cfg.write.run_id, source, cfg.write.output)
         p = test_pipeline or beam.Pipeline(options=options)
         staged = dataclasses.replace(cfg, write=dataclasses.replace(cfg.write, output=staging))
         build_pipeline(p, staged, done, previous_aliases=cfg.write.path(ALIASES))

@@ -81,6 +81,10 @@ def tokenize_pair(
         tgt_text=record.tgt,
         src_tokens=tuple(src_tokens),
         tgt_tokens=tuple(tgt_tokens),
+        doc_id=record.doc_id,
+        src_sentence_ids=record.src_sentence_ids,
+        tgt_sentence_ids=record.tgt_sentence_ids,
+        sentence_score=record.sentence_score,
     )
 
 
