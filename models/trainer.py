@@ -118,6 +118,10 @@ class TrainConfig:
     marker_style: str = field(
         default="untyped", metadata={"help": "entity markers: untyped or typed."}
     )
+    marker_mode: str = field(
+        default="levitated",
+        metadata={"help": "levitated (many pairs per encoder pass at inference) or inline."},
+    )
     relation_weight: float = field(default=1.0, metadata={"help": "relation task weight (>= 0)."})
     tagging_weight: float = field(
         default=0.2, metadata={"help": "BIO tagging task weight (>= 0; 0: no tagging)."}
@@ -766,6 +770,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         relations=inventory.names,
         entity_types=tuple(sorted(train_data.entity_types() - {"ENT"})),
         marker_style=cfg.marker_style,
+        marker_mode=cfg.marker_mode,
         max_seq_len=cfg.max_seq_len,
         dropout=cfg.dropout,
         relation_weight=cfg.relation_weight,
