@@ -35,6 +35,7 @@ import itertools
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -281,6 +282,7 @@ def iter_extract_file(
     model = RelationExtractor.from_pretrained(model_dir)
     bar = tqdm(desc="extract", unit=" sentences", disable=not progress, mininterval=1.0)
     inputs = read_sentences(path)
+    stats["scoring_started_at"] = time.time()  # model and mention finder are loaded
     while chunk := list(itertools.islice(inputs, chunk_size)):
         records = extract(model, [s for _, _, s in chunk], stats=stats, **options)
         stats["sentences"] = stats.get("sentences", 0) + len(chunk)
