@@ -96,6 +96,7 @@ class BitextRecord:
     src: str
     tgt: str
     record_id: str = ""
+    occurrence: int = 1
 
     @property
     def pair_id(self) -> str:
@@ -103,11 +104,15 @@ class BitextRecord:
 
         The hash covers the corpus name and both texts, so re-running on the same
         input yields the same ids (idempotent refreshes) wherever lines move.
+        Identical lines without an id share the hash; the reader numbers them
+        in (file, line) order (``occurrence``), and the second and later get
+        ``~N`` appended, so every pair id of a run is unique.
         """
         if self.record_id:
             return f"{self.corpus}:{self.record_id}"
         digest = hashlib.sha1(f"{self.corpus}\x00{self.src}\x00{self.tgt}".encode()).hexdigest()
-        return f"{self.corpus}:{digest[:16]}"
+        suffix = f"~{self.occurrence}" if self.occurrence > 1 else ""
+        return f"{self.corpus}:{digest[:16]}{suffix}"
 
 
 def corpus_format(path: str) -> str:
@@ -137,7 +142,10 @@ def parse_tsv_pair(text: str, corpus: str, source_file: str, line: int) -> Bitex
 
 
 def parse_jsonl_pair(text: str, corpus: str, source_file: str, line: int) -> BitextRecord:
-    """Parses ``{"src": ..., "tgt": ..., "id": optional}``."""
+    """Parses ``{"src": ..., "tgt": ..., "id": optional}``.
+
+    An id is a string or an integer; null means none, as a missing field does.
+    """
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
@@ -147,7 +155,14 @@ def parse_jsonl_pair(text: str, corpus: str, source_file: str, line: int) -> Bit
     missing = [k for k in ("src", "tgt") if not isinstance(obj.get(k), str)]
     if missing:
         raise InputError(source_file, line, f"missing or non-string field(s): {', '.join(missing)}")
-    record_id = str(obj.get("id", ""))
+    record_id = obj.get("id")
+    if record_id is None:  # null: no id, as when the field is missing
+        record_id = ""
+    elif isinstance(record_id, bool) or not isinstance(record_id, str | int):
+        raise InputError(
+            source_file, line, f"id must be a string or an integer, got {json.dumps(record_id)}"
+        )
+    record_id = str(record_id).strip()
     return _checked(
         BitextRecord(corpus, source_file, line, obj["src"].strip(), obj["tgt"].strip(), record_id)
     )

@@ -264,22 +264,27 @@ def iter_extract_file(
     """`extract` over an input file, streamed in chunks; each record with its provenance.
 
     Memory stays flat in the input's length: ``chunk_size`` sentences are read,
-    extracted and yielded at a time (records keep their input order). The model
-    loads once. ``stats`` gets ``sentences`` and the counts of `extract`.
+    extracted and yielded at a time (records keep their input order). The input
+    is checked in a first pass, so a bad line is reported (file and line)
+    before the model loads; the model loads once. ``stats`` gets ``sentences`` and the counts of `extract`.
 
     Args:
       model_dir: the model directory.
       path: one sentence per line (see `read_sentences`).
       chunk_size: sentences per chunk.
       progress: show a progress bar with sentences/s (on stderr).
-      options: `extract`'s keyword arguments (threshold, mentions_of, scoring, ...).
+      options: `extract`'s keyword arguments (threshold, mentions_of, scoring, ...),
+        and ``kb_dir``, whose ``relation_map.json`` refines the pruning schema.
     """
     from tqdm import tqdm
 
     from relbridge.models.extractor import RelationExtractor
 
     stats = {} if stats is None else stats
+    for _ in read_sentences(path):  # a bad line fails here, before the model loads
+        pass
     model = RelationExtractor.from_pretrained(model_dir)
+    options.setdefault("schema", kb_schema(options.pop("kb_dir", None), model_dir))
     bar = tqdm(desc="extract", unit=" sentences", disable=not progress, mininterval=1.0)
     inputs = read_sentences(path)
     stats["scoring_started_at"] = time.time()  # model and mention finder are loaded

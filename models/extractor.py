@@ -180,10 +180,6 @@ class Encoded:
     groups: list[int] | None = None
 
 
-def _tokenizer_kwargs() -> dict[str, Any]:
-    return {"is_split_into_words": True, "add_special_tokens": True, "truncation": False}
-
-
 class RelationExtractor(nn.Module):
     """Encoder + relation head (entity-start pooling) + BIO tagging head.
 
@@ -310,61 +306,12 @@ class RelationExtractor(nn.Module):
             if i < len(words):
                 marked.append(words[i])
         gap = (marker_at[1] + 1, marker_at[2])  # words between the two entities
-        ids = self._fit(marked, lo=min(marker_at), hi=max(marker_at) + 1, gap=gap)
+        ids = levitated.fit_inline(
+            self.tokenizer, marked, self.max_len, min(marker_at), max(marker_at) + 1, gap
+        )
         e1_pos = ids.index(self.marker_ids[open1])
         e2_pos = ids.index(self.marker_ids[open2])
         return Encoded(ids, e1_pos, e2_pos, labels)  # type: ignore[arg-type]
-
-    def _fit(
-        self, words: list[str], lo: int, hi: int, gap: tuple[int, int] | None = None
-    ) -> list[int]:
-        """Token ids of ``words``, windowed to ``max_len`` around marked words [lo, hi).
-
-        When the two entities lie further apart than ``max_len`` allows, the
-        middle of the ``gap`` between them (word indices ``[a, b)``) is dropped,
-        keeping the words next to each entity, rather than failing the sentence.
-        """
-        enc = self.tokenizer(words, **_tokenizer_kwargs())
-        ids = enc["input_ids"]
-        if len(ids) <= self.max_len:
-            return ids
-        # Subword count per word; then grow a window from [lo, hi) outwards.
-        counts = [0] * len(words)
-        for w in enc.word_ids():
-            if w is not None:
-                counts[w] += 1
-        budget = self.max_len - (len(ids) - sum(counts))
-        start, end = lo, min(hi, len(words))
-        used = sum(counts[start:end])
-        if used > budget and gap is not None and gap[0] < gap[1]:
-            a, b = gap
-            keep_left = keep_right = 0  # words kept right after entity one / before entity two
-            room = budget - (used - sum(counts[a:b]))
-            while a + keep_left < b - keep_right:
-                take_left = keep_left <= keep_right
-                w = a + keep_left if take_left else b - 1 - keep_right
-                if counts[w] > room:
-                    break
-                room -= counts[w]
-                keep_left, keep_right = keep_left + take_left, keep_right + (not take_left)
-            dropped = (b - keep_right) - (a + keep_left)
-            kept = words[: a + keep_left] + words[b - keep_right :]
-            return self._fit(kept, lo, hi - dropped)
-        if used > budget:
-            raise ValueError(f"the two entities span {used} subwords, more than max_seq_len allows")
-        while True:
-            grew = False
-            if end < len(words) and used + counts[end] <= budget:
-                used += counts[end]
-                end += 1
-                grew = True
-            if start > 0 and used + counts[start - 1] <= budget:
-                start -= 1
-                used += counts[start]
-                grew = True
-            if not grew:
-                break
-        return self.tokenizer(words[start:end], **_tokenizer_kwargs())["input_ids"]
 
     def encode_tags(
         self, words: Sequence[str], mentions: Sequence[tuple[int, int, str]] = ()

@@ -1,4 +1,8 @@
-"""Levitated entity markers: many candidate pairs scored in one encoder pass per sentence.
+"""Entity markers in the input: inline windowing, and levitated markers that let many
+candidate pairs be scored in one encoder pass per sentence.
+
+`fit_inline` windows a sentence with inline markers (``[E1] Obama [/E1] ...``) to
+the encoder's budget; the rest of this module is about levitated markers.
 
 With *inline* markers (``[E1] Obama [/E1] was born in [E2] Hawaii [/E2]``) every
 pair of mentions needs an encoder pass of its own: a sentence with 20 mentions
@@ -51,6 +55,61 @@ class TextLayout:
     input_ids: list[int]
     first: list[int]  # per word: index of its first subword in input_ids (-1: no subword)
     last: list[int]  # per word: index of its last subword
+
+
+INLINE_KWARGS = {"is_split_into_words": True, "add_special_tokens": True, "truncation": False}
+
+
+def fit_inline(
+    tokenizer, words: list[str], max_len: int, lo: int, hi: int, gap: tuple[int, int] | None = None
+) -> list[int]:
+    """Token ids of ``words``, windowed to ``max_len`` around marked words [lo, hi).
+
+    When the two entities lie further apart than ``max_len`` allows, the
+    middle of the ``gap`` between them (word indices ``[a, b)``) is dropped,
+    keeping the words next to each entity, rather than failing the sentence.
+    """
+    enc = tokenizer(words, **INLINE_KWARGS)
+    ids = enc["input_ids"]
+    if len(ids) <= max_len:
+        return ids
+    # Subword count per word; then grow a window from [lo, hi) outwards.
+    counts = [0] * len(words)
+    for w in enc.word_ids():
+        if w is not None:
+            counts[w] += 1
+    budget = max_len - (len(ids) - sum(counts))
+    start, end = lo, min(hi, len(words))
+    used = sum(counts[start:end])
+    if used > budget and gap is not None and gap[0] < gap[1]:
+        a, b = gap
+        keep_left = keep_right = 0  # words kept right after entity one / before entity two
+        room = budget - (used - sum(counts[a:b]))
+        while a + keep_left < b - keep_right:
+            take_left = keep_left <= keep_right
+            w = a + keep_left if take_left else b - 1 - keep_right
+            if counts[w] > room:
+                break
+            room -= counts[w]
+            keep_left, keep_right = keep_left + take_left, keep_right + (not take_left)
+        dropped = (b - keep_right) - (a + keep_left)
+        kept = words[: a + keep_left] + words[b - keep_right :]
+        return fit_inline(tokenizer, kept, max_len, lo, hi - dropped)
+    if used > budget:
+        raise ValueError(f"the two entities span {used} subwords, more than max_seq_len allows")
+    while True:
+        grew = False
+        if end < len(words) and used + counts[end] <= budget:
+            used += counts[end]
+            end += 1
+            grew = True
+        if start > 0 and used + counts[start - 1] <= budget:
+            start -= 1
+            used += counts[start]
+            grew = True
+        if not grew:
+            break
+    return tokenizer(words[start:end], **INLINE_KWARGS)["input_ids"]
 
 
 def position_offset(encoder: torch.nn.Module) -> int:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from relbridge.data_specs.devices import native_bf16
+from relbridge.runtime.devices import native_bf16
 from relbridge.models import markers
 from relbridge.models.data import PairInstance
 from relbridge.models.evaluate import predict_pairs
