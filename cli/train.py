@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import typing
 
 from relbridge.cli.triples import add_alias_arguments, with_harvested_aliases
 from relbridge.data_specs.formats import open_lines
+from relbridge.models.candidates import DEFAULT_MAX_DISTANCE
 
 BENCHMARK_OUTPUT = "out/benchmark_relx"
 
@@ -157,6 +159,25 @@ def register(subparsers) -> None:
         "the languages of --kb-aliases are added)",
     )
     add_alias_arguments(p)
+    p.add_argument(
+        "--exact",
+        action="store_true",
+        help="score every candidate pair in its own encoder pass (the reference path; "
+        "default: pairs packed as levitated markers, one pass per sentence)",
+    )
+    p.add_argument(
+        "--max-pair-distance",
+        type=int,
+        default=DEFAULT_MAX_DISTANCE,
+        help=f"most words between the two mentions of a candidate pair (default: {DEFAULT_MAX_DISTANCE})",
+    )
+    p.add_argument(
+        "--no-type-pruning",
+        dest="type_pruning",
+        action="store_false",
+        help="score pairs whose entity types no relation admits (default: pruned by the relation "
+        "names' subject types and the KB's relation_map.json)",
+    )
     p.set_defaults(func=_extract)
 
     bench = subparsers.add_parser("benchmark", help="benchmarks")
@@ -266,7 +287,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _extract(args: argparse.Namespace) -> int:
-    from relbridge.models.extract import extract_file
+    from relbridge.models.candidates import CandidateConfig
+    from relbridge.models.extract import iter_extract_file
+    from relbridge.models.scoring import ScoringConfig
 
     mentions_of = None
     if args.kb:
@@ -287,16 +310,27 @@ def _extract(args: argparse.Namespace) -> int:
             mentions_of = TextMentions(args.kb, args.lang, langs or None)
     elif args.lang or args.kb_alias_langs or args.kb_aliases:
         raise ValueError("--lang, --kb-alias-langs and --kb-aliases only act with --kb")
-    records, n_sentences = extract_file(
+    stats: dict[str, int] = {}
+    records = iter_extract_file(
         args.model,
         args.input,
+        progress=True,
+        stats=stats,
         batch_size=args.batch_size,
         threshold=args.threshold,
         mentions_of=mentions_of,
+        scoring=ScoringConfig(exact=args.exact),
+        candidates=CandidateConfig(args.max_pair_distance, args.type_pruning),
+        kb_dir=args.kb,
     )
-    with open(args.output, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
-    summary = {"sentences": n_sentences, "records": len(records), "output": args.output}
+    written = 0
+    partial = f"{args.output}.partial"  # records land as they come; the name only when complete
+    with open(partial, "w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            written += 1
+    os.replace(partial, args.output)
+    summary = {**stats, "records": written, "output": args.output}
     if mentions_of is not None:
         summary["kb_mentions"] = mentions_of.found
     print(json.dumps(summary))
