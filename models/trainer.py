@@ -128,6 +128,13 @@ class TrainConfig:
             "help": "tagging inputs drawn per epoch, as a share of relation inputs (0-1; each costs a pass)."
         },
     )
+    tagging_loss: str = field(
+        default="partial_crf",
+        metadata={
+            "help": "partial_crf (a CRF head; unlabelled words unknown, see models/partial_crf.py) "
+            "or softmax (per-word cross-entropy; unlabelled words O)."
+        },
+    )
     lang_temperature: float = field(
         default=1.0,
         metadata={"help": "language sampling temperature (1: natural, larger: flatter; 1-5)."},
@@ -250,6 +257,8 @@ class TrainConfig:
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.lang_temperature <= 0:
             raise ValueError("lang_temperature must be > 0")
+        if self.tagging_loss not in ("partial_crf", "softmax"):
+            raise ValueError("tagging_loss must be partial_crf or softmax")
         if not 0.0 <= self.tagging_ratio <= 1.0:
             raise ValueError("tagging_ratio must be in [0, 1]")
         if not 0.0 < self.layer_lr_decay <= 1.0:
@@ -329,7 +338,10 @@ def load_training_data(cfg: TrainConfig) -> tuple[RelationData, RelationData]:
     if cfg.max_dev_instances and len(dev.pairs) > cfg.max_dev_instances:
         rng = random.Random(f"{cfg.seed}:dev")
         keep = sorted(rng.sample(range(len(dev.pairs)), cfg.max_dev_instances))
-        dev = RelationData([dev.pairs[i] for i in keep], dev.tags)
+        # The tagging scores follow the sampled pairs: tagging every dev sentence at
+        # each evaluation would cost more than the relation scores.
+        kept = {dev.pairs[i].id for i in keep}
+        dev = RelationData([dev.pairs[i] for i in keep], [t for t in dev.tags if t.id in kept])
     if not train.pairs:
         raise ValueError("no training pairs")
     return train, dev
@@ -371,7 +383,8 @@ def _build_units(
         )  # fmt: skip
     tag_enc = []
     if cfg.tagging_weight > 0 and cfg.tagging_ratio > 0:
-        tag_enc = [model.encode_tags(t.tokens, t.mentions) for t in data.tags]
+        # With the CRF head, words that no mention covers are unknown, not O.
+        tag_enc = [model.encode_tags(t.tokens, t.mentions, model.cfg.tag_crf) for t in data.tags]
     units: list[_Unit] = []
     bags = []
     if cfg.aggregation == "none":
@@ -725,7 +738,7 @@ def _micro_batch_loss(
     rel2id = model.inventory.rel2id
     bag_labels = torch.tensor([rel2id[bags[b].label] for b in bag_units], device=device)
     bag_logits = model.aggregate_bags(reps, scope, cfg.aggregation, bag_labels)  # (nbags, R)
-    tag_loss = masked_cross_entropy(out["tag_logits"], batch["tag_labels"])
+    tag_loss = model.tagging_loss(out["tag_logits"], batch["tag_labels"])
     rel_loss = masked_cross_entropy(bag_logits, bag_labels)
     return model.cfg.relation_weight * rel_loss + model.cfg.tagging_weight * tag_loss
 
@@ -770,6 +783,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         dropout=cfg.dropout,
         relation_weight=cfg.relation_weight,
         tagging_weight=cfg.tagging_weight,
+        tag_crf=cfg.tagging_loss == "partial_crf",
         freeze_embeddings=cfg.freeze_embeddings,
         base_encoder=cfg.model,
     )

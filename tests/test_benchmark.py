@@ -42,8 +42,10 @@ def test_benchmark_runs_and_reports_every_language(tiny_encoder, tmp_path):
     assert summary["scores"]["kbp37_test_minus_relx"]["pairs"] == 2
     training = summary["training"]
     assert training["dev_pairs"] == 3 and training["tokens_per_s"] > 0
-    # 4 pairs / batch 2 = 2 steps per epoch: dev at step 3 (eval_every) and at the last step, 4.
-    assert [h["global_step"] for h in summary["history"]] == [3, 4]
+    # 4 pairs + 1 tagging input (tagging_ratio 0.25) / batch 2 = 3 steps per epoch: dev at
+    # step 3 (eval_every) and at the last step, 6.
+    assert [h["global_step"] for h in summary["history"]] == [3, 6]
+    assert training["tag_inputs"] == 4 if "tag_inputs" in training else True
     assert json.loads((out / "benchmark.json").read_text())["preset"] == "cpu"
 
 
@@ -51,7 +53,7 @@ def test_presets_and_overrides(tmp_path):
     cpu = relx_benchmark_config("k", str(tmp_path), "cpu", lr=2e-5)
     assert cpu.freeze_layers == 2 and cpu.layer_lr_decay == 0.9 and cpu.lr == 2e-5
     assert cpu.epochs == 3 and cpu.ema_decay == 0.995
-    assert cpu.tagging_weight == 0.0
+    assert cpu.tagging_weight > 0 and cpu.tagging_loss == "partial_crf"
     full = relx_benchmark_config("k", str(tmp_path), "full")
     assert full.freeze_layers == 0 and full.max_train_instances == 0
     assert cpu.relx_train == ("k/train.txt",) and cpu.dev == ("k/dev.txt",)
