@@ -45,8 +45,15 @@ def test_benchmark_runs_and_reports_every_language(tiny_encoder, tmp_path):
     # 4 pairs + 1 tagging input (tagging_ratio 0.25) / batch 2 = 3 steps per epoch: dev at
     # step 3 (eval_every) and at the last step, 6.
     assert [h["global_step"] for h in summary["history"]] == [3, 6]
-    assert training["tag_inputs"] == 4 if "tag_inputs" in training else True
     assert json.loads((out / "benchmark.json").read_text())["preset"] == "cpu"
+    # The tagger was trained (partial labels) and the raw-text block scores every language.
+    assert training["tag_inputs"] == 4 if "tag_inputs" in training else True
+    assert set(summary["raw_text"]) == {"en", "de", "fr"}
+    en = summary["raw_text"]["en"]
+    assert en["sentences"] == 2 and 0 <= en["relx_f1"] <= 100 and 0 <= en["mention_recall"] <= 100
+    threshold = json.loads((out / "model" / "threshold.json").read_text())
+    assert threshold["threshold"] == summary["raw_text_threshold"]
+    assert threshold["chosen_on"].endswith("dev.txt") and len(threshold["curve"]) == 20
 
 
 def test_presets_and_overrides(tmp_path):
