@@ -107,13 +107,13 @@ def relx_benchmark_config(
         "relx_train": (os.path.join(kbp37, "train.txt"),),
         "dev": (os.path.join(kbp37, "dev.txt"),),
         "tagging_weight": 0.5,
-        "tagging_loss": "partial_crf",
+        "tag_crf": True,
         "tagging_ratio": 0.25,
         "dev_metric": "relx_f1",
         **PRESETS[resolve_preset(preset)],
     }
     settings.update(overrides)
-    return TrainConfig(**settings)
+    return TrainConfig.from_flat(**settings)
 
 
 def raw_text_block(
