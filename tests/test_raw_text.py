@@ -71,3 +71,20 @@ def test_gold_sentences_strip_markers_and_trim_spans(tmp_path):
     (g,) = gold_sentences(str(path))
     assert g.text[slice(*g.e1)] == "Billy Hughes" and g.text[slice(*g.e2)] == "Australia"
     assert g.fact == (g.e1, "per:employee_of", g.e2)
+
+
+def test_calibration_ties_go_to_the_triple_count_nearest_the_true_facts(monkeypatch, tmp_path):
+    import relbridge.models.raw_text as raw_text
+
+    gold = [GOLD[2], GOLD[2]]  # no fact: every threshold scores relx_f1 0
+    records = [_record(0, BILLY, "per:title", LED, 0.3), _record(1, BILLY, "per:title", LED, 0.6)]
+    monkeypatch.setattr(raw_text, "gold_sentences", lambda path, ids=None: gold)
+    monkeypatch.setattr(
+        raw_text, "extract_with_mentions", lambda *a, **k: (records, [[], []])
+    )
+    result = raw_text.calibrate(str(tmp_path), "dev.txt", thresholds=(0.0, 0.5, 0.9), save=True)
+    assert result["threshold"] == 0.9  # no triple is nearest to no fact
+    gold = [GOLD[0], GOLD[2]]  # one fact in two sentences: 0.5 triples per sentence
+    result = raw_text.calibrate(str(tmp_path), "dev.txt", thresholds=(0.0, 0.5, 0.9), save=True)
+    assert result["threshold"] == 0.5 and result["gold_facts_per_sentence"] == 0.5
+    assert (tmp_path / "threshold.json").exists()
