@@ -14,46 +14,49 @@ from __future__ import annotations
 
 import argparse
 import json
-import typing
 
 from relbridge.data_specs.formats import open_lines
 
 
+def _config_flags(skip: tuple[str, ...] = ()) -> list:
+    """One flag per flat TrainConfig setting, group by group; the dest is the flat name."""
+    from relbridge.models.extractor import ModelConfig
+    from relbridge.models.train_config import (
+        MODEL_HELP,
+        MODEL_SETTINGS,
+        DataConfig,
+        OptimConfig,
+        RunConfig,
+        default_model,
+    )
+    from relbridge.runtime.flags import field_flags
+
+    model_fields = {field: flat for flat, field in MODEL_SETTINGS.items()}
+    flags = field_flags(DataConfig) + field_flags(
+        ModelConfig, list(model_fields), rename={"encoder": "model"}, defaults=default_model(),
+        help={MODEL_SETTINGS[flat]: text for flat, text in MODEL_HELP.items()},
+    ) + field_flags(OptimConfig) + field_flags(RunConfig)  # fmt: skip
+    return [f for f in flags if f.dest not in skip]
+
+
 def _add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
-    """One flag per TrainConfig setting, default None so that only given flags override."""
-    from relbridge.models.train_config import TrainConfig, setting_fields
+    """The TrainConfig flags, default None so that only given flags override (a JSON file)."""
+    from relbridge.runtime.flags import add_flags
 
     group = parser.add_argument_group("training settings (TrainConfig)")
-    for name, _, hint, help_text in setting_fields():
-        if name in skip:
-            continue
-        flag = "--" + name.replace("_", "-")
-        default = TrainConfig.setting_default(name)
-        if default is not None:
-            help_text += f" (default: {default})"
-        if hint is bool:
-            group.add_argument(
-                flag,
-                dest=name,
-                action=argparse.BooleanOptionalAction,
-                default=None,
-                help=help_text,
-            )
-        elif typing.get_origin(hint) is tuple:
-            group.add_argument(flag, dest=name, nargs="+", default=None, help=help_text)
-        else:
-            group.add_argument(flag, dest=name, type=hint, default=None, help=help_text)
+    flags = _config_flags(skip)
+    add_flags(group, [f for f in flags if f.dest != "output"], given_only=True)
+    output = [f for f in flags if f.dest == "output"]
+    add_flags(group, output, given_only=True, default_text="required, here or in --config")
 
 
 def _given_settings(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> dict:
-    from relbridge.models.train_config import FLAT
+    """Flat name -> value of the TrainConfig flags given."""
+    from relbridge.runtime.flags import given
 
-    out = {}
-    for name in FLAT:
-        value = getattr(args, name, None)
-        if name not in skip and value is not None:
-            out[name] = tuple(value) if isinstance(value, list) else value
-    return out
+    flags = _config_flags(skip)
+    by_field = {f.field: f.dest for f in flags}
+    return {by_field[k]: v for k, v in given(args, flags).items()}
 
 
 def register(subparsers) -> None:
@@ -62,7 +65,9 @@ def register(subparsers) -> None:
         help="train the relation extractor on shards (or KBP37/RELX files)",
         description="Trains the multi-task relation extractor; the best model lands in OUTPUT/model.",
     )
-    p.add_argument("--config", help="a JSON file of TrainConfig fields; flags override it")
+    p.add_argument(
+        "--config", help="a JSON file of TrainConfig fields; flags override it (default: none)"
+    )
     _add_config_flags(p)
     p.set_defaults(func=_train)
 
