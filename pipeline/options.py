@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from relbridge.alignment.aligner import DEFAULT_PRESET, STATISTICAL, AlignConfig, aligner_config
 from relbridge.data_specs.formats import CORPUS_FORMATS
+from relbridge.pipeline.align import with_fallback
 from relbridge.pipeline.ingest import IngestConfig
 from relbridge.pipeline.label import LabelConfig
 from relbridge.pipeline.tokenize import TokenizeConfig
@@ -39,6 +40,9 @@ class PipelineConfig:
     overwrite: bool = False
 
     def __post_init__(self):
+        # The projection's fallback links are computed by the aligner: the align
+        # config records that, so what is saved and hashed is what the workers run.
+        object.__setattr__(self, "align", with_fallback(self.align, self.project.fallback_method))
         if self.skip_existing and self.overwrite:
             raise ValueError(
                 "--skip-existing keeps earlier shards and --overwrite replaces them: pass one"
