@@ -1,6 +1,6 @@
 """The relbridge Beam DAG, wired from its stages.
 
-    ReadBitext -> [SkipExisting] -> Redistribute -> Tokenize -> LabelWithKb -> AlignWords
+    ReadBitext -> [SkipExisting] -> Tokenize -> LabelWithKb -> AlignWords
       -> ProjectLabels -> WriteShards
 
 Run it with ``relbridge run --corpus ... --kb ... --src-lang en --tgt-lang de
@@ -157,10 +157,6 @@ def build_pipeline(p: beam.Pipeline, cfg: PipelineConfig, done: Handled = Handle
         )
         skipped = (old_records, old_bad_lines) | "AllSkipped" >> beam.Flatten()
     dead_letters = [bad_lines]
-    # A corpus file is read by one worker, in order, to keep its line numbers.
-    # Without a shuffle, fusion would keep all of that file's records on that
-    # worker through alignment; this spreads them over every worker.
-    records = records | "Redistribute" >> beam.Reshuffle()
 
     # rows: ShardRow, filled in stage by stage
     tokenized = records | "Tokenize" >> Tokenize(cfg.tokenize)
