@@ -11,7 +11,8 @@ here, so the layers above agree on it:
 * `batching`: length-bucketed batches;
 * `optim`: AdamW parameter groups (one no-decay rule) and the linear
   warm-up/decay schedule;
-* `metrics`: precision, recall and F1 from counts.
+* `metrics`: precision, recall and F1 from counts;
+* `flags`: command-line flags generated from dataclass fields, for every command.
 
 `runtime` imports no other relbridge package (and neither Beam nor the
 pipeline); torch is imported inside the functions that need it, so
