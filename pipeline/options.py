@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from relbridge.alignment.aligner import DEFAULT_PRESET, STATISTICAL, AlignConfig, aligner_config
-from relbridge.data_specs.formats import CORPUS_FORMATS
+from relbridge.alignment.sentence_embed import SentenceEmbedConfig
 from relbridge.pipeline.align import with_fallback
+from relbridge.pipeline.align_sentences import AlignSentencesConfig
 from relbridge.pipeline.ingest import IngestConfig
 from relbridge.pipeline.label import LabelConfig
 from relbridge.pipeline.tokenize import TokenizeConfig
@@ -38,11 +39,14 @@ class PipelineConfig:
     write: WriteConfig
     skip_existing: bool = False
     overwrite: bool = False
+    documents: AlignSentencesConfig | None = None  # set: sentence-align these, no corpus
 
     def __post_init__(self):
         # The projection's fallback links are computed by the aligner: the align
         # config records that, so what is saved and hashed is what the workers run.
         object.__setattr__(self, "align", with_fallback(self.align, self.project.fallback_method))
+        if self.documents is not None and self.skip_existing:
+            raise ValueError("--skip-existing works on a line-aligned --corpus, not --documents")
         if self.skip_existing and self.overwrite:
             raise ValueError(
                 "--skip-existing keeps earlier shards and --overwrite replaces them: pass one"
@@ -55,6 +59,7 @@ class PipelineConfig:
         """A short hash of the config (minus the run id) and the input files."""
         body = self.to_dict()
         body["write"].pop("run_id")
+        body["write"].pop("output")  # where, not what: one run gives the same files anywhere
         body.pop("overwrite")  # how to treat an old output, not what this run writes
         for how in ("num_threads", "compile"):  # how to compute, not what: same links
             body["align"].pop(how)
@@ -69,7 +74,7 @@ _IO_HELP = {
     "or any Beam filesystem",
     "corpus_format": "corpus format (auto: by file name; anything not .tsv/.jsonl is 'text')",
     "unescape": "decode HTML/XML character references (&apos; &amp; &#124;) in both sentences, "
-    "as Moses-tokenised corpora escape them",
+    "as Moses-tokenised corpora escape them (default: off)",
     "corpus_name": "provenance name, part of every pair id (none: the file name)",
     "src_lang": "source language code, e.g. en (KB aliases are matched here)",
     "tgt_lang": "target language code, e.g. de (labels are projected here)",
@@ -144,9 +149,91 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     flags = _flag_sets()
     io = parser.add_argument_group("inputs and outputs")
-    add_flags(io, flags["ingest"], choices={"corpus_format": ("auto", *CORPUS_FORMATS)})
-    add_flags(io, [f for f in flags["label"] if f.field == "kb"])
-    add_flags(io, flags["write"] + flags["run"])
+    inputs = io.add_mutually_exclusive_group(required=True)
+    inputs.add_argument(
+        "--corpus",
+        help="parallel corpus: a .tsv (src<TAB>tgt or id<TAB>src<TAB>tgt) "
+        "or .jsonl ({src, tgt, id?}) file or glob, or a prefix P of two line-aligned text files "
+        "P.<src-lang> and P.<tgt-lang>, or those two files as SRC_FILE,TGT_FILE; local, gs:// "
+        "or any Beam filesystem (default: none; give --corpus or --documents)",
+    )
+    inputs.add_argument(
+        "--documents",
+        help="document pairs to sentence-align first: a manifest TSV (doc_id<TAB>src_path<TAB>"
+        "tgt_path, paths relative to it or on any Beam filesystem) or .jsonl ({src, tgt, id?}) "
+        "(default: none; give --corpus or --documents)",
+    )
+    io.add_argument(
+        "--presplit",
+        action="store_true",
+        help="with --documents: the documents hold one sentence per line already (default: off)",
+    )
+    io.add_argument(
+        "--min-sentence-score",
+        type=float,
+        default=AlignSentencesConfig.min_score,
+        help="with --documents: sentence-alignment units scoring below this go to the dead "
+        f"letters (default {AlignSentencesConfig.min_score})",
+    )
+    io.add_argument(
+        "--corpus-format",
+        default="auto",
+        choices=["auto", "tsv", "jsonl", "text"],
+        help="corpus format (default: by file name; anything not .tsv/.jsonl is 'text')",
+    )
+    io.add_argument(
+        "--unescape",
+        action="store_true",
+        help="decode HTML/XML character references (&apos; &amp; &#124;) in both sentences, "
+        "as Moses-tokenised corpora escape them (default: off)",
+    )
+    io.add_argument(
+        "--corpus-name",
+        default="",
+        help="provenance name, part of every pair id (default: file name)",
+    )
+    io.add_argument(
+        "--kb",
+        required=True,
+        help="KB directory with entities.{tsv,jsonl}[.gz] (id, type, aliases per "
+        "language) and triples.{tsv,jsonl}[.gz] (subject, relation, object), or an index "
+        "built from one by `relbridge kb build`; local or gs://. A directory's index is built "
+        "once per KB version into --kb-index-cache",
+    )
+    io.add_argument(
+        "--kb-index-cache",
+        default="",
+        help="folder for the KB index built from a --kb directory (default: $RELBRIDGE_KB_CACHE "
+        "or ~/.cache/relbridge/kb); a gs:// folder when workers run elsewhere",
+    )
+    io.add_argument(
+        "--src-lang",
+        required=True,
+        help="source language code, e.g. en (KB aliases are matched here)",
+    )
+    io.add_argument(
+        "--tgt-lang",
+        required=True,
+        help="target language code, e.g. de (labels are projected here)",
+    )
+    io.add_argument(
+        "--output", required=True, help="output directory for shards, dead letters and stats"
+    )
+    io.add_argument(
+        "--num-shards", type=int, default=0, help="Parquet files to write (default: runner decides)"
+    )
+    io.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="refresh mode: skip pairs already in OUTPUT/shards and input lines already in "
+        "OUTPUT/dead_letter, and add new shards beside (default: off)",
+    )
+    io.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the shards and dead letters of earlier runs in OUTPUT (other input or settings); "
+        "without it such a run stops before writing anything (default: off)",
+    )
     lab = parser.add_argument_group("distant supervision")
     add_flags(lab, [f for f in flags["label"] if f.field != "kb"] + flags["tokenize"])
     add_flags(parser.add_argument_group("label projection"), flags["project"])
@@ -169,12 +256,25 @@ def config_from_args(args: argparse.Namespace, beam_args: Sequence[str] = ()) ->
     ``beam_args`` (the flags that go to Beam) only set the default of
     ``--align-threads``, see `threads_per_worker`.
     """
+    check_beam_args(beam_args)
     align = align_config_from_args(args)
     if align.num_threads is None:
         align = dataclasses.replace(align, num_threads=threads_per_worker(beam_args))
+    documents = None
+    if args.documents:
+        documents = AlignSentencesConfig(
+            args.documents,
+            args.src_lang,
+            args.tgt_lang,
+            args.corpus_name,
+            presplit=args.presplit,
+            min_score=args.min_sentence_score,
+            embed=SentenceEmbedConfig(model=args.model),
+        )
     cfg = PipelineConfig(
+        documents=documents,
         ingest=IngestConfig(
-            args.corpus,
+            args.corpus or "",
             args.src_lang,
             args.tgt_lang,
             args.corpus_format,
@@ -188,6 +288,7 @@ def config_from_args(args: argparse.Namespace, beam_args: Sequence[str] = ()) ->
             not args.case_insensitive,
             args.max_mentions,
             skip_function_word_aliases=not args.match_function_word_aliases,
+            index_cache=args.kb_index_cache,
         ),
         align=align,
         project=ProjectConfig(min_confidence=args.min_projection_confidence),
@@ -195,8 +296,35 @@ def config_from_args(args: argparse.Namespace, beam_args: Sequence[str] = ()) ->
         skip_existing=args.skip_existing,
         overwrite=args.overwrite,
     )
-    run_id = cfg.fingerprint(cfg.ingest.input_files())
+    run_id = cfg.fingerprint(documents.input_files() if documents else cfg.ingest.input_files())
     return dataclasses.replace(cfg, write=dataclasses.replace(cfg.write, run_id=run_id))
+
+
+def check_beam_args(beam_args: Sequence[str]) -> None:
+    """Refuses flags that neither we nor Beam know (``--runnr DirectRunner``).
+
+    Beam only logs "Discarding unparseable args" and runs on with its
+    defaults, so a typo in ``--runner`` ran the whole corpus locally.
+
+    Raises:
+      ValueError: naming each unknown flag, with the closest Beam flag.
+    """
+    import difflib
+
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    parsers = []
+    PipelineOptions(list(beam_args)).get_all_options(add_extra_args_fn=parsers.append)
+    (parser,) = parsers
+    _, unknown = parser.parse_known_args(list(beam_args))
+    if not unknown:
+        return
+    known = [flag for action in parser._actions for flag in action.option_strings]
+    problems = []
+    for arg in unknown:
+        close = difflib.get_close_matches(arg.split("=", 1)[0], known, n=1)
+        problems.append(arg + (f" (did you mean {close[0]}?)" if close else ""))
+    raise ValueError(f"unknown flag(s), neither relbridge's nor Beam's: {', '.join(problems)}")
 
 
 def threads_per_worker(beam_args: Sequence[str]) -> int | None:
