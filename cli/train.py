@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import typing
 
 from relbridge.cli.triples import add_alias_arguments, with_harvested_aliases
 from relbridge.data_specs.formats import open_lines
@@ -24,46 +23,50 @@ from relbridge.models.candidates import DEFAULT_MAX_DISTANCE
 BENCHMARK_OUTPUT = "out/benchmark_relx"
 
 
+def _config_flags(skip: tuple[str, ...] = ()) -> list:
+    """One flag per flat TrainConfig setting, group by group; the dest is the flat name."""
+    from relbridge.models.extractor import ModelConfig
+    from relbridge.models.train_config import (
+        MODEL_HELP,
+        MODEL_SETTINGS,
+        DataConfig,
+        OptimConfig,
+        RunConfig,
+        default_model,
+    )
+    from relbridge.runtime.flags import field_flags
+
+    model_fields = {field: flat for flat, field in MODEL_SETTINGS.items()}
+    flags = field_flags(DataConfig) + field_flags(
+        ModelConfig, list(model_fields), rename={"encoder": "model"}, defaults=default_model(),
+        help={MODEL_SETTINGS[flat]: text for flat, text in MODEL_HELP.items()},
+    ) + field_flags(OptimConfig) + field_flags(RunConfig)  # fmt: skip
+    return [f for f in flags if f.dest not in skip]
+
+
 def _add_config_flags(
     parser: argparse.ArgumentParser, skip: tuple[str, ...] = (), defaults: dict | None = None
 ) -> None:
-    """One flag per TrainConfig setting, default None so that only given flags override.
+    """The TrainConfig flags, default None so that only given flags override (a JSON file).
 
     Each help names the setting's default (``defaults`` replaces it where the
     command has its own, as ``benchmark relx`` has for ``--output``).
     """
-    from relbridge.models.train_config import TrainConfig, setting_fields
+    from relbridge.runtime.flags import add_flags
 
+    defaults = {"output": "required, here or in --config", **(defaults or {})}
     group = parser.add_argument_group("training settings (TrainConfig)")
-    for name, _, hint, help_text in setting_fields():
-        if name in skip:
-            continue
-        flag = "--" + name.replace("_", "-")
-        default = (defaults or {}).get(name, TrainConfig.setting_default(name))
-        help_text += f" (default: {'none' if default is None else default})"
-        if hint is bool:
-            group.add_argument(
-                flag,
-                dest=name,
-                action=argparse.BooleanOptionalAction,
-                default=None,
-                help=help_text,
-            )
-        elif typing.get_origin(hint) is tuple:
-            group.add_argument(flag, dest=name, nargs="+", default=None, help=help_text)
-        else:
-            group.add_argument(flag, dest=name, type=hint, default=None, help=help_text)
+    for f in _config_flags(skip):
+        add_flags(group, [f], given_only=True, default_text=defaults.get(f.dest))
 
 
 def _given_settings(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> dict:
-    from relbridge.models.train_config import FLAT
+    """Flat name -> value of the TrainConfig flags given."""
+    from relbridge.runtime.flags import given
 
-    out = {}
-    for name in FLAT:
-        value = getattr(args, name, None)
-        if name not in skip and value is not None:
-            out[name] = tuple(value) if isinstance(value, list) else value
-    return out
+    flags = _config_flags(skip)
+    by_field = {f.field: f.dest for f in flags}
+    return {by_field[k]: v for k, v in given(args, flags).items()}
 
 
 def register(subparsers) -> None:

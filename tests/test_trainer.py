@@ -404,7 +404,7 @@ def test_ema_run_keeps_the_averaged_weights(tiny_encoder, tmp_path):
         _cfg(tiny_encoder, shards, tmp_path / "ema", ema_decay=0.9, epochs=2, keep_checkpoint=True)
     )
     assert stats["ema_decay"] == 0.9
-    ckpt = torch.load(tmp_path / "ema" / "checkpoint.pt", weights_only=False)
+    ckpt = torch.load(tmp_path / "ema" / "checkpoint.pt", weights_only=True)
     shadow, trained = ckpt["average"]["shadow"], ckpt["model"]
     saved = _heads(stats["model_dir"])  # no dev: the final averaged weights are the model
     head = next(k for k in saved if k in shadow)
