@@ -53,7 +53,7 @@ def register(subparsers) -> None:
     wikidata.add_argument(
         "--relation-map",
         default="",
-        help="a relation_map.json: keep its properties and copy it beside the KB",
+        help="a relation_map.json: keep its properties and copy it beside the KB (default: none, every property)",
     )
     wikidata.set_defaults(func=_wikidata)
 

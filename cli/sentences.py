@@ -44,10 +44,10 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "--no-blocks",
         action="store_true",
         help="sum sentence vectors for multi-sentence units instead of embedding the joined "
-        "text (about 10x less encoder work, about 1 point less strict F1 on Text+Berg dev)",
+        "text (about 10x less encoder work, about 1 point less strict F1 on Text+Berg dev; default: off)",
     )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    parser.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ... (default: auto)")
+    parser.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16 (default: auto)")
     parser.add_argument(
         "--max-unit",
         type=int,
@@ -75,7 +75,7 @@ def register(subparsers) -> None:
     evaluate.add_argument(
         "--gold", action="append", required=True, help="gold units, one file per --src, in order"
     )
-    evaluate.add_argument("--output", default=None, help="also write the predicted units here")
+    evaluate.add_argument("--output", default=None, help="also write the predicted units here (default: none)")
     evaluate.set_defaults(func=_evaluate)
 
 

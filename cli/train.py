@@ -125,13 +125,13 @@ def register(subparsers) -> None:
         action="store_true",
         help="score KBP37/RELX files end to end: markers removed, the model (and --kb's aliases) "
         "find the entities; relx_f1, mention/pair/triple recall, precision lower bound "
-        "(see relbridge.models.raw_text)",
+        "(see relbridge.models.raw_text; default: off)",
     )
     p.add_argument(
         "--calibrate",
         action="store_true",
         help="with --raw-text: choose the relation threshold on these files (a dev set, never "
-        "the test set) and save it beside the model, where extract finds it",
+        "the test set) and save it beside the model, where extract finds it (default: off)",
     )
     p.add_argument(
         "--threshold",

@@ -79,7 +79,7 @@ def add_alias_arguments(p: argparse.ArgumentParser) -> None:
         default=[],
         metavar="FILE",
         help="alias files that relbridge run harvested (OUTPUT/aliases.jsonl): their names "
-        "are added to --kb's aliases",
+        "are added to --kb's aliases (default: none)",
     )
     p.add_argument(
         "--kb-aliases-min-count",
@@ -92,7 +92,7 @@ def add_alias_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         default=0.0,
         help="use a harvested name only if its mean projection confidence is at least this "
-        "(default: 0)",
+        "(default: 0.0)",
     )
 
 

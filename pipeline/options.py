@@ -179,7 +179,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--corpus-format",
         default="auto",
         choices=["auto", "tsv", "jsonl", "text"],
-        help="corpus format (default: by file name; anything not .tsv/.jsonl is 'text')",
+        help="corpus format (default: auto, by file name; anything not .tsv/.jsonl is 'text')",
     )
     io.add_argument(
         "--unescape",
@@ -220,7 +220,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--output", required=True, help="output directory for shards, dead letters and stats"
     )
     io.add_argument(
-        "--num-shards", type=int, default=0, help="Parquet files to write (default: runner decides)"
+        "--num-shards", type=int, default=0, help="Parquet files to write (default: 0, the runner decides)"
     )
     io.add_argument(
         "--skip-existing",
