@@ -35,6 +35,7 @@ import itertools
 import json
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -63,6 +64,47 @@ def _char_span(offsets: Sequence[tuple[int, int]], span: tuple[int, int]) -> lis
     return [offsets[span[0]][0], offsets[span[1] - 1][1]]
 
 
+@dataclass(frozen=True)
+class PreparedSentence:
+    """A sentence ready for the model: its words and, per kind, its entities.
+
+    Attributes:
+      index: the caller's key for the sentence (``extract``: its position);
+        each record's ``sentence``.
+      text: the sentence without markers, stripped.
+      words: the words (substrings of ``text``, in order).
+      marked: for marked input, the two marked entities' word spans
+        ``[start, end)``; None for untagged input.
+      kb_mentions: for untagged input, the KB mention finder's ``(start, end,
+        type)`` word spans.
+    """
+
+    index: int
+    text: str
+    words: tuple[str, ...]
+    marked: tuple[tuple[int, int], tuple[int, int]] | None = None
+    kb_mentions: tuple[tuple[int, int, str], ...] = ()
+
+
+def prepare_sentence(
+    index: int, sentence: str, mentions_of: MentionFinder | None = None
+) -> PreparedSentence:
+    """Splits one sentence into words and finds its marked or KB entities (no model needed).
+
+    Raises:
+      ValueError: marked entities that cover no word or overlap.
+    """
+    if is_marked(sentence):
+        text, spans = strip_markers(sentence.strip())
+        words, (w1, w2) = words_with_spans(text, [spans["e1"], spans["e2"]])
+        if w1[0] < 0 or w2[0] < 0 or (w1[0] < w2[1] and w2[0] < w1[1]):
+            raise ValueError("marked entities cover no word or overlap")
+        return PreparedSentence(index, text, tuple(words), (tuple(w1), tuple(w2)))
+    text = sentence.strip()
+    words, kb_mentions = mentions_of(text) if mentions_of else (words_with_spans(text)[0], [])
+    return PreparedSentence(index, text, tuple(words), None, tuple(map(tuple, kb_mentions)))
+
+
 def extract(
     model_dir: str | Any,
     sentences: Sequence[str],
@@ -88,40 +130,44 @@ def extract(
     model = (
         RelationExtractor.from_pretrained(model_dir) if isinstance(model_dir, str) else model_dir
     )
+    prepared = []
+    for i, sentence in enumerate(sentences):
+        try:
+            prepared.append(prepare_sentence(i, sentence, mentions_of))
+        except ValueError as error:
+            logger.warning("sentence %d: %s; skipped", i, error)
+    return extract_prepared(model, prepared, batch_size, threshold)
+
+
+def extract_prepared(
+    model, sentences: Sequence[PreparedSentence], batch_size: int = 16, threshold: float = 0.0
+) -> list[dict[str, Any]]:
+    """The records of prepared sentences (`extract`'s model part; see its Args).
+
+    Each record's ``sentence`` is its sentence's ``index``.
+    """
     names = model.inventory.names
     pairs: list[PairInstance] = []
     meta: list[
         tuple[int, str, list[tuple[int, int]], bool]
     ] = []  # sentence, text, word char offsets, marked
-    untagged: list[tuple[int, str, list[str]]] = []
-    known: list[list[tuple[int, int, str]]] = []  # KB mentions per untagged sentence
-    for i, sentence in enumerate(sentences):
-        if is_marked(sentence):
-            text, spans = strip_markers(sentence.strip())
-            words, (w1, w2) = words_with_spans(text, [spans["e1"], spans["e2"]])
-            if w1[0] < 0 or w2[0] < 0 or (w1[0] < w2[1] and w2[0] < w1[1]):
-                logger.warning("sentence %d: marked entities cover no word or overlap; skipped", i)
-                continue
-            pairs.append(PairInstance(str(i), "", tuple(words), w1, w2, None, None, side="relx"))
-            meta.append((i, text, token_offsets(text, words), True))
-        else:
-            text = sentence.strip()
-            words, kb_mentions = (
-                mentions_of(text) if mentions_of else (words_with_spans(text)[0], [])
-            )
-            untagged.append((i, text, words))
-            known.append(kb_mentions)
-    found = tag_mentions(model, [w for _, _, w in untagged], batch_size) if untagged else []
-    for (i, text, words), tagged, kb_mentions in zip(untagged, found, known):
-        mentions = merge_mentions(kb_mentions, tagged)
-        offsets = token_offsets(text, words)
+    untagged = [s for s in sentences if s.marked is None]
+    for s in sentences:
+        if s.marked is not None:
+            w1, w2 = s.marked
+            pairs.append(PairInstance(str(s.index), "", s.words, w1, w2, None, None, side="relx"))
+            meta.append((s.index, s.text, token_offsets(s.text, s.words), True))
+    found = tag_mentions(model, [s.words for s in untagged], batch_size) if untagged else []
+    for s, tagged in zip(untagged, found):
+        mentions = merge_mentions(s.kb_mentions, tagged)
+        offsets = token_offsets(s.text, s.words)
         for (s1, e1, t1), (s2, e2, t2) in itertools.combinations(mentions, 2):
             pairs.append(
                 PairInstance(
-                    str(i), "", tuple(words), (s1, e1), (s2, e2), None, None, e1_type=t1, e2_type=t2
+                    str(s.index), "", s.words, (s1, e1), (s2, e2), None, None, e1_type=t1, e2_type=t2
                 )
             )
-            meta.append((i, text, offsets, False))
+            meta.append((s.index, s.text, offsets, False))
     probs = predict_pairs(model, pairs, batch_size) if pairs else np.zeros((0, 2, len(names)))
     records = []
     for pair, (i, text, offsets, marked), pr in zip(pairs, meta, probs):
@@ -189,12 +235,22 @@ def read_sentences(path: str) -> list[tuple[int, str | None, str]]:
     inputs = []
     with open_lines(path) as f:
         for n, line in enumerate(f, 1):
-            line, record_id = line.strip(), None
-            if line.startswith("{"):
-                line, record_id = _json_input(line, path, n)
+            record_id, line = parse_input_line(line, path, n)
             if line:
                 inputs.append((n, record_id, line))
     return inputs
+
+
+def parse_input_line(line: str, path: str, n: int) -> tuple[str | None, str]:
+    """``(id, sentence)`` of one input line (``""`` when blank); see `read_sentences`.
+
+    Raises:
+      InputError: a JSON line without a string ``text``.
+    """
+    line, record_id = line.strip(), None
+    if line.startswith("{"):
+        line, record_id = _json_input(line, path, n)
+    return record_id, line
 
 
 def _json_input(line: str, path: str, n: int) -> tuple[str, str | None]:
