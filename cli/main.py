@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "relbridge.cli.projection",
     "relbridge.cli.train",
     "relbridge.cli.triples",
+    "relbridge.cli.kg",
     "relbridge.cli.finetune",
     "relbridge.cli.demo",
 )

@@ -124,3 +124,20 @@ def test_any_string_round_trips_through_nquads_and_sparql(tmp_path):
     parsed = list(ox.parse(to_nquads(triples[:1], CFG), format=ox.RdfFormat.N_QUADS))
     assert set(map(str, parsed)) == set(map(str, triple_quads(triples[0], CFG)))
     json.dumps(got)  # every value is a plain JSON string
+
+
+def test_quickstatements_only_for_facts_between_wikidata_items(tmp_path):
+    from relbridge.kg.export import export_quickstatements
+
+    web = [{"source_file": "https://news.test/a", "line": 1, "text": "t", "confidence": 0.9}]
+    triples = [
+        _triple(subject="Q1", obj="Q2", object_id="Q2", evidence=web),
+        _triple(subject="Q1", obj="relx:X"),  # not a Wikidata item
+        _triple(subject="Q1", obj="Q3", object_id="Q3", relation="per:title"),  # no property
+    ]
+    _, store = _store(tmp_path, to_nquads(triples, CFG))
+    counts = export_quickstatements(store, str(tmp_path / "qs.txt"), stated_in="Q5")
+    assert counts == {"statements": 1, "skipped": 2}
+    assert (tmp_path / "qs.txt").read_text() == (
+        'Q1\tP19\tQ2\tS248\tQ5\tS854\t"https://news.test/a"\n'
+    )
