@@ -58,7 +58,7 @@ from relbridge.alignment.methods import (
 )
 from relbridge.alignment.statistical import EflomalConfig, eflomal_align
 from relbridge.alignment.symmetrize import COMBINERS, combine
-from relbridge.data_specs.devices import DTYPE_NAMES
+from relbridge.runtime.devices import DTYPE_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,10 @@ Links = tuple[tuple[int, int], ...]
 TOKEN_TYPES = ("word", "bpe")
 STATISTICAL = ("off", "only", *COMBINERS)
 """How eflomal's links enter: not at all, instead of the neural links, or combined by a rule."""
+SUMMARY_FILE = "finetune.json"
+"""What `finetune-aligner` (`relbridge.alignment.finetune`) writes beside the model it trains."""
+SHARED_FIELDS = ("layer", "text_prefix", "skip_markers")
+"""Fields a fine-tuned model shares with the `AlignConfig` it is aligned with."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,7 @@ class AlignConfig:
 
     Attributes:
       model: encoder name or local Hugging Face directory, resolved with
-        `relbridge.data_specs.encoders.resolve_model`; ``None`` = the bundled
+        `relbridge.runtime.encoders.resolve_model`; ``None`` = the bundled
         default (multilingual-e5-small).
       layer: hidden state to use (0 = embeddings). For e5-small (12 layers)
         6 beat 8 on every dev pair; useful range 4-8.
@@ -288,8 +292,6 @@ def warn_if_trained_elsewhere(model_dir: str, cfg: AlignConfig) -> bool:
     """
     import json
 
-    from relbridge.alignment.finetune import SHARED_FIELDS, SUMMARY_FILE
-
     path = os.path.join(model_dir, SUMMARY_FILE)
     if not os.path.isfile(path):
         return False
@@ -313,7 +315,7 @@ def resolve_model_dir(model: str | None) -> str:
     """A local directory for ``model``: an existing directory, else `resolve_model`."""
     if model is not None and os.path.isdir(model):
         return model
-    from relbridge.data_specs.encoders import resolve_model
+    from relbridge.runtime.encoders import resolve_model
 
     return resolve_model(model) if model is not None else resolve_model()
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from relbridge.data_specs.devices import resolve_device, resolve_dtype
+from relbridge.runtime.devices import resolve_device, resolve_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -220,7 +220,7 @@ class SentenceEmbedder:
         1,024 on CUDA (launch-bound; not measured).
       device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"``.
       dtype: ``"auto"`` (bfloat16 on CUDA and on CPUs with native bf16, else
-        float32; see `relbridge.data_specs.devices`), ``"float32"``,
+        float32; see `relbridge.runtime.devices`), ``"float32"``,
         ``"bfloat16"`` or ``"float16"``.
       text_prefix: text put before every sentence (after the special tokens)
         and left out of the output, e.g. ``"passage: "`` for e5 models.

@@ -58,18 +58,17 @@ from collections.abc import Callable, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 
+from relbridge.alignment.aligner import SUMMARY_FILE, resolve_model_dir
 from relbridge.alignment.embed import tokenize_words
-from relbridge.data_specs.batching import length_bucketed_batches
 from relbridge.data_specs.formats import PAIR_PARSERS, InputError, make_text_pair, open_lines
+from relbridge.runtime.batching import length_bucketed_batches
+from relbridge.runtime.optim import adamw_param_groups, linear_warmup_decay
 
 logger = logging.getLogger(__name__)
 
 OBJECTIVES = ("so", "co")
 WordPair = tuple[list[str], list[str]]
 Splitter = Callable[[str], list[str]]
-SUMMARY_FILE = "finetune.json"
-SHARED_FIELDS = ("layer", "text_prefix", "skip_markers")
-"""Fields a fine-tuned model shares with the `AlignConfig` it is aligned with."""
 
 
 @dataclass(frozen=True)
@@ -114,7 +113,7 @@ class FinetuneConfig:
       seed: seeds data order, dropout and initialisation.
       device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda[:N]"``.
       bf16: bfloat16 autocast on CUDA and on CPUs with native bf16 (see
-        `relbridge.data_specs.devices`); other CPUs train in float32.
+        `relbridge.runtime.devices`); other CPUs train in float32.
       num_threads: torch CPU threads (``None`` leaves torch's setting).
       log_every: steps between loss log lines (and history entries).
       save_every: steps between checkpoints in ``output/checkpoint-<step>``
@@ -392,31 +391,13 @@ def first_layers(model, top: int):
 
 
 def _optimizer(model, cfg: FinetuneConfig):
-    """AdamW over the trained parameters; no decay on biases and LayerNorm weights."""
+    """AdamW over the trained parameters; no decay on 1-d ones (`runtime.optim`)."""
     import torch
 
     if cfg.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(p)
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=cfg.learning_rate)
-
-
-def _linear_schedule(optimizer, warmup: int, total: int):
-    import torch
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        return max(0.0, (total - step) / max(1, total - warmup))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    groups = adamw_param_groups(model.named_parameters(), cfg.learning_rate, cfg.weight_decay)
+    return torch.optim.AdamW(groups)
 
 
 class _Trainer:
@@ -426,9 +407,8 @@ class _Trainer:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
-        from relbridge.alignment.aligner import resolve_model_dir
         from relbridge.alignment.embed import SentenceEmbedder, marker_ids
-        from relbridge.data_specs.devices import native_bf16, resolve_device
+        from relbridge.runtime.devices import native_bf16, resolve_device
 
         self.cfg = cfg
         self.model_dir = resolve_model_dir(cfg.model)
@@ -587,7 +567,7 @@ def finetune_aligner(
     if cfg.max_steps is not None:
         total = min(total, cfg.max_steps)
     optimizer = _optimizer(trainer.model, cfg)
-    scheduler = _linear_schedule(optimizer, int(cfg.warmup_ratio * total), total)
+    scheduler = linear_warmup_decay(optimizer, int(cfg.warmup_ratio * total), total)
     params = [p for g in optimizer.param_groups for p in g["params"]]
     logger.info(
         "fine-tuning %s at layer %d on %d pairs: %d steps of %d pairs, objectives %s, %s",

@@ -8,7 +8,7 @@ distortion), and prints one row per (set, method) plus a JSON line.
 
 Stock simalign always runs in float32. The new aligner runs in ``--dtype``,
 ``auto`` by default: bfloat16 on CPUs with native bf16 (AVX-512-BF16 / AMX),
-float32 elsewhere (`relbridge.data_specs.devices`); the chosen dtype and
+float32 elsewhere (`relbridge.runtime.devices`); the chosen dtype and
 whether the CPU has native bf16 are printed, and the AER columns show what
 the precision costs.
 
@@ -115,7 +115,7 @@ def main(argv=None) -> dict:
         read_pairs,
         read_pharaoh,
     )
-    from relbridge.data_specs.devices import cpu_has_native_bf16
+    from relbridge.runtime.devices import cpu_has_native_bf16
 
     torch.set_num_threads(args.threads)
     cfg = AlignConfig(

@@ -19,7 +19,7 @@ import argparse
 import json
 import logging
 
-from relbridge.data_specs.devices import DTYPE_NAMES
+from relbridge.runtime.devices import DTYPE_NAMES
 
 logger = logging.getLogger(__name__)
 

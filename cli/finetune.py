@@ -110,8 +110,8 @@ def register(subparsers) -> None:
 
 def config_from_args(args: argparse.Namespace):
     """The `FinetuneConfig` the flags describe."""
-    from relbridge.alignment.aligner import DEFAULT_PRESET, aligner_config
-    from relbridge.alignment.finetune import SHARED_FIELDS, FinetuneConfig
+    from relbridge.alignment.aligner import DEFAULT_PRESET, SHARED_FIELDS, aligner_config
+    from relbridge.alignment.finetune import FinetuneConfig
 
     preset = aligner_config(args.aligner or DEFAULT_PRESET)
     overrides = {k: getattr(preset, k) for k in SHARED_FIELDS}

@@ -24,8 +24,8 @@ import logging
 import os
 
 from relbridge.alignment.aligner import DEFAULT_PRESET
-from relbridge.data_specs.devices import DTYPE_NAMES
 from relbridge.data_specs.languages import language_in_name
+from relbridge.runtime.devices import DTYPE_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def register(subparsers) -> None:
 
 def project_config_from_args(args: argparse.Namespace):
     """The `ProjectConfig` the projection flags describe."""
-    from relbridge.alignment.projection import ProjectConfig
+    from relbridge.projection.projection import ProjectConfig
 
     fields = (*_PROJECT_VALUES, *_PROJECT_SWITCHES)
     return ProjectConfig(
@@ -150,8 +150,8 @@ def _write_links(path: str, links: list) -> None:
 def _eval_projection(args: argparse.Namespace) -> int:
     from dataclasses import asdict, replace
 
-    from relbridge.alignment import projection_eval as pe
     from relbridge.cli.align import config_from_args
+    from relbridge.projection import projection_eval as pe
 
     project_cfg = project_config_from_args(args)
     if args.format == "relx":

@@ -13,52 +13,46 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import typing
 
 from relbridge.data_specs.formats import open_lines
 
 
-def _train_fields():
-    from relbridge.models.trainer import TrainConfig
-
-    hints = typing.get_type_hints(TrainConfig)
-    return TrainConfig, [(f, hints[f.name]) for f in dataclasses.fields(TrainConfig)]
-
-
 def _add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
-    """One flag per TrainConfig field, default None so that only given flags override."""
-    _, fields = _train_fields()
+    """One flag per TrainConfig setting, default None so that only given flags override."""
+    from relbridge.models.train_config import TrainConfig, setting_fields
+
     group = parser.add_argument_group("training settings (TrainConfig)")
-    for f, hint in fields:
-        if f.name in skip:
+    for name, _, hint, help_text in setting_fields():
+        if name in skip:
             continue
-        flag = "--" + f.name.replace("_", "-")
-        help_text = f.metadata.get("help", "")
-        if f.default is not dataclasses.MISSING:
-            help_text += f" (default: {f.default})"
+        flag = "--" + name.replace("_", "-")
+        default = TrainConfig.setting_default(name)
+        if default is not None:
+            help_text += f" (default: {default})"
         if hint is bool:
             group.add_argument(
                 flag,
-                dest=f.name,
+                dest=name,
                 action=argparse.BooleanOptionalAction,
                 default=None,
                 help=help_text,
             )
         elif typing.get_origin(hint) is tuple:
-            group.add_argument(flag, dest=f.name, nargs="+", default=None, help=help_text)
+            group.add_argument(flag, dest=name, nargs="+", default=None, help=help_text)
         else:
-            group.add_argument(flag, dest=f.name, type=hint, default=None, help=help_text)
+            group.add_argument(flag, dest=name, type=hint, default=None, help=help_text)
 
 
 def _given_settings(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> dict:
-    _, fields = _train_fields()
+    from relbridge.models.train_config import FLAT
+
     out = {}
-    for f, _ in fields:
-        value = getattr(args, f.name, None)
-        if f.name not in skip and value is not None:
-            out[f.name] = tuple(value) if isinstance(value, list) else value
+    for name in FLAT:
+        value = getattr(args, name, None)
+        if name not in skip and value is not None:
+            out[name] = tuple(value) if isinstance(value, list) else value
     return out
 
 

@@ -96,6 +96,7 @@ class BitextRecord:
     src: str
     tgt: str
     record_id: str = ""
+    occurrence: int = 1
 
     @property
     def pair_id(self) -> str:
@@ -103,11 +104,15 @@ class BitextRecord:
 
         The hash covers the corpus name and both texts, so re-running on the same
         input yields the same ids (idempotent refreshes) wherever lines move.
+        Identical lines without an id share the hash; the reader numbers them
+        in (file, line) order (``occurrence``), and the second and later get
+        ``~N`` appended, so every pair id of a run is unique.
         """
         if self.record_id:
             return f"{self.corpus}:{self.record_id}"
         digest = hashlib.sha1(f"{self.corpus}\x00{self.src}\x00{self.tgt}".encode()).hexdigest()
-        return f"{self.corpus}:{digest[:16]}"
+        suffix = f"~{self.occurrence}" if self.occurrence > 1 else ""
+        return f"{self.corpus}:{digest[:16]}{suffix}"
 
 
 def corpus_format(path: str) -> str:

@@ -6,7 +6,7 @@ RELX id, the English gold entities are looked up among the row's source
 mentions, and their projections are compared with the gold target spans.
 Directions are compared by role (subject, object), never by RELX's label
 string, whose ``(e1,e2)`` order follows each language's word order. Span
-matching and P/R/F1 are `relbridge.alignment.projection_eval`'s (what
+matching and P/R/F1 are `relbridge.projection.projection_eval`'s (what
 ``relbridge eval-projection`` reports); only the lookup of gold entities in
 shard rows is specific to the demo.
 """
@@ -16,9 +16,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from relbridge.alignment.projection_eval import ROLES, prf, score_spans
 from relbridge.data_specs.relx import RelxRecord
 from relbridge.data_specs.schema import ShardRow, char_span_to_words, token_offsets
+from relbridge.projection.projection_eval import ROLES, score_spans
+from relbridge.runtime.metrics import prf
 
 
 @dataclass

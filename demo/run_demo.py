@@ -92,7 +92,7 @@ def train_and_evaluate(cfg: DemoConfig, shards: str) -> tuple[str, dict, dict]:
     from relbridge.models.trainer import TrainConfig, train
 
     train_stats = train(
-        TrainConfig(
+        TrainConfig.from_flat(
             shards=shards,
             output=os.path.join(cfg.output, "training"),
             epochs=cfg.epochs,

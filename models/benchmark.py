@@ -109,7 +109,7 @@ def relx_benchmark_config(
         **PRESETS[resolve_preset(preset)],
     }
     settings.update(overrides)
-    return TrainConfig(**settings)
+    return TrainConfig.from_flat(**settings)
 
 
 def kbp37_test_ids(kbp37: str, relx: str) -> set[str]:

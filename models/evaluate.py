@@ -46,6 +46,7 @@ from relbridge.models.data import (
     read_data,
 )
 from relbridge.models.tagging import tag_mentions, tagging_scores
+from relbridge.runtime.metrics import prf
 
 logger = logging.getLogger(__name__)
 
@@ -55,27 +56,22 @@ NO_RELATION = "no_relation"
 # ---------------------------------------------------------------------- metrics
 
 
-def _f1(p: float, r: float) -> float:
-    return 2 * p * r / (p + r) if p + r else 0.0
-
-
 def prf_without_na(gold: Sequence[str], pred: Sequence[str], na: str = NA) -> dict[str, float]:
     """Micro P/R/F1 with NA excluded, and macro F1 over the gold relations."""
     tp = sum(1 for g, p in zip(gold, pred) if g == p and g != na)
     n_pred = sum(1 for p in pred if p != na)
     n_gold = sum(1 for g in gold if g != na)
-    precision = tp / n_pred if n_pred else 0.0
-    recall = tp / n_gold if n_gold else 0.0
+    precision, recall, micro_f1 = prf(tp, n_pred, n_gold)
     per_rel = []
     for rel in sorted({g for g in gold if g != na}):
         rtp = sum(1 for g, p in zip(gold, pred) if g == p == rel)
         rp = sum(1 for p in pred if p == rel)
         rg = sum(1 for g in gold if g == rel)
-        per_rel.append(_f1(rtp / rp if rp else 0.0, rtp / rg if rg else 0.0))
+        per_rel.append(prf(rtp, rp, rg)[2])
     return {
         "micro_p": 100 * precision,
         "micro_r": 100 * recall,
-        "micro_f1": 100 * _f1(precision, recall),
+        "micro_f1": 100 * micro_f1,
         "macro_f1": 100 * float(np.mean(per_rel)) if per_rel else 0.0,
     }
 
@@ -189,7 +185,7 @@ def relx_f1(
         tp = sum(1 for g, p in zip(gold, pred) if g == p and g in labels)
         n_pred = sum(1 for p in pred if p in labels)
         n_gold = sum(1 for g in gold if g in labels)
-        scores.append(_f1(tp / n_pred if n_pred else 0.0, tp / n_gold if n_gold else 0.0))
+        scores.append(prf(tp, n_pred, n_gold)[2])
     return 100 * float(np.mean(scores))
 
 

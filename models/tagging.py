@@ -37,6 +37,7 @@ import torch
 
 from relbridge.data_specs.formats import bio_spans
 from relbridge.models.data import TagInstance
+from relbridge.runtime.metrics import prf
 
 Mention = tuple[int, int, str]
 
@@ -109,12 +110,6 @@ def decode_tags(word_probs, tags: Sequence[str], decode: str = "marginal") -> li
     return [tuple(span) for span in spans]
 
 
-def _prf(hits: int, found: int, gold: int) -> tuple[float, float, float]:
-    p = 100.0 * hits / found if found else 0.0
-    r = 100.0 * hits / gold if gold else 0.0
-    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
-
-
 def tagging_scores(
     found: Sequence[Sequence[Mention]], gold: Sequence[TagInstance]
 ) -> dict[str, Any]:
@@ -153,15 +148,15 @@ def tagging_scores(
         "sentences": len(gold),
         "gold_mentions": counts["gold"],
         "found_mentions": n_found,
-        "span_recall": _prf(counts["span_hit"], 0, counts["gold"])[1],
+        "span_recall": prf(counts["span_hit"], 0, counts["gold"], scale=100.0)[1],
     }
     if counts["typed_gold"]:
-        result["recall"] = _prf(counts["hit"], 0, counts["typed_gold"])[1]
+        result["recall"] = prf(counts["hit"], 0, counts["typed_gold"], scale=100.0)[1]
     if any(t.complete for t in gold):
-        result["precision"], _, result["f1"] = _prf(
-            counts["c_hit"], counts["c_found"], counts["c_gold"]
+        result["precision"], _, result["f1"] = prf(
+            counts["c_hit"], counts["c_found"], counts["c_gold"], scale=100.0
         )
-        result["span_precision"], _, result["span_f1"] = _prf(
-            counts["c_span_hit"], counts["c_found"], counts["c_gold"]
+        result["span_precision"], _, result["span_f1"] = prf(
+            counts["c_span_hit"], counts["c_found"], counts["c_gold"], scale=100.0
         )
     return result

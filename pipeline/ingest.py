@@ -15,7 +15,7 @@ import dataclasses
 import html
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import zip_longest
@@ -199,12 +199,64 @@ class ReadCorpusFileFn(beam.DoFn):
                 yield unescape_record(item) if self.cfg.unescape else item
 
 
+def unique_pair_ids(records: Iterable[BitextRecord]) -> Iterator[BitextRecord | InputError]:
+    """Gives every record of one pair id an id of its own, or rejects it.
+
+    ``records`` share one `BitextRecord.pair_id`. In (file, line) order, the
+    first keeps it. A later record with an explicit id is an `InputError`
+    naming the line that used the id first: its text may differ, and rows
+    sharing an id would share eflomal's links, which are joined by id. Later
+    identical lines without an id are numbered (``occurrence``), which gives
+    them ids of their own that stay the same on a rerun of the same corpus.
+    """
+    first, *later = sorted(records, key=lambda r: (r.source_file, r.line))
+    yield first
+    for n, record in enumerate(later, start=2):
+        if record.record_id:
+            yield InputError(
+                record.source_file,
+                record.line,
+                f"pair id {record.record_id!r} was already used by "
+                f"{first.source_file}:{first.line}: ids must be unique in a corpus",
+                raw=dataclasses.asdict(record),
+            )
+        else:
+            yield dataclasses.replace(record, occurrence=n)
+
+
+class UniquePairIdsFn(beam.DoFn):
+    """`unique_pair_ids` over the records grouped under one pair id."""
+
+    def __init__(self):
+        self.repeated = beam.metrics.Metrics.counter(self.__class__, "repeated_pair_ids")
+
+    def process(self, element: tuple[str, Iterable[BitextRecord | dict]]):
+        key, items = element
+        if key.startswith("\x00"):  # an input line's dead letter (`_bad_line_key`)
+            for letter in items:
+                yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, letter)
+            return
+        for item in unique_pair_ids(items):
+            if isinstance(item, InputError):
+                self.repeated.inc()
+                yield beam.pvalue.TaggedOutput(
+                    DEAD_LETTER_TAG,
+                    dead_letter("ReadBitext", item.reason, item.source_file, item.line, item.raw),
+                )
+            else:
+                yield item
+
+
 class ReadBitext(beam.PTransform):
-    """Reads a parallel corpus into `BitextRecord`s.
+    """Reads a parallel corpus into `BitextRecord`s with unique pair ids.
+
+    The records are grouped by pair id (`unique_pair_ids`); that shuffle also
+    spreads the records of one file, read in order by one worker, over every
+    worker for the stages after.
 
     Returns:
       A tagged result: the main output holds `BitextRecord`s, ``dead_letter``
-      holds dicts for lines that could not be parsed.
+      holds dicts for lines that could not be parsed or repeat an id.
     """
 
     def __init__(self, cfg: IngestConfig):
@@ -214,9 +266,25 @@ class ReadBitext(beam.PTransform):
     def expand(self, pbegin):
         files = self.cfg.input_files()
         logger.info("ReadBitext: %d input file(s) for %s", len(files), self.cfg.corpus)
-        return (
+        read = (
             pbegin
             | "ListCorpusFiles" >> beam.Create(files)
             | "ReadCorpusFiles"
             >> beam.ParDo(ReadCorpusFileFn(self.cfg)).with_outputs(DEAD_LETTER_TAG, main="records")
         )
+        # (pair_id, record), and (a key of its own, dead letter) for bad lines
+        keyed = (
+            read.records | "KeyByPairId" >> beam.Map(lambda record: (record.pair_id, record)),
+            read[DEAD_LETTER_TAG] | "KeyBadLines" >> beam.Map(_bad_line_key),
+        ) | "MergeKeyed" >> beam.Flatten()
+        return (
+            keyed
+            | "GroupByPairId" >> beam.GroupByKey()
+            | "UniquePairIds"
+            >> beam.ParDo(UniquePairIdsFn()).with_outputs(DEAD_LETTER_TAG, main="records")
+        )
+
+
+def _bad_line_key(letter: dict) -> tuple[str, dict]:
+    """A key no pair id has (ids start with the corpus name), unique per input line."""
+    return f"\x00{letter['source_file']}\x00{letter['line']}", letter

@@ -1,6 +1,6 @@
 """The relbridge Beam DAG, wired from its stages.
 
-    ReadBitext -> [SkipExisting] -> Redistribute -> Tokenize -> LabelWithKb -> AlignWords
+    ReadBitext -> [SkipExisting] -> Tokenize -> LabelWithKb -> AlignWords
       -> ProjectLabels -> WriteShards
 
 Run it with ``relbridge run --corpus ... --kb ... --src-lang en --tgt-lang de
@@ -25,7 +25,6 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from relbridge.data_specs.encoders import check_model_name
 from relbridge.pipeline.align import AlignWords
 from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG
 from relbridge.pipeline.ingest import ReadBitext, open_text
@@ -34,6 +33,7 @@ from relbridge.pipeline.options import PipelineConfig, add_arguments, config_fro
 from relbridge.pipeline.project import ProjectLabels
 from relbridge.pipeline.tokenize import Tokenize
 from relbridge.pipeline.write_shards import COMPLETED, STATS, WriteShards
+from relbridge.runtime.encoders import check_model_name
 
 logger = logging.getLogger(__name__)
 
@@ -157,10 +157,6 @@ def build_pipeline(p: beam.Pipeline, cfg: PipelineConfig, done: Handled = Handle
         )
         skipped = (old_records, old_bad_lines) | "AllSkipped" >> beam.Flatten()
     dead_letters = [bad_lines]
-    # A corpus file is read by one worker, in order, to keep its line numbers.
-    # Without a shuffle, fusion would keep all of that file's records on that
-    # worker through alignment; this spreads them over every worker.
-    records = records | "Redistribute" >> beam.Reshuffle()
 
     # rows: ShardRow, filled in stage by stage
     tokenized = records | "Tokenize" >> Tokenize(cfg.tokenize)

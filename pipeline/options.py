@@ -17,11 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from relbridge.alignment.aligner import DEFAULT_PRESET, STATISTICAL, AlignConfig, aligner_config
-from relbridge.alignment.projection import ProjectConfig
 from relbridge.pipeline.ingest import IngestConfig
 from relbridge.pipeline.label import LabelConfig
 from relbridge.pipeline.tokenize import TokenizeConfig
 from relbridge.pipeline.write_shards import WriteConfig
+from relbridge.projection.projection import ProjectConfig
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """ProjectLabels: carry source mentions and relations into the target language.
 
-The per-pair logic is `relbridge.alignment.projection.project_pair`, shared
+The per-pair logic is `relbridge.projection.projection.project_pair`, shared
 with `relbridge eval-projection`, so what is measured is what the pipeline
 does. This stage only wraps it and counts projected, dropped, repaired,
 retyped and trimmed mentions and relations, in Beam counters and in a ``counts`` output
@@ -22,8 +22,8 @@ from dataclasses import replace
 
 import apache_beam as beam
 
-from relbridge.alignment.projection import ProjectConfig, project_pair
 from relbridge.data_specs.schema import ShardRow
+from relbridge.projection.projection import ProjectConfig, project_pair
 
 
 def projection_counts(counts) -> dict[str, int]:

@@ -7,7 +7,7 @@ from test_models import RELX_TEXT
 
 from relbridge.models.benchmark import kbp37_test_ids, relx_benchmark_config, run_relx_benchmark
 from relbridge.models.extractor import ModelConfig, RelationExtractor
-from relbridge.models.trainer import _freeze_lower
+from relbridge.models.optim import freeze_lower as _freeze_lower
 
 
 def _toy_dirs(tmp_path):
@@ -49,12 +49,12 @@ def test_benchmark_runs_and_reports_every_language(tiny_encoder, tmp_path):
 
 def test_presets_and_overrides(tmp_path):
     cpu = relx_benchmark_config("k", str(tmp_path), "cpu", lr=2e-5)
-    assert cpu.freeze_layers == 2 and cpu.layer_lr_decay == 0.9 and cpu.lr == 2e-5
-    assert cpu.epochs == 3 and cpu.ema_decay == 0.995
-    assert cpu.tagging_weight == 0.0
+    assert cpu.optim.freeze_layers == 2 and cpu.optim.layer_lr_decay == 0.9 and cpu.optim.lr == 2e-5
+    assert cpu.optim.epochs == 3 and cpu.optim.ema_decay == 0.995
+    assert cpu.model.tagging_weight == 0.0
     full = relx_benchmark_config("k", str(tmp_path), "full")
-    assert full.freeze_layers == 0 and full.max_train_instances == 0
-    assert cpu.relx_train == ("k/train.txt",) and cpu.dev == ("k/dev.txt",)
+    assert full.optim.freeze_layers == 0 and full.data.max_train_instances == 0
+    assert cpu.data.relx_train == ("k/train.txt",) and cpu.data.dev == ("k/dev.txt",)
 
 
 def test_freeze_lower_stops_gradients_below_the_top_layers(tiny_encoder):

@@ -19,7 +19,6 @@ from relbridge.data_specs import (
     load_kb,
     read_shards,
 )
-from relbridge.data_specs.batching import length_bucketed_batches
 from relbridge.data_specs.formats import (
     BitextRecord,
     make_text_pair,
@@ -27,6 +26,7 @@ from relbridge.data_specs.formats import (
     parse_tsv_pair,
 )
 from relbridge.data_specs.relx import parse_relx, strip_markers, words_with_spans
+from relbridge.runtime.batching import length_bucketed_batches
 
 ROW = ShardRow(
     pair_id="toy:1",

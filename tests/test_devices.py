@@ -8,8 +8,8 @@ from single_thread import one_torch_thread  # noqa: F401 (autouse)
 from test_models import write_toy_shards
 from test_trainer import _cfg
 
-from relbridge.data_specs import devices
 from relbridge.models import trainer
+from relbridge.runtime import devices
 
 
 @pytest.fixture

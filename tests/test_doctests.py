@@ -6,11 +6,12 @@ import importlib
 import pytest
 
 MODULES = [
-    "relbridge.alignment.link_rules",
-    "relbridge.alignment.span_search",
-    "relbridge.alignment.projection_eval",
+    "relbridge.projection.link_rules",
+    "relbridge.projection.span_search",
+    "relbridge.projection.projection_eval",
     "relbridge.models.extract",
     "relbridge.models.tagging",
+    "relbridge.runtime.metrics",
 ]
 
 

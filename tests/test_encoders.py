@@ -16,8 +16,8 @@ import time
 import numpy as np
 import pytest
 
-from relbridge.data_specs import encoders
-from relbridge.data_specs.encoders import (
+from relbridge.runtime import encoders
+from relbridge.runtime.encoders import (
     DEFAULT_MODEL,
     PROVENANCE_FILE,
     bundled_e5_dir,

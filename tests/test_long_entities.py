@@ -7,7 +7,8 @@ from single_thread import one_torch_thread  # noqa: F401 (autouse)
 from relbridge.models.data import PairInstance, RelationData
 from relbridge.models.evaluate import predict_pairs
 from relbridge.models.extractor import ModelConfig, RelationExtractor
-from relbridge.models.trainer import TrainConfig, _build_units
+from relbridge.models.trainer import TrainConfig
+from relbridge.models.units import build_units as _build_units
 
 LONG = PairInstance("long", "en", ("Paris",) * 60, (0, 30), (30, 60), "r", "NA")
 SHORT = PairInstance("short", "en", ("Merkel", "in", "Berlin"), (0, 1), (2, 3), "r", "NA")
@@ -29,12 +30,12 @@ def test_prediction_of_an_unencodable_pair_is_certain_na(tiny_encoder):
 
 def test_training_skips_unencodable_pairs(tiny_encoder, tmp_path):
     data = RelationData([LONG, SHORT], [])
-    cfg = TrainConfig(output=str(tmp_path), shards="unused", max_seq_len=24, tagging_weight=0.0)
+    cfg = TrainConfig.from_flat(output=str(tmp_path), shards="unused", max_seq_len=24, tagging_weight=0.0)
     units, pair_enc, _, _ = _build_units(_model(tiny_encoder), data, cfg)
     assert [p.id for p in data.pairs] == ["long", "short"]  # the caller's data is untouched
     assert len(pair_enc) == 1 and [u.index for u in units if u.kind == "pair"] == [0]
     with_kb = RelationData([dataclasses.replace(p, e1_kb="Q1", e2_kb="Q2") for p in data.pairs], [])
     _, bag_enc, _, bags = _build_units(
-        _model(tiny_encoder), with_kb, dataclasses.replace(cfg, aggregation="attention")
+        _model(tiny_encoder), with_kb, cfg.replace(aggregation="attention")
     )
     assert len(bag_enc) == 1 and [i for b in bags for i, _ in b.members] == [0, 0]  # both ways

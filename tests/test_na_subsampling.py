@@ -1,7 +1,7 @@
 """NA subsampling of distantly supervised training pairs (TrainConfig.max_na_ratio)."""
 
 from relbridge.models.data import PairInstance
-from relbridge.models.trainer import subsample_na
+from relbridge.models.units import subsample_na
 
 
 def _pair(n: int, label: str | None) -> PairInstance:

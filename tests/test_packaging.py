@@ -11,10 +11,12 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 ALLOWED = {
+    "runtime": set(),
     "data_specs": set(),
-    "alignment": {"data_specs"},
-    "pipeline": {"data_specs", "alignment"},
-    "models": {"data_specs"},
+    "alignment": {"data_specs", "runtime"},
+    "projection": {"data_specs", "runtime"},
+    "pipeline": {"data_specs", "runtime", "alignment", "projection"},
+    "models": {"data_specs", "runtime"},
 }
 """Which relbridge layers each layer may import (the owner's dependency rule)."""
 
@@ -74,7 +76,7 @@ def test_wheel_installs_under_one_import_name(tmp_path):
     names = zipfile.ZipFile(tmp_path / wheel).namelist()
     top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert top == {"relbridge"}
-    for package in ("data_specs", "alignment", "pipeline", "models", "cli", "demo"):
+    for package in ("data_specs", "runtime", "alignment", "projection", "pipeline", "models", "cli", "demo"):
         assert f"relbridge/{package}/__init__.py" in names
     assert "relbridge/demo/data/relx_ende_train.tsv" in names
     assert "relbridge/demo/data/kb/triples.jsonl" in names

@@ -6,7 +6,7 @@ import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from relbridge.alignment.projection import ProjectConfig
+from relbridge.projection.projection import ProjectConfig
 from relbridge.data_specs import Mention, ShardRow
 from relbridge.pipeline.project import ProjectLabels
 

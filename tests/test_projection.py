@@ -4,14 +4,15 @@ import dataclasses
 
 import pytest
 
-from relbridge.alignment.link_rules import (
+from relbridge.data_specs.schema import Mention, RelationInstance
+from relbridge.projection.link_rules import (
     FunctionWords,
     disputed_links,
     fallback_links,
     is_punctuation,
     verbatim_occurrences,
 )
-from relbridge.alignment.projection import (
+from relbridge.projection.projection import (
     ProjectConfig,
     ProjectionCounts,
     project_mentions,
@@ -19,7 +20,7 @@ from relbridge.alignment.projection import (
     project_relations,
     project_span,
 )
-from relbridge.alignment.span_search import (
+from relbridge.projection.span_search import (
     best_f1_span,
     bracketed_span,
     joining_words,
@@ -27,7 +28,6 @@ from relbridge.alignment.span_search import (
     trim_function_words,
     trim_span,
 )
-from relbridge.data_specs.schema import Mention, RelationInstance
 
 # Rules that would otherwise hide the one under test.
 NO_VERBATIM = ProjectConfig(verbatim_spans=False, verbatim_anchors=False, spelling_anchor_ratio=0.0)

@@ -4,8 +4,12 @@ import json
 
 import pytest
 
-from relbridge.alignment.projection import ProjectConfig
-from relbridge.alignment.projection_eval import (
+from relbridge.cli.main import main
+from relbridge.data_specs.formats import bio_spans
+from relbridge.data_specs.languages import language_in_name
+from relbridge.data_specs.schema import Mention, RelationInstance
+from relbridge.projection.projection import ProjectConfig
+from relbridge.projection.projection_eval import (
     GoldPair,
     evaluate,
     load_conll_pairs,
@@ -13,10 +17,6 @@ from relbridge.alignment.projection_eval import (
     score_spans,
     strip_edge_punctuation,
 )
-from relbridge.cli.main import main
-from relbridge.data_specs.formats import bio_spans
-from relbridge.data_specs.languages import language_in_name
-from relbridge.data_specs.schema import Mention, RelationInstance
 
 RELX_EN = (
     '1\t"<e1> Acme Corp </e1> hired <e2> John Smith </e2> ."\n'
@@ -225,7 +225,7 @@ def test_align_pairs_aligns_the_whole_set_like_the_pipeline(tiny_encoder):
     from test_statistical import toy_corpus
 
     from relbridge.alignment.aligner import AlignConfig, WordAligner
-    from relbridge.alignment.projection_eval import GoldPair, align_pairs
+    from relbridge.projection.projection_eval import GoldPair, align_pairs
 
     pairs = [GoldPair(tuple(s), tuple(t), (), ()) for s, t in toy_corpus(40)]
     cfg = AlignConfig(model=tiny_encoder, layer=1, statistical="union")

@@ -1,6 +1,5 @@
 """train(): runs end to end on toy shards, resumes exactly, trains bags; evaluate() and extract() on its output."""
 
-import dataclasses
 import json
 
 import pytest
@@ -8,10 +7,11 @@ import torch
 from single_thread import one_torch_thread  # noqa: F401 (autouse)
 from test_models import RELX_TEXT, write_toy_shards
 
+from relbridge.models.checkpoint import config_diff as _config_diff
 from relbridge.models.evaluate import evaluate
 from relbridge.models.extract import extract
 from relbridge.models.extractor import RelationExtractor
-from relbridge.models.trainer import TrainConfig, _config_diff, train
+from relbridge.models.trainer import TrainConfig, train
 
 
 def _cfg(tiny_encoder, shards, output, **kw) -> TrainConfig:
@@ -20,7 +20,7 @@ def _cfg(tiny_encoder, shards, output, **kw) -> TrainConfig:
         "dev_fraction": 0.0, "save_every": 1, "progress": False, "freeze_embeddings": False, "tagging_ratio": 1.0,
     }  # fmt: skip
     base.update(kw)
-    return TrainConfig(**base)
+    return TrainConfig.from_flat(**base)
 
 
 def _heads(model_dir):
@@ -95,7 +95,7 @@ def test_resume_matches_an_uninterrupted_run(tiny_encoder, tmp_path, ema_decay):
 def test_resume_refuses_changed_training_data(tiny_encoder, tmp_path):
     shards = write_toy_shards(tmp_path / "shards")
     cfg = _cfg(tiny_encoder, shards, tmp_path / "run")
-    assert train(dataclasses.replace(cfg, stop_after_steps=1))["global_step"] == 1
+    assert train(cfg.replace(stop_after_steps=1))["global_step"] == 1
     with open(tmp_path / "shards" / "notes.txt", "w") as f:  # not a shard: no change
         f.write("x\n")
     assert train(cfg)["completed"]  # same data: resumes
@@ -107,14 +107,14 @@ def test_resume_refuses_changed_training_data(tiny_encoder, tmp_path):
 
 
 def test_checkpoints_from_before_a_setting_existed_still_resume():
-    cfg = TrainConfig(output="out", shards="s")
-    saved = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    cfg = TrainConfig.from_flat(output="out", shards="s")
+    saved = cfg.flat()  # checkpoints hold the settings under their flat names
     for added in ("ema_decay", "lora_targets"):  # settings newer than some checkpoints
         del saved[added]
     assert _config_diff(saved, cfg) == []  # the old run behaved as the defaults do
-    assert _config_diff(saved, dataclasses.replace(cfg, ema_decay=0.9)) == ["ema_decay"]
-    assert _config_diff(saved, dataclasses.replace(cfg, lr=cfg.lr * 2)) == ["lr"]
-    assert _config_diff(saved, dataclasses.replace(cfg, num_threads=1)) == []  # resumable change
+    assert _config_diff(saved, cfg.replace(ema_decay=0.9)) == ["ema_decay"]
+    assert _config_diff(saved, cfg.replace(lr=cfg.optim.lr * 2)) == ["lr"]
+    assert _config_diff(saved, cfg.replace(num_threads=1)) == []  # resumable change
 
 
 def test_bag_attention_training_runs(tiny_encoder, tmp_path):
@@ -135,9 +135,9 @@ def test_bag_attention_training_runs(tiny_encoder, tmp_path):
 
 def test_train_config_is_validated(tmp_path):
     with pytest.raises(ValueError):
-        TrainConfig(output=str(tmp_path))  # no data
+        TrainConfig.from_flat(output=str(tmp_path))  # no data
     with pytest.raises(ValueError):
-        TrainConfig(output=str(tmp_path), shards="x", aggregation="max")
+        TrainConfig.from_flat(output=str(tmp_path), shards="x", aggregation="max")
     with pytest.raises(ValueError):
         TrainConfig.from_json({"output": "o", "shards": "x", "learning_rate": 1})
 
@@ -288,12 +288,12 @@ def test_lora_trains_adapters_only_and_saves_merged_weights(tiny_encoder, tmp_pa
 
     from relbridge.models.evaluate import predict_pairs
     from relbridge.models.extractor import ModelConfig
-    from relbridge.models.trainer import _apply_lora
+    from relbridge.models.optim import apply_lora as _apply_lora
 
     torch.manual_seed(0)
     cfg = ModelConfig(encoder=tiny_encoder, relations=("NA", "org:founded_in", "per:born_in"))
     model = RelationExtractor(cfg)
-    _apply_lora(model, TrainConfig(output=str(tmp_path), shards="x", lora=True, lora_r=4))
+    _apply_lora(model, TrainConfig.from_flat(output=str(tmp_path), shards="x", lora=True, lora_r=4).optim)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     encoder_trainable = {n for n in trainable if n.startswith("encoder.")}
     assert encoder_trainable and all("lora_" in n for n in encoder_trainable)
@@ -303,7 +303,8 @@ def test_lora_trains_adapters_only_and_saves_merged_weights(tiny_encoder, tmp_pa
     }
     keyed = RelationExtractor(cfg)
     _apply_lora(
-        keyed, TrainConfig(output=str(tmp_path), shards="x", lora=True, lora_targets=("key",))
+        keyed,
+        TrainConfig.from_flat(output=str(tmp_path), shards="x", lora=True, lora_targets=("key",)).optim,
     )
     adapted = {
         n.split(".lora_")[0].rsplit(".", 1)[-1]
@@ -312,7 +313,7 @@ def test_lora_trains_adapters_only_and_saves_merged_weights(tiny_encoder, tmp_pa
     }
     assert adapted == {"key"}
     with pytest.raises(ValueError, match="lora_targets"):
-        TrainConfig(output=str(tmp_path), shards="x", lora=True, lora_targets=())
+        TrainConfig.from_flat(output=str(tmp_path), shards="x", lora=True, lora_targets=())
     pairs = _toy_pairs()
     items = [model.encode_pair(p.tokens, p.e1, p.e2, p.label_12, p.label_21) for p in pairs]
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
@@ -332,12 +333,13 @@ def test_lora_trains_adapters_only_and_saves_merged_weights(tiny_encoder, tmp_pa
 
 def test_layer_lr_decay_scales_lower_layers_down(tiny_encoder, tmp_path):
     from relbridge.models.extractor import ModelConfig
-    from relbridge.models.trainer import _optimizer, encoder_lr_scale
+    from relbridge.models.optim import encoder_lr_scale
+    from relbridge.models.optim import make_optimizer as _optimizer
 
     model = RelationExtractor(ModelConfig(encoder=tiny_encoder, relations=("NA", "r")))
-    cfg = TrainConfig(output=str(tmp_path), shards="s", lr=1e-3, head_lr=1e-2, layer_lr_decay=0.5)
+    cfg = TrainConfig.from_flat(output=str(tmp_path), shards="s", lr=1e-3, head_lr=1e-2, layer_lr_decay=0.5)
     lr_of = {
-        id(p): group["lr"] for group in _optimizer(model, cfg).param_groups for p in group["params"]
+        id(p): group["lr"] for group in _optimizer(model, cfg.optim).param_groups for p in group["params"]
     }
     named = dict(model.named_parameters())
     top = named["encoder.encoder.layer.1.attention.self.query.weight"]
@@ -349,11 +351,11 @@ def test_layer_lr_decay_scales_lower_layers_down(tiny_encoder, tmp_path):
     assert {id(p) for p in trainable} == set(lr_of)  # every trainable parameter, once
     assert encoder_lr_scale("encoder.encoder.layer.0.output.dense.weight", 2, 1.0) == 1.0
     with pytest.raises(ValueError, match="layer_lr_decay"):
-        TrainConfig(output=str(tmp_path), shards="s", layer_lr_decay=0.0)
+        TrainConfig.from_flat(output=str(tmp_path), shards="s", layer_lr_decay=0.0)
 
 
 def test_weight_average_follows_the_weights_and_swaps_them_in_and_out():
-    from relbridge.models.trainer import WeightAverage
+    from relbridge.models.optim import WeightAverage
 
     model = torch.nn.Linear(3, 2)
     model.bias.requires_grad_(False)  # frozen weights are not averaged
@@ -381,12 +383,14 @@ def test_weight_average_follows_the_weights_and_swaps_them_in_and_out():
     assert other.updates == average.updates
     assert torch.equal(other.shadow["weight"], average.shadow["weight"])
     with pytest.raises(ValueError, match="ema_decay"):
-        TrainConfig(output="o", shards="s", ema_decay=1.0)
+        TrainConfig.from_flat(output="o", shards="s", ema_decay=1.0)
 
 
 def test_ema_run_keeps_the_averaged_weights(tiny_encoder, tmp_path):
     shards = write_toy_shards(tmp_path / "shards")
-    stats = train(_cfg(tiny_encoder, shards, tmp_path / "ema", ema_decay=0.9, epochs=2))
+    stats = train(
+        _cfg(tiny_encoder, shards, tmp_path / "ema", ema_decay=0.9, epochs=2, keep_checkpoint=True)
+    )
     assert stats["ema_decay"] == 0.9
     ckpt = torch.load(tmp_path / "ema" / "checkpoint.pt", weights_only=False)
     shadow, trained = ckpt["average"]["shadow"], ckpt["model"]

@@ -19,7 +19,7 @@ trying in order:
 
 Usage::
 
-    from relbridge.data_specs.encoders import resolve_model
+    from relbridge.runtime.encoders import resolve_model
     path = resolve_model()                      # bundled e5 unless cached/online
     model = AutoModel.from_pretrained(path)
 
@@ -67,9 +67,7 @@ _DTYPE_F32, _DTYPE_Q4 = 0, 1
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
 
-# ----------------------------------------------------------------------------
-# Resolution
-# ----------------------------------------------------------------------------
+# ------------------------------------------------------------ resolution
 
 
 def default_cache_dir() -> str:
@@ -248,9 +246,7 @@ def _hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
     return bool(ok)
 
 
-# ----------------------------------------------------------------------------
-# Materialising the bundled encoder
-# ----------------------------------------------------------------------------
+# ------------------------------------- materialising the bundled encoder
 
 
 def materialise_bundled_e5(cache_dir: str | None = None) -> str:

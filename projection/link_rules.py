@@ -1,8 +1,8 @@
 """Word classes and the link rules of label projection: what a span's links become before the search.
 
-`relbridge.alignment.projection.project_span` rewrites a source span's word
+`relbridge.projection.projection.project_span` rewrites a source span's word
 links in this order before it searches for the target span
-(`relbridge.alignment.span_search`); each function here is one rule:
+(`relbridge.projection.span_search`); each function here is one rule:
 
 * `verbatim_occurrences` / `choose_occurrence` / `translated_here`: a name
   or number copied unchanged into the target (step 1 of `project_span`);
@@ -31,7 +31,7 @@ def is_punctuation(token: str) -> bool:
     return bool(token) and all(unicodedata.category(c)[0] in "PSZ" for c in token)
 
 
-def _fold(token: str) -> str:
+def fold(token: str) -> str:
     """Case-folded token without accents' combining marks, for verbatim comparison."""
     text = unicodedata.normalize("NFKD", token.casefold())
     return "".join(c for c in text if not unicodedata.combining(c))
@@ -44,7 +44,7 @@ def _name_like(token: str) -> bool:
 
 def _key(tokens: Sequence[str]) -> str:
     """Tokenisation-insensitive key: folded word characters only (``Al-Qaida`` == ``Al Qaida``)."""
-    return "".join(c for t in tokens for c in _fold(t) if c.isalnum())
+    return "".join(c for t in tokens for c in fold(t) if c.isalnum())
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def choose_occurrence(
     return min(candidates, key=distance)
 
 
-def _centre(span: Span, links: Iterable[Link]) -> float | None:
+def link_centre(span: Span, links: Iterable[Link]) -> float | None:
     linked = [t for s, t in links if span[0] <= s < span[1]]
     return sum(linked) / len(linked) if linked else None
 
@@ -135,8 +135,8 @@ def anchor_links(
     A repeated word is linked to one target occurrence (see `choose_occurrence`).
     """
     links = list(links)
-    folded_src = [_fold(t) for t in src_tokens]
-    folded_tgt = [_fold(t) for t in tgt_tokens]
+    folded_src = [fold(t) for t in src_tokens]
+    folded_tgt = [fold(t) for t in tgt_tokens]
     out: set[Link] = set()
     for s in range(*span):
         if not _name_like(src_tokens[s]):
@@ -145,9 +145,9 @@ def anchor_links(
         if not hits:
             continue
         same = [i for i, w in enumerate(folded_src) if w == folded_src[s]]
-        centre = _centre((s, s + 1), links)
+        centre = link_centre((s, s + 1), links)
         if centre is None:
-            centre = _centre(span, links)
+            centre = link_centre(span, links)
         chosen = choose_occurrence(
             same.index(s), len(same), hits, centre, (s + 0.5) / len(src_tokens), len(tgt_tokens)
         )
@@ -184,7 +184,7 @@ def fallback_links(
     A source word of the span without a main link borrows all its extra
     links; a linked source word borrows only links to target words without a
     main link (``United`` -> ``Vereinigten`` by argmax, ``Staaten`` by itermax),
-    and only between content words (see `_function_word`; needs the tokens):
+    and only between content words (see `is_function_word`; needs the tokens):
     a pronoun or article translates to one word, so the second link of one
     that already has its translation is spill onto a neighbour (``his`` ->
     ``seine``, not also ``er``; ``He`` -> ``Il``, not also ``a``), and so is a
@@ -202,7 +202,7 @@ def fallback_links(
     src_first, tgt_first = _first_word(src_tokens), _first_word(tgt_tokens)
 
     def spill(s: int, t: int) -> bool:  # a second link from or to a function word
-        return _function_word(src_tokens[s], function.src, s == src_first) or _function_word(
+        return is_function_word(src_tokens[s], function.src, s == src_first) or is_function_word(
             tgt_tokens[t], function.tgt, t == tgt_first
         )
 
@@ -242,7 +242,7 @@ def in_stop_list(word: str, words: frozenset[str]) -> bool:
     )
 
 
-def _function_word(word: str, words: frozenset[str], first: bool) -> bool:
+def is_function_word(word: str, words: frozenset[str], first: bool) -> bool:
     """A stop-list word written as one: lowercase, or capitalised only as a sentence's first word.
 
     Capitalised stop-list words elsewhere are names (Spanish ``Estados`` of
@@ -283,7 +283,7 @@ def spelling_ratio(a: str, b: str) -> float:
     """`difflib` similarity of two words, case and accents folded (0-1)."""
     from difflib import SequenceMatcher
 
-    return SequenceMatcher(None, _fold(a), _fold(b)).ratio()
+    return SequenceMatcher(None, fold(a), fold(b)).ratio()
 
 
 def spelled_links(

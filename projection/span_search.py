@@ -1,7 +1,7 @@
 """The span search of label projection: which target words a source span becomes, and trimming.
 
-After `relbridge.alignment.link_rules` has rewritten a span's links,
-`relbridge.alignment.projection.project_span` takes the target span from
+After `relbridge.projection.link_rules` has rewritten a span's links,
+`relbridge.projection.projection.project_span` takes the target span from
 them: `bracketed_span` (a name that fills brackets), else `best_f1_span`
 (source coverage x target purity, with `joining_words`) or the older
 `best_contiguous_span` (summed weights); then `trim_span` (edge
@@ -15,20 +15,17 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
 
-from relbridge.alignment.link_rules import (
+from relbridge.projection.config import ProjectConfig
+from relbridge.projection.link_rules import (
     FunctionWords,
     Link,
     Span,
-    _fold,
-    _function_word,
+    fold,
     in_stop_list,
+    is_function_word,
     is_punctuation,
 )
-
-if TYPE_CHECKING:
-    from relbridge.alignment.projection import ProjectConfig
 
 
 def trim_span(span: Span, tgt_tokens: Sequence[str], src_words: Sequence[str] = ()) -> Span | None:
@@ -91,13 +88,13 @@ def trim_function_words(
     """
     if not words.tgt or not src_words:
         return span
-    own = {_fold(w) for w in src_words}
+    own = {fold(w) for w in src_words}
 
     def cut(word: str, src_edge: str, licensed: bool) -> bool:
         return (
-            _function_word(word, words.tgt, first=False)
+            is_function_word(word, words.tgt, first=False)
             and not words.tgt_number(word)
-            and _fold(word) not in own
+            and fold(word) not in own
             and not (licensed and in_stop_list(src_edge, words.src))
             and not words.src_number(src_edge)
         )
@@ -229,7 +226,7 @@ def joining_words(
         for a, b in itertools.pairwise(ts):
             gap = range(a + 1, b)
             if gap and all(
-                t not in linked and _function_word(tgt_tokens[t], tgt_function, False) for t in gap
+                t not in linked and is_function_word(tgt_tokens[t], tgt_function, False) for t in gap
             ):
                 out.update(gap)
     return out
@@ -258,7 +255,7 @@ def best_f1_span(
     ``span`` (a one-to-many link: ``Reino Unido`` for ``UK`` when both words
     link to it), then the shorter, then the leftmost.
 
-    >>> from relbridge.alignment.projection import ProjectConfig
+    >>> from relbridge.projection.config import ProjectConfig
     >>> src, tgt = ["European", "Union", "policy"], ["política", "de", "la", "Unión", "Europea"]
     >>> best_f1_span((0, 3), [(0, 4), (1, 3), (2, 0)], src, tgt, ProjectConfig())
     (0, 5)

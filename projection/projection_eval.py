@@ -35,11 +35,12 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from relbridge.alignment.link_rules import Link
-from relbridge.alignment.projection import ProjectConfig, ProjectionCounts, project_pair
-from relbridge.alignment.span_search import trim_span
 from relbridge.data_specs.formats import bio_spans, open_lines
 from relbridge.data_specs.schema import Mention, RelationInstance
+from relbridge.projection.link_rules import Link
+from relbridge.projection.projection import ProjectConfig, ProjectionCounts, project_pair
+from relbridge.projection.span_search import trim_span
+from relbridge.runtime.metrics import prf
 
 logger = logging.getLogger(__name__)
 
@@ -171,13 +172,6 @@ def load_conll_pairs(src_path: str, tgt_path: str) -> list[GoldPair]:
 # ----------------------------------------------------------------------------
 # Scoring
 # ----------------------------------------------------------------------------
-
-
-def prf(right: int, predicted: int, gold: int) -> tuple[float, float, float]:
-    """``(precision, recall, f1)`` from counts (0 where undefined)."""
-    p = right / predicted if predicted else 0.0
-    r = right / gold if gold else 0.0
-    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
 
 
 @dataclass

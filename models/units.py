@@ -1,0 +1,171 @@
+"""Training data as sampling units: loading, NA subsampling, encoding, the per-epoch sampler.
+
+`load_training_data` reads the training data and holds out dev; `build_units`
+encodes it once into pair, tagging and bag units; `UnitSampler` draws each
+epoch's language-balanced, length-bucketed micro-batches from them, as a
+function of (seed, epoch) only, which is what makes a resumed run identical.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from relbridge.data_specs.relations import NA
+from relbridge.models.data import (
+    LanguageBalancedSampler,
+    RelationData,
+    hash_fraction,
+    make_bags,
+    read_data,
+)
+from relbridge.models.extractor import Encoded, RelationExtractor
+from relbridge.models.train_config import TrainConfig
+from relbridge.runtime.batching import length_bucketed_batches
+
+logger = logging.getLogger(__name__)
+
+
+def subsample_na(pairs: Sequence, ratio: float, seed: int) -> list:
+    """Every pair with a relation and at most ``ratio`` times as many NA-only pairs, in order."""
+    na = [i for i, p in enumerate(pairs) if {p.label_12, p.label_21} <= {NA, None}]
+    keep_na = int(ratio * (len(pairs) - len(na)))
+    if len(na) <= keep_na:
+        return list(pairs)
+    dropped = set(na) - set(random.Random(seed).sample(na, keep_na))
+    return [p for i, p in enumerate(pairs) if i not in dropped]
+
+
+def load_training_data(cfg: TrainConfig) -> tuple[RelationData, RelationData]:
+    """Reads the training data and the dev split (given files, or a hash split by sentence id)."""
+    seed, d = cfg.run.seed, cfg.data
+    train = RelationData()
+    if d.shards:
+        train.extend(read_data(d.shards, "shards"))
+    for path in d.relx_train:
+        train.extend(read_data(path, "relx"))
+    if d.dev:
+        dev = RelationData()
+        for path in d.dev:
+            dev.extend(read_data(path))
+    elif d.dev_fraction > 0:
+        held = {p.id for p in train.pairs if hash_fraction(p.id, seed) < d.dev_fraction}
+        dev = train.filter(held)
+        train = RelationData(
+            [p for p in train.pairs if p.id not in held],
+            [t for t in train.tags if t.id not in held],
+        )
+    else:
+        dev = RelationData()
+    if d.max_na_ratio:
+        train = RelationData(subsample_na(train.pairs, d.max_na_ratio, seed), train.tags)
+    if d.max_train_instances and len(train.pairs) > d.max_train_instances:
+        rng = random.Random(seed)
+        keep = sorted(rng.sample(range(len(train.pairs)), d.max_train_instances))
+        train = RelationData([train.pairs[i] for i in keep], train.tags)
+    if d.max_dev_instances and len(dev.pairs) > d.max_dev_instances:
+        rng = random.Random(f"{seed}:dev")
+        keep = sorted(rng.sample(range(len(dev.pairs)), d.max_dev_instances))
+        dev = RelationData([dev.pairs[i] for i in keep], dev.tags)
+    if not train.pairs:
+        raise ValueError("no training pairs")
+    return train, dev
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One sampled training unit: a pair input, a tagging input, or a bag."""
+
+    kind: str  # "pair" | "tag" | "bag"
+    index: int
+    lang: str
+
+
+def build_units(
+    model: RelationExtractor, data: RelationData, cfg: TrainConfig
+) -> tuple[list[Unit], list[Encoded], list[Encoded], list]:
+    """Encodes the training data once and lists its sampling units.
+
+    Returns (units, pair encodings, tagging encodings, bags). Pair units and bag
+    members index the pair encodings, which hold only the pairs that fit
+    ``max_seq_len``; ``data`` itself is left as it was.
+    """
+    pair_enc, kept = [], []
+    for p in data.pairs:
+        try:
+            enc = model.encode_pair(
+                p.tokens, p.e1, p.e2, p.label_12, p.label_21, p.e1_type, p.e2_type
+            )
+        except ValueError as e:  # an entity longer than max_seq_len: nothing to learn from
+            logger.debug("skipping training pair %s: %s", p.id, e)
+            continue
+        pair_enc.append(enc)
+        kept.append(p)
+    if len(kept) < len(data.pairs):
+        logger.warning(
+            "skipped %d of %d training pairs whose entities do not fit max_seq_len=%d",
+            len(data.pairs) - len(kept), len(data.pairs), cfg.model.max_seq_len,
+        )  # fmt: skip
+    tag_enc = []
+    if cfg.model.tagging_weight > 0 and cfg.data.tagging_ratio > 0:
+        tag_enc = [model.encode_tags(t.tokens, t.mentions) for t in data.tags]
+    units: list[Unit] = []
+    bags = []
+    if cfg.data.aggregation == "none":
+        units += [Unit("pair", i, p.lang) for i, p in enumerate(kept)]
+    else:
+        bags = make_bags(kept)
+        for b, bag in enumerate(bags):
+            langs = [kept[i].lang for i, _ in bag.members]
+            units.append(Unit("bag", b, max(set(langs), key=langs.count)))
+    units += [Unit("tag", i, t.lang) for i, t in enumerate(data.tags[: len(tag_enc)])]
+    return units, pair_enc, tag_enc, bags
+
+
+class UnitSampler:
+    """Per-epoch micro-batches: relation units and tagging units, each language-balanced.
+
+    Relation units (pairs or bags) are drawn once per epoch on average (temperature
+    sampling over languages); tagging units add ``tagging_ratio`` times as many
+    draws. Within chunks of 32 batches, inputs of similar length share a batch
+    (less padding), and the batches are shuffled. The result depends only on
+    (seed, epoch), which is what makes a resumed run identical.
+    """
+
+    def __init__(self, units: list[Unit], lengths: list[int], cfg: TrainConfig):
+        self.units, self.lengths, self.cfg = units, lengths, cfg
+        self.rel_idx = [i for i, u in enumerate(units) if u.kind != "tag"]
+        self.tag_idx = [i for i, u in enumerate(units) if u.kind == "tag"]
+        temperature, seed = cfg.data.lang_temperature, cfg.run.seed
+        self.rel = LanguageBalancedSampler([units[i].lang for i in self.rel_idx], temperature, seed)
+        n_tags = round(cfg.data.tagging_ratio * len(self.rel_idx)) if self.tag_idx else 0
+        self.tag = (
+            LanguageBalancedSampler(
+                [units[i].lang for i in self.tag_idx], temperature, seed + 1, n_tags
+            )
+            if n_tags
+            else None
+        )
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        drawn = [self.rel_idx[i] for i in self.rel.order(epoch)]
+        if self.tag is not None:
+            drawn += [self.tag_idx[i] for i in self.tag.order(epoch)]
+        rng = random.Random(f"{self.cfg.run.seed}:batches:{epoch}")
+        return length_bucketed_batches(drawn, self.lengths, self.cfg.optim.batch_size, rng)
+
+
+def unit_lengths(
+    units: list[Unit], pair_enc: list[Encoded], tag_enc: list[Encoded], bags: list, max_bag: int
+) -> list[int]:
+    """Subwords per unit (a bag: its kept members together), for length bucketing."""
+    return [
+        len(pair_enc[u.index].input_ids)
+        if u.kind == "pair"
+        else len(tag_enc[u.index].input_ids)
+        if u.kind == "tag"
+        else sum(len(pair_enc[i].input_ids) for i, _ in bags[u.index].members[:max_bag])
+        for u in units
+    ]

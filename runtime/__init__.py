@@ -1,0 +1,19 @@
+"""relbridge's bottom runtime layer: what running a model needs, whatever the model.
+
+The aligner, its fine-tuning and the relation trainer all load an encoder,
+pick a device and precision, batch by length, step AdamW under a warm-up and
+decay schedule and score precision/recall/F1. Each of those is decided once,
+here, so the layers above agree on it:
+
+* `encoders`: offline-first encoder resolution (local dir, HF cache or hub,
+  else the bundled multilingual-e5-small, dequantised once into a cache);
+* `devices`: ``auto`` device and dtype, and where bf16 is native;
+* `batching`: length-bucketed batches;
+* `optim`: AdamW parameter groups (one no-decay rule) and the linear
+  warm-up/decay schedule;
+* `metrics`: precision, recall and F1 from counts.
+
+`runtime` imports no other relbridge package (and neither Beam nor the
+pipeline); torch is imported inside the functions that need it, so
+importing a module here stays cheap.
+"""
