@@ -46,7 +46,7 @@ class Extractor:
     def __init__(self, cfg: InferenceConfig):
         import torch
 
-        from relbridge.data_specs.devices import resolve_device, resolve_dtype
+        from relbridge.runtime.devices import resolve_device, resolve_dtype
         from relbridge.models.extractor import RelationExtractor
 
         self.cfg = cfg
@@ -108,7 +108,7 @@ class ExtractorModelHandler(ModelHandler):
 
     def share_model_across_processes(self) -> bool:
         if self.cfg.share_model == "auto":
-            from relbridge.data_specs.devices import resolve_device
+            from relbridge.runtime.devices import resolve_device
 
             return resolve_device(self.cfg.device).startswith("cuda")
         return self.cfg.share_model == "yes"
