@@ -141,3 +141,17 @@ def test_quickstatements_only_for_facts_between_wikidata_items(tmp_path):
     assert (tmp_path / "qs.txt").read_text() == (
         'Q1\tP19\tQ2\tS248\tQ5\tS854\t"https://news.test/a"\n'
     )
+
+
+def test_the_readme_queries_answer(tmp_path):
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    one_entity, new_facts = re.findall(r"```sparql\n(.*?)```", readme, re.S)
+    triples = [_triple(subject="Q567", obj="Q2", object_id="Q2", confidence=0.9),
+               _triple(subject="Q3", obj="Q2", object_id="Q2", confidence=0.7)]  # fmt: skip
+    _, store = _store(tmp_path, to_nquads(triples, CFG))
+    rows = list(query(store, one_entity)[1])
+    assert {r["line"] for r in rows} == {3, 9} and rows[0]["confidence"] == 0.9
+    assert [r["confidence"] for r in query(store, new_facts)[1]] == [0.9]
