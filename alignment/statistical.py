@@ -14,11 +14,19 @@ aligner's links. The neural links can also seed eflomal as priors
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import glob
 import logging
 import os
+import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from relbridge.alignment.symmetrize import COMBINERS, combine
@@ -55,7 +63,9 @@ class EflomalConfig:
         / 19.6 (en-fr / ro-en / zh-en, intersection). The caller passes the
         links (`eflomal_align`'s ``prior_links``).
 
-    eflomal samples at random, so links vary slightly from run to run.
+    eflomal samples at random, so links vary slightly from run to run: eflomal
+    2.0.0 seeds its sampler from ``/dev/urandom`` and has no seed option (see
+    `NOT_SEEDABLE`), so a pipeline run with eflomal is not byte-reproducible.
     """
 
     model: int = 3
@@ -78,6 +88,12 @@ class EflomalConfig:
             )
         if not 0 < self.null_prior < 1:
             raise ValueError(f"null_prior must be in (0, 1), got {self.null_prior}")
+
+
+NOT_SEEDABLE = (
+    "eflomal 2.0.0 seeds its sampler from /dev/urandom and has no seed option, so its links "
+    "differ between runs; run with --align-statistical off for byte-identical shards"
+)
 
 
 def _read_links(path: str) -> list[list[tuple[int, int]]]:
@@ -130,16 +146,8 @@ def eflomal_align(
     priors = _priors(src_lines[:n], tgt_lines[:n], prior_links) if prior_links is not None else None
     logger.info("eflomal: training on %d pairs (+%d extra)", len(pairs), len(extra))
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="relbridge-eflomal-") as tmp:
-        fwd, rev = os.path.join(tmp, "fwd"), os.path.join(tmp, "rev")
-        aligner.align(
-            src_lines,
-            tgt_lines,
-            links_filename_fwd=fwd,
-            links_filename_rev=rev,
-            priors_input=priors,
-        )
-        forward, reverse = _read_links(fwd), _read_links(rev)
+    with _scratch_dir() as tmp:
+        forward, reverse = _run_eflomal(aligner, src_lines, tgt_lines, priors, tmp)
     logger.info(
         "eflomal aligned %d pairs (+%d extra, model %d, priors: %s) in %.1f s",
         len(pairs),
@@ -149,6 +157,110 @@ def eflomal_align(
         time.perf_counter() - start,
     )
     return [combine(f, r, cfg.symmetrize) for f, r in zip(forward[:n], reverse[:n], strict=True)]
+
+
+SCRATCH_PREFIX = "relbridge-eflomal-"
+
+
+@contextmanager
+def _scratch_dir() -> Iterator[str]:
+    """A temp folder for one eflomal call, named after this process.
+
+    A killed process cannot clean up, so each call first removes the folders
+    of processes that no longer exist (on this machine's temp folder).
+    """
+    base = tempfile.gettempdir()
+    for path in glob.glob(os.path.join(base, SCRATCH_PREFIX + "*")):
+        pid = os.path.basename(path)[len(SCRATCH_PREFIX) :].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+    path = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=base)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _run_eflomal(aligner, src_lines, tgt_lines, priors, tmp: str):
+    """eflomal's `Aligner.align`, with its files in ``tmp`` and a child that dies with us.
+
+    ``Aligner.align`` keeps its input files in the system temp folder and
+    starts the eflomal binary with a plain ``subprocess.call``: when the
+    worker was killed, the binary ran on as an orphan and its files stayed.
+    """
+    from eflomal import align
+
+    files = {name: os.path.join(tmp, name) for name in ("src", "tgt", "priors", "fwd", "rev")}
+    with (
+        open(files["src"], "wb") as src,
+        open(files["tgt"], "wb") as tgt,
+        open(files["priors"], "w", encoding="utf-8") as prior_file,
+    ):
+        aligner.prepare_files(src_lines, src, tgt_lines, tgt, priors, prior_file)
+    _children_die_with_parent()
+    align(
+        files["src"],
+        files["tgt"],
+        links_filename_fwd=files["fwd"],
+        links_filename_rev=files["rev"],
+        priors_filename=files["priors"] if priors is not None else None,
+        model=aligner.model,
+        score_model=aligner.score_model,
+        n_iterations=aligner.n_iterations,
+        n_samplers=aligner.n_samplers,
+        quiet=True,
+        rel_iterations=aligner.rel_iterations,
+        null_prior=aligner.null_prior,
+    )
+    return _read_links(files["fwd"]), _read_links(files["rev"])
+
+
+class _SubprocessDyingWithParent:
+    """Stands in for `subprocess` inside eflomal's wrapper: children get PDEATHSIG.
+
+    eflomal's wrapper takes no subprocess options, so this replaces the
+    ``subprocess`` module it looks up at call time (once per process, and
+    only in that module); what starts a process gets a ``preexec_fn`` that
+    asks the kernel for SIGKILL when the parent dies, the rest is the real module.
+    """
+
+    STARTERS = ("run", "call", "check_call", "check_output", "Popen")
+
+    def __getattr__(self, name):
+        real = getattr(subprocess, name)
+        if name not in self.STARTERS:
+            return real
+        parent = os.getpid()
+
+        def die_with_parent():  # runs in the child, between fork and exec
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != parent:  # the parent died before prctl took effect
+                os._exit(1)
+
+        return functools.partial(real, preexec_fn=die_with_parent)
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _children_die_with_parent() -> None:
+    """Makes the eflomal binary get SIGKILL when its parent dies (Linux only)."""
+    import eflomal.cython
+
+    if sys.platform.startswith("linux") and not isinstance(
+        eflomal.cython.subprocess, _SubprocessDyingWithParent
+    ):
+        eflomal.cython.subprocess = _SubprocessDyingWithParent()
 
 
 def _priors(

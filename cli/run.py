@@ -32,12 +32,16 @@ def _run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     stats = run_config(cfg, args.extra_args)
     seconds = time.perf_counter() - start
-    keys = ("run_id", "input_records", "rows", "dead_letters", "skipped_existing", "balanced")
-    summary = {k: stats.get(k) for k in keys}
+    # this run's own counts (a refresh's: new input only), then the whole folder's
+    own = stats["run"]
+    keys = ("run_id", "input_records", "rows", "dead_letters", "skipped_existing")
+    summary = {k: own.get(k) for k in keys}
     summary.update(
+        balanced=stats["balanced"],
         output=cfg.write.output,
+        folder={k: stats[k] for k in ("input_records", "rows", "dead_letters")},
         seconds=round(seconds, 1),
-        records_per_s=round(stats["input_records"] / seconds, 1),
+        records_per_s=round(own["input_records"] / seconds, 1),
     )
     print(json.dumps(summary))
     return 0 if stats["balanced"] else 1

@@ -142,7 +142,10 @@ def parse_tsv_pair(text: str, corpus: str, source_file: str, line: int) -> Bitex
 
 
 def parse_jsonl_pair(text: str, corpus: str, source_file: str, line: int) -> BitextRecord:
-    """Parses ``{"src": ..., "tgt": ..., "id": optional}``."""
+    """Parses ``{"src": ..., "tgt": ..., "id": optional}``.
+
+    An id is a string or an integer; null means none, as a missing field does.
+    """
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
@@ -152,7 +155,14 @@ def parse_jsonl_pair(text: str, corpus: str, source_file: str, line: int) -> Bit
     missing = [k for k in ("src", "tgt") if not isinstance(obj.get(k), str)]
     if missing:
         raise InputError(source_file, line, f"missing or non-string field(s): {', '.join(missing)}")
-    record_id = str(obj.get("id", ""))
+    record_id = obj.get("id")
+    if record_id is None:  # null: no id, as when the field is missing
+        record_id = ""
+    elif isinstance(record_id, bool) or not isinstance(record_id, str | int):
+        raise InputError(
+            source_file, line, f"id must be a string or an integer, got {json.dumps(record_id)}"
+        )
+    record_id = str(record_id).strip()
     return _checked(
         BitextRecord(corpus, source_file, line, obj["src"].strip(), obj["tgt"].strip(), record_id)
     )

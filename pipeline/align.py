@@ -105,8 +105,13 @@ class MergeLinksFn(beam.DoFn):
         _, groups = element
         for letter in groups.get("dead", ()):
             yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, letter)
-        links = list(groups.get("links", ()))
-        for row in groups.get("row", ()):
+        links, rows = list(groups.get("links", ())), list(groups.get("row", ()))
+        if len(rows) > 1 or len(links) > 1:  # ReadBitext makes ids unique: never share links
+            for row in rows:
+                reason = f"pair id {row.pair_id} is shared by {len(rows)} rows"
+                yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, reject("AlignWords", reason, row))
+            return
+        for row in rows:
             if not links:
                 self.missing.inc()
                 yield beam.pvalue.TaggedOutput(

@@ -16,118 +16,30 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
-import json
 import logging
-from dataclasses import dataclass
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from relbridge.alignment.statistical import NOT_SEEDABLE
 from relbridge.pipeline.align import AlignWords
 from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG
-from relbridge.pipeline.ingest import ReadBitext, open_text
+from relbridge.pipeline.ingest import ReadBitext
 from relbridge.pipeline.label import LabelWithKb, read_kb
 from relbridge.pipeline.options import PipelineConfig, add_arguments, config_from_args
+from relbridge.pipeline.output import (
+    Handled,
+    OutputFolder,
+    existing_outputs,
+    warn_if_refresh_missed,
+    write_config,
+)
 from relbridge.pipeline.project import ProjectLabels
 from relbridge.pipeline.tokenize import Tokenize
-from relbridge.pipeline.write_shards import COMPLETED, STATS, WriteShards
+from relbridge.pipeline.write_shards import WriteShards
 from relbridge.runtime.encoders import check_model_name
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Handled:
-    """Input that earlier runs into the same output already handled (refresh mode).
-
-    A refresh processes only new input: pairs already in a shard, and input
-    lines already in a dead letter, are counted as skipped instead of being
-    processed (and dead-lettered) again on every scheduled run.
-
-    Attributes:
-      pair_ids: pair ids of the shard rows.
-      lines: ``(source_file, line)`` of the dead letters; a line that could not
-        even be parsed has no pair id.
-    """
-
-    pair_ids: frozenset[str] = frozenset()
-    lines: frozenset[tuple[str, int]] = frozenset()
-
-    def __bool__(self) -> bool:
-        return bool(self.pair_ids or self.lines)
-
-    def covers(self, record) -> bool:
-        """Whether a `BitextRecord` was handled before."""
-        return record.pair_id in self.pair_ids or (record.source_file, record.line) in self.lines
-
-    def covers_letter(self, letter: dict) -> bool:
-        """Whether an input line's dead letter was written before."""
-        return (letter["source_file"], letter["line"]) in self.lines
-
-    def fingerprint(self) -> str:
-        keys = sorted(self.pair_ids) + [f"{f}\x1f{n}" for f, n in sorted(self.lines)]
-        return hashlib.sha1("\n".join(keys).encode()).hexdigest()
-
-
-def existing_outputs(output: str) -> Handled:
-    """What earlier runs wrote to ``output``: shard pair ids and dead-letter lines."""
-    import pyarrow.parquet as pq
-
-    ids: list[str] = []
-    pattern = FileSystems.join(output, "shards", "*.parquet")
-    for meta in FileSystems.match([pattern])[0].metadata_list:
-        with FileSystems.open(meta.path) as f:
-            ids.extend(pq.read_table(f, columns=["pair_id"]).column("pair_id").to_pylist())
-    lines = set()  # dead letters: (source_file, line)
-    pattern = FileSystems.join(output, "dead_letter", "*.jsonl")
-    for meta in FileSystems.match([pattern])[0].metadata_list:
-        with open_text(meta.path) as letters:
-            for text in letters:
-                if text.strip():
-                    letter = json.loads(text)
-                    lines.add((letter["source_file"], letter["line"]))
-    return Handled(frozenset(ids), frozenset(lines))
-
-
-def previous_outputs(output: str) -> list[str]:
-    """Shard and dead-letter files that earlier runs left in ``output``."""
-    patterns = [
-        FileSystems.join(output, "shards", "part-*.parquet"),
-        FileSystems.join(output, "dead_letter", "part-*.jsonl"),
-    ]
-    return sorted(m.path for result in FileSystems.match(patterns) for m in result.metadata_list)
-
-
-def clear_previous_outputs(cfg: PipelineConfig) -> None:
-    """Makes a full (non-refresh) run's output hold that run's files only.
-
-    A full run rewrites everything, so its own earlier files go first (a
-    changed shard count would otherwise leave old parts beside the new ones).
-    Files of another run (other input or settings) are replaced only with
-    ``overwrite``; otherwise the run stops here, before writing anything,
-    since readers take every shard in the directory and would mix both runs.
-    """
-    old = previous_outputs(cfg.write.output)
-    if not old:
-        return
-    mine = f"part-{cfg.write.run_id}-"
-    others = [path for path in old if not FileSystems.split(path)[1].startswith(mine)]
-    if others and not cfg.overwrite:
-        raise ValueError(
-            f"{cfg.write.output} holds {len(others)} shard/dead-letter file(s) of another run "
-            f"(other input or settings), e.g. {others[0]}: pass --overwrite to replace them, "
-            "--skip-existing to add only new input beside them, or choose another --output"
-        )
-    if others:
-        logger.warning(
-            "--overwrite: removing %d file(s) of earlier runs from %s",
-            len(others),
-            cfg.write.output,
-        )
-    completed = cfg.write.path(COMPLETED)
-    FileSystems.delete([completed, *old] if FileSystems.exists(completed) else old)
 
 
 def build_pipeline(p: beam.Pipeline, cfg: PipelineConfig, done: Handled = Handled()):
@@ -178,14 +90,6 @@ def build_pipeline(p: beam.Pipeline, cfg: PipelineConfig, done: Handled = Handle
     } | "WriteShards" >> WriteShards(cfg.write)
 
 
-def write_config(cfg: PipelineConfig) -> None:
-    """Saves the resolved config beside the shards (before the run starts)."""
-    if not FileSystems.exists(cfg.write.output):
-        FileSystems.mkdirs(cfg.write.output)
-    with FileSystems.create(cfg.write.path("pipeline_config.json")) as f:
-        f.write(json.dumps(cfg.to_dict(), indent=2, sort_keys=True, default=str).encode())
-
-
 def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> dict:
     """Parses flags, builds and runs the pipeline; returns ``stats.json``'s content.
 
@@ -218,24 +122,35 @@ def run_config(
     check_model_name(cfg.align.model)
     kb = read_kb(cfg.label.kb)
     logger.info("KB %s: %d entities, %d triples", cfg.label.kb, len(kb.entities), len(kb.triples))
-    done = existing_outputs(cfg.write.output) if cfg.skip_existing else Handled()
-    if not cfg.skip_existing:
-        clear_previous_outputs(cfg)
-    if done:
-        # A refresh writes new files beside the old ones, never over them.
-        run_id = hashlib.sha1((cfg.write.run_id + done.fingerprint()).encode()).hexdigest()[:10]
-        cfg = dataclasses.replace(cfg, write=dataclasses.replace(cfg.write, run_id=run_id))
-        logger.info(
-            "refresh: %d pair ids and %d dead-lettered lines already in %s",
-            len(done.pair_ids),
-            len(done.lines),
-            cfg.write.output,
-        )
-    write_config(cfg)
-    logger.info("run %s: %s -> %s", cfg.write.run_id, cfg.ingest.corpus, cfg.write.output)
-    p = test_pipeline or beam.Pipeline(options=PipelineOptions(beam_args or []))
-    build_pipeline(p, cfg, done)
-    result = p.run()
-    result.wait_until_finish()
-    with FileSystems.open(cfg.write.path(STATS)) as f:
-        return json.loads(f.read())
+    with OutputFolder(cfg.write, overwrite=cfg.overwrite, refresh=cfg.skip_existing) as out:
+        done = existing_outputs(cfg.write.output) if cfg.skip_existing else Handled()
+        if done:
+            run_id = done.refresh_run_id(cfg.write.run_id)
+            cfg = dataclasses.replace(cfg, write=dataclasses.replace(cfg.write, run_id=run_id))
+            logger.info(
+                "refresh: %d pair ids and %d dead-lettered lines already in %s",
+                len(done.pair_ids),
+                len(done.lines),
+                cfg.write.output,
+            )
+        staging = out.stage(cfg.write.run_id)
+        write_config(staging, cfg)
+        logger.info("run %s: %s -> %s", cfg.write.run_id, cfg.ingest.corpus, cfg.write.output)
+        p = test_pipeline or beam.Pipeline(options=PipelineOptions(beam_args or []))
+        staged = dataclasses.replace(cfg, write=dataclasses.replace(cfg.write, output=staging))
+        build_pipeline(p, staged, done)
+        p.run().wait_until_finish()
+        stats = out.publish(extra={"reproducible": reproducibility(cfg)})
+    warn_if_refresh_missed(done, cfg.ingest.name, stats)
+    return stats
+
+
+def reproducibility(cfg: PipelineConfig) -> dict:
+    """Whether the same input and config give byte-identical shards, and why not.
+
+    Every step but eflomal is deterministic (shards are hashed and sorted,
+    see `pipeline.write_shards`); eflomal cannot be seeded.
+    """
+    if cfg.align.statistical == "off":
+        return {"byte_identical": True}
+    return {"byte_identical": False, "why": NOT_SEEDABLE}

@@ -50,6 +50,7 @@ class PipelineConfig:
         """A short hash of the config (minus the run id) and the input files."""
         body = self.to_dict()
         body["write"].pop("run_id")
+        body["write"].pop("output")  # where, not what: one run gives the same files anywhere
         body.pop("overwrite")  # how to treat an old output, not what this run writes
         for how in ("num_threads", "compile"):  # how to compute, not what: same links
             body["align"].pop(how)
@@ -201,6 +202,7 @@ def config_from_args(args: argparse.Namespace, beam_args: Sequence[str] = ()) ->
     ``beam_args`` (the flags that go to Beam) only set the default of
     ``--align-threads``, see `threads_per_worker`.
     """
+    check_beam_args(beam_args)
     align = align_config_from_args(args)
     if align.num_threads is None:
         align = dataclasses.replace(align, num_threads=threads_per_worker(beam_args))
@@ -229,6 +231,33 @@ def config_from_args(args: argparse.Namespace, beam_args: Sequence[str] = ()) ->
     )
     run_id = cfg.fingerprint(cfg.ingest.input_files())
     return dataclasses.replace(cfg, write=dataclasses.replace(cfg.write, run_id=run_id))
+
+
+def check_beam_args(beam_args: Sequence[str]) -> None:
+    """Refuses flags that neither we nor Beam know (``--runnr DirectRunner``).
+
+    Beam only logs "Discarding unparseable args" and runs on with its
+    defaults, so a typo in ``--runner`` ran the whole corpus locally.
+
+    Raises:
+      ValueError: naming each unknown flag, with the closest Beam flag.
+    """
+    import difflib
+
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    parsers = []
+    PipelineOptions(list(beam_args)).get_all_options(add_extra_args_fn=parsers.append)
+    (parser,) = parsers
+    _, unknown = parser.parse_known_args(list(beam_args))
+    if not unknown:
+        return
+    known = [flag for action in parser._actions for flag in action.option_strings]
+    problems = []
+    for arg in unknown:
+        close = difflib.get_close_matches(arg.split("=", 1)[0], known, n=1)
+        problems.append(arg + (f" (did you mean {close[0]}?)" if close else ""))
+    raise ValueError(f"unknown flag(s), neither relbridge's nor Beam's: {', '.join(problems)}")
 
 
 def threads_per_worker(beam_args: Sequence[str]) -> int | None:

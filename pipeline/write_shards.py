@@ -1,29 +1,40 @@
-"""WriteShards: Parquet shards, the dead-letter JSONL, ``stats.json``, ``COMPLETED``.
+"""WriteShards: Parquet shards, the dead-letter JSONL and the run's ``stats.json``.
 
 Layout of the output directory (any Beam filesystem path, gs:// included)::
 
-    shards/part-<run>-SSSSS-of-NNNNN.parquet   rows in data_specs.SHARD_SCHEMA
-    dead_letter/part-<run>-SSSSS-of-NNNNN.jsonl  rejected records, with reasons
-    pipeline_config.json                        resolved config (written by main)
-    stats.json                                  counts; written after the shards
-    COMPLETED                                   written last: the output is whole
+    shards/part-<run>-<hash>-SSSSS-of-NNNNN.parquet   rows in data_specs.SHARD_SCHEMA
+    dead_letter/part-<run>-<hash>-SSSSS-of-NNNNN.jsonl  rejected records, with reasons
+    pipeline_config.json          resolved config (`pipeline.output`)
+    stats.json                    counts; written after the shards
+    COMPLETED                     written last (`pipeline.output`): the output is whole
 
-``<run>`` identifies the input and config, so a rerun overwrites its own files
-and a refresh with new input adds files beside the old ones.
+``<run>`` identifies the input and config, so a refresh with new input adds
+files beside the old ones. ``<hash>`` is a hash of the file's bytes: a file
+name always means the same content, also where a rerun's content differs
+(eflomal cannot be seeded, see `alignment.statistical`).
+
+Shards are written reproducibly: a row goes to shard ``crc32(pair_id) % N``
+and each shard holds its rows sorted by pair id (dead letters: by file and
+line), so the same rows give the same bytes whatever the runner's bundling
+and worker count. ``N`` is ``num_shards``, or one per `ROWS_PER_SHARD` rows.
+Each shard is built in one worker's memory (~50,000 rows, tens of MB).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import math
+import zlib
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.io.parquetio import WriteToParquet
 
-from relbridge.data_specs.schema import SCHEMA_VERSION, SHARD_SCHEMA
+from relbridge.data_specs.schema import SCHEMA_VERSION, SHARD_SCHEMA, ShardRow
 from relbridge.pipeline.dead_letter import to_json
 from relbridge.pipeline.stats import SumCountsFn, dead_letter_stats, row_stats
 
@@ -31,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 COMPLETED = "COMPLETED"
 STATS = "stats.json"
+ROWS_PER_SHARD = 50_000
 
 
 @dataclass(frozen=True)
@@ -56,10 +68,12 @@ class WriteConfig:
 
 
 class WriteStatsFn(beam.DoFn):
-    """Writes ``stats.json`` and then the ``COMPLETED`` marker.
+    """Writes the run's own ``stats.json``.
 
     Runs once, after both sinks have finalised their files (it takes their file
-    names as side inputs), so ``COMPLETED`` never precedes the data.
+    names as side inputs). The folder it writes to is a staging folder:
+    `pipeline.output.OutputFolder.publish` turns these counts into the whole
+    folder's and writes ``COMPLETED``.
     """
 
     def __init__(self, cfg: WriteConfig):
@@ -83,9 +97,87 @@ class WriteStatsFn(beam.DoFn):
             logger.error("record counts do not add up: %s", stats)
         with FileSystems.create(self.cfg.path(STATS)) as f:
             f.write(json.dumps(stats, indent=2, sort_keys=True).encode())
-        with FileSystems.create(self.cfg.path(COMPLETED)) as f:
-            f.write(b"")
         yield stats
+
+
+def shard_of(key: str, n: int) -> int:
+    """The shard of an element: a stable hash of its key (unlike a random reshuffle)."""
+    return zlib.crc32(key.encode("utf-8")) % n
+
+
+def shard_name(prefix: str, index: int, n: int, data: bytes, suffix: str) -> str:
+    """``<prefix>-<hash of data>-SSSSS-of-NNNNN<suffix>``: the name says what the file holds."""
+    return f"{prefix}-{hashlib.sha1(data).hexdigest()[:12]}-{index:05d}-of-{n:05d}{suffix}"
+
+
+def parquet_bytes(rows: Iterable[ShardRow]) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pylist([row.to_row() for row in rows], schema=SHARD_SCHEMA)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return sink.getvalue().to_pybytes()
+
+
+def jsonl_bytes(letters: Iterable[dict]) -> bytes:
+    return "".join(to_json(letter) + "\n" for letter in letters).encode("utf-8")
+
+
+def row_key(row: ShardRow) -> str:
+    return row.pair_id
+
+
+def letter_key(letter: dict) -> str:
+    return f"{letter['source_file']}\x00{letter['line']:012d}\x00{to_json(letter)}"
+
+
+class WriteShardFn(beam.DoFn):
+    """Writes one shard: its elements sorted by key, under a content-hashed name."""
+
+    def __init__(self, prefix: str, suffix: str, encode: Callable[[list], bytes]):
+        self.prefix, self.suffix, self.encode = prefix, suffix, encode
+
+    def process(self, element: tuple[int, Iterable], n: int):
+        index, keyed = element
+        items = sorted((kv for kv in keyed if kv is not None), key=lambda kv: kv[0])
+        data = self.encode([value for _, value in items])
+        path = shard_name(self.prefix, index, n, data, self.suffix)
+        with FileSystems.create(path) as f:
+            f.write(data)
+        yield path
+
+
+class WriteSortedShards(beam.PTransform):
+    """Elements -> files ``prefix-<hash>-SSSSS-of-NNNNN<suffix>``; returns the file names.
+
+    Every shard index gets a file, an empty one where no element hashes to it.
+    """
+
+    def __init__(self, prefix: str, suffix: str, key, encode, num_shards: int = 0):
+        super().__init__()
+        self.prefix, self.suffix, self.key, self.encode = prefix, suffix, key, encode
+        self.num_shards = num_shards
+
+    def expand(self, elements):
+        fixed, key = self.num_shards, self.key
+        n = (
+            elements
+            | "Count" >> beam.combiners.Count.Globally()
+            | "ShardCount" >> beam.Map(lambda c: fixed or max(1, math.ceil(c / ROWS_PER_SHARD)))
+        )
+        n_side = beam.pvalue.AsSingleton(n)
+        keyed = elements | "KeyByShard" >> beam.Map(
+            lambda x, n: (shard_of(key(x), n), (key(x), x)), n=n_side
+        )
+        every_shard = n | "EveryShard" >> beam.FlatMap(lambda n: [(i, None) for i in range(n)])
+        return (
+            (keyed, every_shard)
+            | "Merge" >> beam.Flatten()
+            | "GroupByShard" >> beam.GroupByKey()
+            | "WriteFiles"
+            >> beam.ParDo(WriteShardFn(self.prefix, self.suffix, self.encode), n=n_side)
+        )
 
 
 class WriteShards(beam.PTransform):
@@ -108,25 +200,13 @@ class WriteShards(beam.PTransform):
         skipped_counts = pcolls["skipped"] | "CountSkipped" >> beam.Map(
             lambda _: Counter(skipped_existing=1)
         )
-        shard_files = (
-            rows
-            | "Reshuffle" >> beam.Reshuffle()
-            | "ToParquetRows" >> beam.Map(lambda row: row.to_row())
-            | "WriteParquet"
-            >> WriteToParquet(
-                self.cfg.path("shards", f"part-{self.cfg.run_id}"),
-                schema=SHARD_SCHEMA,
-                file_name_suffix=".parquet",
-                num_shards=self.cfg.num_shards,
-            )
-        )
-        dead_letter_files = (
-            dead
-            | "DeadLettersToJson" >> beam.Map(to_json)
-            | "WriteDeadLetters"
-            >> beam.io.WriteToText(
-                self.cfg.path("dead_letter", f"part-{self.cfg.run_id}"), file_name_suffix=".jsonl"
-            )
+        prefix = f"part-{self.cfg.run_id}"
+        shard_files = rows | "WriteParquet" >> WriteSortedShards(
+            self.cfg.path("shards", prefix), ".parquet", row_key, parquet_bytes,
+            self.cfg.num_shards,
+        )  # fmt: skip
+        dead_letter_files = dead | "WriteDeadLetters" >> WriteSortedShards(
+            self.cfg.path("dead_letter", prefix), ".jsonl", letter_key, jsonl_bytes
         )
         row_counts = rows | "CountRows" >> beam.Map(row_stats)
         dead_counts = dead | "CountDeadLetters" >> beam.Map(dead_letter_stats)

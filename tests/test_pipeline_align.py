@@ -176,6 +176,15 @@ def test_merge_links_fn_merges_by_pair_id_and_passes_dead_letters_through():
     assert out[2].tag == DEAD_LETTER_TAG and out[2].value == letter
 
 
+def test_merge_links_fn_never_gives_one_pair_s_links_to_another():
+    fn = MergeLinksFn("union")
+    two = [row(1, "a b", "x y"), replace(row(5, "a b c d e", "v w x y z"), pair_id="c:1")]
+    out = list(fn.process(("c:1", {"row": two, "links": [[[4, 4]]], "dead": []})))
+    assert [o.tag for o in out] == [DEAD_LETTER_TAG] * 2
+    assert sorted(o.value["line"] for o in out) == [1, 5]
+    assert "shared by 2 rows" in out[0].value["reason"]
+
+
 def test_eflomal_fn_skips_one_sided_pairs_and_keys_links_by_pair_id():
     pairs = [(f"p{k}", ("a", "b"), ("x", "y"), ((0, 0),)) for k in range(30)] + [
         ("empty", ("a",), (), ())

@@ -128,9 +128,11 @@ def test_a_run_with_other_settings_does_not_mix_with_an_old_output(tmp_path, tin
     assert new_shard != old_shard and len(glob.glob(str(out / "dead_letter" / "*.jsonl"))) == 1
     assert stats["rows"] == len(read_shards(str(out / "shards"))) == 3
     assert json.loads((out / "pipeline_config.json").read_text())["label"]["max_mentions"] == 2
-    # the same run again replaces its own files, without --overwrite
+    # the same run again replaces its own files, without --overwrite (the names
+    # hash the content, which eflomal's sampling may change)
     assert run(other)["rows"] == 3
-    assert glob.glob(str(out / "shards" / "*.parquet")) == [new_shard]
+    (again,) = glob.glob(str(out / "shards" / "*.parquet"))
+    assert os.path.basename(again).split("-")[1] == os.path.basename(new_shard).split("-")[1]
 
 
 def test_multi_processing_direct_runner(tmp_path, tiny_encoder):
@@ -246,7 +248,7 @@ def test_a_malformed_kb_stops_the_run_before_anything_is_written(tmp_path, tiny_
 
 def test_a_refresh_reads_earlier_dead_letters_line_by_line(tmp_path):
     from relbridge.pipeline.dead_letter import dead_letter, to_json
-    from relbridge.pipeline.main import existing_outputs
+    from relbridge.pipeline.output import existing_outputs
 
     (tmp_path / "dead_letter").mkdir()
     letters = [  # JSON keeps U+2028 raw (ensure_ascii=False); only \n ends a letter

@@ -1,6 +1,9 @@
 """Link combination rules and the eflomal wrapper."""
 
+import glob
 import itertools
+import os
+import tempfile
 
 import pytest
 
@@ -106,3 +109,58 @@ def test_neural_links_as_priors_teach_eflomal_a_small_corpus():
     assert sum((1, 4) in l and (4, 1) in l for l in links) >= 5
     with pytest.raises(ValueError, match="prior link sets"):
         eflomal_align(pairs, prior_links=crossed_links[:2])
+
+
+def test_a_killed_worker_leaves_no_eflomal_process_and_no_temp_files(tmp_path):
+    """kill -9 of the process running eflomal: the binary dies too; the next call cleans up."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import random\n"
+        "from relbridge.alignment.statistical import eflomal_align\n"
+        "rng = random.Random(0)\n"
+        "words = lambda p: [f'{p}{rng.randrange(3000)}' for _ in range(25)]\n"
+        "eflomal_align([(words('s'), words('t')) for _ in range(400)])\n"
+    )
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    worker = subprocess.Popen([sys.executable, "-c", script], env=env)
+    children: list[int] = []
+    try:
+        deadline = time.time() + 60
+        while not children and time.time() < deadline:
+            time.sleep(0.2)
+            children = _children(worker.pid)
+        assert children, "eflomal never started"
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        time.sleep(1.0)
+        survivors = [pid for pid in children if _running(pid)]
+        assert survivors == []
+        (scratch,) = glob.glob(str(tmp_path / "relbridge-eflomal-*"))  # left by the killed worker
+        tempfile.tempdir = str(tmp_path)  # the next call, in the same temp folder
+        eflomal_align([(["a", "house"], ["ein", "Haus"])], EflomalConfig(n_samplers=1))
+        assert not os.path.exists(scratch)
+    finally:
+        tempfile.tempdir = None
+        for pid in children:  # today's defect: the orphan would run on
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in glob.glob(f"/proc/{pid}/task/*/children"):
+        with open(task) as f:
+            found += [int(c) for c in f.read().split()]
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -1,4 +1,4 @@
-"""WriteShards: Parquet round trip, dead letters, stats.json and COMPLETED."""
+"""WriteShards: Parquet round trip, dead letters and the run's stats.json."""
 
 import glob
 import json
@@ -60,7 +60,7 @@ def test_shards_round_trip_and_stats_add_up(tmp_path):
     ) == (7, 5, 1, 1)
     assert stats["balanced"] is True
     assert stats["counts"]["label:likes"] == 5 and stats["counts"]["na_instances"] == 5
-    assert os.path.exists(tmp_path / COMPLETED)
+    assert not os.path.exists(tmp_path / COMPLETED)  # the output folder writes it (publish)
     letters = [
         json.loads(x)
         for f in glob.glob(str(tmp_path / "dead_letter" / "*.jsonl"))
