@@ -68,11 +68,11 @@ def main() -> None:
     slice_lines(args.input, data, args.lines)
     mentions = None
     if args.kb:
-        from relbridge.pipeline.label import TextMentions, read_kb
+        from relbridge.kb import TextMentions
 
-        mentions = TextMentions(read_kb(args.kb), args.lang)
+        mentions = TextMentions(args.kb, args.lang)
     t = time.perf_counter()
-    records, n = extract_file(model, data, args.batch_size, mentions_of=mentions)
+    records, n = extract_file(model, data, batch_size=args.batch_size, mentions_of=mentions)
     extract_s = time.perf_counter() - t
     kg_argv = ["--input", data, "--output", os.path.join(tmp, "kg"), "--model", model,
                "--lang", args.lang, "--no-split", "--batch-size", str(args.batch_size),

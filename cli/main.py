@@ -19,19 +19,35 @@ import sys
 
 logger = logging.getLogger("relbridge")
 
-COMMAND_MODULES = (
-    "relbridge.cli.run",
-    "relbridge.cli.align",
-    "relbridge.cli.projection",
-    "relbridge.cli.train",
-    "relbridge.cli.triples",
-    "relbridge.cli.kg",
-    "relbridge.cli.finetune",
-    "relbridge.cli.demo",
-)
+COMMAND_MODULES = {
+    "relbridge.cli.run": ("run",),
+    "relbridge.cli.align": ("eval-align",),
+    "relbridge.cli.sentences": ("align-sentences", "eval-sentence-align"),
+    "relbridge.cli.projection": ("eval-projection",),
+    "relbridge.cli.train": ("train", "evaluate", "extract", "benchmark"),
+    "relbridge.cli.triples": ("triples",),
+    "relbridge.cli.kg": ("kg",),
+    "relbridge.cli.kb": ("kb",),
+    "relbridge.cli.finetune": ("finetune-aligner",),
+    "relbridge.cli.demo": ("demo",),
+}
+"""Each command module and the subcommands it registers. A command runs with only its
+own module imported (registering ``run`` imports Beam, ``train`` torch: seconds that
+``extract`` should not pay); ``--help`` and unknown commands import them all."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_of(argv: list[str]) -> str | None:
+    """The subcommand named in ``argv`` (the first word that is no option or option value)."""
+    words = iter(argv)
+    for word in words:
+        if word == "--log-level":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="relbridge",
         description="Cross-lingual distant-supervision relation extraction: "
@@ -39,20 +55,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
+    owners = [m for m, commands in COMMAND_MODULES.items() if command in commands]
+    for name in owners or COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
     return parser
 
 
 def configure_logging(level: str) -> None:
-    """Root logging at ``level``; forced, as importing Beam (at registration) already set it up."""
+    """Root logging at ``level``; forced, as importing Beam (at registration) already set it up.
+
+    Below DEBUG, libraries' chatter that does not concern the user is dropped
+    (`relbridge.cli.logs`); their warnings and errors still show.
+    """
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        from relbridge.cli.logs import install_log_filters
+
+        install_log_filters()
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(command_of(argv))
     args, unknown = parser.parse_known_args(argv)
     configure_logging(args.log_level)
     if unknown and not getattr(args, "accepts_extra_args", False):

@@ -27,6 +27,7 @@ def register(subparsers) -> None:
 def _run(args: argparse.Namespace) -> int:
     from relbridge.pipeline.main import run_config
     from relbridge.pipeline.options import config_from_args
+    from relbridge.report import REPORT, try_write_report
 
     cfg = config_from_args(args, args.extra_args)
     start = time.perf_counter()
@@ -34,6 +35,9 @@ def _run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     # this run's own counts (a refresh's: new input only), then the whole folder's
     own = stats["run"]
+    report = try_write_report(
+        cfg.write.path(REPORT), title=f"relbridge run {own['run_id']}", pipeline=cfg.write.output
+    )
     keys = ("run_id", "input_records", "rows", "dead_letters", "skipped_existing")
     summary = {k: own.get(k) for k in keys}
     summary.update(
@@ -42,6 +46,7 @@ def _run(args: argparse.Namespace) -> int:
         folder={k: stats[k] for k in ("input_records", "rows", "dead_letters")},
         seconds=round(seconds, 1),
         records_per_s=round(own["input_records"] / seconds, 1),
+        report=report,
     )
     print(json.dumps(summary))
     return 0 if stats["balanced"] else 1

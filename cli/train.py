@@ -14,13 +14,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import typing
 
+from relbridge.cli.triples import add_alias_arguments, with_harvested_aliases
 from relbridge.data_specs.formats import open_lines
+from relbridge.models.candidates import DEFAULT_MAX_DISTANCE
+
+BENCHMARK_OUTPUT = "out/benchmark_relx"
 
 
-def _add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
-    """One flag per TrainConfig setting, default None so that only given flags override."""
+def _add_config_flags(
+    parser: argparse.ArgumentParser, skip: tuple[str, ...] = (), defaults: dict | None = None
+) -> None:
+    """One flag per TrainConfig setting, default None so that only given flags override.
+
+    Each help names the setting's default (``defaults`` replaces it where the
+    command has its own, as ``benchmark relx`` has for ``--output``).
+    """
     from relbridge.models.train_config import TrainConfig, setting_fields
 
     group = parser.add_argument_group("training settings (TrainConfig)")
@@ -28,9 +39,8 @@ def _add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = (
         if name in skip:
             continue
         flag = "--" + name.replace("_", "-")
-        default = TrainConfig.setting_default(name)
-        if default is not None:
-            help_text += f" (default: {default})"
+        default = (defaults or {}).get(name, TrainConfig.setting_default(name))
+        help_text += f" (default: {'none' if default is None else default})"
         if hint is bool:
             group.add_argument(
                 flag,
@@ -62,7 +72,9 @@ def register(subparsers) -> None:
         help="train the relation extractor on shards (or KBP37/RELX files)",
         description="Trains the multi-task relation extractor; the best model lands in OUTPUT/model.",
     )
-    p.add_argument("--config", help="a JSON file of TrainConfig fields; flags override it")
+    p.add_argument(
+        "--config", help="a JSON file of TrainConfig fields; flags override it (default: none)"
+    )
     _add_config_flags(p)
     p.set_defaults(func=_train)
 
@@ -79,17 +91,32 @@ def register(subparsers) -> None:
         choices=("auto", "shards", "relx"),
         help="data format (default: auto)",
     )
-    p.add_argument("--lang", help="language of RELX files, or the language kept from shards")
     p.add_argument(
-        "--ids", help="keep only these sentence ids: one per line, or a JSON list / object"
+        "--lang",
+        help="language of RELX files, or the language kept from shards "
+        "(default: RELX files: from the _xx.txt name; shards: every language)",
+    )
+    p.add_argument(
+        "--ids",
+        help="keep only these sentence ids: one per line, or a JSON list / object (default: all)",
     )
     p.add_argument(
         "--ids-key",
         default="test",
         help="key of the id list when --ids is a JSON object (default: test)",
     )
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--pr-curve", metavar="PNG", help="also draw the held-out PR curve into PNG")
+    p.add_argument("--batch-size", type=int, default=32, help="inference batch size (default: 32)")
+    p.add_argument(
+        "--pr-curve",
+        metavar="PNG",
+        help="also draw the held-out PR curves (all, and per language) into PNG (default: none)",
+    )
+    p.add_argument(
+        "--report",
+        metavar="HTML",
+        help="also write a run report of this evaluation (figures and tables) to HTML "
+        "(default: none)",
+    )
     p.set_defaults(func=_evaluate)
 
     p = subparsers.add_parser("extract", help="extract relation triples from raw sentences")
@@ -106,26 +133,50 @@ def register(subparsers) -> None:
         help="JSONL records: subject, relation, object, confidence, spans, and provenance "
         "(source_file, line, id when given, model)",
     )
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=16, help="inference batch size (default: 16)")
     p.add_argument(
         "--threshold",
         type=float,
         default=0.0,
-        help="minimum relation probability for untagged input",
+        help="minimum relation probability for untagged input (default: 0.0)",
     )
     p.add_argument(
         "--kb",
-        help="KB directory: its aliases found in untagged sentences are mentions beside the "
-        "tagger's, so that the records' arguments link to KB entities (needs --lang)",
+        help="KB directory or index (relbridge kb build --profile LANG:*): its aliases found in "
+        "untagged sentences are mentions beside the tagger's, so that the records' arguments link "
+        "to KB entities (needs --lang). A directory's index is built once into $RELBRIDGE_KB_CACHE "
+        "(default: none, the tagger alone)",
     )
     p.add_argument(
         "--lang",
         help="language of the input sentences, e.g. de: with --kb, untagged sentences are split "
-        "into words by this language's tokenizer (the pipeline's), not the default word pattern",
+        "into words by this language's tokenizer (the pipeline's), not the default word pattern "
+        "(default: none)",
     )
     p.add_argument(
         "--kb-alias-langs",
-        help="comma-separated languages whose KB aliases to match (default: all in the KB)",
+        help="comma-separated languages whose KB aliases to match (default: all in the KB; "
+        "the languages of --kb-aliases are added)",
+    )
+    add_alias_arguments(p)
+    p.add_argument(
+        "--exact",
+        action="store_true",
+        help="score every candidate pair in its own encoder pass (the reference path; "
+        "default: pairs packed as levitated markers, one pass per sentence)",
+    )
+    p.add_argument(
+        "--max-pair-distance",
+        type=int,
+        default=DEFAULT_MAX_DISTANCE,
+        help=f"most words between the two mentions of a candidate pair (default: {DEFAULT_MAX_DISTANCE})",
+    )
+    p.add_argument(
+        "--no-type-pruning",
+        dest="type_pruning",
+        action="store_false",
+        help="score pairs whose entity types no relation admits (default: pruned by the relation "
+        "names' subject types and the KB's relation_map.json)",
     )
     p.set_defaults(func=_extract)
 
@@ -140,14 +191,20 @@ def register(subparsers) -> None:
         "--kbp37", required=True, help="directory with KBP37 train.txt and dev.txt (read in place)"
     )
     p.add_argument("--relx", required=True, help="directory with RELX_{en,de,fr}.txt")
-    p.add_argument("--languages", nargs="+", default=["en", "de", "fr"])
+    p.add_argument(
+        "--languages",
+        nargs="+",
+        default=["en", "de", "fr"],
+        help="RELX languages to score (default: en de fr)",
+    )
     p.add_argument(
         "--preset",
         default="auto",
         choices=("auto", "cpu", "full"),
         help="training preset: full (whole encoder, 3 epochs, for a GPU), cpu (top 10 layers "
         "with layer-wise lr decay and a weight average, 3 epochs: about 45 min on 2 CPU cores); "
-        "auto: full with CUDA, else cpu. Flags override; see relbridge.models.benchmark.",
+        "auto: full with CUDA, else cpu. Flags override; see relbridge.models.benchmark "
+        "(default: auto)",
     )
     p.add_argument(
         "--kbp37-test",
@@ -155,7 +212,9 @@ def register(subparsers) -> None:
         default=None,
         help="also score KBP37 test minus RELX's sentences (default: with the full preset)",
     )
-    _add_config_flags(p, skip=("shards", "relx_train", "dev"))
+    _add_config_flags(
+        p, skip=("shards", "relx_train", "dev"), defaults={"output": BENCHMARK_OUTPUT}
+    )
     p.set_defaults(func=_benchmark_relx)
 
 
@@ -167,9 +226,21 @@ def _train(args: argparse.Namespace) -> int:
         with open(args.config, encoding="utf-8") as f:
             settings.update(json.load(f))
     settings.update(_given_settings(args))
-    stats = train(TrainConfig.from_json(settings))
-    print(json.dumps({k: v for k, v in stats.items() if k != "history"}, indent=2))
+    cfg = TrainConfig.from_json(settings)
+    stats = train(cfg)
+    summary = {k: v for k, v in stats.items() if k != "history"}
+    summary["report"] = _report(cfg.run.output, "relbridge train", training=cfg.run.output)
+    print(json.dumps(summary, indent=2))
     return 0
+
+
+def _report(output: str, title: str, **sections) -> str | None:
+    """Writes OUTPUT/report.html (see `relbridge.report`); None when it could not be."""
+    import os
+
+    from relbridge.report import REPORT, try_write_report
+
+    return try_write_report(os.path.join(output, REPORT), title=title, **sections)
 
 
 def _read_ids(path: str, key: str) -> set[str]:
@@ -185,7 +256,7 @@ def _read_ids(path: str, key: str) -> set[str]:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from relbridge.models.evaluate import evaluate
+    from relbridge.models.evaluate import evaluate, without_diagnostics
 
     ids = _read_ids(args.ids, args.ids_key) if args.ids else None
     result = evaluate(
@@ -195,37 +266,71 @@ def _evaluate(args: argparse.Namespace) -> int:
         lang=args.lang,
         ids=ids,
         batch_size=args.batch_size,
-        pr_curve_png=args.pr_curve,
+        details=bool(args.pr_curve or args.report),
     )
-    print(json.dumps(result, indent=2))
+    if args.pr_curve:
+        from relbridge.report.render import pr_figure_of
+
+        with open(args.pr_curve, "wb") as f:
+            f.write(pr_figure_of(result, f"Held-out precision/recall: {args.model}"))
+    if args.report:
+        from relbridge.report import write_report
+
+        write_report(
+            args.report, title=f"relbridge evaluate {args.model}", evaluations={"data": result}
+        )
+    printed = without_diagnostics(result)
+    if args.report:
+        printed["report"] = args.report
+    print(json.dumps(printed, indent=2))
     return 0
 
 
 def _extract(args: argparse.Namespace) -> int:
-    from relbridge.models.extract import extract_file
+    from relbridge.models.candidates import CandidateConfig
+    from relbridge.models.extract import iter_extract_file
+    from relbridge.models.scoring import ScoringConfig
 
     mentions_of = None
     if args.kb:
         if not args.lang:
             raise ValueError("--kb needs --lang, the language of the input sentences")
-        from relbridge.pipeline.label import TextMentions, read_kb
-        from relbridge.pipeline.tokenize import check_language
+        from relbridge.data_specs.tokenizer import check_language
+        from relbridge.kb import TextMentions
 
         check_language(args.lang)
         langs = [code.strip() for code in (args.kb_alias_langs or "").split(",") if code.strip()]
-        mentions_of = TextMentions(read_kb(args.kb), args.lang, langs or None)
-    elif args.lang or args.kb_alias_langs:
-        raise ValueError("--lang and --kb-alias-langs only act with --kb")
-    records, n_sentences = extract_file(
+        if args.kb_aliases:  # harvested names join the KB in memory; an index holds its own only
+            from relbridge.data_specs.formats import load_kb
+
+            kb, harvested = with_harvested_aliases(load_kb(args.kb), args)
+            langs = sorted({*langs, *harvested}) if langs else []
+            mentions_of = TextMentions(kb, args.lang, langs or None)
+        else:
+            mentions_of = TextMentions(args.kb, args.lang, langs or None)
+    elif args.lang or args.kb_alias_langs or args.kb_aliases:
+        raise ValueError("--lang, --kb-alias-langs and --kb-aliases only act with --kb")
+    stats: dict[str, int] = {}
+    records = iter_extract_file(
         args.model,
         args.input,
+        progress=True,
+        stats=stats,
         batch_size=args.batch_size,
         threshold=args.threshold,
         mentions_of=mentions_of,
+        scoring=ScoringConfig(exact=args.exact),
+        candidates=CandidateConfig(args.max_pair_distance, args.type_pruning),
+        kb_dir=args.kb,
     )
-    with open(args.output, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
-    summary = {"sentences": n_sentences, "records": len(records), "output": args.output}
+    written = 0
+    partial = f"{args.output}.partial"  # records land as they come; the name only when complete
+    with open(partial, "w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            written += 1
+    os.replace(partial, args.output)
+    summary = {**stats, "records": written, "output": args.output}
     if mentions_of is not None:
         summary["kb_mentions"] = mentions_of.found
     print(json.dumps(summary))
@@ -236,7 +341,7 @@ def _benchmark_relx(args: argparse.Namespace) -> int:
     from relbridge.models.benchmark import run_relx_benchmark
 
     settings = _given_settings(args, skip=("shards", "relx_train", "dev"))
-    output = settings.pop("output", None) or "out/benchmark_relx"
+    output = settings.pop("output", None) or BENCHMARK_OUTPUT
     summary = run_relx_benchmark(
         args.kbp37,
         args.relx,
@@ -247,5 +352,15 @@ def _benchmark_relx(args: argparse.Namespace) -> int:
         **settings,
     )
     keys = ("relx_f1", "kbp37_relx_f1", "published_mbert", "preset", "train_s", "wall_s")
-    print(json.dumps({k: summary[k] for k in keys}, indent=2))
+    printed = {k: summary[k] for k in keys}
+    printed["report"] = _report(
+        output,
+        "relbridge benchmark relx",
+        training=output,
+        evaluations={
+            f"RELX {lang}" if lang in args.languages else lang: result
+            for lang, result in summary["scores"].items()
+        },
+    )
+    print(json.dumps(printed, indent=2))
     return 0

@@ -1,10 +1,16 @@
 """`relbridge triples`: extract records -> one knowledge-graph triple per fact.
 
 ``relbridge triples --input triples.jsonl [more.jsonl ...] --output kg.jsonl
-[--kb DIR] [--min-confidence 0.5] [--aggregate max|noisy-or] [--max-evidence 5]
-[--only-new]`` links the mentions' entities to the KB, merges the mentions of
+[--kb DIR [--kb-aliases OUTPUT/aliases.jsonl]] [--min-confidence 0.5]
+[--aggregate max|noisy-or] [--max-evidence 5] [--only-new]`` links the mentions' entities to the KB, merges the mentions of
 each (subject, relation, object) and writes the triples, most confident first
 (see `relbridge.models.triples`). It prints the counts as one JSON line.
+
+``--kb-aliases`` adds the names that `relbridge run` harvested from
+projection (``OUTPUT/aliases.jsonl``, `relbridge.data_specs.aliases`) to the
+KB's aliases, so that arguments in the target language link to entities the
+KB names in the source language only; ``relbridge extract`` takes the same
+flags.
 """
 
 from __future__ import annotations
@@ -28,9 +34,18 @@ def register(subparsers) -> None:
     p.add_argument("--input", required=True, nargs="+", help="JSONL records of relbridge extract")
     p.add_argument("--output", required=True, help="JSONL triples, most confident first")
     p.add_argument(
-        "--kb", help="KB directory (entities + triples): links entities and marks known facts"
+        "--kb",
+        help="KB directory (entities + triples): links entities and marks known facts "
+        "(default: none, no linking)",
     )
-    p.add_argument("--min-confidence", type=float, default=0.5, help="(default: 0.5)")
+    p.add_argument(
+        "--min-confidence",
+        type=float,
+        default=0.5,
+        help="mentions below this relation confidence are counted as below_threshold and left out "
+        "(default: 0.5)",
+    )
+    add_alias_arguments(p)
     p.add_argument(
         "--aggregate",
         choices=("max", "noisy-or"),
@@ -50,9 +65,56 @@ def register(subparsers) -> None:
     p.add_argument(
         "--only-new",
         action="store_true",
-        help="write only triples between linked entities that the KB does not hold (needs --kb)",
+        help="write only triples between linked entities that the KB does not hold (needs --kb; "
+        "default: off)",
     )
     p.set_defaults(func=_triples)
+
+
+def add_alias_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags that add harvested aliases to ``--kb`` (here and in ``extract``)."""
+    p.add_argument(
+        "--kb-aliases",
+        nargs="+",
+        default=[],
+        metavar="FILE",
+        help="alias files that relbridge run harvested (OUTPUT/aliases.jsonl): their names "
+        "are added to --kb's aliases",
+    )
+    p.add_argument(
+        "--kb-aliases-min-count",
+        type=int,
+        default=1,
+        help="use a harvested name only if projected at least this often (default: 1)",
+    )
+    p.add_argument(
+        "--kb-aliases-min-confidence",
+        type=float,
+        default=0.0,
+        help="use a harvested name only if its mean projection confidence is at least this "
+        "(default: 0)",
+    )
+
+
+def with_harvested_aliases(kb, args: argparse.Namespace):
+    """``kb`` plus the names of ``--kb-aliases``, and the languages of those names.
+
+    Returns:
+      ``(kb, langs)``: ``kb`` itself and no language without the flag.
+    """
+    if not args.kb_aliases:
+        return kb, set()
+    from relbridge.data_specs.aliases import add_aliases, load_alias_files
+
+    if args.kb_aliases_min_count < 1 or not 0 <= args.kb_aliases_min_confidence <= 1:
+        raise ValueError(
+            "--kb-aliases-min-count must be >= 1, --kb-aliases-min-confidence in [0, 1]"
+        )
+    extra = load_alias_files(
+        args.kb_aliases, args.kb_aliases_min_count, args.kb_aliases_min_confidence
+    )
+    langs = {lang for entity in extra.values() for lang in entity.aliases}
+    return add_aliases(kb, extra), langs
 
 
 def _records(paths: list[str]) -> Iterator[tuple[str, dict]]:
@@ -73,10 +135,12 @@ def _triples(args: argparse.Namespace) -> int:
 
     if args.only_new and not args.kb:
         raise ValueError("--only-new needs --kb")
+    if args.kb_aliases and not args.kb:
+        raise ValueError("--kb-aliases needs --kb")
     cfg = TriplesConfig(
         args.min_confidence, args.aggregate, args.max_evidence, check_types=args.check_types
     )
-    kb = load_kb(args.kb) if args.kb else None
+    kb = with_harvested_aliases(load_kb(args.kb), args)[0] if args.kb else None
     triples, counts = aggregate_triples(_records(args.input), cfg, kb)
     if args.only_new:
         triples = [t for t in triples if t["in_kb"] is False]

@@ -16,6 +16,10 @@ Conventions:
   * Relation instances are directed: ``subject``/``object`` index into the source
     mention list; ``tgt_subject``/``tgt_object`` index into the target mention
     list and are ``None`` when the relation did not project.
+  * Pairs found by sentence alignment (``relbridge run --documents``) carry their
+    document id, the 0-based indices of the document sentences they join on each
+    side (``src_sentence_ids``, ``tgt_sentence_ids``) and the aligner's unit
+    score; all four are null for a line-aligned corpus.
 
 Bump `SCHEMA_VERSION` whenever a column is added, removed or changes meaning.
 """
@@ -29,7 +33,7 @@ from typing import Any
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 2  # 2: fallback_alignment
+SCHEMA_VERSION = 3  # 2: fallback_alignment; 3: doc_id, src/tgt_sentence_ids, sentence_score
 
 MENTION_TYPE = pa.struct(
     [
@@ -80,6 +84,10 @@ SHARD_SCHEMA = pa.schema(
         ("tgt_mentions", pa.list_(PROJECTED_MENTION_TYPE)),
         ("relations", pa.list_(RELATION_TYPE)),
         ("fallback_alignment", pa.list_(LINK_TYPE)),
+        ("doc_id", pa.string()),
+        ("src_sentence_ids", pa.list_(pa.int32())),
+        ("tgt_sentence_ids", pa.list_(pa.int32())),
+        ("sentence_score", pa.float32()),
     ],
     metadata={b"relbridge.schema_version": str(SCHEMA_VERSION).encode()},
 )
@@ -163,6 +171,14 @@ def _links_from_row(links: Sequence[dict[str, int]]) -> tuple[tuple[int, int], .
     return tuple((link["src"], link["tgt"]) for link in links)
 
 
+def _optional_list(values: Sequence[int] | None) -> list[int] | None:
+    return None if values is None else list(values)
+
+
+def _optional_tuple(values: Sequence[int] | None) -> tuple[int, ...] | None:
+    return None if values is None else tuple(values)
+
+
 @dataclass(frozen=True)
 class ShardRow:
     """One sentence pair as stored in a shard (see `SHARD_SCHEMA`)."""
@@ -182,6 +198,10 @@ class ShardRow:
     tgt_mentions: tuple[ProjectedMention, ...] = ()
     relations: tuple[RelationInstance, ...] = field(default=())
     fallback_alignment: tuple[tuple[int, int], ...] = ()
+    doc_id: str | None = None
+    src_sentence_ids: tuple[int, ...] | None = None
+    tgt_sentence_ids: tuple[int, ...] | None = None
+    sentence_score: float | None = None
 
     def to_row(self) -> dict[str, Any]:
         """Returns a plain dict that `pa.Table.from_pylist(..., SHARD_SCHEMA)` accepts."""
@@ -201,6 +221,10 @@ class ShardRow:
             "tgt_mentions": [m.to_row() for m in self.tgt_mentions],
             "relations": [r.to_row() for r in self.relations],
             "fallback_alignment": _links_to_row(self.fallback_alignment),
+            "doc_id": self.doc_id,
+            "src_sentence_ids": _optional_list(self.src_sentence_ids),
+            "tgt_sentence_ids": _optional_list(self.tgt_sentence_ids),
+            "sentence_score": self.sentence_score,
         }
 
     @classmethod
@@ -218,6 +242,10 @@ class ShardRow:
             tgt_tokens=tuple(row["tgt_tokens"]),
             alignment=_links_from_row(row["alignment"]),
             fallback_alignment=_links_from_row(row.get("fallback_alignment") or ()),  # v1: absent
+            doc_id=row.get("doc_id"),  # v1-2: absent
+            src_sentence_ids=_optional_tuple(row.get("src_sentence_ids")),
+            tgt_sentence_ids=_optional_tuple(row.get("tgt_sentence_ids")),
+            sentence_score=row.get("sentence_score"),
             src_mentions=tuple(Mention.from_row(m) for m in row["src_mentions"]),
             tgt_mentions=tuple(ProjectedMention.from_row(m) for m in row["tgt_mentions"]),
             relations=tuple(RelationInstance.from_row(r) for r in row["relations"]),

@@ -36,9 +36,9 @@ class AggregateRelationFn(beam.DoFn):
 
     def setup(self):
         if self.kb_path:
-            from relbridge.pipeline.label import read_kb
+            from relbridge.data_specs.formats import load_kb
 
-            self._kb = read_kb(self.kb_path)
+            self._kb = load_kb(self.kb_path)
 
     def process(self, relation_records):
         _, records = relation_records

@@ -138,9 +138,9 @@ def run_config(
     if not FileSystems.exists(FileSystems.join(cfg.inference.model, CONFIG_FILE)):
         raise FileNotFoundError(f"{cfg.inference.model} is not a trained relbridge model")
     if cfg.mentions.kb:
-        from relbridge.pipeline.label import read_kb
+        from relbridge.data_specs.formats import load_kb
 
-        read_kb(cfg.mentions.kb)  # a malformed KB stops here, naming its file and line
+        load_kb(cfg.mentions.kb)  # a malformed KB stops here, naming its file and line
     _check_output(cfg)
     handled, earlier = earlier_outputs(cfg.output) if cfg.refresh else ({}, [])
     batch_id = cfg.run_id

@@ -27,10 +27,10 @@ class FindMentionsFn(beam.DoFn):
 
     def setup(self):
         if self.cfg.kb:
-            from relbridge.pipeline.label import TextMentions, read_kb
+            from relbridge.kb import TextMentions
 
             self._mentions_of = TextMentions(
-                read_kb(self.cfg.kb), self.cfg.lang, self.cfg.alias_langs or None
+                self.cfg.kb, self.cfg.lang, self.cfg.alias_langs or None
             )
 
     def process(self, sentence):

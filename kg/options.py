@@ -34,7 +34,7 @@ class SplitConfig:
 
 @dataclass(frozen=True)
 class MentionConfig:
-    """KB mentions (`relbridge.pipeline.label.TextMentions`); without ``kb``, extract's word pattern."""
+    """KB mentions (`relbridge.kb.TextMentions`); without ``kb``, extract's word pattern."""
 
     kb: str | None = None
     lang: str = "en"

@@ -155,6 +155,7 @@ def run_relx_benchmark(
             os.path.join(relx, f"RELX_{lang}.txt"),
             data_format="relx",
             lang=lang,
+            details=True,  # per-relation scores, confusion matrix, PR curve: for the report
         )
         scores[lang] = result["overall"]
     eval_s = time.perf_counter() - started - train_s
@@ -165,6 +166,7 @@ def run_relx_benchmark(
             data_format="relx",
             lang="en",
             ids=kbp37_test_ids(kbp37, relx),
+            details=True,
         )
         scores["kbp37_test_minus_relx"] = result["overall"]
     summary = {

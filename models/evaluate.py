@@ -122,53 +122,60 @@ def held_out_auc(scores: np.ndarray, gold: Sequence[int], na_id: int = 0) -> flo
     return 100 * float(np.sum(np.diff(recall) * (precision[1:] + precision[:-1]) / 2))
 
 
-def write_pr_curve_png(
-    recall: np.ndarray, precision: np.ndarray, path: str, size: int = 400
-) -> None:
-    """Draws the PR curve as a PNG (no plotting library needed).
+def diagnostics(
+    gold: Sequence[str],
+    pred: Sequence[str],
+    rows: np.ndarray,
+    gold_ids: Sequence[int],
+    max_points: int = 300,
+) -> dict[str, Any]:
+    """What the run report draws: per-relation P/R/F1, the confusion matrix, the PR curve.
 
-    Recall runs left to right and precision bottom to top, both over [0, 1],
-    with light grid lines every 0.1; the curve is drawn in blue on white.
+    Args:
+      gold, pred: one gold and one predicted label per directed decision (NA included).
+      rows: (N, R) probabilities of those decisions; gold_ids: their gold class ids.
+      max_points: the PR curve is thinned to about this many points.
+
+    Returns:
+      ``{"per_relation": {rel: {precision, recall, f1, support}}, "confusion":
+      {"labels": [NA, ...], "matrix": [[count of gold i predicted j]]}, "pr_curve":
+      {"recall": [...], "precision": [...]}}``, percentages for P/R/F1.
     """
-    import struct
-    import zlib
+    labels = [NA] + sorted(({*gold} | {*pred}) - {NA})
+    index = {label: i for i, label in enumerate(labels)}
+    matrix = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    for g, y in zip(gold, pred):
+        matrix[index[g], index[y]] += 1
+    per_relation = {}
+    for label in labels[1:]:
+        i = index[label]
+        n_gold = int(matrix[i, :].sum())
+        p, r, f = prf(int(matrix[i, i]), int(matrix[:, i].sum()), n_gold, scale=100)
+        per_relation[label] = {
+            "precision": round(p, 2),
+            "recall": round(r, 2),
+            "f1": round(f, 2),
+            "support": n_gold,
+        }
+    recall, precision = pr_curve(rows, gold_ids) if len(rows) else (np.zeros(0), np.zeros(0))
+    keep = np.unique(np.linspace(0, len(recall) - 1, min(len(recall), max_points)).astype(int))
+    return {
+        "per_relation": per_relation,
+        "confusion": {"labels": labels, "matrix": matrix.tolist()},
+        "pr_curve": {
+            "recall": np.round(recall[keep], 4).tolist(),
+            "precision": np.round(precision[keep], 4).tolist(),
+        },
+    }
 
-    margin = size // 20
-    inner = size - 2 * margin
-    img = np.full((size, size, 3), 255, dtype=np.uint8)  # (H, W, RGB)
-    ticks = margin + np.round(np.linspace(0, 1, 11) * (inner - 1)).astype(int)
-    img[margin : margin + inner, ticks] = 225
-    img[ticks, margin : margin + inner] = 225
-    for edge in (margin, margin + inner - 1):  # the frame
-        img[margin : margin + inner, edge] = 0
-        img[edge, margin : margin + inner] = 0
-    if len(recall):
-        xs = np.concatenate([[0.0], recall])
-        ys = np.concatenate([[precision[0]], precision])
-        px = np.clip(xs, 0, 1) * (inner - 1)
-        py = np.clip(ys, 0, 1) * (inner - 1)
-        # Each segment sampled once per pixel of its length, so the line has no gaps.
-        steps = np.maximum(np.ceil(np.maximum(np.abs(np.diff(px)), np.abs(np.diff(py)))), 1)
-        steps = steps.astype(int)
-        seg = np.repeat(np.arange(len(steps)), steps)
-        frac = (np.arange(steps.sum()) - np.repeat(np.cumsum(steps) - steps, steps)) / steps[seg]
-        x = np.append(px[seg] + frac * (px[seg + 1] - px[seg]), px[-1])
-        y = np.append(py[seg] + frac * (py[seg + 1] - py[seg]), py[-1])
-        cols = margin + np.round(x).astype(int)
-        rows = margin + inner - 1 - np.round(y).astype(int)
-        for dr in (0, 1):  # two pixels thick
-            img[np.minimum(rows + dr, size - 1), cols] = (31, 90, 200)
 
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
-    raw = b"".join(b"\x00" + row.tobytes() for row in img)  # filter type 0 per row
-    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0))
-    png += chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
-    with open(path, "wb") as f:
-        f.write(png)
+def without_diagnostics(result: dict[str, Any]) -> dict[str, Any]:
+    """A result with every ``diagnostics`` entry left out (for printed summaries)."""
+    return {
+        k: without_diagnostics(v) if isinstance(v, dict) else v
+        for k, v in result.items()
+        if k != "diagnostics"
+    }
 
 
 def relx_f1(
@@ -193,12 +200,17 @@ def relx_f1(
 
 
 @torch.no_grad()
-def predict_pairs(model, pairs: Sequence[PairInstance], batch_size: int = 32) -> np.ndarray:
+def predict_pairs(
+    model, pairs: Sequence[PairInstance], batch_size: int = 32, progress: str | None = None
+) -> np.ndarray:
     """Relation probabilities of both directions of each pair: (N, 2, R).
 
     A pair whose entities alone exceed ``max_seq_len`` cannot be encoded; it is
     predicted NA with certainty (its relation, if any, counts as missed).
+    ``progress``: a name to show progress under (`ProgressBar`); None shows none.
     """
+    from relbridge.runtime.progress import ProgressBar
+
     model.eval()
     device = next(model.parameters()).device
     out = np.zeros((len(pairs), 2, len(model.inventory)), dtype=np.float32)
@@ -209,11 +221,13 @@ def predict_pairs(model, pairs: Sequence[PairInstance], batch_size: int = 32) ->
         except ValueError:
             out[i, :, model.inventory.rel2id[NA]] = 1.0
     order = sorted(encoded, key=lambda i: len(encoded[i].input_ids))
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        batch = {k: v.to(device) for k, v in model.collate([encoded[i] for i in idx]).items()}
-        logits = model(batch, labels=False)["relation_logits"].float()  # (b, 2, R)
-        out[idx] = torch.softmax(logits, dim=-1).cpu().numpy()
+    with ProgressBar(len(order), progress or "", "pair", enabled=bool(progress)) as bar:
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            batch = {k: v.to(device) for k, v in model.collate([encoded[i] for i in idx]).items()}
+            logits = model(batch, labels=False)["relation_logits"].float()  # (b, 2, R)
+            out[idx] = torch.softmax(logits, dim=-1).cpu().numpy()
+            bar.update(len(idx))
     return out
 
 
@@ -282,11 +296,13 @@ def score(
     probs: np.ndarray,
     names: Sequence[str],
     skipped: Sequence[SkippedPair] = (),
+    details: bool = False,
 ) -> dict[str, Any]:
     """All metrics of predictions ``probs`` (N, 2, R) against the pairs' gold labels.
 
     ``skipped`` records (KBP37/RELX records that could not be encoded) count as
-    predicted NA, so the metrics cover the whole test set.
+    predicted NA, so the metrics cover the whole test set. ``details`` adds
+    ``diagnostics`` (`diagnostics`), which the run report draws.
     """
     decisions, gold, pred, rows, gold_ids = _decisions(pairs, probs, names, skipped)
     metrics: dict[str, Any] = {"pairs": len(pairs), "skipped": len(skipped), "decisions": len(gold)}
@@ -299,6 +315,8 @@ def score(
         y = [_directed(*decisions[i]) for i in relx] + [NO_RELATION] * len(skipped)
         metrics["relx_f1"] = relx_f1(g, y)
         metrics["accuracy"] = 100 * float(np.mean([a == b for a, b in zip(g, y)]))
+    if details:
+        metrics["diagnostics"] = diagnostics(gold, pred, rows, gold_ids)
     return metrics
 
 
@@ -311,35 +329,44 @@ def _directed(l12: str, l21: str) -> str:
 
 
 def evaluate_model(
-    model, data: RelationData, batch_size: int = 32, pr_curve_png: str | None = None
+    model,
+    data: RelationData,
+    batch_size: int = 32,
+    progress: bool = False,
+    details: bool = False,
 ) -> dict[str, Any]:
     """Scores a loaded model on data: ``overall`` and ``per_language`` metrics.
 
-    With ``pr_curve_png``, also draws the overall held-out PR curve there.
+    ``progress`` shows progress (`ProgressBar`); ``details`` adds each
+    metrics' ``diagnostics`` (per-relation scores, confusion matrix, PR curve),
+    which the run report and ``relbridge evaluate --pr-curve`` draw.
     """
-    probs = predict_pairs(model, data.pairs, batch_size)
+    probs = predict_pairs(model, data.pairs, batch_size, "evaluate" if progress else None)
     names = model.inventory.names
-    if pr_curve_png:
-        _, _, _, rows, gold_ids = _decisions(data.pairs, probs, names, data.skipped)
-        write_pr_curve_png(*pr_curve(rows, gold_ids), pr_curve_png)
     by_lang: dict[str, list[int]] = defaultdict(list)
     for i, p in enumerate(data.pairs):
         by_lang[p.lang].append(i)
     langs = sorted(set(by_lang) | {x.lang for x in data.skipped})
     result = {
-        "overall": score(data.pairs, probs, names, data.skipped),
+        "overall": score(data.pairs, probs, names, data.skipped, details),
         "per_language": {
             lang: score(
                 [data.pairs[i] for i in by_lang[lang]],
                 probs[by_lang[lang]],
                 names,
                 [x for x in data.skipped if x.lang == lang],
+                details,
             )
             for lang in langs
         },
     }
     if data.tags and model.cfg.tagging_weight > 0:  # a model trained without tagging has no tagger
-        found = tag_mentions(model, [t.tokens for t in data.tags], batch_size)
+        found = tag_mentions(
+            model,
+            [t.tokens for t in data.tags],
+            batch_size,
+            progress="evaluate: tagging" if progress else None,
+        )
         result["overall"]["tagging"] = tagging_scores(found, data.tags)
         for lang in {t.lang for t in data.tags} & set(result["per_language"]):
             keep = [i for i, t in enumerate(data.tags) if t.lang == lang]
@@ -356,7 +383,7 @@ def evaluate(
     lang: str | None = None,
     ids: Iterable[str] | None = None,
     batch_size: int = 32,
-    pr_curve_png: str | None = None,
+    details: bool = False,
 ) -> dict[str, Any]:
     """Loads a saved model and scores it.
 
@@ -368,7 +395,7 @@ def evaluate(
         kept from shards.
       ids: keep only these sentence ids (RELX record ids or shard pair ids).
       batch_size: inference batch size.
-      pr_curve_png: where to draw the overall PR curve (None: nowhere).
+      details: add ``diagnostics`` to every metrics dict (for the run report).
 
     Returns:
       ``{"overall": metrics, "per_language": {lang: metrics}, "model": model_dir}``;
@@ -386,6 +413,6 @@ def evaluate(
     if not instances.pairs:
         raise ValueError("no pairs to evaluate")
     model = RelationExtractor.from_pretrained(model_dir)
-    result = evaluate_model(model, instances, batch_size, pr_curve_png)
+    result = evaluate_model(model, instances, batch_size, progress=True, details=details)
     result["model"] = model_dir
     return result

@@ -9,7 +9,7 @@
   every pair of mentions is encoded once and scored in both directions, and each
   direction whose best class is a relation (with probability >= ``threshold``)
   becomes a record. With a KB mention finder (``mentions_of``, e.g.
-  `relbridge.pipeline.label.TextMentions`; CLI ``--kb``), the KB's aliases
+  `relbridge.kb.TextMentions`; CLI ``--kb``), the KB's aliases
   found in the sentence are mentions too (of two overlapping spans the longer
   stays, see `merge_mentions`): a KB name is whole and links to its entity,
   while the tagger still finds the names the KB lacks. The finder's words
@@ -34,7 +34,9 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from collections.abc import Callable, Sequence
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +46,10 @@ from relbridge.data_specs.formats import InputError, open_lines
 from relbridge.data_specs.relations import NA
 from relbridge.data_specs.relx import strip_markers, words_with_spans
 from relbridge.data_specs.schema import token_offsets
+from relbridge.models.candidates import CandidateConfig, TypeSchema, candidate_pairs
 from relbridge.models.data import PairInstance, _overlap
+from relbridge.models.markers import PairSpec
+from relbridge.models.scoring import ScoringConfig, score_pairs
 from relbridge.models.evaluate import decode_joint, predict_pairs
 from relbridge.models.tagging import tag_mentions
 
@@ -111,6 +116,10 @@ def extract(
     batch_size: int = 16,
     threshold: float = 0.0,
     mentions_of: MentionFinder | None = None,
+    scoring: ScoringConfig = ScoringConfig(),
+    candidates: CandidateConfig = CandidateConfig(),
+    schema: TypeSchema | None = None,
+    stats: dict[str, int] | None = None,
 ) -> list[dict[str, Any]]:
     """Extracts (subject, relation, object, confidence) records from sentences.
 
@@ -121,6 +130,11 @@ def extract(
       threshold: for untagged sentences, the minimum probability of a relation.
       mentions_of: for untagged sentences, a KB mention finder whose words and
         mentions are used beside the tagger's (see the module docstring).
+      scoring: the fast (packed) or exact path (`relbridge.models.scoring`).
+      candidates: how candidate pairs are pruned (`relbridge.models.candidates`).
+      schema: the relation schema for type pruning (default: from the relation names).
+      stats: when given, gets the counts ``candidate_pairs_before``,
+        ``candidate_pairs`` and ``encoder_passes`` added.
 
     Returns:
       The records, in sentence order.
@@ -136,11 +150,20 @@ def extract(
             prepared.append(prepare_sentence(i, sentence, mentions_of))
         except ValueError as error:
             logger.warning("sentence %d: %s; skipped", i, error)
-    return extract_prepared(model, prepared, batch_size, threshold)
+    return extract_prepared(
+        model, prepared, batch_size, threshold, scoring, candidates, schema, stats
+    )
 
 
 def extract_prepared(
-    model, sentences: Sequence[PreparedSentence], batch_size: int = 16, threshold: float = 0.0
+    model,
+    sentences: Sequence[PreparedSentence],
+    batch_size: int = 16,
+    threshold: float = 0.0,
+    scoring: ScoringConfig = ScoringConfig(),
+    candidates: CandidateConfig = CandidateConfig(),
+    schema: TypeSchema | None = None,
+    stats: dict[str, int] | None = None,
 ) -> list[dict[str, Any]]:
     """The records of prepared sentences (`extract`'s model part; see its Args).
 
@@ -151,24 +174,40 @@ def extract_prepared(
     meta: list[
         tuple[int, str, list[tuple[int, int]], bool]
     ] = []  # sentence, text, word char offsets, marked
-    untagged = [s for s in sentences if s.marked is None]
+    untagged = [(s.index, s.text, s.words) for s in sentences if s.marked is None]
+    known = [s.kb_mentions for s in sentences if s.marked is None]
     for s in sentences:
         if s.marked is not None:
             w1, w2 = s.marked
             pairs.append(PairInstance(str(s.index), "", s.words, w1, w2, None, None, side="relx"))
             meta.append((s.index, s.text, token_offsets(s.text, s.words), True))
-    found = tag_mentions(model, [s.words for s in untagged], batch_size) if untagged else []
-    for s, tagged in zip(untagged, found):
-        mentions = merge_mentions(s.kb_mentions, tagged)
-        offsets = token_offsets(s.text, s.words)
-        for (s1, e1, t1), (s2, e2, t2) in itertools.combinations(mentions, 2):
-            pairs.append(
-                PairInstance(
-                    str(s.index), "", s.words, (s1, e1), (s2, e2), None, None, e1_type=t1, e2_type=t2
-                )
-            )
-            meta.append((s.index, s.text, offsets, False))
-    probs = predict_pairs(model, pairs, batch_size) if pairs else np.zeros((0, 2, len(names)))
+    found = tag_mentions(model, [w for _, _, w in untagged], batch_size) if untagged else []
+    schema = schema or TypeSchema.from_relation_names(names)
+    candidate_sets = []
+    counts = {"candidate_pairs_before": 0, "candidate_pairs": 0, "encoder_passes": len(pairs)}
+    for (i, text, words), tagged, kb_mentions in zip(untagged, found, known):
+        mentions = merge_mentions(kb_mentions, tagged)
+        kept = candidate_pairs(mentions, schema, candidates)
+        candidate_sets.append((words, [PairSpec(a[:2], b[:2], a[2], b[2]) for a, b in kept]))
+        counts["candidate_pairs_before"] += len(mentions) * (len(mentions) - 1) // 2
+        counts["candidate_pairs"] += len(kept)
+    probs = [predict_pairs(model, pairs, batch_size)] if pairs else []
+    if candidate_sets:
+        scored, passes = score_pairs(model, candidate_sets, scoring)
+        counts["encoder_passes"] += passes
+        for (i, text, words), (_, specs), pr in zip(untagged, candidate_sets, scored):
+            offsets = token_offsets(text, words)
+            for spec in specs:
+                pairs.append(
+                    PairInstance(str(i), "", tuple(words), spec.e1, spec.e2, None, None,
+                                 e1_type=spec.e1_type, e2_type=spec.e2_type)
+                )  # fmt: skip
+                meta.append((i, text, offsets, False))
+            probs.append(pr)
+    probs = np.concatenate(probs) if probs else np.zeros((0, 2, len(names)))
+    if stats is not None:
+        for key, value in counts.items():
+            stats[key] = stats.get(key, 0) + value
     records = []
     for pair, (i, text, offsets, marked), pr in zip(pairs, meta, probs):
         span1, span2 = _char_span(offsets, pair.e1), _char_span(offsets, pair.e2)
@@ -203,6 +242,22 @@ def extract_prepared(
     return records
 
 
+def kb_schema(kb_dir: str | None, model_dir: str) -> TypeSchema:
+    """The relation schema for pruning: the model's relation names, refined by the KB's map.
+
+    A KB directory may hold ``relation_map.json`` (KB properties -> relations with
+    argument types, see the wikidata-xfactr KB); without one the names alone decide.
+    """
+    from relbridge.data_specs.relations import RelationInventory
+
+    names = RelationInventory.load(os.path.join(model_dir, "relations.json")).names
+    schema = TypeSchema.from_relation_names(names)
+    relation_map = os.path.join(kb_dir, "relation_map.json") if kb_dir else None
+    if relation_map and os.path.isfile(relation_map):
+        schema = schema.refine(TypeSchema.from_relation_map(relation_map))
+    return schema
+
+
 def merge_mentions(
     known: Sequence[tuple[int, int, str]], tagged: Sequence[tuple[int, int, str]]
 ) -> list[tuple[int, int, str]]:
@@ -227,18 +282,16 @@ def merge_mentions(
     return sorted(kept)
 
 
-def read_sentences(path: str) -> list[tuple[int, str | None, str]]:
-    """``(line, id, sentence)`` of each non-blank line of an extract input file.
+def read_sentences(path: str) -> Iterator[tuple[int, str | None, str]]:
+    """``(line, id, sentence)`` of each non-blank line of an extract input file, streamed.
 
     A line that starts with ``{`` is JSON with a ``text`` and an optional ``id``.
     """
-    inputs = []
     with open_lines(path) as f:
         for n, line in enumerate(f, 1):
             record_id, line = parse_input_line(line, path, n)
             if line:
-                inputs.append((n, record_id, line))
-    return inputs
+                yield n, record_id, line
 
 
 def parse_input_line(line: str, path: str, n: int) -> tuple[str | None, str]:
@@ -266,26 +319,56 @@ def _json_input(line: str, path: str, n: int) -> tuple[str, str | None]:
     return text.strip(), (None if obj.get("id") is None else str(obj["id"]))
 
 
-def extract_file(
+def iter_extract_file(
     model_dir: str,
     path: str,
-    batch_size: int = 16,
-    threshold: float = 0.0,
-    mentions_of: MentionFinder | None = None,
-) -> tuple[list[dict[str, Any]], int]:
-    """`extract` over an input file, each record with its provenance.
+    chunk_size: int = 256,
+    progress: bool = False,
+    stats: dict[str, int] | None = None,
+    **options: Any,
+) -> Iterator[dict[str, Any]]:
+    """`extract` over an input file, streamed in chunks; each record with its provenance.
 
-    The input is read (and checked, naming the file and line of a bad one)
-    before the model loads.
+    Memory stays flat in the input's length: ``chunk_size`` sentences are read,
+    extracted and yielded at a time (records keep their input order). The input
+    is checked in a first pass, so a bad line is reported (file and line)
+    before the model loads; the model loads once. ``stats`` gets ``sentences`` and the counts of `extract`.
 
-    Returns:
-      The records and the number of sentences read.
+    Args:
+      model_dir: the model directory.
+      path: one sentence per line (see `read_sentences`).
+      chunk_size: sentences per chunk.
+      progress: show a progress bar with sentences/s (on stderr).
+      options: `extract`'s keyword arguments (threshold, mentions_of, scoring, ...),
+        and ``kb_dir``, whose ``relation_map.json`` refines the pruning schema.
     """
+    from relbridge.runtime.progress import ProgressBar
+
+    from relbridge.models.extractor import RelationExtractor
+
+    stats = {} if stats is None else stats
+    total = sum(1 for _ in read_sentences(path))  # a bad line fails here, before the model loads
+    model = RelationExtractor.from_pretrained(model_dir)
+    options.setdefault("schema", kb_schema(options.pop("kb_dir", None), model_dir))
+    bar = ProgressBar(total, "extract", "sentence", enabled=progress)
     inputs = read_sentences(path)
-    records = extract(model_dir, [s for _, _, s in inputs], batch_size, threshold, mentions_of)
-    for record in records:
-        n, record_id, _ = inputs[record["sentence"]]
-        record.update(source_file=path, line=n, model=model_dir)
-        if record_id is not None:
-            record["id"] = record_id
-    return records, len(inputs)
+    stats["scoring_started_at"] = time.time()  # model and mention finder are loaded
+    while chunk := list(itertools.islice(inputs, chunk_size)):
+        records = extract(model, [s for _, _, s in chunk], stats=stats, **options)
+        stats["sentences"] = stats.get("sentences", 0) + len(chunk)
+        bar.update(len(chunk))
+        for record in records:
+            n, record_id, _ = chunk[record["sentence"]]
+            record["sentence"] += stats["sentences"] - len(chunk)  # index in the whole input
+            record.update(source_file=path, line=n, model=model_dir)
+            if record_id is not None:
+                record["id"] = record_id
+            yield record
+    bar.close()
+
+
+def extract_file(model_dir: str, path: str, **options: Any) -> tuple[list[dict[str, Any]], int]:
+    """All records of `iter_extract_file`, and the number of sentences read."""
+    stats: dict[str, int] = {}
+    records = list(iter_extract_file(model_dir, path, stats=stats, **options))
+    return records, stats.get("sentences", 0)

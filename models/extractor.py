@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from relbridge.data_specs.relations import NA, RelationInventory
+from relbridge.models import markers as levitated
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ UNTYPED = "ENT"
 """The entity type of untyped mentions; always the first tag type."""
 
 MARKER_STYLES = ("untyped", "typed")
+MARKER_MODES = ("inline", "levitated")
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,13 @@ class ModelConfig:
     marker_style: str = field(
         default="untyped",
         metadata={"help": "entity markers: 'untyped' ([E1]) or 'typed' ([E1:PER])."},
+    )
+    marker_mode: str = field(
+        default="levitated",
+        metadata={
+            "help": "'levitated': markers appended after the text, one pass scores many pairs "
+            "(models/markers.py); 'inline': markers inside the text, one pass per pair."
+        },
     )
     max_seq_len: int = field(
         default=128,
@@ -107,6 +116,8 @@ class ModelConfig:
             raise ValueError(
                 f"marker_style must be one of {MARKER_STYLES}, got {self.marker_style!r}"
             )
+        if self.marker_mode not in MARKER_MODES:
+            raise ValueError(f"marker_mode must be one of {MARKER_MODES}, got {self.marker_mode!r}")
         if self.max_seq_len < 16:
             raise ValueError(f"max_seq_len must be >= 16, got {self.max_seq_len}")
         if not 0.0 <= self.dropout < 1.0:
@@ -138,6 +149,7 @@ class ModelConfig:
     def from_json(cls, data: dict[str, Any]) -> ModelConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
+        kwargs.setdefault("marker_mode", "inline")  # models saved before levitated markers
         return cls(**kwargs)
 
 
@@ -154,7 +166,8 @@ class Encoded:
 
     ``e1_pos``/``e2_pos`` index the start markers (-1 for a tagging-only input);
     ``rel_labels`` are the class ids of (e1->e2, e2->e1), -100 when unknown;
-    ``tag_labels`` has one id per subword, -100 where not trained.
+    ``tag_labels`` has one id per subword, -100 where not trained;
+    ``position_ids`` and ``groups`` are set for levitated markers (models/markers.py).
     """
 
     input_ids: list[int]
@@ -163,10 +176,8 @@ class Encoded:
     rel_labels: tuple[int, int] = (-100, -100)
     tag_labels: list[int] | None = None
     word_ids: list[int | None] | None = None
-
-
-def _tokenizer_kwargs() -> dict[str, Any]:
-    return {"is_split_into_words": True, "add_special_tokens": True, "truncation": False}
+    position_ids: list[int] | None = None
+    groups: list[int] | None = None
 
 
 class RelationExtractor(nn.Module):
@@ -210,6 +221,7 @@ class RelationExtractor(nn.Module):
         self.tag_head = nn.Linear(hidden, len(cfg.tags))
         self.tag2id = {t: i for i, t in enumerate(cfg.tags)}
         self.max_len = min(cfg.max_seq_len, _model_max_len(self.encoder, self.tokenizer))
+        self.position_offset = levitated.position_offset(self.encoder)
 
     def _marker_init(self, markers: Sequence[str]) -> torch.Tensor:
         """Initial marker vectors: the encoder's own ``@`` (E1) and ``#`` (E2) embeddings.
@@ -266,6 +278,20 @@ class RelationExtractor(nn.Module):
             raise ValueError(f"entity spans {e1} and {e2} overlap")
         open1, close1 = self._markers("E1", e1_type)
         open2, close2 = self._markers("E2", e2_type)
+        inv = self.inventory.rel2id
+        labels = tuple(-100 if lab is None else inv[lab] for lab in (label_12, label_21))
+        if self.cfg.marker_mode == "levitated":
+            packed = levitated.pack(
+                levitated.layout(self.tokenizer, words),
+                [levitated.PairSpec(e1, e2)],
+                [tuple(self.marker_ids[m] for m in (open1, close1, open2, close2))],
+                self.position_offset,
+                self.max_len - 4,
+            )
+            if packed is None:
+                raise ValueError("the two entities span more subwords than max_seq_len allows")
+            ids, positions, groups, [(e1_pos, e2_pos)] = packed
+            return Encoded(ids, e1_pos, e2_pos, labels, position_ids=positions, groups=groups)
         inserts = {s1: [open1], t1: [close1], s2: [open2], t2: [close2]}
         if t1 == s2:
             inserts[s2] = [close1, open2]
@@ -280,63 +306,12 @@ class RelationExtractor(nn.Module):
             if i < len(words):
                 marked.append(words[i])
         gap = (marker_at[1] + 1, marker_at[2])  # words between the two entities
-        ids = self._fit(marked, lo=min(marker_at), hi=max(marker_at) + 1, gap=gap)
+        ids = levitated.fit_inline(
+            self.tokenizer, marked, self.max_len, min(marker_at), max(marker_at) + 1, gap
+        )
         e1_pos = ids.index(self.marker_ids[open1])
         e2_pos = ids.index(self.marker_ids[open2])
-        inv = self.inventory.rel2id
-        labels = tuple(-100 if lab is None else inv[lab] for lab in (label_12, label_21))
         return Encoded(ids, e1_pos, e2_pos, labels)  # type: ignore[arg-type]
-
-    def _fit(
-        self, words: list[str], lo: int, hi: int, gap: tuple[int, int] | None = None
-    ) -> list[int]:
-        """Token ids of ``words``, windowed to ``max_len`` around marked words [lo, hi).
-
-        When the two entities lie further apart than ``max_len`` allows, the
-        middle of the ``gap`` between them (word indices ``[a, b)``) is dropped,
-        keeping the words next to each entity, rather than failing the sentence.
-        """
-        enc = self.tokenizer(words, **_tokenizer_kwargs())
-        ids = enc["input_ids"]
-        if len(ids) <= self.max_len:
-            return ids
-        # Subword count per word; then grow a window from [lo, hi) outwards.
-        counts = [0] * len(words)
-        for w in enc.word_ids():
-            if w is not None:
-                counts[w] += 1
-        budget = self.max_len - (len(ids) - sum(counts))
-        start, end = lo, min(hi, len(words))
-        used = sum(counts[start:end])
-        if used > budget and gap is not None and gap[0] < gap[1]:
-            a, b = gap
-            keep_left = keep_right = 0  # words kept right after entity one / before entity two
-            room = budget - (used - sum(counts[a:b]))
-            while a + keep_left < b - keep_right:
-                take_left = keep_left <= keep_right
-                w = a + keep_left if take_left else b - 1 - keep_right
-                if counts[w] > room:
-                    break
-                room -= counts[w]
-                keep_left, keep_right = keep_left + take_left, keep_right + (not take_left)
-            dropped = (b - keep_right) - (a + keep_left)
-            kept = words[: a + keep_left] + words[b - keep_right :]
-            return self._fit(kept, lo, hi - dropped)
-        if used > budget:
-            raise ValueError(f"the two entities span {used} subwords, more than max_seq_len allows")
-        while True:
-            grew = False
-            if end < len(words) and used + counts[end] <= budget:
-                used += counts[end]
-                end += 1
-                grew = True
-            if start > 0 and used + counts[start - 1] <= budget:
-                start -= 1
-                used += counts[start]
-                grew = True
-            if not grew:
-                break
-        return self.tokenizer(words[start:end], **_tokenizer_kwargs())["input_ids"]
 
     def encode_tags(
         self, words: Sequence[str], mentions: Sequence[tuple[int, int, str]] = ()
@@ -374,12 +349,22 @@ class RelationExtractor(nn.Module):
         input_ids = torch.full((n, width), pad, dtype=torch.long)
         attention = torch.zeros((n, width), dtype=torch.long)
         tags = torch.full((n, width), -100, dtype=torch.long)
+        levitated = any(x.groups is not None for x in items)
+        positions = torch.full((n, width), self.position_offset, dtype=torch.long)
+        groups = torch.full((n, width), -1, dtype=torch.long)
         for i, x in enumerate(items):
             input_ids[i, : len(x.input_ids)] = torch.tensor(x.input_ids)
             attention[i, : len(x.input_ids)] = 1
             if x.tag_labels is not None:
                 tags[i, : len(x.tag_labels)] = torch.tensor(x.tag_labels)
+            if levitated:
+                k = len(x.input_ids)
+                default = range(self.position_offset, self.position_offset + k)
+                positions[i, :k] = torch.tensor(x.position_ids or list(default))
+                groups[i, :k] = torch.tensor(x.groups or [0] * k)
+        extra = {"position_ids": positions, "groups": groups} if levitated else {}
         return {
+            **extra,  # levitated markers: (B, T) position ids and attention groups
             "input_ids": input_ids,  # (B, T)
             "attention_mask": attention,  # (B, T)
             "e1_pos": torch.tensor([x.e1_pos for x in items]),  # (B,)
@@ -400,11 +385,31 @@ class RelationExtractor(nn.Module):
             embeds[is_marker] = self.marker_embeddings(marker[is_marker]).to(embeds.dtype)
         return embeds
 
+    def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The encoder's last hidden states (B, T, H); levitated batches get their own mask."""
+        embeds = self.embed(batch["input_ids"])  # (B, T, H)
+        if "groups" not in batch:
+            mask = batch["attention_mask"]
+            return self.encoder(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+        bias = levitated.attention_bias(batch["groups"], embeds.dtype)  # (B, 1, T, T)
+        out = self.encoder(
+            inputs_embeds=embeds, attention_mask=bias, position_ids=batch["position_ids"]
+        )
+        return out.last_hidden_state
+
     def pair_representations(
-        self, hidden: torch.Tensor, e1_pos: torch.Tensor, e2_pos: torch.Tensor
+        self,
+        hidden: torch.Tensor,
+        e1_pos: torch.Tensor,
+        e2_pos: torch.Tensor,
+        rows: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Entity-start representations of both directions. Returns (B, 2, 2H)."""
-        rows = torch.arange(hidden.size(0), device=hidden.device)
+        """Entity-start representations of both directions: (N, 2, 2H).
+
+        One pair per row of ``hidden`` (B, T, H), or with ``rows`` (N,) the row of each pair.
+        """
+        if rows is None:
+            rows = torch.arange(hidden.size(0), device=hidden.device)
         h1 = hidden[rows, e1_pos.clamp(min=0)]  # (B, H)
         h2 = hidden[rows, e2_pos.clamp(min=0)]  # (B, H)
         forward = torch.cat([h1, h2], dim=-1)  # (B, 2H): e1 subject
@@ -426,11 +431,7 @@ class RelationExtractor(nn.Module):
           ``pair_reps`` (B, 2, 2H), ``tag_logits`` (B, T, K), ``has_pair`` (B,),
           and the losses when labels are used.
         """
-        input_ids = batch["input_ids"]
-        out = self.encoder(
-            inputs_embeds=self.embed(input_ids), attention_mask=batch["attention_mask"]
-        )
-        hidden = self.dropout(out.last_hidden_state)  # (B, T, H)
+        hidden = self.dropout(self.encode(batch))  # (B, T, H)
         has_pair = batch["e1_pos"] >= 0  # (B,)
         reps = self.pair_representations(hidden, batch["e1_pos"], batch["e2_pos"])  # (B, 2, 2H)
         result = {

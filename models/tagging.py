@@ -47,20 +47,29 @@ DECODINGS = ("marginal", "argmax")
 
 @torch.no_grad()
 def tag_mentions(
-    model, sentences_words: Sequence[Sequence[str]], batch_size: int = 16, decode: str = "marginal"
+    model,
+    sentences_words: Sequence[Sequence[str]],
+    batch_size: int = 16,
+    decode: str = "marginal",
+    progress: str | None = None,
 ) -> list[list[Mention]]:
     """Mentions found by the tagging head in each word-split sentence (tags of first subwords).
 
     ``decode``: ``"marginal"`` or ``"argmax"`` (see the module docstring).
+    ``progress``: a name to show progress under (`ProgressBar`); None shows none.
     """
+    from relbridge.runtime.progress import ProgressBar
+
     if decode not in DECODINGS:
         raise ValueError(f"decode must be one of {DECODINGS}, got {decode!r}")
     model.eval()
     device = next(model.parameters()).device
     tags = model.cfg.tags
     out = []
+    bar = ProgressBar(len(sentences_words), progress or "", "sentence", enabled=bool(progress))
     for start in range(0, len(sentences_words), batch_size):
         chunk = sentences_words[start : start + batch_size]
+        bar.update(len(chunk))
         items = [model.encode_tags(list(words)) for words in chunk]
         batch = {k: v.to(device) for k, v in model.collate(items).items()}
         probs = model(batch, labels=False)["tag_logits"].float().softmax(-1).cpu()  # (B, T, tags)
@@ -75,6 +84,7 @@ def tag_mentions(
                 torch.tensor(tags.index("O")), len(tags)
             ).float()
             out.append(decode_tags(word_probs.numpy(), tags, decode))
+    bar.close()
     return out
 
 

@@ -247,6 +247,7 @@ class RunConfig:
 MODEL_SETTINGS = {
     "model": "encoder",
     "marker_style": "marker_style",
+    "marker_mode": "marker_mode",
     "max_seq_len": "max_seq_len",
     "dropout": "dropout",
     "relation_weight": "relation_weight",

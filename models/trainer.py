@@ -151,6 +151,7 @@ class _Run:
         self.optimizer, self.scheduler, self.average = optimizer, scheduler, average
         self.data_id = data_id
         self.path = os.path.join(cfg.run.output, CHECKPOINT)
+        self.losses: list[float] = []  # step losses since the last dev evaluation
         self.state: dict[str, Any] = {
             "epoch": 0, "step_in_epoch": 0, "global_step": 0, "best": None, "bad_evals": 0,
             "history": [],
@@ -214,6 +215,9 @@ class _Run:
             metrics = evaluate_model(self.model, self.dev_data, batch_size=batch_size)["overall"]
             value = metrics.get(metric, metrics["micro_f1"])
             entry = {"epoch": state["epoch"], "global_step": state["global_step"], **metrics}
+            if self.losses:  # the run report's training curve
+                entry["train_loss"] = round(sum(self.losses) / len(self.losses), 5)
+                self.losses.clear()
             state["history"].append(entry)
             logger.info("dev at step %d: %s=%.2f", state["global_step"], metric, value)
             improved = state["best"] is None or value > state["best"][metric]
@@ -299,6 +303,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 (loss * len(m) / total_units).backward()
                 loss_sum += loss.item() * len(m)
             last_loss = loss_sum / total_units
+            run.losses.append(last_loss)
             if cfg.optim.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(
                     [p for p in model.parameters() if p.requires_grad], cfg.optim.max_grad_norm

@@ -2,6 +2,9 @@
 
     ReadBitext -> [SkipExisting] -> Tokenize -> LabelWithKb -> AlignWords
       -> ProjectLabels -> WriteShards
+                       -> HarvestAliases (aliases.jsonl: the entities' projected names)
+
+or, from document pairs (``--documents``), ``AlignSentences`` instead of ReadBitext.
 
 Run it with ``relbridge run --corpus ... --kb ... --src-lang en --tgt-lang de
 --output DIR [Beam flags]``; any flag we do not know goes to Beam's
@@ -19,14 +22,16 @@ import dataclasses
 import logging
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
 
 from relbridge.alignment.statistical import NOT_SEEDABLE
 from relbridge.pipeline.align import AlignWords
+from relbridge.pipeline.align_sentences import AlignSentences
 from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG
+from relbridge.pipeline.harvest import ALIASES, HarvestAliases, HarvestConfig
 from relbridge.pipeline.ingest import ReadBitext
-from relbridge.pipeline.label import LabelWithKb, read_kb
+from relbridge.pipeline.label import LabelWithKb, prepare_kb
 from relbridge.pipeline.options import PipelineConfig, add_arguments, config_from_args
+from relbridge.pipeline.preflight import check_dataflow, is_dataflow, pipeline_options
 from relbridge.pipeline.output import (
     Handled,
     OutputFolder,
@@ -42,7 +47,12 @@ from relbridge.runtime.encoders import check_model_name
 logger = logging.getLogger(__name__)
 
 
-def build_pipeline(p: beam.Pipeline, cfg: PipelineConfig, done: Handled = Handled()):
+def build_pipeline(
+    p: beam.Pipeline,
+    cfg: PipelineConfig,
+    done: Handled = Handled(),
+    previous_aliases: str | None = None,
+):
     """Adds the DAG to ``p``; returns the PCollection holding the stats dict.
 
     Args:
@@ -50,10 +60,19 @@ def build_pipeline(p: beam.Pipeline, cfg: PipelineConfig, done: Handled = Handle
       cfg: the run's config.
       done: what earlier runs wrote (refresh mode); those records and bad
         lines are counted as skipped instead of processed again.
+      previous_aliases: the published output's alias file, merged into this
+        run's (refresh mode), so that it covers every row of the folder.
     """
-    # records: BitextRecord (one per parsable input line); bad_lines: dead letters
-    ingested = p | "ReadBitext" >> ReadBitext(cfg.ingest)
-    records, bad_lines = ingested.records, ingested[DEAD_LETTER_TAG]
+    # records: BitextRecord (one per parsable input line, or per aligned sentence
+    # unit of a document pair); bad_lines: dead letters
+    stage_counts = []
+    if cfg.documents is not None:
+        ingested = p | "AlignSentences" >> AlignSentences(cfg.documents)
+        records, bad_lines = ingested["records"], ingested[DEAD_LETTER_TAG]
+        stage_counts.append(ingested["counts"])
+    else:
+        ingested = p | "ReadBitext" >> ReadBitext(cfg.ingest)
+        records, bad_lines = ingested.records, ingested[DEAD_LETTER_TAG]
     ones = lambda _: 1
     input_records = (
         records | "CountRecords" >> beam.Map(ones),
@@ -79,6 +98,8 @@ def build_pipeline(p: beam.Pipeline, cfg: PipelineConfig, done: Handled = Handle
     )
     dead_letters.append(aligned[DEAD_LETTER_TAG])
     projected = aligned.rows | "ProjectLabels" >> ProjectLabels(cfg.project)
+    harvest = HarvestConfig(cfg.write.path(ALIASES), previous=previous_aliases if done else None)
+    harvested = projected.rows | "HarvestAliases" >> HarvestAliases(harvest)
 
     all_dead = dead_letters | "MergeDeadLetters" >> beam.Flatten()
     return {
@@ -86,7 +107,7 @@ def build_pipeline(p: beam.Pipeline, cfg: PipelineConfig, done: Handled = Handle
         "dead_letter": all_dead,
         "input_records": input_records,
         "skipped": skipped,
-        "counts": projected.counts,
+        "counts": (projected.counts, harvested, *stage_counts) | "MergeStageCounts" >> beam.Flatten(),
     } | "WriteShards" >> WriteShards(cfg.write)
 
 
@@ -114,14 +135,18 @@ def run_config(
 ) -> dict:
     """Runs the pipeline for a resolved config; returns ``stats.json``'s content.
 
-    The KB is loaded and the encoder name checked once here before anything is
-    written or submitted, so a malformed KB or a mistyped model path stops the
-    run with its file and line instead of failing on every worker (on
-    Dataflow, after the job has started).
+    The KB's index is built (or found up to date) and the encoder name checked
+    once here before anything is written or submitted, so a malformed KB or a
+    mistyped model path stops the run with its file and line instead of failing
+    on every worker (on Dataflow, after the job has started). A Dataflow job is
+    checked first (`relbridge.pipeline.preflight`): extra, credentials, buckets,
+    project and region.
     """
+    options = pipeline_options(beam_args or [])
+    if test_pipeline is None and is_dataflow(options):
+        check_dataflow(options, cfg.write.output)
     check_model_name(cfg.align.model)
-    kb = read_kb(cfg.label.kb)
-    logger.info("KB %s: %d entities, %d triples", cfg.label.kb, len(kb.entities), len(kb.triples))
+    cfg = dataclasses.replace(cfg, label=prepare_kb(cfg.label))
     with OutputFolder(cfg.write, overwrite=cfg.overwrite, refresh=cfg.skip_existing) as out:
         done = existing_outputs(cfg.write.output) if cfg.skip_existing else Handled()
         if done:
@@ -135,10 +160,11 @@ def run_config(
             )
         staging = out.stage(cfg.write.run_id)
         write_config(staging, cfg)
-        logger.info("run %s: %s -> %s", cfg.write.run_id, cfg.ingest.corpus, cfg.write.output)
-        p = test_pipeline or beam.Pipeline(options=PipelineOptions(beam_args or []))
+        source = cfg.documents.documents if cfg.documents else cfg.ingest.corpus
+        logger.info("run %s: %s -> %s", cfg.write.run_id, source, cfg.write.output)
+        p = test_pipeline or beam.Pipeline(options=options)
         staged = dataclasses.replace(cfg, write=dataclasses.replace(cfg.write, output=staging))
-        build_pipeline(p, staged, done)
+        build_pipeline(p, staged, done, previous_aliases=cfg.write.path(ALIASES))
         p.run().wait_until_finish()
         stats = out.publish(extra={"reproducible": reproducibility(cfg)})
     warn_if_refresh_missed(done, cfg.ingest.name, stats)

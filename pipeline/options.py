@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from relbridge.alignment.aligner import DEFAULT_PRESET, STATISTICAL, AlignConfig, aligner_config
+from relbridge.alignment.sentence_embed import SentenceEmbedConfig
+from relbridge.pipeline.align_sentences import AlignSentencesConfig
 from relbridge.pipeline.ingest import IngestConfig
 from relbridge.pipeline.label import LabelConfig
 from relbridge.pipeline.tokenize import TokenizeConfig
@@ -36,8 +38,11 @@ class PipelineConfig:
     write: WriteConfig
     skip_existing: bool = False
     overwrite: bool = False
+    documents: AlignSentencesConfig | None = None  # set: sentence-align these, no corpus
 
     def __post_init__(self):
+        if self.documents is not None and self.skip_existing:
+            raise ValueError("--skip-existing works on a line-aligned --corpus, not --documents")
         if self.skip_existing and self.overwrite:
             raise ValueError(
                 "--skip-existing keeps earlier shards and --overwrite replaces them: pass one"
@@ -61,13 +66,30 @@ class PipelineConfig:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the pipeline's flags (used by `relbridge run`)."""
     io = parser.add_argument_group("inputs and outputs")
-    io.add_argument(
+    inputs = io.add_mutually_exclusive_group(required=True)
+    inputs.add_argument(
         "--corpus",
-        required=True,
         help="parallel corpus: a .tsv (src<TAB>tgt or id<TAB>src<TAB>tgt) "
         "or .jsonl ({src, tgt, id?}) file or glob, or a prefix P of two line-aligned text files "
         "P.<src-lang> and P.<tgt-lang>, or those two files as SRC_FILE,TGT_FILE; local, gs:// "
         "or any Beam filesystem",
+    )
+    inputs.add_argument(
+        "--documents",
+        help="document pairs to sentence-align first: a manifest TSV (doc_id<TAB>src_path<TAB>"
+        "tgt_path, paths relative to it or on any Beam filesystem) or .jsonl ({src, tgt, id?})",
+    )
+    io.add_argument(
+        "--presplit",
+        action="store_true",
+        help="with --documents: the documents hold one sentence per line already",
+    )
+    io.add_argument(
+        "--min-sentence-score",
+        type=float,
+        default=AlignSentencesConfig.min_score,
+        help="with --documents: sentence-alignment units scoring below this go to the dead "
+        f"letters (default {AlignSentencesConfig.min_score})",
     )
     io.add_argument(
         "--corpus-format",
@@ -89,8 +111,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     io.add_argument(
         "--kb",
         required=True,
-        help="KB directory with entities.{tsv,jsonl} (id, type, aliases per "
-        "language) and triples.{tsv,jsonl} (subject, relation, object)",
+        help="KB directory with entities.{tsv,jsonl}[.gz] (id, type, aliases per "
+        "language) and triples.{tsv,jsonl}[.gz] (subject, relation, object), or an index "
+        "built from one by `relbridge kb build`; local or gs://. A directory's index is built "
+        "once per KB version into --kb-index-cache",
+    )
+    io.add_argument(
+        "--kb-index-cache",
+        default="",
+        help="folder for the KB index built from a --kb directory (default: $RELBRIDGE_KB_CACHE "
+        "or ~/.cache/relbridge/kb); a gs:// folder when workers run elsewhere",
     )
     io.add_argument(
         "--src-lang",
@@ -206,9 +236,21 @@ def config_from_args(args: argparse.Namespace, beam_args: Sequence[str] = ()) ->
     align = align_config_from_args(args)
     if align.num_threads is None:
         align = dataclasses.replace(align, num_threads=threads_per_worker(beam_args))
+    documents = None
+    if args.documents:
+        documents = AlignSentencesConfig(
+            args.documents,
+            args.src_lang,
+            args.tgt_lang,
+            args.corpus_name,
+            presplit=args.presplit,
+            min_score=args.min_sentence_score,
+            embed=SentenceEmbedConfig(model=args.model),
+        )
     cfg = PipelineConfig(
+        documents=documents,
         ingest=IngestConfig(
-            args.corpus,
+            args.corpus or "",
             args.src_lang,
             args.tgt_lang,
             args.corpus_format,
@@ -222,6 +264,7 @@ def config_from_args(args: argparse.Namespace, beam_args: Sequence[str] = ()) ->
             not args.case_insensitive,
             args.max_mentions,
             skip_function_word_aliases=not args.match_function_word_aliases,
+            index_cache=args.kb_index_cache,
         ),
         align=align,
         project=ProjectConfig(min_confidence=args.min_projection_confidence),
@@ -229,7 +272,7 @@ def config_from_args(args: argparse.Namespace, beam_args: Sequence[str] = ()) ->
         skip_existing=args.skip_existing,
         overwrite=args.overwrite,
     )
-    run_id = cfg.fingerprint(cfg.ingest.input_files())
+    run_id = cfg.fingerprint(documents.input_files() if documents else cfg.ingest.input_files())
     return dataclasses.replace(cfg, write=dataclasses.replace(cfg.write, run_id=run_id))
 
 

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.localfilesystem import LocalFileSystem
 
+from relbridge.pipeline.harvest import ALIASES
 from relbridge.pipeline.ingest import open_text
 from relbridge.pipeline.write_shards import COMPLETED, STATS, WriteConfig
 
@@ -54,7 +55,9 @@ logger = logging.getLogger(__name__)
 
 CONFIG = "pipeline_config.json"
 DATA_DIRS = ("shards", "dead_letter")  # relbridge owns these folders of OUTPUT
-OWN_ENTRIES = frozenset({*DATA_DIRS, STATS, COMPLETED, CONFIG})
+# report.html: the CLI's run report (relbridge.report), rewritten after each
+# publish; an old one is not carried over, where it would describe another run.
+OWN_ENTRIES = frozenset({*DATA_DIRS, STATS, COMPLETED, CONFIG, ALIASES, "report.html"})
 
 
 def is_local(path: str) -> bool:
@@ -380,7 +383,11 @@ class OutputFolder:
     def _copy_in(self) -> None:
         """Copies the staged files into OUTPUT (object stores: no folder rename)."""
         _delete([p for p in [FileSystems.join(self.output, COMPLETED)] if FileSystems.exists(p)])
-        staged = data_files(self.staging) + [FileSystems.join(self.staging, CONFIG)]
+        staged = data_files(self.staging) + [
+            FileSystems.join(self.staging, name)
+            for name in (CONFIG, ALIASES)
+            if FileSystems.exists(FileSystems.join(self.staging, name))
+        ]
         targets = [FileSystems.join(self.output, p[len(self.staging) + 1 :]) for p in staged]
         FileSystems.copy(staged, targets)
         if not self.refresh:

@@ -12,7 +12,6 @@ its own. Pairs with an empty or over-long side go to the dead-letter output.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,19 +19,14 @@ import apache_beam as beam
 
 from relbridge.data_specs.formats import BitextRecord
 from relbridge.data_specs.schema import ShardRow
+from relbridge.data_specs.tokenizer import (  # noqa: F401 (re-exported: the stage's tokenizer)
+    APOSTROPHE_SUFFIX_LANGS,
+    SEGMENTER_CONFIG,
+    check_language,
+    make_tokenizer,
+    split_apostrophe_suffix,
+)
 from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG, reject
-
-SEGMENTER_CONFIG = {
-    "zh": {"nlp": {"tokenizer": {"segmenter": "jieba"}}},
-}
-"""spaCy settings per language where the blank default would be poor."""
-
-APOSTROPHE_SUFFIX_LANGS = frozenset({"tr"})
-"""Languages whose orthography puts a proper noun's inflection after an
-apostrophe (``Obama'nın``, ``ABD'nin``, ``2019'da``); spaCy keeps such words whole."""
-
-_APOSTROPHE_SUFFIX = re.compile(r"^(.*\w)(['’][^\W\d_]+)$")
-
 
 @dataclass(frozen=True)
 class TokenizeConfig:
@@ -55,52 +49,6 @@ class TokenizeConfig:
             raise ValueError(f"max_words must be positive, got {self.max_words}")
         for side, lang in (("source", self.src_lang), ("target", self.tgt_lang)):
             check_language(lang, side)
-
-
-def check_language(lang: str, side: str = "") -> None:
-    """Raises ValueError unless spaCy has a tokenizer for ``lang``.
-
-    Checked when the config is built, in the launcher, so a mistyped code stops
-    the run before anything is written instead of failing on every worker.
-    """
-    import spacy.util
-
-    try:
-        spacy.util.get_lang_class(lang)
-    except ImportError:
-        raise ValueError(
-            f"unknown {side + ' ' if side else ''}language code {lang!r}: spaCy has no "
-            "tokenizer for it (use an ISO 639-1 code such as en, de, zh; 'xx' is spaCy's "
-            "multi-language fallback)"
-        ) from None
-
-
-def make_tokenizer(lang: str) -> Callable[[str], list[str]]:
-    """Returns a function mapping text to its word tokens in ``lang``."""
-    import spacy
-
-    nlp = spacy.blank(lang, config=SEGMENTER_CONFIG.get(lang, {}))
-    split_suffix = lang in APOSTROPHE_SUFFIX_LANGS
-
-    def tokenize(text: str) -> list[str]:
-        words = [t.text for t in nlp.make_doc(text) if not t.is_space]
-        return (
-            [w for word in words for w in split_apostrophe_suffix(word)] if split_suffix else words
-        )
-
-    return tokenize
-
-
-def split_apostrophe_suffix(word: str) -> list[str]:
-    """``Ankara'da`` -> ``["Ankara", "'da"]``; words without such a suffix stay whole.
-
-    Only a lowercase suffix is split off, so names with an inner apostrophe
-    (``O'Brien``, ``D'Alema``) are kept.
-    """
-    match = _APOSTROPHE_SUFFIX.match(word)
-    if match is None or not match.group(2)[1:].islower():
-        return [word]
-    return [match.group(1), match.group(2)]
 
 
 def tokenize_pair(
@@ -133,6 +81,10 @@ def tokenize_pair(
         tgt_text=record.tgt,
         src_tokens=tuple(src_tokens),
         tgt_tokens=tuple(tgt_tokens),
+        doc_id=record.doc_id,
+        src_sentence_ids=record.src_sentence_ids,
+        tgt_sentence_ids=record.tgt_sentence_ids,
+        sentence_score=record.sentence_score,
     )
 
 

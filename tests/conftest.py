@@ -9,6 +9,18 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from tiny_models import build_tiny_encoder
 
+
+@pytest.fixture(autouse=True, scope="session")
+def _kb_index_cache(tmp_path_factory):
+    """KB indexes built by tests go to a temporary cache, never the user's."""
+    old = os.environ.get("RELBRIDGE_KB_CACHE")
+    os.environ["RELBRIDGE_KB_CACHE"] = str(tmp_path_factory.mktemp("kb_cache"))
+    yield
+    if old is None:
+        os.environ.pop("RELBRIDGE_KB_CACHE", None)
+    else:
+        os.environ["RELBRIDGE_KB_CACHE"] = old
+
 SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
 
 

@@ -104,6 +104,7 @@ def test_kb_loads_tsv_and_jsonl_and_reports_bad_lines(tmp_path):
     (kb_dir / "triples.jsonl").write_text(
         json.dumps({"subject": "Q1", "relation": "per:city", "object": "Q2"}) + "\n"
     )
+    (kb_dir / "relations.json").write_text('{"relations": ["per:city", "r"]}')
     kb = load_kb(str(kb_dir))
     assert kb.entities["Q1"].aliases == {"en": ("Angela Merkel", "Merkel")}
     assert kb.aliases("de") == {"Berlin": ["Q2"]}

@@ -3,15 +3,26 @@
 import json
 import os
 
+import pytest
+from test_report import check_in_browser
+
 from relbridge.demo.run_demo import DemoConfig, run_demo
 
 
-def test_demo_runs_every_step_and_accounts_for_every_record(tmp_path, tiny_encoder):
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory, tiny_encoder):
+    """One demo run (tiny encoder) shared by the tests below: (summary, output directory)."""
+    tmp_path = tmp_path_factory.mktemp("demo")
     summary = run_demo(
         DemoConfig(
             output=str(tmp_path), model=tiny_encoder, epochs=1, pipeline_args=("--align-layer", "1")
         )
     )
+    return summary, tmp_path
+
+
+def test_demo_runs_every_step_and_accounts_for_every_record(demo):
+    summary, tmp_path = demo
     records = summary["records"]
     assert records["input_pairs"] == 409  # the train split; the 93 test ids never enter
     assert records["input_pairs"] == records["shard_rows"] + records["dead_letters"]
@@ -39,3 +50,18 @@ def test_demo_runs_every_step_and_accounts_for_every_record(tmp_path, tiny_encod
     assert os.path.isfile(os.path.join(summary["model"], "encoder", "config.json"))
     with open(tmp_path / "summary.json") as f:
         assert json.load(f)["shards"] == summary["shards"]
+
+
+def test_demo_report_names_every_step_and_loads_in_a_browser(demo, tmp_path):
+    summary, out = demo
+    assert summary["report"] == str(out / "report.html")
+    with open(out / "summary.json") as f:
+        assert json.load(f)["report"] == summary["report"]
+    html = (out / "report.html").read_text()
+    for heading in ("Pipeline", "Dead letters", "Label projection", "Sample sentence pairs",
+                    "Training", "Evaluation: held-out RELX de", "Evaluation: held-out RELX en",
+                    "raw-text extraction on held-out RELX"):  # fmt: skip
+        assert heading in html, heading
+    assert "diagnostics" not in json.dumps(summary)  # the printed summary stays short
+    image = check_in_browser(str(out / "report.html"), tmp_path)
+    assert image.shape[1] == 1200

@@ -11,6 +11,8 @@ MODULES = [
     "relbridge.projection.projection_eval",
     "relbridge.models.extract",
     "relbridge.models.tagging",
+    "relbridge.models.triples",
+    "relbridge.pipeline.harvest",
     "relbridge.runtime.metrics",
 ]
 

@@ -1,8 +1,5 @@
 """Metrics: the RELX metric on hand-made labels, P/R/F1 without NA, held-out AUC and its PR
-curve (values and PNG), joint decoding."""
-
-import struct
-import zlib
+curve, joint decoding."""
 
 import numpy as np
 import pytest
@@ -14,7 +11,6 @@ from relbridge.models.evaluate import (
     pr_curve,
     prf_without_na,
     relx_f1,
-    write_pr_curve_png,
 )
 
 EMP12, EMP21 = "per:employee_of(e1,e2)", "per:employee_of(e2,e1)"
@@ -87,46 +83,6 @@ def test_pr_curve_ranks_every_relation_of_every_row():
     # Ranked: row0/r1 (hit), row1/r2, row2/r1, ... -> one fact found first.
     assert recall[0] == 1.0 and precision[0] == 1.0 and precision[1] == 0.5
     assert len(recall) == 6 and pr_curve(scores, [0, 0, 0])[0].size == 0
-
-
-def _read_png(path) -> np.ndarray:
-    """Decodes an 8-bit RGB, unfiltered PNG (what write_pr_curve_png writes) to (H, W, 3)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, chunks = 8, {}
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
-        assert struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])[0] == zlib.crc32(
-            kind + body
-        )
-        chunks[kind] = chunks.get(kind, b"") + body
-        pos += 12 + length
-    width, height, depth, color = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
-    assert (depth, color) == (8, 2)
-    raw = np.frombuffer(zlib.decompress(chunks[b"IDAT"]), dtype=np.uint8).reshape(height, -1)
-    assert (raw[:, 0] == 0).all()
-    return raw[:, 1:].reshape(height, width, 3)
-
-
-def test_pr_curve_png_draws_the_curve_where_it_lies(tmp_path):
-    path = tmp_path / "pr.png"
-    # Precision 1 up to recall 0.5, then a straight drop to precision 0.5 at recall 1.
-    write_pr_curve_png(np.array([0.5, 1.0]), np.array([1.0, 0.5]), str(path), size=200)
-    img = _read_png(path)
-    assert img.shape == (200, 200, 3)
-    margin, inner = 10, 180
-    blue = (img == (31, 90, 200)).all(-1)
-
-    def pixel(recall, precision):
-        return margin + inner - 1 - round(precision * (inner - 1)), margin + round(
-            recall * (inner - 1)
-        )
-
-    for point in ((0.0, 1.0), (0.25, 1.0), (0.5, 1.0), (0.75, 0.75), (1.0, 0.5)):
-        assert blue[pixel(*point)], point
-    assert not blue[pixel(0.75, 0.3)] and not blue[pixel(0.25, 0.5)]
 
 
 def test_skipped_records_count_as_missed(tmp_path):

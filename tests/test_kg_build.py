@@ -13,7 +13,7 @@ from relbridge.kg.build import run
 from relbridge.kg.export import EDGE_HEADER, NODE_HEADER
 from relbridge.models.extract import extract_file
 from relbridge.models.extractor import ModelConfig, RelationExtractor
-from relbridge.pipeline.label import TextMentions, read_kb
+from relbridge.kb import TextMentions
 
 GOOD = [
     "Angela Merkel was born in Hamburg and lives in Berlin .",
@@ -30,7 +30,7 @@ def setup(tmp_path_factory, tiny_encoder):
     tmp = tmp_path_factory.mktemp("kg")
     torch.manual_seed(3)
     model = RelationExtractor(
-        ModelConfig(encoder=tiny_encoder, relations=("NA", "per:city_of_birth", "org:founded_by"))
+        ModelConfig(encoder=tiny_encoder, relations=("NA", "per:employee_of", "org:founded_by"))
     )
     model.save_pretrained(str(tmp / "model"))
     kb = tmp / "kb"
@@ -40,7 +40,7 @@ def setup(tmp_path_factory, tiny_encoder):
         "Q4\tORG\ten\tSiemens\nQ5\tLOC\ten\tParis\nQ6\tPER\ten\tMacron\nQ7\tLOC\ten\tAmiens\n"
         "Q8\tLOC\ten\tFrance\n"
     )
-    (kb / "triples.tsv").write_text("Q1\tper:city_of_birth\tQ2\n")
+    (kb / "triples.tsv").write_text("Q1\tper:employee_of\tQ4\n")
     inputs = tmp / "in"
     inputs.mkdir()
     (inputs / "good.txt").write_text("\n".join(GOOD) + "\n")
@@ -72,7 +72,7 @@ def test_records_equal_extract_and_counts_add_up(setup):
     assert stats["balanced"] and os.path.exists(tmp / "out" / "COMPLETED")
     assert not os.path.exists(tmp / "out" / "_staging")
     good = str(tmp / "in" / "good.txt")
-    mentions = TextMentions(read_kb(str(tmp / "kb")), "en")
+    mentions = TextMentions(str(tmp / "kb"), "en")
     expected, n = extract_file(str(tmp / "model"), good, mentions_of=mentions)
     assert n == 4 and len(expected) > 3
     got = [r for r in _read(tmp, "records") if r["source_file"] == good]

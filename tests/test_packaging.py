@@ -13,10 +13,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ALLOWED = {
     "runtime": set(),
     "data_specs": set(),
+    "text": set(),  # the sentence splitter: plain Python, shared by every layer that reads documents
     "alignment": {"data_specs", "runtime"},
     "projection": {"data_specs", "runtime"},
-    "pipeline": {"data_specs", "runtime", "alignment", "projection"},
-    "models": {"data_specs", "runtime"},
+    "kb": {"data_specs"},  # Beam only for gs:// paths, imported lazily (test_kb_index)
+    "pipeline": {"data_specs", "runtime", "text", "alignment", "projection", "kb"},
+    "models": {"data_specs", "runtime", "text", "kb"},
 }
 """Which relbridge layers each layer may import (the owner's dependency rule)."""
 

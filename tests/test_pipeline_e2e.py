@@ -59,6 +59,13 @@ def test_pipeline_end_to_end(tmp_path, tiny_encoder):
     assert first.alignment and all(0 <= s < 7 and 0 <= t < 7 for s, t in first.alignment)
     assert all(m.source_index in (0, 1) for m in first.tgt_mentions)
     assert rows["toy:3"].relations == ()
+    # the English-only KB entities get the German names they were projected onto
+    harvested = {e["id"]: e for e in map(json.loads, (out / "aliases.jsonl").open())}
+    assert harvested["Q1"]["aliases"] == {"de": ["Angela Merkel", "Merkel"]}
+    (merkel,) = [n for n in harvested["Q1"]["harvested"]["de"] if n["alias"] == "Merkel"]
+    assert (merkel["count"], merkel["pair_ids"]) == (1, ["toy:2"]) and merkel["confidence"] > 0
+    not_harvested = sum(counts.get(f"harvest:{k}", 0) for k in ("retyped", "not_a_name"))
+    assert counts["harvest:mentions"] == counts["tgt_mentions"] - not_harvested
     letters = [
         json.loads(x)
         for f in glob.glob(str(out / "dead_letter" / "*.jsonl"))
@@ -107,6 +114,10 @@ def test_refresh_skips_pairs_already_written(tmp_path, tiny_encoder, capsys):
     assert stats["output"] == str(tmp_path / "out") and stats["seconds"] > 0
     ids = sorted(r.pair_id for r in read_shards(str(tmp_path / "out" / "shards")))
     assert ids == ["toy:1", "toy:2", "toy:3", "toy:6"]
+    # the alias file counts the names of every row in the folder, old and new
+    harvested = {e["id"]: e for e in map(json.loads, (tmp_path / "out" / "aliases.jsonl").open())}
+    counts = {n["alias"]: (n["count"], n["pair_ids"]) for n in harvested["Q2"]["harvested"]["de"]}
+    assert counts == {"Hamburg": (2, ["toy:1", "toy:6"])}
     stats = refresh()  # nothing new: everything skipped, no new rows or dead letters
     assert (stats["rows"], stats["dead_letters"], stats["skipped_existing"]) == (0, 0, 7)
     assert dead_letter_lines() == [4, 5, 7]
@@ -240,7 +251,7 @@ def test_a_typo_stops_the_run_before_anything_is_written(
 def test_a_malformed_kb_stops_the_run_before_anything_is_written(tmp_path, tiny_encoder):
     argv = pipeline_argv(tmp_path, tiny_encoder)
     with open(tmp_path / "kb" / "triples.tsv", "a") as f:
-        f.write("Q1\tper:employee_of\tQ404\n")
+        f.write("Q1\tper:member_of\tQ404\n")
     with pytest.raises(ValueError, match=r"triples.tsv:\d+: .* unknown entity Q404"):
         run(argv)
     assert not (tmp_path / "out").exists()
@@ -260,3 +271,24 @@ def test_a_refresh_reads_earlier_dead_letters_line_by_line(tmp_path):
     )
     done = existing_outputs(str(tmp_path))
     assert done.lines == {("c.tsv", 3), ("c.tsv", 7)} and not done.pair_ids
+
+
+def test_a_built_kb_index_labels_as_its_directory_does(tmp_path, tiny_encoder):
+    from relbridge.cli.main import main
+
+    argv = pipeline_argv(tmp_path, tiny_encoder)
+    kb_dir = argv[argv.index("--kb") + 1]
+    index = str(tmp_path / "kb.kbindex")
+    assert main(["kb", "build", "--kb", kb_dir, "--output", index, "--profile", "en"]) == 0
+    run(argv)
+    config = json.loads((tmp_path / "out" / "pipeline_config.json").read_text())
+    assert config["label"]["index"].endswith(".kbindex")  # the index the workers opened
+    argv[argv.index("--kb") + 1] = index
+    argv[argv.index("--output") + 1] = str(tmp_path / "out2")
+    run(argv)
+
+    def labels(out):
+        return {r.pair_id: (r.src_mentions, r.relations) for r in read_shards(str(out / "shards"))}
+
+    assert labels(tmp_path / "out2") == labels(tmp_path / "out")
+    assert labels(tmp_path / "out")["toy:1"][1]  # the pair's fact was found

@@ -11,14 +11,8 @@ from relbridge.data_specs import NA, KnowledgeBase, Mention, RelationInstance
 from relbridge.data_specs.formats import BitextRecord, Entity
 from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG
 from relbridge.pipeline.ingest import IngestConfig, ReadBitext, read_records
-from relbridge.pipeline.label import (
-    AliasMatcher,
-    LabelConfig,
-    LabelWithKb,
-    TextMentions,
-    label_relations,
-    resolve_mentions,
-)
+from relbridge.kb import AliasMatcher, TextMentions, label_relations, resolve_mentions
+from relbridge.pipeline.label import LabelConfig, LabelWithKb
 from relbridge.pipeline.tokenize import Tokenize, TokenizeConfig, make_tokenizer, tokenize_pair
 
 KB = KnowledgeBase(
@@ -46,6 +40,7 @@ def write_kb(tmp_path):
         )
     with open(kb_dir / "triples.tsv", "w") as f:
         f.writelines(f"{s}\t{r}\t{o}\n" for s, r, o in sorted(KB.triples))
+    (kb_dir / "relations.json").write_text(json.dumps({"relations": list(KB.relations)}))
     return str(kb_dir)
 
 

@@ -217,6 +217,7 @@ def test_cli_train_evaluate_extract(tiny_encoder, tmp_path, capsys):
     kb.mkdir()
     (kb / "entities.tsv").write_text("Q1\tPER\ten\tAngela Merkel\nQ2\tLOC\tde\tBerlin\n")
     (kb / "triples.tsv").write_text("Q1\tper:born_in\tQ2\n")
+    (kb / "relations.json").write_text('{"relations": ["per:born_in"]}')
     plain = tmp_path / "plain.txt"
     plain.write_text("Angela Merkel wurde in Berlin geboren\n", encoding="utf-8")
     argv = ["extract", "--model", str(out / "model"), "--input", str(plain), "--kb", str(kb)]
@@ -249,6 +250,17 @@ def test_cli_train_evaluate_extract(tiny_encoder, tmp_path, capsys):
     )  # 'Angela Merkel' (en), 'Berlin' (de)
     records = [json.loads(line) for line in (tmp_path / "k.jsonl").read_text().splitlines()]
     assert not {"Angela", "Merkel"} & {a for r in records for a in (r["subject"], r["object"])}
+    # --kb-aliases: names harvested by relbridge run; their language joins --kb-alias-langs
+    harvested = tmp_path / "aliases.jsonl"
+    harvested.write_text(json.dumps({"id": "Q2", "type": "LOC", "harvested": {"de": [
+        {"alias": "Berlin", "count": 2, "confidence": 0.9, "pair_ids": ["p1", "p2"]}]}}) + "\n")  # fmt: skip
+    for extra, found in (([], 1), (["--kb-aliases", str(harvested)], 2)):
+        out_file = str(tmp_path / "h.jsonl")
+        assert (
+            main([*argv, "--lang", "de", "--kb-alias-langs", "en", *extra, "--output", out_file])
+            == 0
+        )
+        assert json.loads(capsys.readouterr().out)["kb_mentions"] == found
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,72 @@
+"""The corpus tokenizer: spaCy's rule-based word tokens for a language (no Beam, no model).
+
+The pipeline's Tokenize stage, the KB alias index (`relbridge.kb`) and raw-text
+extraction must split text into the same words, or a multi-word alias would
+not match the sentence it names: they all call `make_tokenizer`. Each language
+gets a blank spaCy pipeline (nothing to download): jieba segments Chinese and
+SudachiPy Japanese; whitespace tokens are dropped. In languages that write a
+name's case suffix after an apostrophe (Turkish ``Ankara'da``), the suffix
+becomes its own token, so the name matches its KB alias.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+SEGMENTER_CONFIG = {
+    "zh": {"nlp": {"tokenizer": {"segmenter": "jieba"}}},
+}
+"""spaCy settings per language where the blank default would be poor."""
+
+APOSTROPHE_SUFFIX_LANGS = frozenset({"tr"})
+"""Languages whose orthography puts a proper noun's inflection after an
+apostrophe (``Obama'nın``, ``ABD'nin``, ``2019'da``); spaCy keeps such words whole."""
+
+_APOSTROPHE_SUFFIX = re.compile(r"^(.*\w)(['’][^\W\d_]+)$")
+
+
+def check_language(lang: str, side: str = "") -> None:
+    """Raises ValueError unless spaCy has a tokenizer for ``lang``.
+
+    Checked when the config is built, in the launcher, so a mistyped code stops
+    the run before anything is written instead of failing on every worker.
+    """
+    import spacy.util
+
+    try:
+        spacy.util.get_lang_class(lang)
+    except ImportError:
+        raise ValueError(
+            f"unknown {side + ' ' if side else ''}language code {lang!r}: spaCy has no "
+            "tokenizer for it (use an ISO 639-1 code such as en, de, zh; 'xx' is spaCy's "
+            "multi-language fallback)"
+        ) from None
+
+
+def make_tokenizer(lang: str) -> Callable[[str], list[str]]:
+    """Returns a function mapping text to its word tokens in ``lang``."""
+    import spacy
+
+    nlp = spacy.blank(lang, config=SEGMENTER_CONFIG.get(lang, {}))
+    split_suffix = lang in APOSTROPHE_SUFFIX_LANGS
+
+    def tokenize(text: str) -> list[str]:
+        words = [t.text for t in nlp.make_doc(text) if not t.is_space]
+        return (
+            [w for word in words for w in split_apostrophe_suffix(word)] if split_suffix else words
+        )
+
+    return tokenize
+
+
+def split_apostrophe_suffix(word: str) -> list[str]:
+    """``Ankara'da`` -> ``["Ankara", "'da"]``; words without such a suffix stay whole.
+
+    Only a lowercase suffix is split off, so names with an inner apostrophe
+    (``O'Brien``, ``D'Alema``) are kept.
+    """
+    match = _APOSTROPHE_SUFFIX.match(word)
+    if match is None or not match.group(2)[1:].islower():
+        return [word]
+    return [match.group(1), match.group(2)]

@@ -1,0 +1,589 @@
+"""KbIndex: a KB built once into one read-only SQLite file, opened by every worker.
+
+Why SQLite (see also the package docstring): the index must stay out of each
+worker's heap (a spaCy ``PhraseMatcher`` over 2M aliases took 3.6 GB per DoFn
+instance), open in well under a second, be one file that copies to a worker's
+disk from any Beam filesystem, and answer a sentence's lookups in a few
+queries. SQLite is in the standard library, its B-trees are read from the
+page cache that all processes share (an opened index costs a connection's
+small page cache, not the KB's size), and ``immutable=1`` connections take no
+locks. A sorted-array + numpy mmap design was the alternative: faster per
+lookup, but mapped pages count in every process's RSS and every table
+(entities, variable-length id lists, pair -> relations, names) would need its
+own hand-written layout.
+
+Tables:
+  * ``meta(key, value)``: format, the KB files' fingerprint, counts, the
+    alias languages, the relations and one entry per `MatchProfile`.
+  * ``entities(num, id, type, aliases, line)``: aliases as JSON ``{lang: [..]}``.
+  * ``pairs(s, o, rels)``: entity numbers -> the relations from s to o.
+  * ``names(name, num)``: `normalize_name` of every alias, for linking.
+  * one alias table per `MatchProfile`: ``key -> (ents, more)``: the folded,
+    `KEY_SEP`-joined words of an alias, the entity numbers it names (empty
+    for a key that is only the start of longer aliases) and whether longer
+    aliases start with it (so a lookup extends a span only while one could).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+import unicodedata
+import urllib.parse
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+from relbridge.data_specs.formats import (
+    Entity,
+    EntityLine,
+    InputError,
+    check_duplicate_entity,
+    iter_entity_lines,
+    iter_triple_lines,
+    kb_sources,
+    open_lines,
+)
+from relbridge.data_specs.languages import lexicon
+from relbridge.kb.matching import (
+    KEY_SEP,
+    Candidate,
+    KbView,
+    alias_key,
+    fold_for,
+    is_function_word_alias,
+    longest_leftmost,
+)
+
+logger = logging.getLogger(__name__)
+
+INDEX_FORMAT = "relbridge.kb-index.v1"
+_CHUNK = 900  # host parameters per IN (...) query, under SQLite's oldest limit of 999
+
+
+def normalize_name(text: str) -> str:
+    """The form in which surface strings and aliases are compared for linking."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+@dataclass(frozen=True)
+class MatchProfile:
+    """Which aliases match which text, and how: one alias table of an index.
+
+    Attributes:
+      lang: the text's language (its tokenizer splits the aliases; its stop list).
+      alias_langs: whose aliases to match; ``()``: every language of the KB.
+      case_sensitive: compare words as written, else ``str.lower``.
+      skip_function_words: leave out one-word aliases in ``lang``'s stop list.
+    """
+
+    lang: str
+    alias_langs: tuple[str, ...] = ()
+    case_sensitive: bool = True
+    skip_function_words: bool = True
+
+    @property
+    def name(self) -> str:
+        return ":".join(
+            (
+                self.lang,
+                ",".join(sorted(self.alias_langs)) or "*",
+                "cased" if self.case_sensitive else "folded",
+                "skip-function-words" if self.skip_function_words else "all-words",
+            )
+        )
+
+    @classmethod
+    def parse(cls, spec: str) -> MatchProfile:
+        """``LANG[:ALIAS_LANGS|*][:cased|folded][:skip-function-words|all-words]``.
+
+        >>> MatchProfile.parse("en").name, MatchProfile.parse("de:*:folded").name
+        ('en:en:cased:skip-function-words', 'de:*:folded:skip-function-words')
+        """
+        parts = spec.split(":")
+        lang = parts[0].strip()
+        if not lang or len(parts) > 4:
+            raise ValueError(f"bad match profile {spec!r}: expected LANG[:ALIAS_LANGS][:cased|folded]")
+        langs = parts[1] if len(parts) > 1 else lang
+        alias_langs = () if langs == "*" else tuple(sorted(c for c in langs.split(",") if c))
+        options = set(parts[2:])
+        unknown = options - {"cased", "folded", "skip-function-words", "all-words"}
+        if unknown:
+            raise ValueError(f"bad match profile {spec!r}: unknown option(s) {sorted(unknown)}")
+        return cls(lang, alias_langs, "folded" not in options, "all-words" not in options)
+
+    def table(self) -> str:
+        return "aliases_" + hashlib.sha1(self.name.encode()).hexdigest()[:12]
+
+
+# ---------------------------------------------------------------------------- build
+
+
+def build_index(
+    kb_dir: str,
+    output: str,
+    profiles: Sequence[MatchProfile],
+    fingerprint: str = "",
+    open_text: Callable[[str], AbstractContextManager[Iterable[str]]] | None = None,
+    listdir: Callable[[str], list[str]] | None = None,
+    cache_mb: int = 256,
+) -> dict:
+    """Builds the index of the KB directory ``kb_dir`` into the local file ``output``.
+
+    The KB is streamed and checked line by line (the errors of `load_kb`,
+    naming file and line); SQLite sorts and groups on disk, so memory stays
+    bounded by ``cache_mb`` whatever the KB's size. The file appears under
+    its name only when complete.
+
+    Returns:
+      The index's metadata (also in its ``meta`` table).
+    """
+    start = time.perf_counter()
+    open_text = open_text or open_lines
+    files, inventory = kb_sources(kb_dir, open_text, listdir)
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    tmp = f"{output}.tmp-{os.getpid()}"
+    if os.path.exists(tmp):
+        os.remove(tmp)
+    con = sqlite3.connect(tmp)
+    try:
+        for pragma in ("journal_mode=OFF", "synchronous=OFF", "temp_store=FILE"):
+            con.execute(f"PRAGMA {pragma}")
+        con.execute(f"PRAGMA cache_size=-{cache_mb * 1024}")
+        con.executescript(
+            """
+            CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            CREATE TABLE entities(num INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,
+                                  type TEXT NOT NULL, aliases TEXT NOT NULL, line INTEGER NOT NULL);
+            """
+        )
+        with open_text(files.entities) as f:
+            n_entities = _load_entities(con, iter_entity_lines(f, files.entities), files.entities)
+        with open_text(files.triples) as f:
+            relations, n_triples = _load_triples(
+                con, iter_triple_lines(f, files.triples, inventory), files.triples
+            )
+        alias_langs = sorted(
+            {lang for (a,) in con.execute("SELECT aliases FROM entities") for lang in json.loads(a)}
+        )
+        _load_names(con)
+        built = {p.name: _load_profile(con, p, alias_langs) for p in profiles}
+        meta = {
+            "format": INDEX_FORMAT,
+            "fingerprint": fingerprint,
+            "kb": kb_dir,
+            "files": list(files.all),
+            "entities": n_entities,
+            "triples": n_triples,
+            "relations": relations,
+            "alias_langs": alias_langs,
+            "profiles": built,
+        }
+        con.executemany(
+            "INSERT INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in meta.items()]
+        )
+        con.commit()
+        con.execute("ANALYZE")
+    except BaseException:
+        con.close()
+        os.remove(tmp)  # a failed build leaves nothing behind
+        raise
+    con.close()
+    os.replace(tmp, output)
+    logger.info(
+        "KB index %s: %d entities, %d triples, profiles %s, %.1f s, %.1f MB",
+        output,
+        n_entities,
+        n_triples,
+        ", ".join(built),
+        time.perf_counter() - start,
+        os.path.getsize(output) / 1e6,
+    )
+    return meta
+
+
+def _aliases_json(entry: EntityLine) -> str:
+    table: dict[str, list[str]] = {}
+    for lang, alias in entry.aliases:
+        names = table.setdefault(lang, [])
+        if alias not in names:
+            names.append(alias)
+    return json.dumps(table, ensure_ascii=False)
+
+
+def _load_entities(con: sqlite3.Connection, entries: Iterable[EntityLine], source: str) -> int:
+    """Inserts entities; a repeated id merges (TSV) or is checked as a duplicate (JSONL)."""
+    is_json = ".jsonl" in os.path.basename(source)
+    count = 0
+    for entry in entries:
+        row = con.execute(
+            "SELECT num, type, aliases, line FROM entities WHERE id = ?", (entry.id,)
+        ).fetchone()
+        if row is None:
+            con.execute(
+                "INSERT INTO entities(id, type, aliases, line) VALUES (?, ?, ?, ?)",
+                (entry.id, entry.type, _aliases_json(entry), entry.line),
+            )
+            count += 1
+            continue
+        num, old_type, old_aliases, old_line = row
+        pairs = tuple((lang, a) for lang, names in json.loads(old_aliases).items() for a in names)
+        if is_json:
+            earlier = EntityLine(old_line, entry.id, old_type, pairs)
+            check_duplicate_entity(earlier, entry, source)
+            continue
+        if entry.type and old_type and old_type != entry.type:
+            raise InputError(
+                source,
+                entry.line,
+                f"entity {entry.id} has type {entry.type!r}, earlier {old_type!r}",
+            )
+        merged = EntityLine(old_line, entry.id, old_type or entry.type, pairs + entry.aliases)
+        con.execute(
+            "UPDATE entities SET type = ?, aliases = ? WHERE num = ?",
+            (merged.type, _aliases_json(merged), num),
+        )
+    return count
+
+
+def _load_triples(
+    con: sqlite3.Connection, triples: Iterable[tuple[int, tuple[str, str, str]]], source: str
+) -> tuple[list[str], int]:
+    """Stages the triples, checks their entities, and groups them into ``pairs``."""
+    con.execute("CREATE TEMP TABLE staged(s TEXT, r TEXT, o TEXT, line INTEGER)")
+    batch: list[tuple[str, str, str, int]] = []
+    for line, (s, r, o) in triples:
+        batch.append((s, r, o, line))
+        if len(batch) >= 10_000:
+            con.executemany("INSERT INTO staged VALUES (?, ?, ?, ?)", batch)
+            batch.clear()
+    con.executemany("INSERT INTO staged VALUES (?, ?, ?, ?)", batch)
+    unknown = con.execute(
+        """SELECT line, s, r, o, s NOT IN (SELECT id FROM entities) FROM staged
+           WHERE s NOT IN (SELECT id FROM entities) OR o NOT IN (SELECT id FROM entities)
+           ORDER BY line LIMIT 1"""
+    ).fetchone()
+    if unknown:
+        line, s, r, o, subject_unknown = unknown
+        arg = s if subject_unknown else o
+        raise InputError(source, line, f"triple ({s}, {r}, {o}) names unknown entity {arg}")
+    con.executescript(
+        """
+        CREATE TABLE pairs(s INTEGER, o INTEGER, rels TEXT NOT NULL, PRIMARY KEY (s, o))
+            WITHOUT ROWID;
+        INSERT INTO pairs
+            SELECT es.num, eo.num, group_concat(t.r, char(31))
+            FROM (SELECT DISTINCT s, r, o FROM staged) AS t
+            JOIN entities AS es ON es.id = t.s JOIN entities AS eo ON eo.id = t.o
+            GROUP BY es.num, eo.num;
+        """
+    )
+    relations = [r for (r,) in con.execute("SELECT DISTINCT r FROM staged ORDER BY r")]
+    (n_triples,) = con.execute("SELECT count(*) FROM (SELECT DISTINCT s, r, o FROM staged)").fetchone()
+    con.execute("DROP TABLE staged")
+    return relations, n_triples
+
+
+def _load_names(con: sqlite3.Connection) -> None:
+    """Every alias's `normalize_name` form -> its entities, for linking."""
+    con.execute("CREATE TEMP TABLE staged_names(name TEXT, num INTEGER)")
+    batch = []
+    for num, aliases in con.execute("SELECT num, aliases FROM entities").fetchall():
+        for names in json.loads(aliases).values():
+            batch.extend((normalize_name(a), num) for a in names)
+        if len(batch) >= 10_000:
+            con.executemany("INSERT INTO staged_names VALUES (?, ?)", batch)
+            batch.clear()
+    con.executemany("INSERT INTO staged_names VALUES (?, ?)", batch)
+    con.executescript(
+        """
+        CREATE TABLE names(name TEXT NOT NULL, num INTEGER NOT NULL, PRIMARY KEY (name, num))
+            WITHOUT ROWID;
+        INSERT OR IGNORE INTO names SELECT name, num FROM staged_names ORDER BY name, num;
+        DROP TABLE staged_names;
+        """
+    )
+
+
+class _AliasTokenizer:
+    """`make_tokenizer` for millions of aliases: memoised, and renewed every ``renew`` calls.
+
+    spaCy's vocabulary keeps a lexeme for every new word it has seen; over a
+    Wikidata-sized KB that is gigabytes, so the tokenizer (and with it the
+    vocabulary) is rebuilt now and then. The words it returns do not depend on
+    what it has seen before.
+    """
+
+    def __init__(self, lang: str, renew: int = 500_000):
+        self._lang, self._renew, self._calls = lang, renew, 0
+        self._tokenize = None
+
+    def __call__(self, alias: str) -> list[str]:
+        if self._calls % self._renew == 0:
+            from relbridge.data_specs.tokenizer import make_tokenizer
+
+            self._tokenize = lru_cache(maxsize=1 << 16)(make_tokenizer(self._lang))
+        self._calls += 1
+        return self._tokenize(alias)
+
+
+def _load_profile(con: sqlite3.Connection, profile: MatchProfile, kb_langs: list[str]) -> dict:
+    """Tokenises the profile's aliases into its alias table; returns the table's metadata."""
+    start = time.perf_counter()
+    tokenize = _AliasTokenizer(profile.lang)
+    stop_words = lexicon(profile.lang)[0] if profile.skip_function_words else frozenset()
+    langs = set(profile.alias_langs or kb_langs)
+    con.execute("CREATE TEMP TABLE staged_keys(key TEXT, num INTEGER)")
+    batch: list[tuple[str, int | None]] = []
+    longest, skipped, aliases = 0, 0, 0
+    cursor = con.execute("SELECT num, aliases FROM entities")
+    while rows := cursor.fetchmany(5_000):
+        for num, text in rows:
+            for lang, names in json.loads(text).items():
+                if lang not in langs:
+                    continue
+                for alias in names:
+                    words = tokenize(alias)
+                    if is_function_word_alias(words, stop_words):
+                        skipped += 1
+                        continue
+                    key = alias_key(words, profile.case_sensitive)
+                    if not key:
+                        continue
+                    aliases += 1
+                    parts = key.split(KEY_SEP)
+                    longest = max(longest, len(parts))
+                    batch.append((key, num))
+                    batch.extend((KEY_SEP.join(parts[:k]), None) for k in range(1, len(parts)))
+        con.executemany("INSERT INTO staged_keys VALUES (?, ?)", batch)
+        batch.clear()
+    table = profile.table()
+    con.executescript(
+        f"""
+        CREATE TABLE {table}(key TEXT PRIMARY KEY, ents TEXT, more INTEGER NOT NULL)
+            WITHOUT ROWID;
+        INSERT INTO {table}
+            SELECT key, group_concat(DISTINCT num), max(num IS NULL)
+            FROM staged_keys GROUP BY key ORDER BY key;
+        DROP TABLE staged_keys;
+        """
+    )
+    (keys,) = con.execute(f"SELECT count(*) FROM {table} WHERE ents IS NOT NULL").fetchone()
+    logger.info(
+        "KB index profile %s: %d aliases, %d keys, %d function-word aliases left out, %.1f s",
+        profile.name,
+        aliases,
+        keys,
+        skipped,
+        time.perf_counter() - start,
+    )
+    return {**asdict(profile), "table": table, "keys": keys, "longest": longest}
+
+
+# ----------------------------------------------------------------------------- open
+
+
+class KbIndex:
+    """A built index, opened read-only; safe to share between threads (one connection each).
+
+    Args:
+      path: a local index file (see `relbridge.kb.source.open_kb` for KB
+        directories and gs:// paths).
+      cache_mb: SQLite's page cache per thread; the OS page cache does the rest.
+    """
+
+    def __init__(self, path: str, cache_mb: int = 16):
+        self.path = path
+        self._cache_kib = cache_mb * 1024
+        self._local = threading.local()
+        try:
+            meta = dict(self._con().execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.DatabaseError as e:
+            raise ValueError(f"{path}: not a relbridge KB index ({e})") from None
+        self.meta = {k: json.loads(v) for k, v in meta.items()}
+        if self.meta.get("format") != INDEX_FORMAT:
+            raise ValueError(
+                f"{path}: KB index format {self.meta.get('format')!r}, this relbridge reads "
+                f"{INDEX_FORMAT!r}; rebuild it with `relbridge kb build`"
+            )
+        self._matchers: dict[str, IndexMatcher] = {}
+
+    @classmethod
+    def open(cls, path: str) -> KbIndex:
+        return cls(path)
+
+    def _con(self) -> sqlite3.Connection:
+        con = getattr(self._local, "con", None)
+        if con is None:
+            uri = "file:" + urllib.parse.quote(os.path.abspath(self.path)) + "?mode=ro&immutable=1"
+            try:
+                con = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            except sqlite3.OperationalError as e:
+                raise FileNotFoundError(f"{self.path}: cannot open the KB index ({e})") from None
+            con.execute(f"PRAGMA cache_size=-{self._cache_kib}")
+            self._local.con = con
+        return con
+
+    def query(self, sql: str, args: Sequence = ()) -> list[tuple]:
+        return self._con().execute(sql, tuple(args)).fetchall()
+
+    def query_in(self, sql: str, values: Sequence) -> list[tuple]:
+        """``sql`` with ``{}`` for an ``IN`` list, run over ``values`` in chunks."""
+        values = list(values)
+        rows = []
+        for i in range(0, len(values), _CHUNK):
+            part = values[i : i + _CHUNK]
+            rows += self.query(sql.format(",".join("?" * len(part))), part)
+        return rows
+
+    @property
+    def alias_langs(self) -> list[str]:
+        return self.meta["alias_langs"]
+
+    @property
+    def relations_in_kb(self) -> list[str]:
+        return self.meta["relations"]
+
+    def __len__(self) -> int:
+        return self.meta["entities"]
+
+    def matcher(self, profile: MatchProfile) -> IndexMatcher:
+        """The alias matcher of one profile (built into the index by `build_index`)."""
+        if profile.name not in self._matchers:
+            info = self.meta["profiles"].get(profile.name)
+            if info is None:
+                raise ValueError(
+                    f"{self.path}: the KB index has no alias table for {profile.name} "
+                    f"(it has: {', '.join(self.meta['profiles']) or 'none'}); build one with "
+                    f"`relbridge kb build --profile {profile.name}`"
+                )
+            self._matchers[profile.name] = IndexMatcher(self, profile, info["table"])
+        return self._matchers[profile.name]
+
+    def find_mentions(
+        self, words: Sequence[str], profile: MatchProfile | str
+    ) -> list[Candidate]:
+        """Alias matches in a sentence's words (longest, then leftmost; no overlaps).
+
+        ``profile`` may be a language code alone: that language's text, the
+        aliases of every language, case as written.
+        """
+        if isinstance(profile, str):
+            profile = MatchProfile(profile)
+        return self.matcher(profile)(words)
+
+    def entity(self, entity_id: str) -> Entity | None:
+        """An entity with its type and aliases, or ``None``."""
+        rows = self.query("SELECT type, aliases FROM entities WHERE id = ?", (entity_id,))
+        if not rows:
+            return None
+        aliases = {lang: tuple(names) for lang, names in json.loads(rows[0][1]).items()}
+        return Entity(entity_id, rows[0][0], aliases)
+
+    def relations(self, subject_id: str, object_id: str) -> tuple[str, ...]:
+        """The KB relations from one entity to another, sorted (``()``: none)."""
+        return self.view([subject_id, object_id]).relation_index.get((subject_id, object_id), ())
+
+    def link(self, surface: str) -> tuple[str, ...]:
+        """The ids of the entities with an alias equal to ``surface`` (`normalize_name`), sorted."""
+        rows = self.query(
+            "SELECT e.id FROM names AS n JOIN entities AS e ON e.num = n.num WHERE n.name = ?",
+            (normalize_name(surface),),
+        )
+        return tuple(sorted(i for (i,) in rows))
+
+    def view_of(self, candidates: Sequence[Candidate]) -> KbView:
+        """`view` of the candidates' entities, from what the matcher already fetched."""
+        if not all(len(c.nums) == len(c.types) == len(c.entity_ids) for c in candidates):
+            return self.view(e for c in candidates for e in c.entity_ids)
+        ids, types = {}, {}
+        for c in candidates:
+            ids.update(zip(c.nums, c.entity_ids))
+            types.update(zip(c.entity_ids, c.types))
+        pairs = {}
+        if ids:
+            for s, o, rels in self._pairs_among(list(ids)):
+                pairs[(ids[s], ids[o])] = tuple(sorted(rels.split(KEY_SEP)))
+        return KbView({eid: Entity(eid, t) for eid, t in types.items()}, pairs)
+
+    def view(self, entity_ids: Iterable[str]) -> KbView:
+        """The entities ``entity_ids`` (those in the KB) with the facts among them."""
+        rows = self.query_in(
+            "SELECT num, id, type FROM entities WHERE id IN ({})", sorted(set(entity_ids))
+        )
+        ids = {num: eid for num, eid, _ in rows}
+        pairs = {}
+        if ids:
+            for s, o, rels in self._pairs_among(list(ids)):
+                pairs[(ids[s], ids[o])] = tuple(sorted(rels.split(KEY_SEP)))
+        return KbView({eid: Entity(eid, t) for _, eid, t in rows}, pairs)
+
+    def _pairs_among(self, nums: list[int]) -> list[tuple[int, int, str]]:
+        marks = ",".join("?" * len(nums))
+        if len(nums) <= _CHUNK // 2:
+            return self.query(
+                f"SELECT s, o, rels FROM pairs WHERE s IN ({marks}) AND o IN ({marks})", nums + nums
+            )
+        wanted = set(nums)
+        rows = self.query_in("SELECT s, o, rels FROM pairs WHERE s IN ({})", nums)
+        return [r for r in rows if r[1] in wanted]
+
+    def entities_of(self, nums: Iterable[int]) -> dict[int, tuple[str, str]]:
+        """Entity numbers -> (id, type)."""
+        rows = self.query_in(
+            "SELECT num, id, type FROM entities WHERE num IN ({})", sorted(set(nums))
+        )
+        return {num: (eid, kind) for num, eid, kind in rows}
+
+
+class IndexMatcher:
+    """One profile's alias matcher over an open `KbIndex`: ``matcher(words) -> [Candidate]``.
+
+    For each start word, the span grows one word at a time while the index
+    says a longer alias could start there; all starts advance together, one
+    query per span length. Every match is then filtered by `longest_leftmost`,
+    as the PhraseMatcher reference does.
+    """
+
+    def __init__(self, index: KbIndex, profile: MatchProfile, table: str):
+        self.index, self.profile, self._table = index, profile, table
+        self._fold = fold_for(profile.case_sensitive)
+
+    def __call__(self, words: Sequence[str]) -> list[Candidate]:
+        words = [self._fold(w) for w in words]
+        n, length = len(words), 1
+        starts = list(range(n))
+        found: dict[tuple[int, int], str] = {}
+        while starts:
+            keys = {i: KEY_SEP.join(words[i : i + length]) for i in starts}
+            rows = {
+                key: (ents, more)
+                for key, ents, more in self.index.query_in(
+                    f"SELECT key, ents, more FROM {self._table} WHERE key IN ({{}})",
+                    sorted(set(keys.values())),
+                )
+            }
+            following = []
+            for i in starts:
+                ents, more = rows.get(keys[i], (None, 0))
+                if ents:
+                    found[(i, i + length)] = ents
+                if more and i + length < n:
+                    following.append(i)
+            starts, length = following, length + 1
+        spans = longest_leftmost(found)
+        nums = {s: [int(x) for x in found[s].split(",")] for s in spans}
+        known = self.index.entities_of(x for v in nums.values() for x in v)
+        out = []
+        for s, e in spans:
+            entities = sorted(known[x] + (x,) for x in nums[(s, e)])  # (id, type, num) by id
+            ids = tuple(i for i, _, _ in entities)
+            types = tuple(t for _, t, _ in entities)
+            out.append(Candidate(s, e, ids, nums=tuple(n for _, _, n in entities), types=types))
+        return out

@@ -1,0 +1,179 @@
+"""Relation probabilities for many candidate pairs: the fast (packed) and exact paths.
+
+* **fast** (default for models trained with levitated markers): each sentence is
+  tokenized once and its pairs are packed, up to ``pairs_per_pass`` at a time, as
+  levitated markers behind one copy of the text (`relbridge.models.markers`), so a
+  sentence costs one encoder pass however many pairs it has. Inputs are sorted
+  by length and batched up to ``batch_tokens`` tokens (attention is quadratic in
+  the input length, so a token budget, not a count, keeps batches even).
+* **exact**: every pair in its own encoder pass, in the input form the model was
+  trained on (`RelationExtractor.encode_pair`): the reference the fast path is
+  checked against, and the only path for models trained with inline markers.
+
+Both run under ``torch.inference_mode`` and, on CPUs with native bf16 and on
+CUDA, bf16 autocast (``precision="auto"``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from relbridge.runtime.devices import native_bf16
+from relbridge.models import markers
+from relbridge.models.data import PairInstance
+from relbridge.models.evaluate import predict_pairs
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """How pairs are scored (see the module docstring)."""
+
+    exact: bool = False
+    pairs_per_pass: int = 48
+    batch_tokens: int = 4096
+    precision: str = "auto"  # auto | fp32 | bf16
+
+    def __post_init__(self):
+        if self.pairs_per_pass < 1 or self.batch_tokens < 16:
+            raise ValueError("pairs_per_pass must be >= 1 and batch_tokens >= 16")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+
+
+def autocast_for(model, precision: str) -> torch.autocast:
+    """bf16 autocast where asked for (or, with ``auto``, where the device has native bf16)."""
+    device = next(model.parameters()).device.type
+    use = precision == "bf16" or (precision == "auto" and native_bf16(device))
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=use)
+
+
+@dataclass
+class _Input:
+    sentence: int
+    pairs: list[int]  # indices into the sentence's pair list
+    ids: list[int]
+    positions: list[int]
+    groups: list[int]
+    starts: list[tuple[int, int]]
+
+
+def score_pairs(
+    model,
+    sentences: Sequence[tuple[Sequence[str], Sequence[markers.PairSpec]]],
+    cfg: ScoringConfig = ScoringConfig(),
+) -> tuple[list[np.ndarray], int]:
+    """Probabilities of both directions of every pair: one (P, 2, R) array per sentence.
+
+    Args:
+        model: a `RelationExtractor` in eval mode.
+        sentences: per sentence, its words and its candidate pairs.
+        cfg: the path and batching.
+
+    Returns:
+        The arrays, and the number of encoder passes (inputs) they took.
+    """
+    model.eval()
+    with torch.inference_mode(), autocast_for(model, cfg.precision):
+        if cfg.exact or model.cfg.marker_mode != "levitated":
+            return _score_exact(model, sentences)
+        return _score_packed(model, sentences, cfg)
+
+
+def _score_exact(model, sentences) -> tuple[list[np.ndarray], int]:
+    flat = [
+        PairInstance(str(i), "", tuple(words), p.e1, p.e2, None, None,
+                     e1_type=p.e1_type, e2_type=p.e2_type)
+        for i, (words, pairs) in enumerate(sentences) for p in pairs
+    ]  # fmt: skip
+    probs = predict_pairs(model, flat) if flat else np.zeros((0, 2, len(model.inventory)))
+    out, at = [], 0
+    for _, pairs in sentences:
+        out.append(probs[at : at + len(pairs)])
+        at += len(pairs)
+    return out, len(flat)
+
+
+def _marker_ids(model, pair: markers.PairSpec) -> tuple[int, int, int, int]:
+    (open1, close1), (open2, close2) = model._markers("E1", pair.e1_type), model._markers(
+        "E2", pair.e2_type
+    )
+    return tuple(model.marker_ids[m] for m in (open1, close1, open2, close2))
+
+
+def _inputs(model, sentences, cfg: ScoringConfig) -> tuple[list[_Input], list[tuple[int, int]]]:
+    """Packed inputs, and the (sentence, pair) that only fit one pair per pass."""
+    inputs, single = [], []
+    budget = model.max_len - 4
+    for s, (words, pairs) in enumerate(sentences):
+        if not pairs:
+            continue
+        text = markers.layout(model.tokenizer, words)
+        for lo in range(0, len(pairs), cfg.pairs_per_pass):
+            chunk = list(range(lo, min(lo + cfg.pairs_per_pass, len(pairs))))
+            specs = [pairs[k] for k in chunk]
+            packed = markers.pack(
+                text, specs, [_marker_ids(model, p) for p in specs], model.position_offset, budget
+            )
+            if packed is None or len(text.input_ids) > budget:
+                single += [(s, k) for k in chunk]  # windowed per pair, as encode_pair does
+            else:
+                inputs.append(_Input(s, chunk, *packed))
+    return inputs, single
+
+
+def _score_packed(model, sentences, cfg: ScoringConfig) -> tuple[list[np.ndarray], int]:
+    n_rel = len(model.inventory)
+    out = [np.zeros((len(pairs), 2, n_rel), dtype=np.float32) for _, pairs in sentences]
+    inputs, single = _inputs(model, sentences, cfg)
+    device = next(model.parameters()).device
+    inputs.sort(key=lambda x: len(x.ids))
+    batch: list[_Input] = []
+    for item in inputs + [None]:
+        if batch and (item is None or len(item.ids) * (len(batch) + 1) > cfg.batch_tokens):
+            _run_batch(model, batch, out, device)
+            batch = []
+        if item is not None:
+            batch.append(item)
+    if single:
+        probs, _ = _score_exact(
+            model, [(sentences[s][0], [sentences[s][1][k]]) for s, k in single]
+        )
+        for (s, k), p in zip(single, probs):
+            out[s][k] = p[0]
+    return out, len(inputs) + len(single)
+
+
+def _run_batch(model, batch: list[_Input], out: list[np.ndarray], device) -> None:
+    width = max(len(x.ids) for x in batch)
+    pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
+    ids = torch.full((len(batch), width), pad, dtype=torch.long)
+    positions = torch.full((len(batch), width), model.position_offset, dtype=torch.long)
+    groups = torch.full((len(batch), width), -1, dtype=torch.long)
+    rows, e1, e2 = [], [], []
+    for b, x in enumerate(batch):
+        ids[b, : len(x.ids)] = torch.tensor(x.ids)
+        positions[b, : len(x.ids)] = torch.tensor(x.positions)
+        groups[b, : len(x.ids)] = torch.tensor(x.groups)
+        for s1, s2 in x.starts:
+            rows.append(b)
+            e1.append(s1)
+            e2.append(s2)
+    hidden = model.encode(
+        {"input_ids": ids.to(device), "position_ids": positions.to(device),
+         "groups": groups.to(device)}
+    )  # (B, T, H)  # fmt: skip
+    reps = model.pair_representations(
+        hidden, *(torch.tensor(v, device=device) for v in (e1, e2, rows))
+    )  # (N, 2, 2H)
+    probs = torch.softmax(model.rel_head(reps).float(), dim=-1).cpu().numpy()  # (N, 2, R)
+    at = 0
+    for x in batch:
+        out[x.sentence][x.pairs] = probs[at : at + len(x.pairs)]
+        at += len(x.pairs)
