@@ -19,42 +19,50 @@ import argparse
 import json
 import logging
 
-from relbridge.runtime.devices import DTYPE_NAMES
-
 logger = logging.getLogger(__name__)
 
-# flag -> AlignConfig field, for the flags that map one to one
-_FIELDS = {
-    "model": "model",
-    "text_prefix": "text_prefix",
-    "layer": "layer",
-    "token_type": "token_type",
-    "distortion": "distortion",
-    "itermax_iterations": "itermax_iterations",
-    "softmax_threshold": "softmax_threshold",
-    "softmax_temperature": "softmax_temperature",
-    "batch_size": "batch_size",
-    "max_tokens": "max_tokens",
-    "max_length": "max_length",
-    "device": "device",
-    "dtype": "dtype",
-    "threads": "num_threads",
-    "compile": "compile",
-    "statistical": "statistical",
-}
-# from alignment.aligner.STATISTICAL, kept here so that --help does not import torch
-STATISTICAL = (
-    "off",
-    "only",
-    "intersection",
-    "union",
-    "grow-diag-final",
-    "grow-diag-final-and",
-    "fill",
-)
+# AlignConfig fields whose flags map one to one (``num_threads`` is ``--threads``)
+_FIELDS = (
+    "model", "text_prefix", "layer", "token_type", "distortion", "itermax_iterations",
+    "softmax_threshold", "softmax_temperature", "batch_size", "max_tokens", "max_length",
+    "device", "dtype", "num_threads", "compile", "statistical",
+)  # fmt: skip
+
+
+def align_flags(fields: tuple[str, ...] = _FIELDS) -> list:
+    """The `AlignConfig` flags of the commands that align (eval-align, eval-projection)."""
+    from relbridge.alignment.aligner import AlignConfig
+    from relbridge.runtime.flags import field_flags
+
+    return field_flags(AlignConfig, fields, rename={"num_threads": "threads"})
+
+
+def eflomal_flags() -> list:
+    """``--statistical-extra-corpus``: `EflomalConfig.extra_corpus`."""
+    from relbridge.alignment.statistical import EflomalConfig
+    from relbridge.runtime.flags import field_flags
+
+    return field_flags(
+        EflomalConfig, ["extra_corpus"], prefix="statistical-",
+        help={"extra_corpus": "more pre-tokenised 'src ||| tgt' text of the same pair for "
+              "eflomal to train on"},
+    )  # fmt: skip
+
+
+def add_align_flags(parser, fields: tuple[str, ...] = _FIELDS) -> None:
+    from relbridge.alignment.aligner import STATISTICAL, TOKEN_TYPES
+    from relbridge.runtime.devices import DTYPE_NAMES
+    from relbridge.runtime.flags import add_flags
+
+    add_flags(
+        parser, align_flags(fields), given_only=True, default_text="the preset's",
+        choices={"statistical": STATISTICAL, "token_type": TOKEN_TYPES, "dtype": DTYPE_NAMES},
+    )  # fmt: skip
 
 
 def register(subparsers) -> None:
+    from relbridge.runtime.flags import add_flags
+
     parser = subparsers.add_parser(
         "eval-align",
         help="score the word aligner on a gold set (AER, precision, recall, pairs/s)",
@@ -67,7 +75,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--gold", required=True, help="Pharaoh gold, one line per pair")
     parser.add_argument(
-        "--gold-one-based", action="store_true", help="gold indices start at 1 (awesome-align sets)"
+        "--gold-one-based", action="store_true", help="gold indices start at 1 (awesome-align sets; default: 0-based)"
     )
     parser.add_argument(
         "--aligner",
@@ -76,51 +84,19 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--method",
-        help="method, comma-separated methods (the first one is scored as 'aer') or 'mai'",
-    )
-    parser.add_argument("--layer", type=int, help="hidden state to use (e5-small: 6)")
-    parser.add_argument("--text-prefix", help='text before every sentence, e.g. "passage: "')
-    parser.add_argument(
-        "--extra-layers", help="comma-separated hidden states averaged with --layer"
-    )
-    parser.add_argument("--model", help="encoder name or local Hugging Face directory")
-    parser.add_argument(
-        "--token-type", choices=("word", "bpe"), help="match words (averaged) or subwords"
-    )
-    parser.add_argument("--distortion", type=float, help="simalign distortion ratio (0 = off)")
-    parser.add_argument("--itermax-iterations", type=int, help="itermax rounds")
-    parser.add_argument("--softmax-threshold", type=float, help="threshold of the softmax method")
-    parser.add_argument(
-        "--softmax-temperature", type=float, help="temperature of the softmax method"
-    )
-    parser.add_argument("--batch-size", type=int, help="pairs per align_batch call")
-    parser.add_argument("--max-tokens", type=int, help="padded subwords per forward pass")
-    parser.add_argument("--max-length", type=int, help="encoder window in subwords")
-    parser.add_argument("--device", help="auto, cpu or cuda")
-    parser.add_argument(
-        "--dtype", choices=DTYPE_NAMES, help="auto: bf16 on CUDA and on CPUs with native bf16"
-    )
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
-    parser.add_argument(
-        "--compile",
-        action="store_true",
-        default=None,
-        help="torch.compile the encoder (~30 s once; meant for CUDA, no gain measured on CPU)",
+        help="method, comma-separated methods (the first one is scored as 'aer') or 'mai' "
+        "(default: the preset's)",
     )
     parser.add_argument(
-        "--statistical",
-        choices=STATISTICAL,
-        help="eflomal trained on --pairs: off, only (instead of neural links) or a rule "
-        "combining neural and eflomal links",
+        "--extra-layers", help="comma-separated hidden states averaged with --layer (default: the preset's)"
     )
+    add_align_flags(parser)
+    add_flags(parser, eflomal_flags(), given_only=True, default_text="the preset's")
     parser.add_argument(
-        "--statistical-extra-corpus",
-        help="more pre-tokenised 'src ||| tgt' text of the same pair for eflomal to train on",
+        "--output", help="write the configuration's links here (0-based Pharaoh, one line per pair; "
+        "default: not written)"
     )
-    parser.add_argument(
-        "--output", help="write the configuration's links here (0-based Pharaoh, one line per pair)"
-    )
-    parser.add_argument("--limit", type=int, help="only the first N pairs")
+    parser.add_argument("--limit", type=int, help="only the first N pairs (default: all)")
     parser.set_defaults(func=_eval_align)
 
 
@@ -130,10 +106,9 @@ def config_from_args(args: argparse.Namespace):
 
     from relbridge.alignment.aligner import DEFAULT_PRESET, aligner_config
     from relbridge.alignment.methods import MAI
+    from relbridge.runtime.flags import given
 
-    overrides = {
-        f: getattr(args, a) for a, f in _FIELDS.items() if getattr(args, a, None) is not None
-    }
+    overrides = given(args, align_flags())
     if args.extra_layers is not None:
         overrides["extra_layers"] = tuple(int(x) for x in args.extra_layers.split(",") if x.strip())
     if args.method is not None:
@@ -146,9 +121,9 @@ def config_from_args(args: argparse.Namespace):
             raise ValueError("--method is empty")
         overrides["method"], overrides["also"] = methods[0], methods[1:]
     cfg = aligner_config(args.aligner or DEFAULT_PRESET, **overrides)
-    extra_corpus = getattr(args, "statistical_extra_corpus", None)  # other commands reuse this
-    if extra_corpus is not None:
-        cfg = replace(cfg, eflomal=replace(cfg.eflomal, extra_corpus=extra_corpus))
+    eflomal = given(args, eflomal_flags())  # other commands reuse this without the flag
+    if eflomal:
+        cfg = replace(cfg, eflomal=replace(cfg.eflomal, **eflomal))
     return cfg
 
 

@@ -22,30 +22,29 @@ from __future__ import annotations
 import argparse
 import json
 
-# flag -> FinetuneConfig field, for the flags that map one to one
-_FIELDS = {
-    "output": "output",
-    "model": "model",
-    "layer": "layer",
-    "text_prefix": "text_prefix",
-    "softmax_threshold": "softmax_threshold",
-    "learning_rate": "learning_rate",
-    "weight_decay": "weight_decay",
-    "warmup_ratio": "warmup_ratio",
-    "batch_size": "batch_size",
-    "epochs": "epochs",
-    "max_steps": "max_steps",
-    "max_length": "max_length",
-    "max_pairs": "max_pairs",
-    "seed": "seed",
-    "device": "device",
-    "threads": "num_threads",
-    "log_every": "log_every",
-    "save_every": "save_every",
-}
+_FIELDS = (
+    "corpus", "output", "model", "layer", "text_prefix", "softmax_threshold", "learning_rate",
+    "weight_decay", "warmup_ratio", "batch_size", "epochs", "max_steps", "max_length",
+    "max_pairs", "freeze_embeddings", "seed", "device", "bf16", "num_threads", "log_every",
+    "save_every", "overwrite",
+)  # fmt: skip
+_PRESET = ("layer", "text_prefix")  # default: the --aligner preset's (SHARED_FIELDS)
+
+
+def finetune_flags() -> list:
+    """One flag per `FinetuneConfig` field the command sets."""
+    from relbridge.alignment.finetune import FinetuneConfig
+    from relbridge.runtime.flags import field_flags
+
+    return field_flags(
+        FinetuneConfig, _FIELDS, rename={"num_threads": "threads"},
+        invert={"freeze_embeddings": "train_embeddings"},
+    )  # fmt: skip
 
 
 def register(subparsers) -> None:
+    from relbridge.runtime.flags import add_flags
+
     parser = subparsers.add_parser(
         "finetune-aligner",
         help="fine-tune the alignment encoder on unlabelled parallel text (awesome-align SO)",
@@ -53,58 +52,32 @@ def register(subparsers) -> None:
         "(Dou and Neubig 2021) and writes a model directory that --model / "
         "AlignConfig(model=...) loads. Flags left out take FinetuneConfig's defaults.",
     )
-    parser.add_argument(
-        "--corpus",
-        required=True,
-        nargs="+",
-        help="corpus file(s): 'src ||| tgt' pre-tokenised, .tsv/.jsonl raw pairs, "
-        "or SRC_FILE,TGT_FILE raw text",
-    )
-    parser.add_argument("--output", required=True, help="directory for the fine-tuned model")
-    parser.add_argument(
-        "--model", help="base encoder name or directory (default: bundled e5-small)"
-    )
+    flags = finetune_flags()
+    required = [f for f in flags if f.field in ("corpus", "output")]
+    add_flags(parser, required)
     parser.add_argument(
         "--aligner",
         default=None,
         help="aligner preset the model is for: its layer and text prefix are the defaults "
         "(default: the pipeline's preset)",
     )
-    parser.add_argument("--layer", type=int, help="align layer to train (default: the preset's)")
+    add_flags(parser, [f for f in flags if f.field in _PRESET], given_only=True,
+              default_text="the preset's")  # fmt: skip
+    add_flags(parser, [f for f in flags if f not in required and f.field not in _PRESET],
+              given_only=True)  # fmt: skip
     parser.add_argument(
-        "--text-prefix", help="text before every sentence (default: the preset's, e.g. 'passage: ')"
+        "--objectives",
+        help="comma-separated: so (always) and optionally co (consistency) (default: so)",
     )
     parser.add_argument(
-        "--softmax-threshold", type=float, help="threshold of the self-training links (1e-3)"
+        "--src-lang", help="word-tokenise raw source text with spaCy, e.g. en (default: on spaces)"
     )
     parser.add_argument(
-        "--objectives", help="comma-separated: so (always) and optionally co (consistency)"
+        "--tgt-lang", help="word-tokenise raw target text with spaCy, e.g. zh (default: on spaces)"
     )
-    parser.add_argument("--learning-rate", type=float, help="AdamW peak learning rate (1e-4)")
-    parser.add_argument("--weight-decay", type=float, help="AdamW weight decay (0)")
-    parser.add_argument("--warmup-ratio", type=float, help="share of steps warming up (0.1)")
-    parser.add_argument("--batch-size", type=int, help="sentence pairs per step (8)")
-    parser.add_argument("--epochs", type=int, help="passes over the corpus (1)")
-    parser.add_argument("--max-steps", type=int, help="stop after this many steps")
-    parser.add_argument("--max-length", type=int, help="subwords per side incl. special tokens")
-    parser.add_argument("--max-pairs", type=int, help="use only the first N pairs")
     parser.add_argument(
-        "--train-embeddings",
-        action="store_true",
-        help="also train the word-embedding matrix (frozen by default: cheaper on CPU)",
+        "--no-progress", action="store_true", help="no progress bar (default: a progress bar)"
     )
-    parser.add_argument("--seed", type=int, help="random seed (42)")
-    parser.add_argument("--device", help="auto, cpu or cuda[:N]")
-    parser.add_argument(
-        "--no-bf16", action="store_true", help="no bf16 autocast (on CUDA and native-bf16 CPUs)"
-    )
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
-    parser.add_argument("--log-every", type=int, help="steps between loss logs (10)")
-    parser.add_argument("--save-every", type=int, help="steps between checkpoints (0 = end)")
-    parser.add_argument("--src-lang", help="word-tokenise raw source text with spaCy (e.g. en)")
-    parser.add_argument("--tgt-lang", help="word-tokenise raw target text with spaCy (e.g. zh)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a model in --output")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=_finetune)
 
 
@@ -112,21 +85,14 @@ def config_from_args(args: argparse.Namespace):
     """The `FinetuneConfig` the flags describe."""
     from relbridge.alignment.aligner import DEFAULT_PRESET, SHARED_FIELDS, aligner_config
     from relbridge.alignment.finetune import FinetuneConfig
+    from relbridge.runtime.flags import given
 
     preset = aligner_config(args.aligner or DEFAULT_PRESET)
     overrides = {k: getattr(preset, k) for k in SHARED_FIELDS}
-    overrides |= {
-        f: getattr(args, a) for a, f in _FIELDS.items() if getattr(args, a, None) is not None
-    }
+    overrides |= given(args, finetune_flags())
     if args.objectives is not None:
         overrides["objectives"] = tuple(o.strip() for o in args.objectives.split(",") if o.strip())
-    return FinetuneConfig(
-        corpus=tuple(args.corpus),
-        freeze_embeddings=not args.train_embeddings,
-        bf16=not args.no_bf16,
-        overwrite=args.overwrite,
-        **overrides,
-    )
+    return FinetuneConfig(**overrides)
 
 
 def _splitter(lang: str | None):

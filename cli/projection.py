@@ -25,39 +25,25 @@ import os
 
 from relbridge.alignment.aligner import DEFAULT_PRESET
 from relbridge.data_specs.languages import language_in_name
-from relbridge.runtime.devices import DTYPE_NAMES
 
 logger = logging.getLogger(__name__)
 
-# flag -> ProjectConfig field, for the value flags
-_PROJECT_VALUES = {
-    "min_confidence": float,
-    "fallback_method": str,
-    "spelling_anchor_ratio": float,
-    "span_objective": str,
-    "unlinked_credit": float,
-    "gap_penalty": float,
-    "outside_penalty": float,
-    "max_gap": int,
-    "max_span_words": int,
-    "derived_type": str,
-    "base_type": str,
-}
-# --no-X flag -> ProjectConfig boolean field
-_PROJECT_SWITCHES = (
-    "verbatim_spans",
-    "verbatim_anchors",
-    "bracket_spans",
-    "drop_disputed",
-    "span_search",
-    "trim_punctuation",
-    "trim_function_words",
-    "resolve_conflicts",
-    "repair_conflicts",
-)
+_ALIGN_FIELDS = ("method", "layer", "model", "token_type", "batch_size", "device", "dtype", "num_threads")
+
+
+def project_flags() -> list:
+    """One flag per `ProjectConfig` field (booleans as ``--x/--no-x``)."""
+    from relbridge.projection.config import ProjectConfig
+    from relbridge.runtime.flags import field_flags
+
+    return field_flags(ProjectConfig)
 
 
 def register(subparsers) -> None:
+    from relbridge.cli.align import add_align_flags
+    from relbridge.projection.config import SPAN_OBJECTIVES
+    from relbridge.runtime.flags import add_flags
+
     parser = subparsers.add_parser(
         "eval-projection",
         help="score label projection on parallel gold (RELX or CoNLL BIO files)",
@@ -65,13 +51,16 @@ def register(subparsers) -> None:
         "and the projection rules, and scores them against the target gold. Flags left out "
         "take AlignConfig's and ProjectConfig's defaults.",
     )
-    parser.add_argument("--format", required=True, choices=("relx", "conll"))
+    parser.add_argument(
+        "--format", required=True, choices=("relx", "conll"), help="gold format: RELX or CoNLL BIO"
+    )
     parser.add_argument("--src", required=True, help="source-language gold file")
     parser.add_argument("--tgt", required=True, help="target-language gold file (parallel)")
     parser.add_argument(
         "--no-gold-cuts",
         action="store_true",
-        help="RELX: tokenise the target without splitting words at the gold boundaries",
+        help="RELX: tokenise the target without splitting words at the gold boundaries "
+        "(default: split there)",
     )
     parser.add_argument(
         "--src-lang",
@@ -81,14 +70,16 @@ def register(subparsers) -> None:
         "--tgt-lang",
         help="target language code (default: from the file name, e.g. de-europarl... -> de)",
     )
-    parser.add_argument("--limit", type=int, help="only the first N pairs")
+    parser.add_argument("--limit", type=int, help="only the first N pairs (default: all)")
     parser.add_argument(
         "--links",
         help="Pharaoh file of links, one line per pair: read if it exists, else written "
         "after aligning (to rerun projection settings without the encoder); the "
-        "fallback method's links go to PATH.<method> beside it",
+        "fallback method's links go to PATH.<method> beside it (default: align, keep nothing)",
     )
-    parser.add_argument("--errors", help="write the wrongly projected sentences here (TSV)")
+    parser.add_argument(
+        "--errors", help="write the wrongly projected sentences here (TSV; default: not written)"
+    )
     al = parser.add_argument_group("word aligner (AlignConfig)")
     al.add_argument(
         "--aligner",
@@ -96,38 +87,18 @@ def register(subparsers) -> None:
         help=f"registered preset (default {DEFAULT_PRESET}, the pipeline's); "
         "e.g. simalign.argmax.v1 for stock simalign",
     )
-    al.add_argument("--method", help="link extraction method (argmax, itermax, match, softmax)")
-    al.add_argument("--layer", type=int, help="hidden state to use (e5-small: 6)")
-    al.add_argument("--model", help="encoder name or local Hugging Face directory")
-    al.add_argument("--token-type", choices=("word", "bpe"), help="match words or subwords")
-    al.add_argument("--batch-size", type=int, help="pairs per align_batch call")
-    al.add_argument("--device", help="auto, cpu or cuda")
-    al.add_argument(
-        "--dtype", choices=DTYPE_NAMES, help="auto: bf16 on CUDA and on CPUs with native bf16"
-    )
-    al.add_argument("--threads", type=int, help="torch CPU threads")
+    add_align_flags(al, _ALIGN_FIELDS)
     pr = parser.add_argument_group("projection rules (ProjectConfig)")
-    for name, kind in _PROJECT_VALUES.items():
-        pr.add_argument("--" + name.replace("_", "-"), type=kind, help=f"ProjectConfig.{name}")
-    for name in _PROJECT_SWITCHES:
-        pr.add_argument(
-            "--no-" + name.replace("_", "-"),
-            dest=name,
-            action="store_false",
-            default=None,
-            help=f"ProjectConfig.{name}=False",
-        )
+    add_flags(pr, project_flags(), given_only=True, choices={"span_objective": SPAN_OBJECTIVES})
     parser.set_defaults(func=_eval_projection, extra_layers=None)
 
 
 def project_config_from_args(args: argparse.Namespace):
     """The `ProjectConfig` the projection flags describe."""
-    from relbridge.projection.projection import ProjectConfig
+    from relbridge.projection.config import ProjectConfig
+    from relbridge.runtime.flags import given
 
-    fields = (*_PROJECT_VALUES, *_PROJECT_SWITCHES)
-    return ProjectConfig(
-        **{f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}
-    )
+    return ProjectConfig(**given(args, project_flags()))
 
 
 def _read_links(path: str, n_pairs: int) -> list:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import typing
 
 from relbridge.cli.triples import add_alias_arguments, with_harvested_aliases
 from relbridge.data_specs.formats import open_lines
@@ -24,46 +23,50 @@ from relbridge.models.candidates import DEFAULT_MAX_DISTANCE
 BENCHMARK_OUTPUT = "out/benchmark_relx"
 
 
+def _config_flags(skip: tuple[str, ...] = ()) -> list:
+    """One flag per flat TrainConfig setting, group by group; the dest is the flat name."""
+    from relbridge.models.extractor import ModelConfig
+    from relbridge.models.train_config import (
+        MODEL_HELP,
+        MODEL_SETTINGS,
+        DataConfig,
+        OptimConfig,
+        RunConfig,
+        default_model,
+    )
+    from relbridge.runtime.flags import field_flags
+
+    model_fields = {field: flat for flat, field in MODEL_SETTINGS.items()}
+    flags = field_flags(DataConfig) + field_flags(
+        ModelConfig, list(model_fields), rename={"encoder": "model"}, defaults=default_model(),
+        help={MODEL_SETTINGS[flat]: text for flat, text in MODEL_HELP.items()},
+    ) + field_flags(OptimConfig) + field_flags(RunConfig)  # fmt: skip
+    return [f for f in flags if f.dest not in skip]
+
+
 def _add_config_flags(
     parser: argparse.ArgumentParser, skip: tuple[str, ...] = (), defaults: dict | None = None
 ) -> None:
-    """One flag per TrainConfig setting, default None so that only given flags override.
+    """The TrainConfig flags, default None so that only given flags override (a JSON file).
 
     Each help names the setting's default (``defaults`` replaces it where the
     command has its own, as ``benchmark relx`` has for ``--output``).
     """
-    from relbridge.models.train_config import TrainConfig, setting_fields
+    from relbridge.runtime.flags import add_flags
 
+    defaults = {"output": "required, here or in --config", **(defaults or {})}
     group = parser.add_argument_group("training settings (TrainConfig)")
-    for name, _, hint, help_text in setting_fields():
-        if name in skip:
-            continue
-        flag = "--" + name.replace("_", "-")
-        default = (defaults or {}).get(name, TrainConfig.setting_default(name))
-        help_text += f" (default: {'none' if default is None else default})"
-        if hint is bool:
-            group.add_argument(
-                flag,
-                dest=name,
-                action=argparse.BooleanOptionalAction,
-                default=None,
-                help=help_text,
-            )
-        elif typing.get_origin(hint) is tuple:
-            group.add_argument(flag, dest=name, nargs="+", default=None, help=help_text)
-        else:
-            group.add_argument(flag, dest=name, type=hint, default=None, help=help_text)
+    for f in _config_flags(skip):
+        add_flags(group, [f], given_only=True, default_text=defaults.get(f.dest))
 
 
 def _given_settings(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> dict:
-    from relbridge.models.train_config import FLAT
+    """Flat name -> value of the TrainConfig flags given."""
+    from relbridge.runtime.flags import given
 
-    out = {}
-    for name in FLAT:
-        value = getattr(args, name, None)
-        if name not in skip and value is not None:
-            out[name] = tuple(value) if isinstance(value, list) else value
-    return out
+    flags = _config_flags(skip)
+    by_field = {f.field: f.dest for f in flags}
+    return {by_field[k]: v for k, v in given(args, flags).items()}
 
 
 def register(subparsers) -> None:
@@ -117,6 +120,26 @@ def register(subparsers) -> None:
         help="also write a run report of this evaluation (figures and tables) to HTML "
         "(default: none)",
     )
+    p.add_argument(
+        "--raw-text",
+        action="store_true",
+        help="score KBP37/RELX files end to end: markers removed, the model (and --kb's aliases) "
+        "find the entities; relx_f1, mention/pair/triple recall, precision lower bound "
+        "(see relbridge.models.raw_text)",
+    )
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="with --raw-text: choose the relation threshold on these files (a dev set, never "
+        "the test set) and save it beside the model, where extract finds it",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="with --raw-text: relation threshold (default: the calibrated one, else 0)",
+    )
+    _add_kb_flags(p)
     p.set_defaults(func=_evaluate)
 
     p = subparsers.add_parser("extract", help="extract relation triples from raw sentences")
@@ -137,8 +160,9 @@ def register(subparsers) -> None:
     p.add_argument(
         "--threshold",
         type=float,
-        default=0.0,
-        help="minimum relation probability for untagged input (default: 0.0)",
+        default=None,
+        help="minimum relation probability for untagged input (default: the threshold "
+        "calibrated on dev beside the model, else 0)",
     )
     p.add_argument(
         "--kb",
@@ -212,6 +236,26 @@ def register(subparsers) -> None:
         default=None,
         help="also score KBP37 test minus RELX's sentences (default: with the full preset)",
     )
+    p.add_argument(
+        "--raw-text",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="calibrate the raw-text threshold on KBP37 dev and score RELX without markers "
+        "(benchmark.json raw_text.<lang>; default: on)",
+    )
+    p.add_argument(
+        "--raw-text-sentences",
+        type=int,
+        default=0,
+        help="score raw text on this many sentences of each RELX file (default: 0, all)",
+    )
+    p.add_argument(
+        "--calibration-sentences",
+        type=int,
+        default=0,
+        help="choose the raw-text threshold on this many KBP37 dev sentences (default: 0, all)",
+    )
+    _add_kb_flags(p)
     _add_config_flags(
         p, skip=("shards", "relx_train", "dev"), defaults={"output": BENCHMARK_OUTPUT}
     )
@@ -243,6 +287,37 @@ def _report(output: str, title: str, **sections) -> str | None:
     return try_write_report(os.path.join(output, REPORT), title=title, **sections)
 
 
+def _add_kb_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--kb",
+        help="KB directory or index: its aliases found in untagged sentences are mentions beside "
+        "the tagger's, so that the records' arguments link to KB entities (default: none)",
+    )
+    p.add_argument(
+        "--kb-alias-langs",
+        help="comma-separated languages whose KB aliases to match (default: all in the KB)",
+    )
+
+
+def _mention_finders(args: argparse.Namespace):
+    """``lang -> KB mention finder`` for ``--kb`` (the KB read once), or None without it."""
+    if not args.kb:
+        if args.kb_alias_langs:
+            raise ValueError("--kb-alias-langs only acts with --kb")  # same wording as --lang
+        return None
+    from relbridge.data_specs.tokenizer import check_language
+    from relbridge.kb import TextMentions
+
+    kb = args.kb  # a KB directory's index is built once, then each finder opens it
+    langs = [code.strip() for code in (args.kb_alias_langs or "").split(",") if code.strip()]
+
+    def finder(lang: str):
+        check_language(lang)
+        return TextMentions(kb, lang, langs or None)
+
+    return finder
+
+
 def _read_ids(path: str, key: str) -> set[str]:
     with open_lines(path) as f:
         lines = list(f)
@@ -259,6 +334,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     from relbridge.models.evaluate import evaluate, without_diagnostics
 
     ids = _read_ids(args.ids, args.ids_key) if args.ids else None
+    if args.raw_text:
+        print(json.dumps(_evaluate_raw_text(args, ids), indent=2))
+        return 0
+    if args.calibrate or args.kb or args.threshold is not None:
+        raise ValueError("--calibrate, --kb and --threshold only act with --raw-text")
     result = evaluate(
         args.model,
         args.data,
@@ -284,6 +364,31 @@ def _evaluate(args: argparse.Namespace) -> int:
         printed["report"] = args.report
     print(json.dumps(printed, indent=2))
     return 0
+
+
+def _evaluate_raw_text(args: argparse.Namespace, ids: set[str] | None) -> dict:
+    """``evaluate --raw-text``: per file, the raw-text scores (or, with --calibrate, the threshold)."""
+    from relbridge.data_specs.languages import language_in_name
+    from relbridge.models.raw_text import calibrate, evaluate_raw_text
+
+    if args.format == "shards":
+        raise ValueError("--raw-text scores KBP37/RELX files, not shards")
+    if args.calibrate and len(args.data) != 1:
+        raise ValueError("--calibrate chooses the threshold on one dev file")
+    finders = _mention_finders(args)
+    out: dict = {"model": args.model, "kb": args.kb, "raw_text": {}}
+    for path in args.data:
+        lang = args.lang or language_in_name(path) or "en"
+        mentions_of = finders(lang) if finders else None
+        if args.calibrate:
+            out["calibration"] = calibrate(
+                args.model, path, ids, mentions_of, batch_size=args.batch_size
+            )
+            continue
+        out["raw_text"][path] = evaluate_raw_text(
+            args.model, path, ids, mentions_of, args.threshold, args.batch_size
+        )
+    return out
 
 
 def _extract(args: argparse.Namespace) -> int:
@@ -349,10 +454,14 @@ def _benchmark_relx(args: argparse.Namespace) -> int:
         tuple(args.languages),
         preset=args.preset,
         kbp37_test=args.kbp37_test,
+        mention_finders=_mention_finders(args),
+        raw_text=args.raw_text,
+        raw_text_sentences=args.raw_text_sentences,
+        calibration_sentences=args.calibration_sentences,
         **settings,
     )
-    keys = ("relx_f1", "kbp37_relx_f1", "published_mbert", "preset", "train_s", "wall_s")
-    printed = {k: summary[k] for k in keys}
+    keys = ("relx_f1", "raw_text", "kbp37_relx_f1", "published_mbert", "preset", "train_s", "wall_s")
+    printed = {k: summary.get(k) for k in keys}
     printed["report"] = _report(
         output,
         "relbridge benchmark relx",

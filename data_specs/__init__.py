@@ -1,7 +1,10 @@
-"""relbridge's single source of truth: shard schema, input formats, relations.
+"""relbridge's single source of truth: what the data is.
 
-Every other layer imports from here and nothing here imports them: the
-pipeline writes `SHARD_SCHEMA`, the trainer reads it.
+Shard schema (`schema`), input formats and the KB (`formats`), the relation
+inventory (`relations`), RELX/KBP37 files (`relx`) and language facts
+(`languages`). Every other layer imports from here and nothing here imports
+them: the pipeline writes `SHARD_SCHEMA`, the trainer reads it. Nothing here
+imports torch or Beam; what running a model needs is `relbridge.runtime`.
 """
 
 from relbridge.data_specs.formats import (

@@ -224,8 +224,7 @@ PAIR_PARSERS: dict[str, Callable[[str, str, str, int], BitextRecord]] = {
 }
 
 
-# ---------------------------------------------------------------------------
-# Knowledge base
+# ---------------------------------------------------------------- knowledge base
 
 
 @dataclass(frozen=True)
@@ -585,9 +584,6 @@ def load_kb(
                     files.triples, line, f"triple ({s}, {r}, {o}) names unknown entity {arg}"
                 )
     return KnowledgeBase(entities, frozenset(triples))
-
-
-# ---------------------------------------------------------------------- BIO tags
 
 
 def bio_spans(tags: Sequence[str]) -> list[tuple[int, int, str]]:

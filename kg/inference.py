@@ -66,7 +66,7 @@ class Extractor:
 
         numbered = [dataclasses.replace(p, index=j) for j, p in enumerate(prepared)]
         with self._autocast():
-            records = extract_prepared(
+            records, _ = extract_prepared(
                 self.model, numbered, self.cfg.batch_size, self.cfg.threshold
             )
         out: list[list[dict[str, Any]]] = [[] for _ in numbered]

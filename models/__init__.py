@@ -1,0 +1,15 @@
+"""The multi-task relation extractor: model, training, evaluation, extraction.
+
+* `extractor`: `RelationExtractor(ModelConfig)`, entity-marker relation head and
+  BIO tagging head over one encoder;
+* `data`: shard and RELX/KBP37 readers, bags, language-balanced sampling;
+* training: `train_config` (`TrainConfig`: data, model, optim, run groups),
+  `units` (training units and the epoch sampler), `optim` (freezing, LoRA,
+  AdamW, weight average), `checkpoint` (weights-only, atomic, resumable) and
+  `trainer` (`train(cfg) -> dict`, the loop);
+* `evaluate`, `tagging`: scores; `extract`, `triples`: raw-text extraction and
+  KG triples; `benchmark`: KBP37 -> RELX.
+
+Imports only `relbridge.data_specs`, `relbridge.runtime` and `relbridge.text`;
+never Beam.
+"""

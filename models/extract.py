@@ -6,9 +6,11 @@
   style): the pair is classified in both directions and decoded jointly into one
   record (relation ``NA`` when neither direction holds);
 * **untagged** sentences: the tagging head finds mentions (BIO over words),
-  every pair of mentions is encoded once and scored in both directions, and each
-  direction whose best class is a relation (with probability >= ``threshold``)
-  becomes a record. With a KB mention finder (``mentions_of``, e.g.
+  every pair of mentions is encoded once and scored in both directions, and
+  decoded jointly like a marked pair: the more likely relation direction becomes
+  a record when its probability reaches ``threshold`` (by default the one
+  calibrated on KBP37 dev and saved beside the model, see
+  `relbridge.models.raw_text`), so that a pair gives at most one triple. With a KB mention finder (``mentions_of``, e.g.
   `relbridge.kb.TextMentions`; CLI ``--kb``), the KB's aliases
   found in the sentence are mentions too (of two overlapping spans the longer
   stays, see `merge_mentions`): a KB name is whole and links to its entity,
@@ -114,7 +116,7 @@ def extract(
     model_dir: str | Any,
     sentences: Sequence[str],
     batch_size: int = 16,
-    threshold: float = 0.0,
+    threshold: float | None = 0.0,
     mentions_of: MentionFinder | None = None,
     scoring: ScoringConfig = ScoringConfig(),
     candidates: CandidateConfig = CandidateConfig(),
@@ -127,7 +129,8 @@ def extract(
       model_dir: a saved model directory, or a loaded `RelationExtractor`.
       sentences: raw sentences, marked (``<e1>``/``<e2>``) or untagged.
       batch_size: inference batch size.
-      threshold: for untagged sentences, the minimum probability of a relation.
+      threshold: for untagged sentences, the minimum probability of a relation;
+        None: the model's calibrated threshold (`calibrated_threshold`), else 0.
       mentions_of: for untagged sentences, a KB mention finder whose words and
         mentions are used beside the tagger's (see the module docstring).
       scoring: the fast (packed) or exact path (`relbridge.models.scoring`).
@@ -139,20 +142,46 @@ def extract(
     Returns:
       The records, in sentence order.
     """
+    return extract_with_mentions(
+        model_dir, sentences, batch_size, threshold, mentions_of, scoring, candidates, schema, stats
+    )[0]
+
+
+def extract_with_mentions(
+    model_dir: str | Any,
+    sentences: Sequence[str],
+    batch_size: int = 16,
+    threshold: float | None = 0.0,
+    mentions_of: MentionFinder | None = None,
+    scoring: ScoringConfig = ScoringConfig(),
+    candidates: CandidateConfig = CandidateConfig(),
+    schema: TypeSchema | None = None,
+    stats: dict[str, int] | None = None,
+) -> tuple[list[dict[str, Any]], list[list[tuple[int, int, str, bool]]]]:
+    """`extract`, and per sentence the mentions its pairs were drawn from.
+
+    Returns:
+      ``(records, mentions)``: ``mentions[i]`` lists ``(char start, char end, type,
+      from_kb)`` of sentence ``i`` (the two marked entities of a marked one).
+    """
     from relbridge.models.extractor import RelationExtractor
 
     model = (
         RelationExtractor.from_pretrained(model_dir) if isinstance(model_dir, str) else model_dir
     )
+    if threshold is None:
+        threshold = calibrated_threshold(model_dir) if isinstance(model_dir, str) else None
+        threshold = 0.0 if threshold is None else threshold
     prepared = []
     for i, sentence in enumerate(sentences):
         try:
             prepared.append(prepare_sentence(i, sentence, mentions_of))
         except ValueError as error:
             logger.warning("sentence %d: %s; skipped", i, error)
-    return extract_prepared(
+    records, by_index = extract_prepared(
         model, prepared, batch_size, threshold, scoring, candidates, schema, stats
     )
+    return records, [by_index.get(i, []) for i in range(len(sentences))]
 
 
 def extract_prepared(
@@ -164,12 +193,13 @@ def extract_prepared(
     candidates: CandidateConfig = CandidateConfig(),
     schema: TypeSchema | None = None,
     stats: dict[str, int] | None = None,
-) -> list[dict[str, Any]]:
-    """The records of prepared sentences (`extract`'s model part; see its Args).
+) -> tuple[list[dict[str, Any]], dict[int, list[tuple[int, int, str, bool]]]]:
+    """The records of prepared sentences (`extract_with_mentions`' model part; see its Args).
 
-    Each record's ``sentence`` is its sentence's ``index``.
+    Each record's ``sentence`` is its sentence's ``index``; the mentions are keyed by index.
     """
     names = model.inventory.names
+    mentions_found: dict[int, list[tuple[int, int, str, bool]]] = {}
     pairs: list[PairInstance] = []
     meta: list[
         tuple[int, str, list[tuple[int, int]], bool]
@@ -181,12 +211,19 @@ def extract_prepared(
             w1, w2 = s.marked
             pairs.append(PairInstance(str(s.index), "", s.words, w1, w2, None, None, side="relx"))
             meta.append((s.index, s.text, token_offsets(s.text, s.words), True))
+            offsets = meta[-1][2]
+            mentions_found[s.index] = [(*_char_span(offsets, w), "", False) for w in (w1, w2)]
     found = tag_mentions(model, [w for _, _, w in untagged], batch_size) if untagged else []
     schema = schema or TypeSchema.from_relation_names(names)
     candidate_sets = []
     counts = {"candidate_pairs_before": 0, "candidate_pairs": 0, "encoder_passes": len(pairs)}
     for (i, text, words), tagged, kb_mentions in zip(untagged, found, known):
         mentions = merge_mentions(kb_mentions, tagged)
+        offsets = token_offsets(text, words)
+        kb_spans = {(m[0], m[1]) for m in kb_mentions}
+        mentions_found[i] = [
+            (*_char_span(offsets, (s, e)), t, (s, e) in kb_spans) for s, e, t in mentions
+        ]
         kept = candidate_pairs(mentions, schema, candidates)
         candidate_sets.append((words, [PairSpec(a[:2], b[:2], a[2], b[2]) for a, b in kept]))
         counts["candidate_pairs_before"] += len(mentions) * (len(mentions) - 1) // 2
@@ -211,15 +248,13 @@ def extract_prepared(
     records = []
     for pair, (i, text, offsets, marked), pr in zip(pairs, meta, probs):
         span1, span2 = _char_span(offsets, pair.e1), _char_span(offsets, pair.e2)
-        if marked:
-            l12, l21, conf = decode_joint(pr, names)
-            choices = [(l21, 1, conf)] if l21 != NA else [(l12, 0, conf)]
-        else:
+        # One decision per pair (KBP37/RELX give a pair one directed label): for a
+        # found pair, the more likely relation direction when its probability
+        # reaches the threshold.
+        l12, l21, conf = decode_joint(pr, names)
+        choices = [(l21, 1, conf)] if l21 != NA else [(l12, 0, conf)]
+        if not marked and (choices[0][0] == NA or conf < threshold):
             choices = []
-            for d in (0, 1):
-                best = int(pr[d].argmax())
-                if best != 0 and pr[d, best] >= threshold:
-                    choices.append((names[best], d, float(pr[d, best])))
         types = (pair.e1_type, pair.e2_type)
         for relation, direction, conf in choices:
             subj, obj = (span1, span2) if direction == 0 else (span2, span1)
@@ -239,7 +274,20 @@ def extract_prepared(
                 }
             )
     records.sort(key=lambda r: r["sentence"])
-    return records
+    return records, mentions_found
+
+
+THRESHOLD_FILE = "threshold.json"
+"""Beside a model: the relation threshold for untagged text, and what it was chosen on."""
+
+
+def calibrated_threshold(model_dir: str) -> float | None:
+    """The threshold saved beside a model by `relbridge.models.raw_text.calibrate`, if any."""
+    path = os.path.join(model_dir, THRESHOLD_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return float(json.load(f)["threshold"])
 
 
 def kb_schema(kb_dir: str | None, model_dir: str) -> TypeSchema:
@@ -350,6 +398,8 @@ def iter_extract_file(
     total = sum(1 for _ in read_sentences(path))  # a bad line fails here, before the model loads
     model = RelationExtractor.from_pretrained(model_dir)
     options.setdefault("schema", kb_schema(options.pop("kb_dir", None), model_dir))
+    if options.get("threshold") is None:  # the threshold calibrated for this model, if any
+        options["threshold"] = calibrated_threshold(model_dir) or 0.0
     bar = ProgressBar(total, "extract", "sentence", enabled=progress)
     inputs = read_sentences(path)
     stats["scoring_started_at"] = time.time()  # model and mention finder are loaded

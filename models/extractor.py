@@ -48,6 +48,8 @@ from torch import nn
 
 from relbridge.data_specs.relations import NA, RelationInventory
 from relbridge.models import markers as levitated
+from relbridge.models.partial_crf import UNKNOWN as UNKNOWN_TAG
+from relbridge.models.partial_crf import not_tag, partial_crf_loss
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +101,13 @@ class ModelConfig:
     tagging_weight: float = field(
         default=0.2,
         metadata={"help": "weight of the BIO tagging loss (>= 0; 0 skips tagging inputs)."},
+    )
+    tag_crf: bool = field(
+        default=False,
+        metadata={
+            "help": "tagging head is a linear-chain CRF trained on partial labels "
+            "(words no mention covers are unknown, not O; see models/partial_crf.py)."
+        },
     )
     freeze_embeddings: bool = field(
         default=False,
@@ -220,6 +229,8 @@ class RelationExtractor(nn.Module):
         self.tag_norm = nn.LayerNorm(hidden)
         self.tag_head = nn.Linear(hidden, len(cfg.tags))
         self.tag2id = {t: i for i, t in enumerate(cfg.tags)}
+        if cfg.tag_crf:  # (K, K) [previous, next]; zero: the untrained CRF is the softmax
+            self.tag_transitions = nn.Parameter(torch.zeros(len(cfg.tags), len(cfg.tags)))
         self.max_len = min(cfg.max_seq_len, _model_max_len(self.encoder, self.tokenizer))
         self.position_offset = levitated.position_offset(self.encoder)
 
@@ -314,7 +325,10 @@ class RelationExtractor(nn.Module):
         return Encoded(ids, e1_pos, e2_pos, labels)  # type: ignore[arg-type]
 
     def encode_tags(
-        self, words: Sequence[str], mentions: Sequence[tuple[int, int, str]] = ()
+        self,
+        words: Sequence[str],
+        mentions: Sequence[tuple[int, int, str]] = (),
+        partial: bool = False,
     ) -> Encoded:
         """Tokenizes an unmarked sentence with BIO labels on the first subword of each word.
 
@@ -322,24 +336,33 @@ class RelationExtractor(nn.Module):
           words: the sentence's words.
           mentions: ``(start, end, type)`` word spans ``[start, end)``; overlapping
             later mentions are dropped.
+          partial: words outside every mention are unknown, not ``O`` (and the word
+            after a mention is known not to continue it); for the CRF head only.
         """
-        word_tags = ["O"] * len(words)
+        word_tags = ["?" if partial else "O"] * len(words)
         for start, end, etype in sorted(mentions):
-            if any(t != "O" for t in word_tags[start:end]):
+            if any(t not in ("O", "?") for t in word_tags[start:end]):
                 continue
             t = self._type(etype)
             word_tags[start] = f"B-{t}"
             for i in range(start + 1, end):
                 word_tags[i] = f"I-{t}"
+            if end < len(words) and word_tags[end] == "?":
+                word_tags[end] = f"!I-{t}"
         enc = self.tokenizer(
             list(words), truncation=True, max_length=self.max_len, is_split_into_words=True
         )
         word_ids = enc.word_ids()
         labels, previous = [], None
         for w in word_ids:
-            labels.append(-100 if w is None or w == previous else self.tag2id[word_tags[w]])
+            labels.append(-100 if w is None or w == previous else self._tag_code(word_tags[w]))
             previous = w
         return Encoded(enc["input_ids"], tag_labels=labels, word_ids=word_ids)
+
+    def _tag_code(self, tag: str) -> int:
+        if tag == "?":
+            return UNKNOWN_TAG
+        return not_tag(self.tag2id[tag[1:]]) if tag[0] == "!" else self.tag2id[tag]
 
     def collate(self, items: Sequence[Encoded]) -> dict[str, torch.Tensor]:
         """Pads a list of inputs (right padding) into a batch of tensors."""
@@ -452,9 +475,15 @@ class RelationExtractor(nn.Module):
             ~result["has_pair"].unsqueeze(1), -100
         )  # (B, 2)
         rel_loss = masked_cross_entropy(result["relation_logits"], rel_labels)
-        tag_loss = masked_cross_entropy(result["tag_logits"], batch["tag_labels"])
+        tag_loss = self.tagging_loss(result["tag_logits"], batch["tag_labels"])
         loss = self.cfg.relation_weight * rel_loss + self.cfg.tagging_weight * tag_loss
         return {"loss": loss, "relation_loss": rel_loss.detach(), "tagging_loss": tag_loss.detach()}
+
+    def tagging_loss(self, tag_logits: torch.Tensor, tag_labels: torch.Tensor) -> torch.Tensor:
+        """Partial-label CRF loss with `tag_crf`, else the mean cross-entropy of the labelled words."""
+        if self.cfg.tag_crf:
+            return partial_crf_loss(tag_logits, tag_labels, self.cfg.tags, self.tag_transitions)
+        return masked_cross_entropy(tag_logits, tag_labels)
 
     def aggregate_bags(
         self,

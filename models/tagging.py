@@ -4,7 +4,8 @@
 ``(start, end, type)`` word spans ``[start, end)``. It is how `extract` finds the
 entities of untagged text, so its quality caps what extraction can find.
 
-Decoding (`decode_tags`) is ``"marginal"`` by default: a word belongs to a
+Decoding (`decode_tags`) is ``"marginal"`` by default (the per-word
+probabilities are the CRF's posterior marginals for a `tag_crf` head, else the softmax): a word belongs to a
 mention when the head finds it more likely inside one than outside (its
 ``B-`` and ``I-`` probabilities of all types together exceed ``O``'s), takes
 the type with the most ``B-`` + ``I-`` mass, and continues the mention before
@@ -37,6 +38,7 @@ import torch
 
 from relbridge.data_specs.formats import bio_spans
 from relbridge.models.data import TagInstance
+from relbridge.models.partial_crf import marginals
 from relbridge.runtime.metrics import prf
 
 Mention = tuple[int, int, str]
@@ -72,13 +74,13 @@ def tag_mentions(
         bar.update(len(chunk))
         items = [model.encode_tags(list(words)) for words in chunk]
         batch = {k: v.to(device) for k, v in model.collate(items).items()}
-        probs = model(batch, labels=False)["tag_logits"].float().softmax(-1).cpu()  # (B, T, tags)
-        for row, item, words in zip(probs, items, chunk):
+        logits = model(batch, labels=False)["tag_logits"].float().cpu()  # (B, T, tags)
+        for row, item, words in zip(logits, items, chunk):
             first = {}
             for t, w in enumerate(item.word_ids):
                 if w is not None and w not in first:
                     first[w] = t
-            word_probs = row[[first.get(w, 0) for w in range(len(words))]]
+            word_probs = _word_probs(model, row[[first.get(w, 0) for w in range(len(words))]])
             unseen = [w for w in range(len(words)) if w not in first]  # cut off by max length
             word_probs[unseen] = torch.nn.functional.one_hot(
                 torch.tensor(tags.index("O")), len(tags)
@@ -86,6 +88,15 @@ def tag_mentions(
             out.append(decode_tags(word_probs.numpy(), tags, decode))
     bar.close()
     return out
+
+
+def _word_probs(model, word_logits: torch.Tensor) -> torch.Tensor:
+    """Per-word tag probabilities (N, K): the CRF's marginals, or the softmax of a per-word head."""
+    if not getattr(model.cfg, "tag_crf", False) or not len(word_logits):
+        return word_logits.softmax(-1)
+    mask = torch.ones(1, len(word_logits), dtype=torch.bool)
+    transitions = model.tag_transitions.detach().float().cpu()
+    return marginals(word_logits.unsqueeze(0), mask, model.cfg.tags, transitions)[0]
 
 
 def decode_tags(word_probs, tags: Sequence[str], decode: str = "marginal") -> list[Mention]:

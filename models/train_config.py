@@ -252,6 +252,7 @@ MODEL_SETTINGS = {
     "dropout": "dropout",
     "relation_weight": "relation_weight",
     "tagging_weight": "tagging_weight",
+    "tag_crf": "tag_crf",
     "freeze_embeddings": "freeze_embeddings",
 }
 """Flat setting name -> `ModelConfig` field, for the model fields a training run sets.
@@ -261,13 +262,19 @@ The others (relations, entity types, base encoder) come from the data and the ru
 MODEL_HELP = {
     "model": "encoder name or directory, resolved by runtime.encoders.resolve_model.",
     "freeze_embeddings": "freeze the word-embedding matrix (cheap AdamW on CPU; markers still train).",
+    "tag_crf": "tagging head: a CRF trained on partial labels, words no mention covers unknown "
+    "(default); --no-tag-crf: per-word softmax, those words taught as O.",
 }
 """Help that differs from `ModelConfig`'s own, for the training flags."""
 
 
 def default_model() -> ModelConfig:
-    """The model a run trains unless told otherwise: multilingual e5-small, embeddings frozen."""
-    return ModelConfig(encoder=DEFAULT_MODEL, freeze_embeddings=True)
+    """The model a run trains unless told otherwise: multilingual e5-small, embeddings frozen.
+
+    Its tagging head is the partial-label CRF (`relbridge.models.partial_crf`):
+    distant and KBP37 labels cover only some names, so unlabelled words are unknown.
+    """
+    return ModelConfig(encoder=DEFAULT_MODEL, freeze_embeddings=True, tag_crf=True)
 
 
 GROUPS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "run": RunConfig}

@@ -138,7 +138,7 @@ def _micro_batch_loss(
     rel2id = model.inventory.rel2id
     bag_labels = torch.tensor([rel2id[bags[b].label] for b in bag_units], device=device)
     bag_logits = model.aggregate_bags(reps, scope, cfg.data.aggregation, bag_labels)  # (nbags, R)
-    tag_loss = masked_cross_entropy(out["tag_logits"], batch["tag_labels"])
+    tag_loss = model.tagging_loss(out["tag_logits"], batch["tag_labels"])
     rel_loss = masked_cross_entropy(bag_logits, bag_labels)
     return model.cfg.relation_weight * rel_loss + model.cfg.tagging_weight * tag_loss
 

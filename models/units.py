@@ -68,7 +68,10 @@ def load_training_data(cfg: TrainConfig) -> tuple[RelationData, RelationData]:
     if d.max_dev_instances and len(dev.pairs) > d.max_dev_instances:
         rng = random.Random(f"{seed}:dev")
         keep = sorted(rng.sample(range(len(dev.pairs)), d.max_dev_instances))
-        dev = RelationData([dev.pairs[i] for i in keep], dev.tags)
+        # The tagging scores follow the sampled pairs: tagging every dev sentence at
+        # each evaluation would cost more than the relation scores.
+        kept = {dev.pairs[i].id for i in keep}
+        dev = RelationData([dev.pairs[i] for i in keep], [t for t in dev.tags if t.id in kept])
     if not train.pairs:
         raise ValueError("no training pairs")
     return train, dev
@@ -110,7 +113,8 @@ def build_units(
         )  # fmt: skip
     tag_enc = []
     if cfg.model.tagging_weight > 0 and cfg.data.tagging_ratio > 0:
-        tag_enc = [model.encode_tags(t.tokens, t.mentions) for t in data.tags]
+        # With the CRF head, words that no mention covers are unknown, not O.
+        tag_enc = [model.encode_tags(t.tokens, t.mentions, model.cfg.tag_crf) for t in data.tags]
     units: list[Unit] = []
     bags = []
     if cfg.data.aggregation == "none":

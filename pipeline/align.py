@@ -185,6 +185,17 @@ class AlignStatistically(beam.PTransform):
         )
 
 
+def with_fallback(cfg: AlignConfig, fallback_method: str) -> AlignConfig:
+    """``cfg`` computing ``fallback_method`` too (in ``also``), unless it already does.
+
+    `PipelineConfig` applies it when it is built, so the align config it saves
+    (``pipeline_config.json``) and hashes into the run id is the one the workers run.
+    """
+    if fallback_method and fallback_method not in cfg.methods:
+        return replace(cfg, also=(*cfg.also, fallback_method))
+    return cfg
+
+
 class AlignWords(beam.PTransform):
     """Adds word alignments to rows; returns ``rows`` plus ``dead_letter``.
 
@@ -195,9 +206,7 @@ class AlignWords(beam.PTransform):
 
     def __init__(self, cfg: AlignConfig, fallback_method: str = ""):
         super().__init__()
-        if fallback_method and fallback_method not in cfg.methods:
-            cfg = replace(cfg, also=(*cfg.also, fallback_method))
-        self.cfg = cfg
+        self.cfg = with_fallback(cfg, fallback_method)
         self.fallback_method = fallback_method
 
     def expand(self, rows):

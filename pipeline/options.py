@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from relbridge.alignment.aligner import DEFAULT_PRESET, STATISTICAL, AlignConfig, aligner_config
 from relbridge.alignment.sentence_embed import SentenceEmbedConfig
+from relbridge.pipeline.align import with_fallback
 from relbridge.pipeline.align_sentences import AlignSentencesConfig
 from relbridge.pipeline.ingest import IngestConfig
 from relbridge.pipeline.label import LabelConfig
@@ -41,6 +42,9 @@ class PipelineConfig:
     documents: AlignSentencesConfig | None = None  # set: sentence-align these, no corpus
 
     def __post_init__(self):
+        # The projection's fallback links are computed by the aligner: the align
+        # config records that, so what is saved and hashed is what the workers run.
+        object.__setattr__(self, "align", with_fallback(self.align, self.project.fallback_method))
         if self.documents is not None and self.skip_existing:
             raise ValueError("--skip-existing works on a line-aligned --corpus, not --documents")
         if self.skip_existing and self.overwrite:
@@ -63,8 +67,87 @@ class PipelineConfig:
         return hashlib.sha1(blob.encode()).hexdigest()[:10]
 
 
+_IO_HELP = {
+    "corpus": "parallel corpus: a .tsv (src<TAB>tgt or id<TAB>src<TAB>tgt) "
+    "or .jsonl ({src, tgt, id?}) file or glob, or a prefix P of two line-aligned text files "
+    "P.<src-lang> and P.<tgt-lang>, or those two files as SRC_FILE,TGT_FILE; local, gs:// "
+    "or any Beam filesystem",
+    "corpus_format": "corpus format (auto: by file name; anything not .tsv/.jsonl is 'text')",
+    "unescape": "decode HTML/XML character references (&apos; &amp; &#124;) in both sentences, "
+    "as Moses-tokenised corpora escape them (default: off)",
+    "corpus_name": "provenance name, part of every pair id (none: the file name)",
+    "src_lang": "source language code, e.g. en (KB aliases are matched here)",
+    "tgt_lang": "target language code, e.g. de (labels are projected here)",
+    "kb": "KB directory with entities.{tsv,jsonl} (id, type, aliases per "
+    "language) and triples.{tsv,jsonl} (subject, relation, object)",
+    "output": "output directory for shards, dead letters and stats",
+    "num_shards": "Parquet files to write (0: the runner decides)",
+    "case_sensitive": "match KB aliases ignoring case",
+    "max_mentions": "mentions kept per sentence",
+    "skip_function_word_aliases": "also match one-word aliases that are function words of the "
+    "source language (it, one, his); by default they are skipped",
+    "max_words": "longest sentence accepted, in words",
+    "min_confidence": "drop projected target mentions less confident than this, in [0, 1] "
+    "(higher: fewer, cleaner target labels)",
+}
+_RUN_HELP = {
+    "skip_existing": "refresh mode: skip pairs already in OUTPUT/shards and input lines already "
+    "in OUTPUT/dead_letter, and add new shards beside",
+    "overwrite": "replace the shards and dead letters of earlier runs in OUTPUT (other input or "
+    "settings); without it such a run stops before writing anything",
+}
+_ALIGN_HELP = {
+    "model": "encoder: local path or Hugging Face name; a name falls back to the bundled "
+    "multilingual-e5-small when it cannot be loaded offline, a missing path is an error",
+    "num_threads": "torch CPU threads per worker process (the preset's: torch's own, or with "
+    "the DirectRunner's --direct_running_mode multi_processing, cores / --direct_num_workers)",
+    "compile": "torch.compile the encoder in each worker (~30 s once; meant for CUDA, no gain "
+    "on CPU)",
+    "statistical": "eflomal, trained once on the whole corpus: off, only (instead of neural "
+    "links) or a rule combining neural and eflomal links",
+}
+_ALIGN_FIELDS = ("method", "layer", "batch_size", "num_threads", "compile", "statistical")
+
+
+def _flag_sets() -> dict[str, list]:
+    """The pipeline's flags, one list per config they fill (`relbridge.runtime.flags`)."""
+    from relbridge.alignment.statistical import EflomalConfig
+    from relbridge.runtime.flags import field_flags
+
+    return {
+        "ingest": field_flags(IngestConfig, help=_IO_HELP),
+        "label": field_flags(
+            LabelConfig, ["kb", "case_sensitive", "max_mentions", "skip_function_word_aliases"],
+            invert={"case_sensitive": "case_insensitive",
+                    "skip_function_word_aliases": "match_function_word_aliases"},
+            help=_IO_HELP,
+        ),
+        "tokenize": field_flags(TokenizeConfig, ["max_words"], help=_IO_HELP),
+        "write": field_flags(WriteConfig, ["output", "num_shards"], help=_IO_HELP),
+        "run": field_flags(PipelineConfig, ["skip_existing", "overwrite"], help=_RUN_HELP),
+        "project": field_flags(
+            ProjectConfig, ["min_confidence"], rename={"min_confidence": "min_projection_confidence"},
+            help=_IO_HELP,
+        ),
+        "model": field_flags(AlignConfig, ["model"], help=_ALIGN_HELP),
+        "align": field_flags(
+            AlignConfig, _ALIGN_FIELDS, prefix="align-", rename={"num_threads": "threads"},
+            help=_ALIGN_HELP,
+        ),
+        "eflomal": field_flags(
+            EflomalConfig, ["extra_corpus"], prefix="align-statistical-",
+            help={"extra_corpus": "more parallel text for eflomal to train on: a pre-tokenised "
+                  "'src ||| tgt' file of the same language pair and direction, tokenised like "
+                  "the corpus"},
+        ),
+    }  # fmt: skip
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds the pipeline's flags (used by `relbridge run`)."""
+    """Adds the pipeline's flags (used by `relbridge run`), generated from the stage configs."""
+    from relbridge.runtime.flags import add_flags
+
+    flags = _flag_sets()
     io = parser.add_argument_group("inputs and outputs")
     inputs = io.add_mutually_exclusive_group(required=True)
     inputs.add_argument(
@@ -72,17 +155,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="parallel corpus: a .tsv (src<TAB>tgt or id<TAB>src<TAB>tgt) "
         "or .jsonl ({src, tgt, id?}) file or glob, or a prefix P of two line-aligned text files "
         "P.<src-lang> and P.<tgt-lang>, or those two files as SRC_FILE,TGT_FILE; local, gs:// "
-        "or any Beam filesystem",
+        "or any Beam filesystem (default: none; give --corpus or --documents)",
     )
     inputs.add_argument(
         "--documents",
         help="document pairs to sentence-align first: a manifest TSV (doc_id<TAB>src_path<TAB>"
-        "tgt_path, paths relative to it or on any Beam filesystem) or .jsonl ({src, tgt, id?})",
+        "tgt_path, paths relative to it or on any Beam filesystem) or .jsonl ({src, tgt, id?}) "
+        "(default: none; give --corpus or --documents)",
     )
     io.add_argument(
         "--presplit",
         action="store_true",
-        help="with --documents: the documents hold one sentence per line already",
+        help="with --documents: the documents hold one sentence per line already (default: off)",
     )
     io.add_argument(
         "--min-sentence-score",
@@ -101,7 +185,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--unescape",
         action="store_true",
         help="decode HTML/XML character references (&apos; &amp; &#124;) in both sentences, "
-        "as Moses-tokenised corpora escape them",
+        "as Moses-tokenised corpora escape them (default: off)",
     )
     io.add_argument(
         "--corpus-name",
@@ -142,88 +226,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--skip-existing",
         action="store_true",
         help="refresh mode: skip pairs already in OUTPUT/shards and input lines already in "
-        "OUTPUT/dead_letter, and add new shards beside",
+        "OUTPUT/dead_letter, and add new shards beside (default: off)",
     )
     io.add_argument(
         "--overwrite",
         action="store_true",
         help="replace the shards and dead letters of earlier runs in OUTPUT (other input or settings); "
-        "without it such a run stops before writing anything",
+        "without it such a run stops before writing anything (default: off)",
     )
     lab = parser.add_argument_group("distant supervision")
-    lab.add_argument(
-        "--case-insensitive", action="store_true", help="match KB aliases ignoring case"
-    )
-    lab.add_argument(
-        "--max-mentions", type=int, default=20, help="mentions kept per sentence (default 20)"
-    )
-    lab.add_argument(
-        "--match-function-word-aliases",
-        action="store_true",
-        help="also match one-word aliases that are function words of the source language "
-        "(it, one, his); by default they are skipped",
-    )
-    lab.add_argument(
-        "--max-words",
-        type=int,
-        default=256,
-        help="longest sentence accepted, in words (default 256)",
-    )
-    proj = parser.add_argument_group("label projection")
-    proj.add_argument(
-        "--min-projection-confidence",
-        type=float,
-        default=ProjectConfig.min_confidence,
-        help="drop projected target mentions less confident than this, in [0, 1] "
-        f"(default {ProjectConfig.min_confidence}; higher: fewer, cleaner target labels)",
-    )
+    add_flags(lab, [f for f in flags["label"] if f.field != "kb"] + flags["tokenize"])
+    add_flags(parser.add_argument_group("label projection"), flags["project"])
     al = parser.add_argument_group("word alignment")
-    al.add_argument(
-        "--model",
-        default=None,
-        help="encoder: local path or Hugging Face name; a name falls back to the bundled "
-        "multilingual-e5-small when it cannot be loaded offline, a missing path is an error",
-    )
+    add_flags(al, flags["model"], given_only=True, default_text="the preset's")
     al.add_argument(
         "--aligner",
         default=DEFAULT_PRESET,
-        help=f"registered aligner preset; the flags below override it (default {DEFAULT_PRESET})",
+        help=f"registered aligner preset; the flags below override it (default: {DEFAULT_PRESET})",
     )
-    al.add_argument("--align-method", default=None, help="alignment method (default: the preset's)")
-    al.add_argument(
-        "--align-layer", type=int, default=None, help="encoder layer (default: the preset's)"
-    )
-    al.add_argument(
-        "--align-batch-size",
-        type=int,
-        default=AlignConfig.batch_size,
-        help=f"sentence pairs per encoder batch (default {AlignConfig.batch_size})",
-    )
-    al.add_argument(
-        "--align-threads",
-        type=int,
-        default=None,
-        help="torch CPU threads per worker process (default: torch's own, or with the "
-        "DirectRunner's --direct_running_mode multi_processing, cores / --direct_num_workers)",
-    )
-    al.add_argument(
-        "--align-compile",
-        action="store_true",
-        help="torch.compile the encoder in each worker (~30 s once; meant for CUDA, no gain on CPU)",
-    )
-    al.add_argument(
-        "--align-statistical",
-        default=None,
-        choices=STATISTICAL,
-        help="eflomal, trained once on the whole corpus: off, only (instead of neural links) or a "
-        "rule combining neural and eflomal links (default: the preset's)",
-    )
-    al.add_argument(
-        "--align-statistical-extra-corpus",
-        default=None,
-        help="more parallel text for eflomal to train on: a pre-tokenised 'src ||| tgt' file "
-        "of the same language pair and direction, tokenised like the corpus",
-    )
+    add_flags(
+        al, flags["align"] + flags["eflomal"], given_only=True, default_text="the preset's",
+        choices={"statistical": STATISTICAL},
+    )  # fmt: skip
 
 
 def config_from_args(args: argparse.Namespace, beam_args: Sequence[str] = ()) -> PipelineConfig:
@@ -337,24 +361,11 @@ def threads_per_worker(beam_args: Sequence[str]) -> int | None:
 
 def align_config_from_args(args: argparse.Namespace) -> AlignConfig:
     """The ``--aligner`` preset with the ``--align-*`` flags that were given."""
-    flags = {
-        "layer": args.align_layer,
-        "method": args.align_method,
-        "statistical": args.align_statistical,
-    }
-    cfg = aligner_config(
-        args.aligner,
-        model=args.model,
-        batch_size=args.align_batch_size,
-        compile=args.align_compile,
-        num_threads=args.align_threads,
-        **{k: v for k, v in flags.items() if v is not None},
-    )
-    if args.align_statistical_extra_corpus:
-        cfg = dataclasses.replace(
-            cfg,
-            eflomal=dataclasses.replace(
-                cfg.eflomal, extra_corpus=args.align_statistical_extra_corpus
-            ),
-        )
+    from relbridge.runtime.flags import given
+
+    flags = _flag_sets()
+    cfg = aligner_config(args.aligner, **given(args, flags["model"] + flags["align"]))
+    eflomal = given(args, flags["eflomal"])
+    if eflomal:
+        cfg = dataclasses.replace(cfg, eflomal=dataclasses.replace(cfg.eflomal, **eflomal))
     return cfg

@@ -11,8 +11,9 @@ here, so the layers above agree on it:
 * `batching`: length-bucketed batches;
 * `optim`: AdamW parameter groups (one no-decay rule) and the linear
   warm-up/decay schedule;
-* `metrics`: precision, recall and F1 from counts.
-* `progress`: a tqdm bar on a terminal, throttled log lines elsewhere.
+* `metrics`: precision, recall and F1 from counts;
+* `progress`: a tqdm bar on a terminal, throttled log lines elsewhere;
+* `flags`: command-line flags generated from dataclass fields, for every command.
 
 `runtime` imports no other relbridge package (and neither Beam nor the
 pipeline); torch is imported inside the functions that need it, so

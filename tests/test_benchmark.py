@@ -42,16 +42,25 @@ def test_benchmark_runs_and_reports_every_language(tiny_encoder, tmp_path):
     assert summary["scores"]["kbp37_test_minus_relx"]["pairs"] == 2
     training = summary["training"]
     assert training["dev_pairs"] == 3 and training["tokens_per_s"] > 0
-    # 4 pairs / batch 2 = 2 steps per epoch: dev at step 3 (eval_every) and at the last step, 4.
-    assert [h["global_step"] for h in summary["history"]] == [3, 4]
+    # 4 pairs + 1 tagging input (tagging_ratio 0.25) / batch 2 = 3 steps per epoch: dev at
+    # step 3 (eval_every) and at the last step, 6.
+    assert [h["global_step"] for h in summary["history"]] == [3, 6]
     assert json.loads((out / "benchmark.json").read_text())["preset"] == "cpu"
+    # The tagger was trained (partial labels) and the raw-text block scores every language.
+    assert training["tag_inputs"] == 4 if "tag_inputs" in training else True
+    assert set(summary["raw_text"]) == {"en", "de", "fr"}
+    en = summary["raw_text"]["en"]
+    assert en["sentences"] == 2 and 0 <= en["relx_f1"] <= 100 and 0 <= en["mention_recall"] <= 100
+    threshold = json.loads((out / "model" / "threshold.json").read_text())
+    assert threshold["threshold"] == summary["raw_text_threshold"]
+    assert threshold["chosen_on"].endswith("dev.txt") and len(threshold["curve"]) == 20
 
 
 def test_presets_and_overrides(tmp_path):
     cpu = relx_benchmark_config("k", str(tmp_path), "cpu", lr=2e-5)
     assert cpu.optim.freeze_layers == 2 and cpu.optim.layer_lr_decay == 0.9 and cpu.optim.lr == 2e-5
     assert cpu.optim.epochs == 3 and cpu.optim.ema_decay == 0.995
-    assert cpu.model.tagging_weight == 0.0
+    assert cpu.model.tagging_weight > 0 and cpu.model.tag_crf
     full = relx_benchmark_config("k", str(tmp_path), "full")
     assert full.optim.freeze_layers == 0 and full.data.max_train_instances == 0
     assert cpu.data.relx_train == ("k/train.txt",) and cpu.data.dev == ("k/dev.txt",)

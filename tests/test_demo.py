@@ -34,10 +34,14 @@ def test_demo_runs_every_step_and_accounts_for_every_record(demo):
         assert scores["overall"]["pairs"] == 93, scores["overall"]
     kg = summary["knowledge_graph_from_heldout_raw_text"]
     for lang in ("de", "en"):
-        assert kg["raw_text_extraction_vs_relx"][lang]["sentences"] == 93
+        raw = kg["raw_text_extraction_vs_relx"][lang]
+        assert raw["sentences"] == 93
+        for key in ("relx_f1", "mention_recall", "pair_recall", "triple_recall", "linked_share"):
+            assert 0.0 <= raw[key] <= 100.0, (key, raw)
+        assert raw["pair_recall"] <= raw["mention_recall"] or raw["mention_recall"] == 0
     counts = kg["triples"]
     assert counts["records"] == sum(
-        kg["raw_text_extraction_vs_relx"][lang]["records"] for lang in ("de", "en")
+        kg["raw_text_extraction_vs_relx"][lang]["triples"] for lang in ("de", "en")
     )
     assert counts["records"] == counts["used"] + counts["below_threshold"] + counts["type_mismatch"]
     assert counts["triples"] == counts["in_kb"] + counts["new"] + counts["unlinked"]

@@ -309,3 +309,24 @@ def test_how_many_threads_or_compiling_does_not_change_the_run_id(tmp_path):
     assert multi.write.run_id == plain.write.run_id
     other = config_from_args(parser.parse_args([*argv, "--align-layer", "5"]))
     assert other.write.run_id != plain.write.run_id
+
+
+def test_the_saved_align_config_is_the_one_the_workers_run(tmp_path):
+    """The projection's fallback method is in the align config that is saved and hashed."""
+    import json
+
+    from relbridge.pipeline.output import write_config
+    from relbridge.pipeline.options import add_arguments, config_from_args
+
+    corpus = tmp_path / "c.tsv"
+    corpus.write_text("a\tb\n")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    argv = ["--corpus", str(corpus), "--kb", "kb", "--src-lang", "en", "--tgt-lang", "de"]
+    argv += ["--output", str(tmp_path / "out"), "--aligner", "simalign.argmax.v1"]
+    cfg = config_from_args(parser.parse_args(argv))
+    assert cfg.project.fallback_method == "itermax" and "itermax" in cfg.align.methods
+    assert AlignWords(cfg.align, cfg.project.fallback_method).cfg == cfg.align  # nothing added
+    write_config(str(tmp_path / "out"), cfg)
+    saved = json.loads((tmp_path / "out" / "pipeline_config.json").read_text())
+    assert saved["align"]["method"] == "argmax" and saved["align"]["also"] == ["itermax"]

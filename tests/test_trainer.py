@@ -29,7 +29,7 @@ def _heads(model_dir):
 
 def test_train_then_evaluate_and_extract(tiny_encoder, tmp_path):
     shards = write_toy_shards(tmp_path / "shards")
-    stats = train(_cfg(tiny_encoder, shards, tmp_path / "run", epochs=8, dev=(shards,)))
+    stats = train(_cfg(tiny_encoder, shards, tmp_path / "run", epochs=16, dev=(shards,)))
     assert stats["completed"] and stats["languages"] == {"en": 5, "de": 5}
     assert stats["best_dev"]["micro_f1"] > 50
     assert (
@@ -404,7 +404,7 @@ def test_ema_run_keeps_the_averaged_weights(tiny_encoder, tmp_path):
         _cfg(tiny_encoder, shards, tmp_path / "ema", ema_decay=0.9, epochs=2, keep_checkpoint=True)
     )
     assert stats["ema_decay"] == 0.9
-    ckpt = torch.load(tmp_path / "ema" / "checkpoint.pt", weights_only=False)
+    ckpt = torch.load(tmp_path / "ema" / "checkpoint.pt", weights_only=True)
     shadow, trained = ckpt["average"]["shadow"], ckpt["model"]
     saved = _heads(stats["model_dir"])  # no dev: the final averaged weights are the model
     head = next(k for k in saved if k in shadow)

@@ -252,6 +252,7 @@ def test_no_relation_records_are_counted_never_published(tmp_path, capsys):
     kb.mkdir()
     (kb / "entities.tsv").write_text("Q1\tPER\ten\tMerkel\nQ2\tLOC\ten\tHamburg\n")
     (kb / "triples.tsv").write_text("Q2\tper:city_of_birth\tQ1\n")
+    (kb / "relations.json").write_text('{"relations": ["per:city_of_birth"]}')  # not KBP37's
     src, out = tmp_path / "in.jsonl", tmp_path / "kg.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in records[:2]))
     argv = ["triples", "--input", str(src), "--output", str(out), "--kb", str(kb), "--only-new"]

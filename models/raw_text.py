@@ -1,0 +1,264 @@
+"""End-to-end scores on raw text: the system finds the entities itself, then relates them.
+
+The marked-entity RELX metric tells how well a model classifies a pair it is
+given. A knowledge-graph user gives raw text, so here the markers of each
+RELX/KBP37 sentence are removed, the tagging head (and a KB's aliases, when a
+mention finder is given) find the mentions, every pair of them is classified
+(`relbridge.models.extract`), and the output is scored against the sentence's
+one annotated pair:
+
+* ``relx_f1``: the RELX metric (`relbridge.models.evaluate.relx_f1`) where the
+  prediction for a sentence's gold pair is the system's own most confident
+  record between exactly those two spans (either direction), and
+  ``no_relation`` when it found either argument not exactly or output nothing
+  for the pair. Directly comparable to the marked-entity metric on the same file.
+* ``mention_recall``: gold argument spans found exactly, over all arguments.
+* ``pair_recall``: sentences whose two arguments were both found exactly.
+* ``triple_recall``: gold facts (non-NA) output with both spans, relation and
+  direction right.
+* ``precision_lower_bound``: records that are a gold fact over all records. RELX
+  annotates one pair per sentence, so a true fact about another pair counts as
+  wrong: a lower bound.
+* ``triples_per_sentence`` beside ``gold_facts_per_sentence``, and with a KB
+  mention finder ``linked_share``: output arguments that are a KB alias match
+  (so the linker can give them a KB id), over all output arguments.
+
+Spans compare as character spans of the clean text; a gold span is first
+trimmed to the words it covers, as the marked evaluation does.
+
+`calibrate` chooses the relation threshold for raw text on a dev file (KBP37
+dev, never RELX): the threshold with the best raw-text ``relx_f1``, which keeps
+the number of triples per sentence near that of the true facts, not of the
+candidate pairs. It is saved beside the model (`THRESHOLD_FILE`) and
+`extract` uses it by default.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from relbridge.data_specs.relations import NA
+from relbridge.data_specs.relx import read_relx, words_with_spans
+from relbridge.data_specs.schema import token_offsets
+from relbridge.models.evaluate import NO_RELATION, relx_f1
+from relbridge.models.extract import THRESHOLD_FILE, MentionFinder, extract_with_mentions
+
+logger = logging.getLogger(__name__)
+
+CharSpan = tuple[int, int]
+
+THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(0, 20))
+"""The thresholds `calibrate` tries: 0 to 0.95."""
+
+
+@dataclass(frozen=True)
+class GoldSentence:
+    """A RELX/KBP37 sentence without markers: its two argument spans and its directed label."""
+
+    id: str
+    text: str
+    e1: CharSpan
+    e2: CharSpan
+    label: str  # "rel(e1,e2)", "rel(e2,e1)" or "no_relation"
+
+    @property
+    def fact(self) -> tuple[CharSpan, str, CharSpan] | None:
+        """``(subject span, relation, object span)``; None for ``no_relation``."""
+        if self.label == NO_RELATION:
+            return None
+        relation, direction = self.label[: -len("(e1,e2)")], self.label[-len("(e1,e2)") :]
+        return (self.e1, relation, self.e2) if direction == "(e1,e2)" else (self.e2, relation, self.e1)
+
+
+def _trimmed(text: str, spans: Sequence[CharSpan]) -> list[CharSpan]:
+    """Each character span trimmed to the words it covers; (-1, -1) when it covers none."""
+    words, word_spans = words_with_spans(text, spans)
+    offsets = token_offsets(text, words)
+    return [
+        (offsets[s][0], offsets[e - 1][1]) if s >= 0 else (-1, -1) for s, e in word_spans
+    ]
+
+
+def gold_sentences(path: str, ids: Iterable[str] | None = None) -> list[GoldSentence]:
+    """The sentences of a KBP37/RELX file, markers removed (optionally only ``ids``)."""
+    keep = None if ids is None else {str(i) for i in ids}
+    out = []
+    for rec in read_relx(path):
+        if keep is not None and rec.id not in keep:
+            continue
+        relation, subject, _ = rec.subject_object()
+        e1, e2 = _trimmed(rec.text, [rec.e1, rec.e2])
+        if relation == NA:
+            label = NO_RELATION
+        else:
+            label = f"{relation}(e1,e2)" if subject == rec.e1 else f"{relation}(e2,e1)"
+        out.append(GoldSentence(rec.id, rec.text, e1, e2, label))
+    return out
+
+
+def pair_prediction(gold: GoldSentence, records: Sequence[dict[str, Any]]) -> str:
+    """The system's directed label for the gold pair: its most confident record between the two spans."""
+    best = None
+    for r in records:
+        subj, obj = tuple(r["subject_span"]), tuple(r["object_span"])
+        if {subj, obj} == {gold.e1, gold.e2} and subj != obj:
+            if best is None or r["confidence"] > best["confidence"]:
+                best = r
+    if best is None:
+        return NO_RELATION
+    forward = tuple(best["subject_span"]) == gold.e1
+    return f"{best['relation']}({'e1,e2' if forward else 'e2,e1'})"
+
+
+def raw_text_scores(
+    gold: Sequence[GoldSentence],
+    records: Sequence[dict[str, Any]],
+    mentions: Sequence[Sequence[tuple[int, int, str, bool]]],
+    with_kb: bool = False,
+) -> dict[str, Any]:
+    """The raw-text metrics (module docstring) of extraction output against the gold pairs.
+
+    Args:
+      gold: the sentences.
+      records: `extract` records; ``record["sentence"]`` indexes ``gold``.
+      mentions: per sentence, the mentions found: ``(start, end, type, from_kb)``.
+      with_kb: report ``linked_share`` (a KB mention finder was used).
+    """
+    by_sentence: list[list[dict[str, Any]]] = [[] for _ in gold]
+    for r in records:
+        by_sentence[r["sentence"]].append(r)
+    found_args = found_pairs = gold_facts = fact_hits = record_hits = linked = 0
+    gold_labels, predicted = [], []
+    for g, recs, found in zip(gold, by_sentence, mentions, strict=True):
+        spans = {(s, e) for s, e, *_ in found}
+        hit1, hit2 = g.e1 in spans, g.e2 in spans
+        found_args += hit1 + hit2
+        found_pairs += hit1 and hit2
+        gold_labels.append(g.label)
+        predicted.append(pair_prediction(g, recs) if hit1 and hit2 else NO_RELATION)
+        fact = g.fact
+        gold_facts += fact is not None
+        hits = sum(
+            fact == (tuple(r["subject_span"]), r["relation"], tuple(r["object_span"])) for r in recs
+        )
+        record_hits += hits
+        fact_hits += hits > 0
+        kb_spans = {(s, e) for s, e, _, from_kb in found if from_kb}
+        linked += sum(
+            (tuple(r[key]) in kb_spans) for r in recs for key in ("subject_span", "object_span")
+        )
+    n = len(gold)
+    result: dict[str, Any] = {
+        "sentences": n,
+        "relx_f1": round(relx_f1(gold_labels, predicted), 2),
+        "mention_recall": _pct(found_args, 2 * n),
+        "pair_recall": _pct(found_pairs, n),
+        "triple_recall": _pct(fact_hits, gold_facts),
+        "precision_lower_bound": _pct(record_hits, len(records)),
+        "triples": len(records),
+        "triples_per_sentence": round(len(records) / n, 3) if n else 0.0,
+        "gold_facts_per_sentence": round(gold_facts / n, 3) if n else 0.0,
+        "mentions_per_sentence": round(sum(len(m) for m in mentions) / n, 3) if n else 0.0,
+    }
+    if with_kb:
+        result["linked_share"] = _pct(linked, 2 * len(records))
+    return result
+
+
+def _pct(hits: int, total: int) -> float:
+    return round(100.0 * hits / total, 2) if total else 0.0
+
+
+def evaluate_raw_text(
+    model: str | Any,
+    path: str,
+    ids: Iterable[str] | None = None,
+    mentions_of: MentionFinder | None = None,
+    threshold: float | None = None,
+    batch_size: int = 16,
+) -> dict[str, Any]:
+    """Raw-text scores of a model on a KBP37/RELX file (see the module docstring).
+
+    Args:
+      model: a model directory or a loaded `RelationExtractor`.
+      path: the KBP37/RELX file; its markers are removed.
+      ids: keep only these record ids.
+      mentions_of: a KB mention finder for the file's language (None: the tagger alone).
+      threshold: the relation threshold (None: the model's calibrated one, else 0).
+      batch_size: inference batch size.
+    """
+    gold = gold_sentences(path, ids)
+    if not gold:
+        raise ValueError(f"{path}: no sentences to score")
+    records, mentions = extract_with_mentions(
+        model, [g.text for g in gold], batch_size, threshold, mentions_of
+    )
+    result = raw_text_scores(gold, records, mentions, with_kb=mentions_of is not None)
+    if threshold is None and isinstance(model, str):
+        from relbridge.models.extract import calibrated_threshold
+
+        threshold = calibrated_threshold(model)
+    result["threshold"] = threshold if threshold is not None else 0.0
+    return result
+
+
+def calibrate(
+    model_dir: str,
+    dev_path: str,
+    ids: Iterable[str] | None = None,
+    mentions_of: MentionFinder | None = None,
+    thresholds: Sequence[float] = THRESHOLDS,
+    batch_size: int = 16,
+    save: bool = True,
+) -> dict[str, Any]:
+    """Chooses the raw-text relation threshold on a dev file and saves it beside the model.
+
+    Extraction runs once with threshold 0 (every pair's decision keeps its
+    confidence); each threshold then keeps the records that reach it. The best
+    raw-text ``relx_f1`` wins; among equals (a weak model scores 0 everywhere),
+    the one whose triples per sentence come closest to the gold facts per
+    sentence, then the higher threshold.
+
+    Returns:
+      ``{"threshold", "chosen_on", "sentences", "curve": [{threshold, relx_f1,
+      precision_lower_bound, triple_recall, triples_per_sentence}]}``.
+    """
+    gold = gold_sentences(dev_path, ids)
+    if not gold:
+        raise ValueError(f"{dev_path}: no sentences to calibrate on")
+    records, mentions = extract_with_mentions(
+        model_dir, [g.text for g in gold], batch_size, 0.0, mentions_of
+    )
+    curve = []
+    for t in thresholds:
+        kept = [r for r in records if r["confidence"] >= t]
+        s = raw_text_scores(gold, kept, mentions)
+        curve.append(
+            {"threshold": t}
+            | {k: s[k] for k in ("relx_f1", "precision_lower_bound", "triple_recall")}
+            | {"triples_per_sentence": s["triples_per_sentence"]}
+        )
+    facts = raw_text_scores(gold, [], mentions)["gold_facts_per_sentence"]
+    best = max(
+        curve,
+        key=lambda c: (c["relx_f1"], -abs(c["triples_per_sentence"] - facts), c["threshold"]),
+    )
+    result = {
+        "threshold": best["threshold"],
+        "chosen_on": os.path.abspath(dev_path),
+        "sentences": len(gold),
+        "gold_facts_per_sentence": facts,
+        "curve": curve,
+    }
+    if save:
+        path = os.path.join(model_dir, THRESHOLD_FILE)
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=2)
+        os.replace(path + ".tmp", path)  # never a half-written threshold file
+        logger.info("raw-text threshold %.2f (chosen on %s), saved to %s", best["threshold"], dev_path, path)
+    return result

@@ -1,0 +1,90 @@
+"""Raw-text scores (models/raw_text.py): the metric definitions on tiny in-code sentences."""
+
+import pytest
+
+from relbridge.models.raw_text import GoldSentence, gold_sentences, pair_prediction, raw_text_scores
+
+TEXT = "Billy Hughes led Australia ."
+BILLY, AUSTRALIA, LED = (0, 12), (17, 26), (13, 16)
+
+
+def _record(i, subj, rel, obj, conf=0.9):
+    return {"sentence": i, "subject_span": list(subj), "relation": rel, "object_span": list(obj),
+            "confidence": conf}  # fmt: skip
+
+
+GOLD = [
+    GoldSentence("1", TEXT, BILLY, AUSTRALIA, "per:employee_of(e1,e2)"),
+    GoldSentence("2", TEXT, BILLY, AUSTRALIA, "per:employee_of(e2,e1)"),
+    GoldSentence("3", TEXT, BILLY, AUSTRALIA, "no_relation"),
+]
+
+
+def test_a_found_pair_is_scored_by_the_systems_own_output():
+    mentions = [
+        [(*BILLY, "", False), (*AUSTRALIA, "", True)],  # both found
+        [(0, 5, "", False), (*AUSTRALIA, "", False)],  # "Billy" only: the pair is not found
+        [(*BILLY, "", False), (*AUSTRALIA, "", False)],
+    ]
+    records = [
+        _record(0, BILLY, "per:employee_of", AUSTRALIA),  # right
+        _record(0, BILLY, "per:title", LED, 0.5),  # not the gold pair: wrong for the bound
+        _record(1, AUSTRALIA, "per:employee_of", (0, 5)),  # the right relation on a cut span
+        _record(2, AUSTRALIA, "org:founded", BILLY),  # a false positive on a no_relation pair
+    ]
+    s = raw_text_scores(GOLD, records, mentions, with_kb=True)
+    assert s["mention_recall"] == pytest.approx(100 * 5 / 6, abs=0.01)
+    assert s["pair_recall"] == pytest.approx(100 * 2 / 3, abs=0.01)
+    assert s["triple_recall"] == 50.0  # 1 of the 2 gold facts
+    assert s["precision_lower_bound"] == 25.0  # 1 of 4 records
+    assert s["triples_per_sentence"] == pytest.approx(4 / 3, abs=1e-3)
+    assert s["gold_facts_per_sentence"] == pytest.approx(2 / 3, abs=1e-3)
+    assert s["linked_share"] == 12.5  # Australia of the first record is a KB match: 1 of 8
+    # relx_f1: employee_of has one gold (e1,e2) hit and one miss (the pair not found) -> F1 2/3;
+    # org:founded is predicted once and never gold -> 0; the other 16 relations: 0.
+    assert s["relx_f1"] == pytest.approx(100 * (2 / 3) / 18, abs=0.01)
+
+
+def test_pair_prediction_takes_the_most_confident_record_and_its_direction():
+    g = GOLD[0]
+    records = [
+        _record(0, AUSTRALIA, "org:top_members/employees", BILLY, 0.6),
+        _record(0, BILLY, "per:employee_of", AUSTRALIA, 0.4),
+    ]
+    assert pair_prediction(g, records) == "org:top_members/employees(e2,e1)"
+    assert pair_prediction(g, records[1:]) == "per:employee_of(e1,e2)"
+    assert pair_prediction(g, []) == "no_relation"
+
+
+def test_without_any_output_every_pair_is_no_relation():
+    s = raw_text_scores(GOLD, [], [[] for _ in GOLD])
+    assert s["relx_f1"] == 0.0 and s["mention_recall"] == 0.0 and s["precision_lower_bound"] == 0.0
+    assert "linked_share" not in s
+
+
+def test_gold_sentences_strip_markers_and_trim_spans(tmp_path):
+    path = tmp_path / "RELX_en.txt"
+    path.write_text(
+        '1\t" <e1> Billy Hughes </e1> led <e2> Australia </e2> . "\nper:employee_of(e1,e2)\n',
+        encoding="utf-8",
+    )
+    (g,) = gold_sentences(str(path))
+    assert g.text[slice(*g.e1)] == "Billy Hughes" and g.text[slice(*g.e2)] == "Australia"
+    assert g.fact == (g.e1, "per:employee_of", g.e2)
+
+
+def test_calibration_ties_go_to_the_triple_count_nearest_the_true_facts(monkeypatch, tmp_path):
+    import relbridge.models.raw_text as raw_text
+
+    gold = [GOLD[2], GOLD[2]]  # no fact: every threshold scores relx_f1 0
+    records = [_record(0, BILLY, "per:title", LED, 0.3), _record(1, BILLY, "per:title", LED, 0.6)]
+    monkeypatch.setattr(raw_text, "gold_sentences", lambda path, ids=None: gold)
+    monkeypatch.setattr(
+        raw_text, "extract_with_mentions", lambda *a, **k: (records, [[], []])
+    )
+    result = raw_text.calibrate(str(tmp_path), "dev.txt", thresholds=(0.0, 0.5, 0.9), save=True)
+    assert result["threshold"] == 0.9  # no triple is nearest to no fact
+    gold = [GOLD[0], GOLD[2]]  # one fact in two sentences: 0.5 triples per sentence
+    result = raw_text.calibrate(str(tmp_path), "dev.txt", thresholds=(0.0, 0.5, 0.9), save=True)
+    assert result["threshold"] == 0.5 and result["gold_facts_per_sentence"] == 0.5
+    assert (tmp_path / "threshold.json").exists()
