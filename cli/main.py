@@ -26,6 +26,7 @@ COMMAND_MODULES = {
     "relbridge.cli.projection": ("eval-projection",),
     "relbridge.cli.train": ("train", "evaluate", "extract", "benchmark"),
     "relbridge.cli.triples": ("triples",),
+    "relbridge.cli.kg": ("kg",),
     "relbridge.cli.kb": ("kb",),
     "relbridge.cli.finetune": ("finetune-aligner",),
     "relbridge.cli.demo": ("demo",),

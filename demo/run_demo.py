@@ -10,7 +10,9 @@
 5. Extracts triples from the same test sentences as raw text (no entity markers:
    the KB's aliases and the tagging head find the entities), links them to the demo KB and merges
    them into knowledge-graph triples (``OUTPUT/kg/triples.jsonl``), the path of
-   `relbridge extract` and `relbridge triples`.
+   `relbridge extract` and `relbridge triples`; then the same sentences through
+   `relbridge kg build`, loaded into a pyoxigraph store and queried with SPARQL
+   (``OUTPUT/kg/store``; `relbridge.demo.kg_step`).
 6. Writes the run report (``OUTPUT/report.html``: figures and tables of every step).
 7. Prints and saves a summary (``OUTPUT/summary.json``) that names the report.
 """
@@ -210,6 +212,12 @@ def run_demo(cfg: DemoConfig) -> dict:
     t = time.perf_counter()
     knowledge_graph = extract_knowledge_graph(cfg, model_dir)
     timings["extract_and_link_s"] = round(time.perf_counter() - t, 1)
+
+    t = time.perf_counter()
+    from relbridge.demo.kg_step import build_and_query
+
+    graph = build_and_query(knowledge_graph["output"], model_dir, os.path.join(data_dir(), "kb"))
+    timings["kg_build_load_query_s"] = round(time.perf_counter() - t, 1)
     timings["total_s"] = round(time.perf_counter() - started, 1)
 
     counts = stats["counts"]
@@ -237,6 +245,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         "training": {k: v for k, v in train_stats.items() if k != "history"},
         "extraction_on_heldout_relx": without_diagnostics(scores),
         "knowledge_graph_from_heldout_raw_text": knowledge_graph,
+        "knowledge_graph_store": graph,
         "timings": timings,
     }
     summary["report"] = write_demo_report(cfg, shards, model_dir, summary, scores)

@@ -39,6 +39,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -68,6 +69,47 @@ def is_marked(sentence: str) -> bool:
 
 def _char_span(offsets: Sequence[tuple[int, int]], span: tuple[int, int]) -> list[int]:
     return [offsets[span[0]][0], offsets[span[1] - 1][1]]
+
+
+@dataclass(frozen=True)
+class PreparedSentence:
+    """A sentence ready for the model: its words and, per kind, its entities.
+
+    Attributes:
+      index: the caller's key for the sentence (``extract``: its position);
+        each record's ``sentence``.
+      text: the sentence without markers, stripped.
+      words: the words (substrings of ``text``, in order).
+      marked: for marked input, the two marked entities' word spans
+        ``[start, end)``; None for untagged input.
+      kb_mentions: for untagged input, the KB mention finder's ``(start, end,
+        type)`` word spans.
+    """
+
+    index: int
+    text: str
+    words: tuple[str, ...]
+    marked: tuple[tuple[int, int], tuple[int, int]] | None = None
+    kb_mentions: tuple[tuple[int, int, str], ...] = ()
+
+
+def prepare_sentence(
+    index: int, sentence: str, mentions_of: MentionFinder | None = None
+) -> PreparedSentence:
+    """Splits one sentence into words and finds its marked or KB entities (no model needed).
+
+    Raises:
+      ValueError: marked entities that cover no word or overlap.
+    """
+    if is_marked(sentence):
+        text, spans = strip_markers(sentence.strip())
+        words, (w1, w2) = words_with_spans(text, [spans["e1"], spans["e2"]])
+        if w1[0] < 0 or w2[0] < 0 or (w1[0] < w2[1] and w2[0] < w1[1]):
+            raise ValueError("marked entities cover no word or overlap")
+        return PreparedSentence(index, text, tuple(words), (tuple(w1), tuple(w2)))
+    text = sentence.strip()
+    words, kb_mentions = mentions_of(text) if mentions_of else (words_with_spans(text)[0], [])
+    return PreparedSentence(index, text, tuple(words), None, tuple(map(tuple, kb_mentions)))
 
 
 def extract(
@@ -130,32 +172,47 @@ def extract_with_mentions(
     if threshold is None:
         threshold = calibrated_threshold(model_dir) if isinstance(model_dir, str) else None
         threshold = 0.0 if threshold is None else threshold
+    prepared = []
+    for i, sentence in enumerate(sentences):
+        try:
+            prepared.append(prepare_sentence(i, sentence, mentions_of))
+        except ValueError as error:
+            logger.warning("sentence %d: %s; skipped", i, error)
+    records, by_index = extract_prepared(
+        model, prepared, batch_size, threshold, scoring, candidates, schema, stats
+    )
+    return records, [by_index.get(i, []) for i in range(len(sentences))]
+
+
+def extract_prepared(
+    model,
+    sentences: Sequence[PreparedSentence],
+    batch_size: int = 16,
+    threshold: float = 0.0,
+    scoring: ScoringConfig = ScoringConfig(),
+    candidates: CandidateConfig = CandidateConfig(),
+    schema: TypeSchema | None = None,
+    stats: dict[str, int] | None = None,
+) -> tuple[list[dict[str, Any]], dict[int, list[tuple[int, int, str, bool]]]]:
+    """The records of prepared sentences (`extract_with_mentions`' model part; see its Args).
+
+    Each record's ``sentence`` is its sentence's ``index``; the mentions are keyed by index.
+    """
     names = model.inventory.names
-    mentions_found: list[list[tuple[int, int, str, bool]]] = [[] for _ in sentences]
+    mentions_found: dict[int, list[tuple[int, int, str, bool]]] = {}
     pairs: list[PairInstance] = []
     meta: list[
         tuple[int, str, list[tuple[int, int]], bool]
     ] = []  # sentence, text, word char offsets, marked
-    untagged: list[tuple[int, str, list[str]]] = []
-    known: list[list[tuple[int, int, str]]] = []  # KB mentions per untagged sentence
-    for i, sentence in enumerate(sentences):
-        if is_marked(sentence):
-            text, spans = strip_markers(sentence.strip())
-            words, (w1, w2) = words_with_spans(text, [spans["e1"], spans["e2"]])
-            if w1[0] < 0 or w2[0] < 0 or (w1[0] < w2[1] and w2[0] < w1[1]):
-                logger.warning("sentence %d: marked entities cover no word or overlap; skipped", i)
-                continue
-            pairs.append(PairInstance(str(i), "", tuple(words), w1, w2, None, None, side="relx"))
-            meta.append((i, text, token_offsets(text, words), True))
+    untagged = [(s.index, s.text, s.words) for s in sentences if s.marked is None]
+    known = [s.kb_mentions for s in sentences if s.marked is None]
+    for s in sentences:
+        if s.marked is not None:
+            w1, w2 = s.marked
+            pairs.append(PairInstance(str(s.index), "", s.words, w1, w2, None, None, side="relx"))
+            meta.append((s.index, s.text, token_offsets(s.text, s.words), True))
             offsets = meta[-1][2]
-            mentions_found[i] = [(*_char_span(offsets, w), "", False) for w in (w1, w2)]
-        else:
-            text = sentence.strip()
-            words, kb_mentions = (
-                mentions_of(text) if mentions_of else (words_with_spans(text)[0], [])
-            )
-            untagged.append((i, text, words))
-            known.append(kb_mentions)
+            mentions_found[s.index] = [(*_char_span(offsets, w), "", False) for w in (w1, w2)]
     found = tag_mentions(model, [w for _, _, w in untagged], batch_size) if untagged else []
     schema = schema or TypeSchema.from_relation_names(names)
     candidate_sets = []
@@ -280,11 +337,21 @@ def read_sentences(path: str) -> Iterator[tuple[int, str | None, str]]:
     """
     with open_lines(path) as f:
         for n, line in enumerate(f, 1):
-            line, record_id = line.strip(), None
-            if line.startswith("{"):
-                line, record_id = _json_input(line, path, n)
+            record_id, line = parse_input_line(line, path, n)
             if line:
                 yield n, record_id, line
+
+
+def parse_input_line(line: str, path: str, n: int) -> tuple[str | None, str]:
+    """``(id, sentence)`` of one input line (``""`` when blank); see `read_sentences`.
+
+    Raises:
+      InputError: a JSON line without a string ``text``.
+    """
+    line, record_id = line.strip(), None
+    if line.startswith("{"):
+        line, record_id = _json_input(line, path, n)
+    return record_id, line
 
 
 def _json_input(line: str, path: str, n: int) -> tuple[str, str | None]:

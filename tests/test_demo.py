@@ -47,6 +47,9 @@ def test_demo_runs_every_step_and_accounts_for_every_record(demo):
     assert counts["triples"] == counts["in_kb"] + counts["new"] + counts["unlinked"]
     with open(os.path.join(kg["output"], "triples.jsonl")) as f:
         assert sum(1 for _ in f) == counts["triples"]
+    graph = summary["knowledge_graph_store"]
+    assert graph["sparql_statements"] == graph["triples_written"]  # a tiny model may find none
+    assert len(graph["top_facts"]) == min(3, graph["triples_written"])
     assert os.path.isfile(os.path.join(summary["model"], "relations.json"))
     assert os.path.isfile(os.path.join(summary["model"], "encoder", "config.json"))
     with open(tmp_path / "summary.json") as f:

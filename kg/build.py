@@ -1,0 +1,176 @@
+"""``relbridge kg build``: the Beam job from raw text to a knowledge graph.
+
+    ReadTexts -> SplitSentences -> FindMentions -> ExtractRelations (RunInference)
+      -> AggregateTriples (link + merge) -> WriteKg (records, triples, N-Quads, stats)
+
+Runner-agnostic like ``relbridge run``: flags we do not know go to Beam's
+`PipelineOptions` (``--runner DataflowRunner --project P --region R
+--temp_location gs://B/tmp``, or ``--direct_running_mode multi_processing
+--direct_num_workers 2``). The records equal ``relbridge extract``'s on the
+same input and model (with ``--no-split`` and ``--dtype float32``), since each
+stage calls extract's functions. ``--refresh`` processes only the input lines
+that earlier runs into the same ``--output`` did not handle; the run id, and
+so the named graph, stays the one of the input and config, so ``kg load``
+replaces the run's graph with the refreshed one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import logging
+from collections import Counter
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from relbridge.kg.aggregate import AggregateTriples
+from relbridge.kg.inference import ExtractRelations
+from relbridge.kg.mentions import FindMentions
+from relbridge.kg.options import KgBuildConfig, add_build_arguments, config_from_args
+from relbridge.kg.rdf import RdfConfig, graph_for_run
+from relbridge.kg.read import COUNTS_TAG, ReadTexts
+from relbridge.kg.split import SplitSentences
+from relbridge.kg.write import STATS, WriteConfig, WriteKg, finalize
+from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG
+from relbridge.pipeline.ingest import open_text
+
+logger = logging.getLogger(__name__)
+
+
+def earlier_outputs(output: str) -> tuple[dict[str, list], list[str]]:
+    """Handled line ranges per input file, and the record files, of earlier runs into ``output``."""
+    handled: dict[str, list] = {}
+    for path in _match(FileSystems.join(output, "handled", "*.jsonl")):
+        with open_text(path) as lines:
+            for text in lines:
+                if text.strip():
+                    entry = json.loads(text)
+                    handled.setdefault(entry["source_file"], []).extend(entry["ranges"])
+    merged = {}
+    for path, ranges in handled.items():
+        lines = [n for first, last in ranges for n in range(first, last + 1)]
+        from relbridge.kg.read import to_ranges
+
+        merged[path] = [tuple(r) for r in to_ranges(lines)]
+    return merged, _match(FileSystems.join(output, "records", "*.jsonl"))
+
+
+def _match(pattern: str) -> list[str]:
+    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+
+
+def _ones(key: str):
+    return lambda _: Counter({key: 1})
+
+
+def build_pipeline(p, cfg: KgBuildConfig, write: WriteConfig, handled=None, earlier=()):
+    """Adds the DAG to ``p``; returns the PCollection of the stats dict."""
+    # lines: TextLine, one per non-blank new input line
+    read = p | "ReadTexts" >> ReadTexts(cfg.read, handled)
+    # sentences: Sentence
+    sentences = read["lines"] | "SplitSentences" >> SplitSentences(cfg.split)
+    # prepared: (Sentence, PreparedSentence)
+    prepared = sentences | "FindMentions" >> FindMentions(cfg.mentions)
+    # results: PredictionResult(Sentence, [record, ...])
+    extracted = prepared.prepared | "ExtractRelations" >> ExtractRelations(cfg.inference)
+    records = extracted["results"] | "Records" >> beam.FlatMap(lambda r: r.inference)
+    all_records = records
+    counts = [
+        read[COUNTS_TAG],
+        sentences | "CountSentences" >> beam.Map(_ones("sentences")),
+        extracted["results"]
+        | "CountExtracted"
+        >> beam.Map(lambda r: Counter(sentences_extracted=1, records=len(r.inference))),
+    ]
+    if earlier:
+        old = (
+            p
+            | "EarlierRecordFiles" >> beam.Create(list(earlier))
+            | "ReadEarlierRecords" >> beam.io.ReadAllFromText()
+            | "ParseEarlierRecords" >> beam.Map(json.loads)
+        )
+        counts.append(old | "CountEarlier" >> beam.Map(_ones("records_earlier")))
+        all_records = (records, old) | "AllRecords" >> beam.Flatten()
+    triples = all_records | "AggregateTriples" >> AggregateTriples(cfg.triples, cfg.mentions.kb)
+    counts.append(triples.counts)
+    dead = (
+        read[DEAD_LETTER_TAG],
+        prepared[DEAD_LETTER_TAG],
+        extracted["dead_letter"],
+    ) | "MergeDeadLetters" >> beam.Flatten()
+    handled_lines = (
+        read["lines"] | "LineKeys" >> beam.Map(lambda t: (t.source_file, t.line)),
+        read[DEAD_LETTER_TAG] | "BadLineKeys" >> beam.Map(lambda d: (d["source_file"], d["line"])),
+    ) | "HandledLines" >> beam.Flatten()
+    return {
+        "records": records,
+        "triples": triples.triples,
+        "dead_letter": dead,
+        "handled": handled_lines,
+        "counts": counts | "MergeStageCounts" >> beam.Flatten(),
+    } | "WriteKg" >> WriteKg(write)
+
+
+def _check_output(cfg: KgBuildConfig) -> None:
+    """Refuses to replace another run's output without ``--overwrite``."""
+    stats = FileSystems.join(cfg.output, STATS)
+    if cfg.overwrite or not FileSystems.exists(stats):
+        return
+    with FileSystems.open(stats) as f:
+        other = json.loads(f.read()).get("run_id")
+    if other != cfg.run_id:
+        raise ValueError(
+            f"{cfg.output} holds run {other} (other input or settings): pass --overwrite to "
+            "replace it, or choose another --output"
+        )
+
+
+def run_config(
+    cfg: KgBuildConfig, beam_args: list[str] | None = None, test_pipeline=None
+) -> dict:
+    """Runs the job for a resolved config; returns ``stats.json``'s content."""
+    from relbridge.models.extractor import CONFIG_FILE
+
+    if not FileSystems.exists(FileSystems.join(cfg.inference.model, CONFIG_FILE)):
+        raise FileNotFoundError(f"{cfg.inference.model} is not a trained relbridge model")
+    if cfg.mentions.kb:
+        from relbridge.data_specs.formats import load_kb
+
+        load_kb(cfg.mentions.kb)  # a malformed KB stops here, naming its file and line
+    _check_output(cfg)
+    handled, earlier = earlier_outputs(cfg.output) if cfg.refresh else ({}, [])
+    batch_id = cfg.run_id
+    if handled:
+        key = json.dumps(sorted(handled.items()), default=list)
+        batch_id = hashlib.sha1((cfg.run_id + key).encode()).hexdigest()[:10]
+    graph = cfg.graph or graph_for_run(cfg.run_id, cfg.base_iri)
+    write = WriteConfig(cfg.output, cfg.run_id, batch_id, RdfConfig(graph, cfg.base_iri),
+                        cfg.num_shards)  # fmt: skip
+    if FileSystems.exists(write.staging):
+        FileSystems.delete([write.staging])  # a crashed attempt's leftovers
+    FileSystems.mkdirs(write.staging)
+    with FileSystems.create(FileSystems.join(write.staging, "kg_config.json")) as f:
+        f.write(json.dumps({**cfg.to_dict(), "graph": graph}, indent=2, default=list).encode())
+    logger.info("kg build %s (batch %s): %s -> %s", cfg.run_id, batch_id, cfg.read.input, cfg.output)
+    p = test_pipeline or beam.Pipeline(options=PipelineOptions(beam_args or []))
+    build_pipeline(p, cfg, write, handled, earlier)
+    p.run().wait_until_finish()
+    FileSystems.rename(
+        [FileSystems.join(write.staging, "kg_config.json")], [write.path("kg_config.json")]
+    )
+    stats = finalize(write, cfg.refresh)
+    if not stats["balanced"]:
+        logger.error("kg build counts do not add up: %s", stats["checks"])
+    return stats
+
+
+def run(argv: list[str] | None = None, test_pipeline=None) -> dict:
+    """Parses flags (ours and Beam's), runs the job; returns ``stats.json``'s content."""
+    parser = argparse.ArgumentParser(prog="relbridge kg build", allow_abbrev=False)
+    add_build_arguments(parser)
+    args, beam_args = parser.parse_known_args(argv)
+    return run_config(config_from_args(args), beam_args, test_pipeline)

@@ -1,0 +1,153 @@
+"""``relbridge kg build``'s flags and its frozen config (Beam-free, so ``--help`` is quick)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from relbridge.models.triples import AGGREGATIONS, TriplesConfig
+
+DTYPES = ("float32", "auto", "bfloat16")
+
+
+@dataclass(frozen=True)
+class ReadConfig:
+    """Input: text (one sentence or document per line) or JSONL with ``text`` and optional ``id``.
+
+    Attributes:
+      input: file paths or globs on any Beam filesystem.
+    """
+
+    input: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Sentence splitting (`relbridge.text.sentences`); ``split=False`` keeps each line whole."""
+
+    lang: str = "en"
+    split: bool = True
+
+
+@dataclass(frozen=True)
+class MentionConfig:
+    """KB mentions (`relbridge.kb.TextMentions`); without ``kb``, extract's word pattern."""
+
+    kb: str | None = None
+    lang: str = "en"
+    alias_langs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """The relation extractor under RunInference.
+
+    Attributes:
+      model: a trained model directory.
+      batch_size: most sentences per batch (RunInference batches by length
+        bucket up to this; 8-64 on CPU, 64-256 on a GPU).
+      threshold: minimum relation probability (extract's ``--threshold``).
+      device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+      dtype: ``float32`` (records equal ``relbridge extract``'s), ``auto``
+        (bf16 autocast where the device has native bf16) or ``bfloat16``.
+      share_model: one model per machine, served to every worker process
+        (``auto``: on a GPU, where a copy per process would not fit).
+    """
+
+    model: str
+    batch_size: int = 16
+    threshold: float = 0.0
+    device: str = "auto"
+    dtype: str = "float32"
+    share_model: str = "auto"
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise ValueError("--batch-size must be >= 1")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}")
+        if self.share_model not in ("auto", "yes", "no"):
+            raise ValueError("--share-model must be auto, yes or no")
+
+
+@dataclass(frozen=True)
+class KgBuildConfig:
+    """The resolved config of one ``kg build`` run (hashed into its run id)."""
+
+    read: ReadConfig
+    output: str
+    inference: InferenceConfig
+    split: SplitConfig = SplitConfig()
+    mentions: MentionConfig = MentionConfig()
+    triples: TriplesConfig = TriplesConfig()
+    graph: str | None = None
+    base_iri: str = "https://example.org/relbridge/"
+    num_shards: int = 0
+    refresh: bool = False
+    overwrite: bool = False
+    run_id: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        if self.num_shards < 0:
+            raise ValueError("--num-shards must be >= 0")
+        if not self.run_id:
+            object.__setattr__(self, "run_id", self.derive_run_id())
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def derive_run_id(self) -> str:
+        """A hash of the input and every setting but the output and refresh flag: stable per input."""
+        settings = {k: v for k, v in self.to_dict().items() if k not in ("output", "refresh", "overwrite", "run_id")}
+        text = json.dumps(settings, sort_keys=True, default=list)
+        return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def add_build_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input", required=True, nargs="+", help="text/JSONL files or globs (gs://...)")
+    p.add_argument("--output", required=True, help="output directory (any Beam filesystem)")
+    p.add_argument("--model", required=True, help="trained model directory")
+    p.add_argument("--lang", default="en", help="language of the text: splitter and tokenizer")
+    p.add_argument("--no-split", dest="split", action="store_false",
+                   help="one sentence per line: do not split lines into sentences")  # fmt: skip
+    p.add_argument("--kb", help="KB directory: aliases are mentions, entities are linked")
+    p.add_argument("--kb-alias-langs", default="", help="comma-separated alias languages")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--threshold", type=float, default=0.0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", choices=DTYPES, default="float32")
+    p.add_argument("--share-model", choices=("auto", "yes", "no"), default="auto")
+    p.add_argument("--min-confidence", type=float, default=0.5)
+    p.add_argument("--aggregate", choices=AGGREGATIONS, default="max")
+    p.add_argument("--max-evidence", type=int, default=5)
+    p.add_argument("--graph", help="named graph IRI (default: BASE/graph/RUN_ID)")
+    p.add_argument("--base-iri", default="https://example.org/relbridge/")
+    p.add_argument("--num-shards", type=int, default=0, help="files per output (0: the runner's)")
+    p.add_argument("--refresh", action="store_true",
+                   help="process only input lines that earlier runs into --output did not")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an --output that holds another run (other input or settings)")  # fmt: skip
+
+
+def config_from_args(args: argparse.Namespace) -> KgBuildConfig:
+    langs = tuple(c.strip() for c in args.kb_alias_langs.split(",") if c.strip())
+    if langs and not args.kb:
+        raise ValueError("--kb-alias-langs only acts with --kb")
+    return KgBuildConfig(
+        read=ReadConfig(tuple(args.input)),
+        output=args.output.rstrip("/"),
+        inference=InferenceConfig(
+            args.model, args.batch_size, args.threshold, args.device, args.dtype, args.share_model
+        ),
+        split=SplitConfig(args.lang, args.split),
+        mentions=MentionConfig(args.kb, args.lang, langs),
+        triples=TriplesConfig(args.min_confidence, args.aggregate, args.max_evidence),
+        graph=args.graph,
+        base_iri=args.base_iri,
+        num_shards=args.num_shards,
+        refresh=args.refresh,
+        overwrite=args.overwrite,
+    )

@@ -1,0 +1,211 @@
+"""WriteKg: mention records, triples, N-Quads shards, dead letters, handled lines, stats.
+
+Layout of ``--output`` (any Beam filesystem)::
+
+    records/part-<batch>-SSSSS-of-NNNNN.jsonl   mention records with provenance
+    triples/part-<run>-SSSSS-of-NNNNN.jsonl     aggregated triples (all records so far)
+    rdf/part-<run>-SSSSS-of-NNNNN.nq            RDF 1.2 N-Quads of the triples (kg load)
+    dead_letter/part-<batch>-....jsonl          rejected lines and sentences, with reasons
+    handled/part-<batch>-....jsonl              per input file, the line ranges handled
+    kg_config.json, stats.json                  resolved config; counts that add up
+    COMPLETED                                   written last
+
+``<run>`` is the run id (input and config); ``<batch>`` is the run id for a full
+run and a hash of it and the lines already handled for a refresh, so a refresh
+adds records beside the old ones while triples and N-Quads, re-aggregated over
+all records, replace theirs. The job writes into ``_staging/<batch>/``;
+`finalize` moves the files into place after it succeeded, removing
+``COMPLETED`` first and writing it last, so a failed job leaves the earlier
+output whole and a reader that waits for ``COMPLETED`` never sees a mix.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from relbridge.kg.rdf import RdfConfig, to_nquads
+from relbridge.kg.read import to_ranges
+from relbridge.pipeline.dead_letter import to_json
+from relbridge.pipeline.stats import SumCountsFn, dead_letter_stats
+
+logger = logging.getLogger(__name__)
+
+COMPLETED = "COMPLETED"
+STATS = "stats.json"
+ACCUMULATING = ("records", "dead_letter", "handled")
+"""Folders a refresh adds to; the others are rewritten by every run."""
+REWRITTEN = ("triples", "rdf")
+SUFFIX = {"records": ".jsonl", "triples": ".jsonl", "rdf": ".nq", "dead_letter": ".jsonl",
+          "handled": ".jsonl"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class WriteConfig:
+    """Attributes: output; run_id; batch_id (see the module docstring); rdf; num_shards."""
+
+    output: str
+    run_id: str
+    batch_id: str
+    rdf: RdfConfig
+    num_shards: int = 0
+
+    def path(self, *parts: str) -> str:
+        return FileSystems.join(self.output, *parts)
+
+    @property
+    def staging(self) -> str:
+        return self.path("_staging", self.batch_id)
+
+    def prefix(self, folder: str) -> str:
+        name = self.batch_id if folder in ACCUMULATING else self.run_id
+        return FileSystems.join(self.staging, folder, f"part-{name}")
+
+
+def handled_entry(file_lines) -> str:
+    path, lines = file_lines
+    return json.dumps({"source_file": path, "ranges": to_ranges(lines)}, ensure_ascii=False)
+
+
+class WriteStatsFn(beam.DoFn):
+    """Writes the staged ``stats.json`` once every sink has finalised (their files are side inputs)."""
+
+    def __init__(self, cfg: WriteConfig):
+        self.cfg = cfg
+
+    def process(self, counts: dict[str, int], **files):
+        stats = stats_of(counts, self.cfg)
+        stats["files"] = {k: len(v) for k, v in files.items()}
+        with FileSystems.create(FileSystems.join(self.cfg.staging, STATS)) as f:
+            f.write(json.dumps(stats, indent=2, sort_keys=True).encode())
+        yield stats
+
+
+def stats_of(counts: dict[str, int], cfg: WriteConfig) -> dict:
+    """``stats.json``: the counts and whether they add up.
+
+    ``lines`` = ``lines_read`` + ``lines_blank`` + ``lines_bad`` +
+    ``lines_skipped_existing``; the read lines' ``sentences`` =
+    ``sentences_extracted`` + their dead letters (``find_mentions``,
+    ``extract_relations``); every bad line is a ``read`` dead letter.
+    """
+    c = Counter(counts)
+    sentence_letters = c["dead_letter:find_mentions"] + c["dead_letter:extract_relations"]
+    checks = {
+        "lines": c["lines"]
+        == c["lines_read"] + c["lines_blank"] + c["lines_bad"] + c["lines_skipped_existing"],
+        "sentences": c["sentences"] == c["sentences_extracted"] + sentence_letters,
+        "bad_lines": c["lines_bad"] == c["dead_letter:read"],
+    }
+    return {
+        "run_id": cfg.run_id,
+        "batch_id": cfg.batch_id,
+        "graph": cfg.rdf.graph,
+        "lines": c["lines"],
+        "sentences": c["sentences"],
+        "records": c["records"],
+        "records_total": c["records"] + c["records_earlier"],
+        "triples": c["triples:triples"],
+        "dead_letters": c["dead_letters"],
+        "counts": dict(sorted(c.items())),
+        "checks": checks,
+        "balanced": all(checks.values()),
+    }
+
+
+def _write(pcoll, cfg: WriteConfig, folder: str, label: str):
+    return pcoll | label >> beam.io.WriteToText(
+        cfg.prefix(folder), file_name_suffix=SUFFIX[folder], num_shards=cfg.num_shards
+    )
+
+
+class WriteKg(beam.PTransform):
+    """Writes the outputs into the staging folder; returns the stats dict's PCollection.
+
+    Takes ``{"records", "triples", "dead_letter", "handled", "counts"}``:
+    new records, all triples, dead letters, ``(file, line)`` of every
+    handled line, and `Counter`s of the stages.
+    """
+
+    def __init__(self, cfg: WriteConfig):
+        super().__init__()
+        self.cfg = cfg
+
+    def expand(self, pcolls):
+        cfg = self.cfg
+        files = {
+            "records": _write(
+                pcolls["records"] | "RecordsToJson" >> beam.Map(json.dumps, ensure_ascii=False),
+                cfg, "records", "WriteRecords",
+            ),
+            "triples": _write(
+                pcolls["triples"] | "TriplesToJson" >> beam.Map(json.dumps, ensure_ascii=False),
+                cfg, "triples", "WriteTriples",
+            ),
+            "rdf": _write(
+                pcolls["triples"]
+                | "ToNQuads" >> beam.Map(lambda t: to_nquads([t], cfg.rdf).decode().rstrip("\n"))
+                | "DropEmpty" >> beam.Filter(bool),
+                cfg, "rdf", "WriteNQuads",
+            ),
+            "dead_letter": _write(
+                pcolls["dead_letter"] | "DeadLettersToJson" >> beam.Map(to_json),
+                cfg, "dead_letter", "WriteDeadLetters",
+            ),
+            "handled": _write(
+                pcolls["handled"]
+                | "GroupLinesByFile" >> beam.GroupByKey()
+                | "ToRanges" >> beam.Map(handled_entry),
+                cfg, "handled", "WriteHandled",
+            ),
+        }  # fmt: skip
+        letter_counts = pcolls["dead_letter"] | "CountDeadLetters" >> beam.Map(dead_letter_stats)
+        return (
+            (pcolls["counts"], letter_counts)
+            | "MergeCounts" >> beam.Flatten()
+            | "SumCounts" >> beam.CombineGlobally(SumCountsFn())
+            | "WriteStats"
+            >> beam.ParDo(
+                WriteStatsFn(cfg), **{k: beam.pvalue.AsList(v) for k, v in files.items()}
+            )
+        )
+
+
+def _files(folder: str) -> list[str]:
+    result = FileSystems.match([FileSystems.join(folder, "*")])[0]
+    return sorted(m.path for m in result.metadata_list)
+
+
+def finalize(cfg: WriteConfig, refresh: bool) -> dict:
+    """Moves the staged files into place (see the module docstring); returns the stats."""
+    with FileSystems.open(FileSystems.join(cfg.staging, STATS)) as f:
+        stats = json.loads(f.read())
+    completed = cfg.path(COMPLETED)
+    if FileSystems.exists(completed):
+        FileSystems.delete([completed])
+    for folder in (*ACCUMULATING, *REWRITTEN):
+        final = cfg.path(folder)
+        old = _files(final) if FileSystems.exists(final) else []
+        if folder in REWRITTEN or not refresh:
+            if old:
+                FileSystems.delete(old)
+        elif not FileSystems.exists(final):
+            FileSystems.mkdirs(final)
+        staged = _files(FileSystems.join(cfg.staging, folder))
+        if staged and not FileSystems.exists(final):
+            FileSystems.mkdirs(final)
+        if staged:
+            FileSystems.rename(
+                staged, [FileSystems.join(final, FileSystems.split(s)[1]) for s in staged]
+            )
+    for name in (STATS,):
+        FileSystems.rename([FileSystems.join(cfg.staging, name)], [cfg.path(name)])
+    FileSystems.delete([cfg.path("_staging")])
+    with FileSystems.create(completed) as f:
+        f.write(b"")
+    return stats

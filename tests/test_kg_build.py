@@ -1,0 +1,155 @@
+"""kg build on a tiny random model: records equal extract's, dead letters, refresh, load, export."""
+
+import csv
+import glob
+import json
+import os
+
+import pytest
+import torch
+
+from relbridge.cli.main import main
+from relbridge.kg.build import run
+from relbridge.kg.export import EDGE_HEADER, NODE_HEADER
+from relbridge.models.extract import extract_file
+from relbridge.models.extractor import ModelConfig, RelationExtractor
+from relbridge.kb import TextMentions
+
+GOOD = [
+    "Angela Merkel was born in Hamburg and lives in Berlin .",
+    "",
+    '{"text": "Siemens was founded in Berlin by Werner Siemens .", "id": "doc-2"}',
+    "Paris is a city in France , and Macron lives in Paris .",
+    "<e1> </e1>Merkel was born in <e2>Hamburg</e2> .",  # e1 covers no word
+]
+BAD = ['{"text": 3}', "Emmanuel Macron was born in Amiens .", "{not json"]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, tiny_encoder):
+    tmp = tmp_path_factory.mktemp("kg")
+    torch.manual_seed(3)
+    model = RelationExtractor(
+        ModelConfig(encoder=tiny_encoder, relations=("NA", "per:employee_of", "org:founded_by"))
+    )
+    model.save_pretrained(str(tmp / "model"))
+    kb = tmp / "kb"
+    kb.mkdir()
+    (kb / "entities.tsv").write_text(
+        "Q1\tPER\ten\tAngela Merkel\nQ2\tLOC\ten\tHamburg\nQ3\tLOC\ten\tBerlin\n"
+        "Q4\tORG\ten\tSiemens\nQ5\tLOC\ten\tParis\nQ6\tPER\ten\tMacron\nQ7\tLOC\ten\tAmiens\n"
+        "Q8\tLOC\ten\tFrance\n"
+    )
+    (kb / "triples.tsv").write_text("Q1\tper:employee_of\tQ4\n")
+    inputs = tmp / "in"
+    inputs.mkdir()
+    (inputs / "good.txt").write_text("\n".join(GOOD) + "\n")
+    (inputs / "bad.jsonl").write_text("\n".join(BAD) + "\n")
+    return tmp
+
+
+def _argv(tmp, *extra):
+    return ["--input", str(tmp / "in" / "*"), "--output", str(tmp / "out"), "--model",
+            str(tmp / "model"), "--kb", str(tmp / "kb"), "--lang", "en", "--no-split",
+            "--min-confidence", "0", "--num-shards", "2", *extra]  # fmt: skip
+
+
+def _read(tmp, folder):
+    rows = []
+    for path in sorted(glob.glob(str(tmp / "out" / folder / "*"))):
+        with open(path, encoding="utf-8") as f:
+            rows += [json.loads(line) for line in f if line.strip()]
+    return rows
+
+
+def _key(r):
+    return (r["source_file"], r["line"], *r["subject_span"], *r["object_span"], r["relation"])
+
+
+def test_records_equal_extract_and_counts_add_up(setup):
+    tmp = setup
+    stats = run(_argv(tmp))
+    assert stats["balanced"] and os.path.exists(tmp / "out" / "COMPLETED")
+    assert not os.path.exists(tmp / "out" / "_staging")
+    good = str(tmp / "in" / "good.txt")
+    mentions = TextMentions(str(tmp / "kb"), "en")
+    expected, n = extract_file(str(tmp / "model"), good, mentions_of=mentions)
+    assert n == 4 and len(expected) > 3
+    got = [r for r in _read(tmp, "records") if r["source_file"] == good]
+    assert sorted(map(_key, got)) == sorted(map(_key, expected))
+    by_key = {_key(r): r for r in got}
+    for want in expected:
+        have = dict(by_key[_key(want)])
+        assert have.pop("sentence_in_line") == 0
+        assert have["confidence"] == pytest.approx(want["confidence"], abs=1e-4)
+        assert {k: v for k, v in have.items() if k != "confidence"} == {
+            k: v for k, v in want.items() if k != "confidence"
+        }
+    c = stats["counts"]
+    assert (c["lines"], c["lines_blank"], c["lines_bad"]) == (8, 1, 2)
+    assert c["dead_letter:find_mentions"] == 1 and c["dead_letter:read"] == 2
+    letters = _read(tmp, "dead_letter")
+    assert sorted((d["stage"], d["line"]) for d in letters) == [
+        ("find_mentions", 5), ("read", 1), ("read", 3)]  # fmt: skip
+    assert all(d["reason"] for d in letters)
+    triples = _read(tmp, "triples")
+    assert stats["triples"] == len(triples) > 0
+    assert any(t["subject_id"] == "Q1" for t in triples) or any(t["object_id"] for t in triples)
+
+
+def test_refresh_processes_only_new_lines_and_load_replaces_the_graph(setup, capsys):
+    tmp = setup
+    first = json.loads((tmp / "out" / "stats.json").read_text())
+    with open(tmp / "in" / "good.txt", "a", encoding="utf-8") as f:
+        f.write("Werner Siemens was born in Berlin .\n")
+    stats = run(_argv(tmp, "--refresh"))
+    assert stats["balanced"] and stats["run_id"] == first["run_id"]
+    assert stats["graph"] == first["graph"]
+    c = stats["counts"]
+    assert (c["lines_read"], c["lines_skipped_existing"], c["lines_blank"]) == (1, 7, 1)  # bad: not retried
+    records = _read(tmp, "records")
+    assert stats["records_total"] == len(records) == first["records"] + stats["records"]
+    assert len(_read(tmp, "dead_letter")) == 3  # the first run's, kept
+    triples = _read(tmp, "triples")
+    assert c["triples:records"] == len(records)  # old and new records are aggregated together
+    assert sum(t["mentions"] for t in triples) == c["triples:used"] > 0
+
+    store = str(tmp / "store")
+    assert main(["kg", "load", "--input", str(tmp / "out"), "--store", store]) == 0
+    loaded = json.loads(capsys.readouterr().out)
+    count = "SELECT (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?st rdf:reifies ?t } }"
+    assert main(["kg", "query", "--store", store, count]) == 0
+    assert json.loads(capsys.readouterr().out) == {"n": len(triples)}
+    assert main(["kg", "load", "--input", str(tmp / "out"), "--store", store]) == 0
+    assert json.loads(capsys.readouterr().out)["quads_after"] == loaded["quads_after"]
+    assert main(["kg", "query", "--store", store, "--format", "csv", count]) == 0
+    assert capsys.readouterr().out == f"n\n{len(triples)}\n"
+
+    neo = tmp / "neo4j"
+    assert main(["kg", "export", "--store", store, "--format", "neo4j", "--output", str(neo)]) == 0
+    assert json.loads(capsys.readouterr().out)["relationships"] == len(triples)
+    with open(neo / "nodes.csv", newline="", encoding="utf-8") as f:
+        nodes = list(csv.reader(f))
+    with open(neo / "relationships.csv", newline="", encoding="utf-8") as f:
+        edges = list(csv.reader(f))
+    assert nodes[0] == NODE_HEADER and edges[0] == EDGE_HEADER
+    ids = {row[0] for row in nodes[1:]}
+    assert len(edges) - 1 == len(triples) and all(e[0] in ids and e[1] in ids for e in edges[1:])
+    for edge in edges[1:]:
+        assert 0 <= float(edge[3]) <= 1 and int(edge[4]) >= 1 and json.loads(edge[7])
+    assert {row[2] for row in nodes[1:]} & {"Q1", "Q2", "Q3", "Q4", "Q5", "Q6", "Q7", "Q8"}
+
+    qs = tmp / "qs.txt"
+    argv = ["kg", "export", "--store", store, "--format", "quickstatements", "--output", str(qs)]
+    assert main([*argv, "--stated-in", "Q123"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    lines = qs.read_text().splitlines()
+    assert summary["statements"] == len(lines)
+    assert summary["statements"] + summary["skipped"] == len(triples)
+    assert all(line.split("\t")[3:5] == ["S248", "Q123"] for line in lines)
+
+
+def test_a_different_run_into_the_same_output_needs_overwrite(setup, capsys):
+    tmp = setup
+    assert main(["kg", "build", *_argv(tmp, "--threshold", "0.3")]) == 2
+    assert "--overwrite" in capsys.readouterr().err
