@@ -43,7 +43,8 @@ def register(subparsers) -> None:
     p = sub.add_parser("query", help="run a SPARQL query on a store")
     p.add_argument("--store", required=True)
     p.add_argument("sparql", help="the query; prefixes rb: prov: rdf: rdfs: xsd: wd: are declared")
-    p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl",
+                   help="output format (default: jsonl)")  # fmt: skip
     p.set_defaults(func=_query)
 
     p = sub.add_parser("export", help="export a store for Neo4j or Wikidata QuickStatements")
@@ -51,7 +52,7 @@ def register(subparsers) -> None:
     p.add_argument("--format", choices=("neo4j", "quickstatements"), required=True)
     p.add_argument("--output", required=True, help="neo4j: a directory; quickstatements: a file")
     p.add_argument("--graph", help="export only this named graph (default: all)")
-    p.add_argument("--stated-in", help="quickstatements: the S248 (stated in) item, e.g. Q...")
+    p.add_argument("--stated-in", help="quickstatements: the S248 (stated in) item, e.g. Q... (default: none)")
     p.add_argument(
         "--property-map",
         help="quickstatements: JSON file {relation: Wikidata property} (default: KBP37's)",

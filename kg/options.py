@@ -110,26 +110,31 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", required=True, nargs="+", help="text/JSONL files or globs (gs://...)")
     p.add_argument("--output", required=True, help="output directory (any Beam filesystem)")
     p.add_argument("--model", required=True, help="trained model directory")
-    p.add_argument("--lang", default="en", help="language of the text: splitter and tokenizer")
+    p.add_argument("--lang", default="en", help="language of the text: splitter and tokenizer (default: en)")
     p.add_argument("--no-split", dest="split", action="store_false",
-                   help="one sentence per line: do not split lines into sentences")  # fmt: skip
-    p.add_argument("--kb", help="KB directory: aliases are mentions, entities are linked")
-    p.add_argument("--kb-alias-langs", default="", help="comma-separated alias languages")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--threshold", type=float, default=0.0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", choices=DTYPES, default="float32")
-    p.add_argument("--share-model", choices=("auto", "yes", "no"), default="auto")
-    p.add_argument("--min-confidence", type=float, default=0.5)
-    p.add_argument("--aggregate", choices=AGGREGATIONS, default="max")
-    p.add_argument("--max-evidence", type=int, default=5)
+                   help="one sentence per line: do not split lines into sentences (default: split)")  # fmt: skip
+    p.add_argument("--kb", help="KB directory: aliases are mentions, entities are linked (default: none)")
+    p.add_argument("--kb-alias-langs", default="", help="comma-separated alias languages (default: all in the KB)")
+    p.add_argument("--batch-size", type=int, default=16, help="sentences per inference batch (default: 16)")
+    p.add_argument("--threshold", type=float, default=0.0,
+                   help="minimum relation probability of a record (default: 0.0)")  # fmt: skip
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    p.add_argument("--dtype", choices=DTYPES, default="float32", help="inference dtype (default: float32)")
+    p.add_argument("--share-model", choices=("auto", "yes", "no"), default="auto",
+                   help="one model per worker process, shared by its threads (default: auto)")  # fmt: skip
+    p.add_argument("--min-confidence", type=float, default=0.5,
+                   help="mentions below this confidence make no triple (default: 0.5)")  # fmt: skip
+    p.add_argument("--aggregate", choices=AGGREGATIONS, default="max",
+                   help="a triple's confidence from its mentions' (default: max)")  # fmt: skip
+    p.add_argument("--max-evidence", type=int, default=5, help="mentions kept per triple (default: 5)")
     p.add_argument("--graph", help="named graph IRI (default: BASE/graph/RUN_ID)")
-    p.add_argument("--base-iri", default="https://example.org/relbridge/")
-    p.add_argument("--num-shards", type=int, default=0, help="files per output (0: the runner's)")
+    p.add_argument("--base-iri", default="https://example.org/relbridge/",
+                   help="IRI base of non-Wikidata ids (default: https://example.org/relbridge/)")  # fmt: skip
+    p.add_argument("--num-shards", type=int, default=0, help="files per output (default: 0, the runner decides)")
     p.add_argument("--refresh", action="store_true",
-                   help="process only input lines that earlier runs into --output did not")  # fmt: skip
+                   help="process only input lines that earlier runs into --output did not (default: off)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true",
-                   help="replace an --output that holds another run (other input or settings)")  # fmt: skip
+                   help="replace an --output that holds another run (other input or settings; default: off)")  # fmt: skip
 
 
 def config_from_args(args: argparse.Namespace) -> KgBuildConfig:
