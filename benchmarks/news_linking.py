@@ -16,7 +16,7 @@ pair. Prints, as one JSON document:
    the KB plus the harvest run's aliases at each ``--min-count``: the share
    linked, linked to the right entity, and left ambiguous or unknown;
 3. KB mentions found in the held-out run's raw target sentences
-   (`relbridge.pipeline.label.TextMentions`, what ``relbridge extract --kb``
+   (`relbridge.kb.TextMentions`, what ``relbridge extract --kb``
    uses), with and without the harvested aliases: mentions per sentence and
    the share of silver spans found exactly.
 
@@ -42,7 +42,8 @@ from relbridge.data_specs.aliases import add_aliases, load_alias_files
 from relbridge.data_specs.relations import NA
 from relbridge.models.triples import EntityLinker
 from relbridge.pipeline.harvest import ALIASES, projected_names
-from relbridge.pipeline.label import TextMentions, read_kb
+from relbridge.data_specs.formats import load_kb as read_kb
+from relbridge.kb import TextMentions
 
 logger = logging.getLogger("news_linking")
 

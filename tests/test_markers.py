@@ -16,6 +16,7 @@ PAIRS = [
 
 def _model(tiny_encoder, **kw):
     torch.manual_seed(0)
+    kw.setdefault("marker_mode", "levitated")
     cfg = ModelConfig(encoder=tiny_encoder, relations=("NA", "r", "s"), dropout=0.0, **kw)
     return RelationExtractor(cfg).eval()
 
@@ -90,7 +91,7 @@ def test_one_pair_per_pass_equals_many_pairs_per_pass(tiny_encoder):
 def test_old_model_configs_load_with_inline_markers(tiny_encoder):
     cfg = ModelConfig.from_json({"encoder": tiny_encoder, "relations": ["NA", "r"]})
     assert cfg.marker_mode == "inline"
-    assert ModelConfig(encoder=tiny_encoder).marker_mode == "levitated"
+    assert ModelConfig(encoder=tiny_encoder).marker_mode == "inline"
 
 
 def test_fast_path_equals_exact_path(tiny_encoder):

@@ -309,7 +309,7 @@ def test_long_sentences_are_windowed_around_both_entities(tiny_encoder):
 
 def test_entities_far_apart_keep_both_and_the_words_beside_them(tiny_encoder):
     model = RelationExtractor(
-        ModelConfig(encoder=tiny_encoder, relations=("NA", "r"), max_seq_len=24, marker_mode="inline")
+        ModelConfig(encoder=tiny_encoder, relations=("NA", "r"), max_seq_len=24)
     )
     words = ["Merkel", "said"] + ["Paris"] * 60 + ["in", "Berlin"]
     enc = model.encode_pair(words, (0, 1), (63, 64), "r", "NA")

@@ -29,7 +29,7 @@ def _heads(model_dir):
 
 def test_train_then_evaluate_and_extract(tiny_encoder, tmp_path):
     shards = write_toy_shards(tmp_path / "shards")
-    stats = train(_cfg(tiny_encoder, shards, tmp_path / "run", epochs=16, dev=(shards,)))
+    stats = train(_cfg(tiny_encoder, shards, tmp_path / "run", epochs=8, dev=(shards,)))
     assert stats["completed"] and stats["languages"] == {"en": 5, "de": 5}
     assert stats["best_dev"]["micro_f1"] > 50
     assert (
