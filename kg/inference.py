@@ -46,12 +46,14 @@ class Extractor:
     def __init__(self, cfg: InferenceConfig):
         import torch
 
-        from relbridge.runtime.devices import resolve_device, resolve_dtype
+        from relbridge.models.extract import kb_schema
         from relbridge.models.extractor import RelationExtractor
+        from relbridge.runtime.devices import resolve_device, resolve_dtype
 
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.model = RelationExtractor.from_pretrained(cfg.model).to(self.device).eval()
+        self.schema = kb_schema(cfg.kb, self.model.inventory.names)
         dtype = resolve_dtype(cfg.dtype, self.device)
         self._autocast = (
             (lambda: torch.autocast(self.device.split(":")[0], dtype=dtype))
@@ -67,7 +69,7 @@ class Extractor:
         numbered = [dataclasses.replace(p, index=j) for j, p in enumerate(prepared)]
         with self._autocast():
             records, _ = extract_prepared(
-                self.model, numbered, self.cfg.batch_size, self.cfg.threshold
+                self.model, numbered, self.cfg.batch_size, self.cfg.threshold, schema=self.schema
             )
         out: list[list[dict[str, Any]]] = [[] for _ in numbered]
         for record in records:

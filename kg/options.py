@@ -55,6 +55,8 @@ class InferenceConfig:
         (bf16 autocast where the device has native bf16) or ``bfloat16``.
       share_model: one model per machine, served to every worker process
         (``auto``: on a GPU, where a copy per process would not fit).
+      kb: the KB directory whose ``relation_map.json`` refines the pair pruning
+        schema, as for ``relbridge extract --kb`` (`relbridge.models.extract.kb_schema`).
     """
 
     model: str
@@ -63,6 +65,7 @@ class InferenceConfig:
     device: str = "auto"
     dtype: str = "float32"
     share_model: str = "auto"
+    kb: str | None = None
 
     def __post_init__(self):
         if self.batch_size < 1:
@@ -145,7 +148,8 @@ def config_from_args(args: argparse.Namespace) -> KgBuildConfig:
         read=ReadConfig(tuple(args.input)),
         output=args.output.rstrip("/"),
         inference=InferenceConfig(
-            args.model, args.batch_size, args.threshold, args.device, args.dtype, args.share_model
+            args.model, args.batch_size, args.threshold, args.device, args.dtype, args.share_model,
+            args.kb,
         ),
         split=SplitConfig(args.lang, args.split),
         mentions=MentionConfig(args.kb, args.lang, langs),

@@ -290,15 +290,13 @@ def calibrated_threshold(model_dir: str) -> float | None:
         return float(json.load(f)["threshold"])
 
 
-def kb_schema(kb_dir: str | None, model_dir: str) -> TypeSchema:
+def kb_schema(kb_dir: str | None, names: Sequence[str]) -> TypeSchema:
     """The relation schema for pruning: the model's relation names, refined by the KB's map.
 
     A KB directory may hold ``relation_map.json`` (KB properties -> relations with
-    argument types, see the wikidata-xfactr KB); without one the names alone decide.
+    argument types, see the wikidata-xfactr KB); without one (or for a KB index)
+    the names alone decide. `iter_extract_file` and ``kg build`` both prune by it.
     """
-    from relbridge.data_specs.relations import RelationInventory
-
-    names = RelationInventory.load(os.path.join(model_dir, "relations.json")).names
     schema = TypeSchema.from_relation_names(names)
     relation_map = os.path.join(kb_dir, "relation_map.json") if kb_dir else None
     if relation_map and os.path.isfile(relation_map):
@@ -397,7 +395,7 @@ def iter_extract_file(
     stats = {} if stats is None else stats
     total = sum(1 for _ in read_sentences(path))  # a bad line fails here, before the model loads
     model = RelationExtractor.from_pretrained(model_dir)
-    options.setdefault("schema", kb_schema(options.pop("kb_dir", None), model_dir))
+    options.setdefault("schema", kb_schema(options.pop("kb_dir", None), model.inventory.names))
     if options.get("threshold") is None:  # the threshold calibrated for this model, if any
         options["threshold"] = calibrated_threshold(model_dir) or 0.0
     bar = ProgressBar(total, "extract", "sentence", enabled=progress)

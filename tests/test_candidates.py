@@ -50,3 +50,15 @@ def test_a_pair_is_kept_when_only_its_reverse_fits():
 def test_empty_schema_admits_everything():
     assert TypeSchema().admits("LOC", "LOC")
     assert len(candidate_pairs([(0, 1, "LOC"), (2, 3, "LOC")], TypeSchema())) == 1
+
+
+def test_kb_schema_refines_the_names_with_a_kb_directory_s_relation_map(tmp_path):
+    from relbridge.models.extract import kb_schema
+
+    names = ("NA", "per:employee_of")
+    assert kb_schema(None, names).signatures == {"per:employee_of": {("PER", "")}}
+    (tmp_path / "relation_map.json").write_text(json.dumps(
+        {"P108": [{"kbp37": "per:employee_of", "subject_type": ["PER"], "object_type": ["ORG"]}]}
+    ))  # fmt: skip
+    assert kb_schema(str(tmp_path), names).signatures == {"per:employee_of": {("PER", "ORG")}}
+    assert kb_schema(str(tmp_path / "missing"), names).signatures == kb_schema(None, names).signatures
