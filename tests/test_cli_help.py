@@ -6,11 +6,6 @@ import pytest
 
 from relbridge.cli.main import build_parser
 
-# Commands whose flags are known not to name their defaults yet (strict xfail:
-# once one passes, it must leave this set). Empty since issue 17's flag generator.
-PENDING: set[str] = set()
-
-
 def subcommands(parser, prefix=()):
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
@@ -46,14 +41,6 @@ def test_every_subcommand_is_checked():
     )
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        pytest.param(c, marks=pytest.mark.xfail(strict=True, reason="issue 17's flag generator"))
-        if c in PENDING
-        else c
-        for c in sorted(COMMANDS)
-    ],
-)
+@pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_every_flag_names_its_default(command):
     assert missing_defaults(COMMANDS[command]) == []
