@@ -27,7 +27,8 @@ The relation inventory: a triple's relation must be one the KB may state.
     these names;
   * else ``relation_map.json`` (a map from a source KB's properties to relations,
     as in ``shared/data/kb/wikidata-xfactr``): the names are that source's own
-    property ids, so any name is allowed;
+    property ids, so any name is allowed, and every reader of the KB sees its
+    facts through the map's rules (`relbridge.data_specs.relation_map`);
   * else the 18 KBP37 relations (`relations.KBP37_RELATIONS`).
 
 Lines are numbered from 1. Every parse error raises `InputError` naming the file
@@ -49,26 +50,13 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from relbridge.data_specs.errors import InputError
+from relbridge.data_specs.relation_map import LEVELS_FILE, read_mapped_triples
 from relbridge.data_specs.relations import KBP37_RELATIONS, NA
 
 CORPUS_FORMATS = ("tsv", "jsonl", "text")
 
 logger = logging.getLogger(__name__)
-
-
-class InputError(ValueError):
-    """A malformed input record; the message names the file and 1-based line.
-
-    ``raw`` optionally keeps the offending input (JSON-serialisable), so a
-    dead letter can carry what it could not parse.
-    """
-
-    def __init__(self, source_file: str, line: int, reason: str, raw: Any = None):
-        super().__init__(f"{source_file}:{line}: {reason}")
-        self.source_file = source_file
-        self.line = line
-        self.reason = reason
-        self.raw = raw
 
 
 def decode_lines(lines: Iterable[bytes], source_file: str) -> Iterator[str | InputError]:
@@ -493,10 +481,12 @@ class KbFiles:
     triples: str
     relations: str | None = None
     relation_map: str | None = None
+    levels: str | None = None
 
     @property
     def all(self) -> tuple[str, ...]:
-        return tuple(p for p in (self.entities, self.triples, self.relations, self.relation_map) if p)
+        paths = (self.entities, self.triples, self.relations, self.relation_map, self.levels)
+        return tuple(p for p in paths if p)
 
 
 def find_kb_files(listing: Iterable[str]) -> KbFiles:
@@ -511,7 +501,9 @@ def find_kb_files(listing: Iterable[str]) -> KbFiles:
                 f"a KB directory needs exactly one of {' / '.join(candidates)}, found {len(hits)}"
             )
         found.append(hits[0])
-    return KbFiles(*found, names.get(RELATIONS_FILE), names.get(RELATION_MAP_FILE))
+    return KbFiles(
+        *found, names.get(RELATIONS_FILE), names.get(RELATION_MAP_FILE), names.get(LEVELS_FILE)
+    )
 
 
 def relation_inventory(files: KbFiles, read_text: Callable[[str], str]) -> frozenset[str] | None:
@@ -561,7 +553,8 @@ def load_kb(
 
     Args:
       kb_dir: directory holding ``entities.{tsv,jsonl}[.gz]``, ``triples.{tsv,jsonl}[.gz]``
-        and optionally ``relations.json`` or ``relation_map.json``.
+        and optionally ``relations.json`` or ``relation_map.json`` (whose
+        rules then turn the facts into relations: `relbridge.data_specs.relation_map`).
       open_text: opens a path as a context manager over its text lines (default:
         `open_lines`, local files, gzip by extension); the pipeline passes one
         backed by Beam's filesystems so gs:// paths work.
@@ -583,7 +576,12 @@ def load_kb(
                 raise InputError(
                     files.triples, line, f"triple ({s}, {r}, {o}) names unknown entity {arg}"
                 )
+    if files.relation_map:
+        types = {e.id: e.type for e in entities.values()}
+        mapped = read_mapped_triples(files.relation_map, files.levels, open_text, triples, types)
+        return KnowledgeBase(entities, mapped)
     return KnowledgeBase(entities, frozenset(triples))
+
 
 
 def bio_spans(tags: Sequence[str]) -> list[tuple[int, int, str]]:

@@ -36,7 +36,8 @@ Modules:
   * `wikidata`: a converter from a Wikidata JSON dump to the KB format.
 """
 
-from relbridge.kb.index import INDEX_FORMAT, KbIndex, MatchProfile, build_index, normalize_name
+from relbridge.kb.build import build_index
+from relbridge.kb.index import INDEX_FORMAT, KbIndex, MatchProfile, normalize_name
 from relbridge.kb.matching import (
     AliasMatcher,
     Candidate,

@@ -24,7 +24,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from relbridge.data_specs.formats import find_kb_files, open_lines, strict_lines
-from relbridge.kb.index import INDEX_FORMAT, KbIndex, MatchProfile, build_index
+from relbridge.kb.build import build_index
+from relbridge.kb.index import INDEX_FORMAT, KbIndex, MatchProfile
 
 logger = logging.getLogger(__name__)
 

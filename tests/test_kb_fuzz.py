@@ -175,8 +175,9 @@ def test_a_repeated_entity_line_is_a_warning_and_an_inventory_allows_its_names(t
     assert load_kb(str(kb)).relation_index() == {("Q1", "Q3"): ("P108",)}
     assert "entities.jsonl:4: entity Q1 repeats line 1" in caplog.text
     (kb / "relations.json").unlink()
-    (kb / "relation_map.json").write_text('{"P108": []}')  # a source KB's own properties
-    assert load_kb(str(kb)).relations == ("P108",)
+    # A source KB's own properties are allowed and read through the map.
+    (kb / "relation_map.json").write_text('{"P108": [{"kbp37": "per:employee_of"}]}')
+    assert load_kb(str(kb)).relations == ("per:employee_of",)
     (kb / "relation_map.json").unlink()
     (kb / "relations.json").write_text('{"relations": "P108"}')
     with pytest.raises(InputError, match=r"relations.json:1: expected"):

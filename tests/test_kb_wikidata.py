@@ -91,8 +91,13 @@ def test_a_relation_map_chooses_the_properties_and_declares_the_inventory(tmp_pa
     relmap.write_text(json.dumps({"P27": [{"kbp37": "per:countries_of_residence"}], "P106": []}))
     convert_dump(str(dump), str(tmp_path / "kb"), WikidataConfig(("en",), relation_map=str(relmap)))
     assert (tmp_path / "kb" / "relation_map.json").read_text() == relmap.read_text()
-    kb = load_kb(str(tmp_path / "kb"))
-    assert sorted(kb.triples) == [("Q567", "P106", "Q82955"), ("Q567", "P27", "Q183")]
+    with gzip.open(tmp_path / "kb" / "triples.jsonl.gz", "rt", encoding="utf-8") as f:
+        kept = sorted((t["subject"], t["relation"], t["object"]) for t in map(json.loads, f))
+    assert kept == [("Q567", "P106", "Q82955"), ("Q567", "P27", "Q183")]
+    # The KB is read through the map: P27 becomes its relation, P106 (no rule) drops out.
+    assert sorted(load_kb(str(tmp_path / "kb")).triples) == [
+        ("Q567", "per:countries_of_residence", "Q183")
+    ]
 
 
 def test_a_broken_dump_line_names_its_line_and_leaves_no_output(tmp_path):
