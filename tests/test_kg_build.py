@@ -185,3 +185,42 @@ def test_kg_build_cuts_at_the_calibrated_threshold_as_extract_does(setup):
     assert saved["inference"]["threshold"] == threshold  # the resolved config names it
     explicit = run(_argv(tmp, "--threshold", str(threshold), out="out_cal", model="model_cal"))
     assert explicit["run_id"] == stats["run_id"]  # the same config, whichever way it was given
+
+
+def _snapshot(folder):
+    return {
+        os.path.relpath(p, folder): open(p, "rb").read()
+        for p in glob.glob(str(folder / "**"), recursive=True)
+        if os.path.isfile(p)
+    }
+
+
+def test_a_failed_kg_build_leaves_the_earlier_output_whole(setup, monkeypatch):
+    """The job writes beside --output (relbridge run's staging): a crash changes nothing there."""
+    import apache_beam as beam
+
+    import relbridge.kg.build as build
+
+    tmp = setup
+    before = _snapshot(tmp / "out")
+    real = build.build_pipeline
+
+    def crashing(p, cfg, write, *args):
+        stats = real(p, cfg, write, *args)
+        _ = p | "Crash" >> beam.Create([1]) | "Raise" >> beam.Map(lambda _: 1 / 0)
+        return stats
+
+    monkeypatch.setattr(build, "build_pipeline", crashing)
+    with pytest.raises(ZeroDivisionError):
+        run(_argv(tmp, "--overwrite"))
+    assert _snapshot(tmp / "out") == before and "COMPLETED" in before
+    assert not glob.glob(str(tmp / ".out.staging-*"))  # the staged files went with the job
+
+
+def test_a_second_kg_build_into_a_locked_output_stops_with_exit_2(setup, capsys):
+    from relbridge.pipeline.staging import OutputLock
+
+    tmp = setup
+    with OutputLock(str(tmp / "out"), "other-run"):
+        assert main(["kg", "build", *_argv(tmp)]) == 2
+    assert "in use by another run (run other-run" in capsys.readouterr().err
