@@ -190,7 +190,7 @@ class KgOutputFolder(StagedFolder):
         self.overwrite = overwrite
 
     def check(self) -> None:
-        """Refuses to replace another run's output (other input or settings) without ``overwrite``."""
+        """Refuses to replace another run's output unless ``overwrite``."""
         stats = FileSystems.join(self.output, STATS)
         if self.overwrite or not FileSystems.exists(stats):
             return

@@ -110,7 +110,7 @@ def existing_outputs(output: str) -> Handled:
 
 
 class OutputFolder(StagedFolder):
-    """One ``relbridge run``'s hold on its output folder (`relbridge.pipeline.staging.StagedFolder`).
+    """One ``relbridge run``'s hold on its output folder: a `StagedFolder` with run's `LAYOUT`.
 
     Use as a context manager around the pipeline run::
 

@@ -124,9 +124,10 @@ class OutputLock:
     The kernel releases it when the process dies, however it dies.
     """
 
-    def __init__(self, output: str, run_id: str):
+    def __init__(self, output: str, run_id: str, flag: str = "--output"):
         parent, name = os.path.split(os.path.abspath(output))
         self.output = output
+        self.flag = flag
         self.path = os.path.join(parent, f".{name}.relbridge.lock")
         self.holder = {
             "run_id": run_id,
@@ -149,7 +150,7 @@ class OutputLock:
                     f"{self.output} is in use by another run (run {other.get('run_id', '?')}, "
                     f"pid {other.get('pid', '?')} on {other.get('host', '?')}, "
                     f"since {other.get('since', '?')}): wait for it to end or choose another "
-                    "--output"
+                    f"{self.flag}"
                 ) from None
             try:  # the holder before us may have unlinked the file we opened
                 if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
@@ -291,7 +292,7 @@ class StagedFolder:
             self._lock.release()
 
     def check(self) -> None:
-        """Raises `ValueError` when this run may not replace the folder's content (default: it may)."""
+        """Raises `ValueError` where this run may not replace what the folder holds."""
 
     def stage(self, run_id: str) -> str:
         """The staging folder the job writes into (created empty)."""
