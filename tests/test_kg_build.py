@@ -185,6 +185,11 @@ def test_kg_build_cuts_at_the_calibrated_threshold_as_extract_does(setup):
     assert saved["inference"]["threshold"] == threshold  # the resolved config names it
     explicit = run(_argv(tmp, "--threshold", str(threshold), out="out_cal", model="model_cal"))
     assert explicit["run_id"] == stats["run_id"]  # the same config, whichever way it was given
+    from relbridge.kg.inference import Extractor
+    from relbridge.kg.options import InferenceConfig
+
+    alone = InferenceConfig(str(tmp / "model_cal"), device="cpu")  # not through KgBuildConfig
+    assert alone.threshold is None and Extractor(alone).cfg.threshold == threshold
 
 
 def _snapshot(folder):
