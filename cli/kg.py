@@ -4,7 +4,8 @@
   the Beam job from raw text to mention records, triples and RDF N-Quads
   (`relbridge.kg.build`);
 * ``kg load --input DIR --store STORE_DIR``: bulk-loads N-Quads into a pyoxigraph
-  store, replacing the graphs of runs loaded before;
+  store, replacing the graphs of runs loaded before, atomically for the
+  store's readers (`relbridge.kg.store`);
 * ``kg query --store STORE_DIR 'SPARQL' [--format jsonl|csv]``;
 * ``kg export --store STORE_DIR --format neo4j|quickstatements --output PATH``.
 """
@@ -35,7 +36,9 @@ def register(subparsers) -> None:
     add_build_arguments(p)
     p.set_defaults(func=_build, accepts_extra_args=True)
 
-    p = sub.add_parser("load", help="bulk-load N-Quads into a pyoxigraph store (one writer)")
+    p = sub.add_parser(
+        "load", help="bulk-load N-Quads into a pyoxigraph store; replaces a run's graph atomically"
+    )
     p.add_argument("--input", required=True, help="a kg build output, a folder of .nq, or a file")
     p.add_argument("--store", required=True, help="store directory (created when missing)")
     p.set_defaults(func=_load)

@@ -34,9 +34,10 @@ from relbridge.kg.options import KgBuildConfig, add_build_arguments, config_from
 from relbridge.kg.rdf import RdfConfig, graph_for_run
 from relbridge.kg.read import COUNTS_TAG, ReadTexts
 from relbridge.kg.split import SplitSentences
-from relbridge.kg.write import STATS, WriteConfig, WriteKg, finalize
+from relbridge.kg.write import KG_CONFIG, KgOutputFolder, WriteConfig, WriteKg
 from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG
 from relbridge.pipeline.ingest import open_text
+from relbridge.pipeline.staging import match_paths, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ logger = logging.getLogger(__name__)
 def earlier_outputs(output: str) -> tuple[dict[str, list], list[str]]:
     """Handled line ranges per input file, and the record files, of earlier runs into ``output``."""
     handled: dict[str, list] = {}
-    for path in _match(FileSystems.join(output, "handled", "*.jsonl")):
+    for path in match_paths(FileSystems.join(output, "handled", "*.jsonl")):
         with open_text(path) as lines:
             for text in lines:
                 if text.strip():
@@ -56,11 +57,7 @@ def earlier_outputs(output: str) -> tuple[dict[str, list], list[str]]:
         from relbridge.kg.read import to_ranges
 
         merged[path] = [tuple(r) for r in to_ranges(lines)]
-    return merged, _match(FileSystems.join(output, "records", "*.jsonl"))
-
-
-def _match(pattern: str) -> list[str]:
-    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+    return merged, match_paths(FileSystems.join(output, "records", "*.jsonl"))
 
 
 def _ones(key: str):
@@ -115,20 +112,6 @@ def build_pipeline(p, cfg: KgBuildConfig, write: WriteConfig, handled=None, earl
     } | "WriteKg" >> WriteKg(write)
 
 
-def _check_output(cfg: KgBuildConfig) -> None:
-    """Refuses to replace another run's output without ``--overwrite``."""
-    stats = FileSystems.join(cfg.output, STATS)
-    if cfg.overwrite or not FileSystems.exists(stats):
-        return
-    with FileSystems.open(stats) as f:
-        other = json.loads(f.read()).get("run_id")
-    if other != cfg.run_id:
-        raise ValueError(
-            f"{cfg.output} holds run {other} (other input or settings): pass --overwrite to "
-            "replace it, or choose another --output"
-        )
-
-
 def run_config(
     cfg: KgBuildConfig, beam_args: list[str] | None = None, test_pipeline=None
 ) -> dict:
@@ -141,28 +124,24 @@ def run_config(
         from relbridge.data_specs.formats import load_kb
 
         load_kb(cfg.mentions.kb)  # a malformed KB stops here, naming its file and line
-    _check_output(cfg)
-    handled, earlier = earlier_outputs(cfg.output) if cfg.refresh else ({}, [])
-    batch_id = cfg.run_id
-    if handled:
-        key = json.dumps(sorted(handled.items()), default=list)
-        batch_id = hashlib.sha1((cfg.run_id + key).encode()).hexdigest()[:10]
     graph = cfg.graph or graph_for_run(cfg.run_id, cfg.base_iri)
-    write = WriteConfig(cfg.output, cfg.run_id, batch_id, RdfConfig(graph, cfg.base_iri),
-                        cfg.num_shards)  # fmt: skip
-    if FileSystems.exists(write.staging):
-        FileSystems.delete([write.staging])  # a crashed attempt's leftovers
-    FileSystems.mkdirs(write.staging)
-    with FileSystems.create(FileSystems.join(write.staging, "kg_config.json")) as f:
-        f.write(json.dumps({**cfg.to_dict(), "graph": graph}, indent=2, default=list).encode())
-    logger.info("kg build %s (batch %s): %s -> %s", cfg.run_id, batch_id, cfg.read.input, cfg.output)
-    p = test_pipeline or beam.Pipeline(options=PipelineOptions(beam_args or []))
-    build_pipeline(p, cfg, write, handled, earlier)
-    p.run().wait_until_finish()
-    FileSystems.rename(
-        [FileSystems.join(write.staging, "kg_config.json")], [write.path("kg_config.json")]
-    )
-    stats = finalize(write, cfg.refresh)
+    with KgOutputFolder(cfg.output, cfg.run_id, cfg.overwrite, cfg.refresh) as out:
+        # under the lock: the earlier output stays as it is until publish swaps it
+        handled, earlier = earlier_outputs(out.output) if cfg.refresh else ({}, [])
+        batch_id = cfg.run_id
+        if handled:
+            key = json.dumps(sorted(handled.items()), default=list)
+            batch_id = hashlib.sha1((cfg.run_id + key).encode()).hexdigest()[:10]
+        staging = out.stage(batch_id)
+        write = WriteConfig(staging, cfg.run_id, batch_id, RdfConfig(graph, cfg.base_iri),
+                            cfg.num_shards)  # fmt: skip
+        write_json(FileSystems.join(staging, KG_CONFIG), {**cfg.to_dict(), "graph": graph})
+        logger.info("kg build %s (batch %s): %s -> %s", cfg.run_id, batch_id, cfg.read.input,
+                    cfg.output)  # fmt: skip
+        p = test_pipeline or beam.Pipeline(options=PipelineOptions(beam_args or []))
+        build_pipeline(p, cfg, write, handled, earlier)
+        p.run().wait_until_finish()
+        stats = out.publish()
     if not stats["balanced"]:
         logger.error("kg build counts do not add up: %s", stats["checks"])
     return stats

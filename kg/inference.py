@@ -50,6 +50,8 @@ class Extractor:
         from relbridge.models.extractor import RelationExtractor
         from relbridge.runtime.devices import resolve_device, resolve_dtype
 
+        if cfg.threshold is None:  # KgBuildConfig resolves it; a config built alone may not
+            cfg = cfg.with_calibrated_threshold()
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.model = RelationExtractor.from_pretrained(cfg.model).to(self.device).eval()

@@ -49,7 +49,11 @@ class InferenceConfig:
       model: a trained model directory.
       batch_size: most sentences per batch (RunInference batches by length
         bucket up to this; 8-64 on CPU, 64-256 on a GPU).
-      threshold: minimum relation probability (extract's ``--threshold``).
+      threshold: minimum relation probability of a record (extract's
+        ``--threshold``); None: the threshold calibrated beside the model
+        (``threshold.json``), else 0, as ``relbridge extract`` chooses it.
+        `KgBuildConfig` resolves None to that number, so the run id and the
+        saved ``kg_config.json`` name the threshold the records were cut at.
       device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
       dtype: ``float32`` (records equal ``relbridge extract``'s), ``auto``
         (bf16 autocast where the device has native bf16) or ``bfloat16``.
@@ -61,7 +65,7 @@ class InferenceConfig:
 
     model: str
     batch_size: int = 16
-    threshold: float = 0.0
+    threshold: float | None = None
     device: str = "auto"
     dtype: str = "float32"
     share_model: str = "auto"
@@ -74,6 +78,18 @@ class InferenceConfig:
             raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}")
         if self.share_model not in ("auto", "yes", "no"):
             raise ValueError("--share-model must be auto, yes or no")
+
+    def with_calibrated_threshold(self) -> InferenceConfig:
+        """This config with ``threshold`` None resolved as ``relbridge extract`` resolves it.
+
+        `relbridge.models.extract.calibrated_threshold` reads ``threshold.json``
+        beside the model (written by ``relbridge evaluate --raw-text
+        --calibrate``); a model without one keeps every relation above 0.
+        """
+        from relbridge.models.extract import calibrated_threshold
+
+        threshold = calibrated_threshold(self.model)
+        return dataclasses.replace(self, threshold=0.0 if threshold is None else threshold)
 
 
 @dataclass(frozen=True)
@@ -96,6 +112,8 @@ class KgBuildConfig:
     def __post_init__(self):
         if self.num_shards < 0:
             raise ValueError("--num-shards must be >= 0")
+        if self.inference.threshold is None:
+            object.__setattr__(self, "inference", self.inference.with_calibrated_threshold())
         if not self.run_id:
             object.__setattr__(self, "run_id", self.derive_run_id())
 
@@ -119,8 +137,9 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kb", help="KB directory: aliases are mentions, entities are linked (default: none)")
     p.add_argument("--kb-alias-langs", default="", help="comma-separated alias languages (default: all in the KB)")
     p.add_argument("--batch-size", type=int, default=16, help="sentences per inference batch (default: 16)")
-    p.add_argument("--threshold", type=float, default=0.0,
-                   help="minimum relation probability of a record (default: 0.0)")  # fmt: skip
+    p.add_argument("--threshold", type=float, default=None,
+                   help="minimum relation probability of a record (default: the threshold calibrated "
+                   "beside the model in threshold.json, else 0, as for relbridge extract)")  # fmt: skip
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     p.add_argument("--dtype", choices=DTYPES, default="float32", help="inference dtype (default: float32)")
     p.add_argument("--share-model", choices=("auto", "yes", "no"), default="auto",

@@ -4,21 +4,40 @@
     relbridge kg query --store STORE_DIR 'SELECT ...' [--format jsonl|csv]
 
 `load_graphs` is the one writer: workers of ``kg build`` write N-Quads shards,
-and this single process bulk-loads them (pyoxigraph locks the directory, so a
-second writer fails instead of interleaving). Every quad of a shard belongs to
-its run's named graph; loading a run again first drops that graph, so a reload
-replaces the run's statements and never duplicates them. `query` opens the store
-read-only (any number of readers) and yields one dict per solution, with the
-vocabulary's prefixes (`relbridge.kg.rdf.PREFIXES`) declared for the query.
+and this single process bulk-loads them. Every quad of a shard belongs to its
+run's named graph; loading a run again first drops that graph, so a reload
+replaces the run's statements and never duplicates them.
+
+A load is atomic for the store's readers, as a run's output folder is
+(`relbridge.pipeline.staging`): under the store's lock (``flock`` on
+``.<name>.relbridge.lock`` beside it) the files are checked first (a bad one
+stops the load with its ``FILE:LINE``), then the store is checkpointed into a
+staging folder beside it (`pyoxigraph.Store.backup`: hard links to RocksDB's
+immutable files, so cheap whatever the store's size), the run graphs are
+dropped and the files bulk-loaded into that copy, and the copy is swapped in
+with one ``renameat2(RENAME_EXCHANGE)``. A reader opening the store sees it
+before or after, never a graph half loaded or dropped; a failure or a kill
+midway leaves the store as it was (the next load removes the staged copy).
+Why not pyoxigraph's own transactions: ``Store.load``/``extend``/``update`` are
+atomic but hold the whole input in memory and cannot drop the old graph in the
+same transaction (except as SPARQL ``INSERT DATA`` text), while ``bulk_load``
+streams but is not atomic (a failure leaves part of the data written).
+
+`query` opens the store read-only (any number of readers) and yields one dict
+per solution, with the vocabulary's prefixes (`relbridge.kg.rdf.PREFIXES`)
+declared for the query.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import itertools
 import logging
 import os
+import shutil
+import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -26,6 +45,7 @@ import pyoxigraph as ox
 
 from relbridge.data_specs.formats import InputError
 from relbridge.kg.rdf import PREFIXES, XSD
+from relbridge.pipeline.staging import OutputLock, remove_leftovers, staging_path, swap_in
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +57,8 @@ def nquads_files(path: str) -> list[str]:
     if os.path.isfile(path):
         return [path]
     found = []
-    for root, _, files in os.walk(path):
+    for root, dirs, files in os.walk(path):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]  # staging folders of running jobs
         found += [os.path.join(root, f) for f in files if f.endswith(NQUADS_SUFFIX)]
     if not found:
         raise FileNotFoundError(f"{path}: no N-Quads files (*{NQUADS_SUFFIX}) to load")
@@ -64,34 +85,73 @@ def graphs_of(path: str) -> set[str]:
 
 
 def load_graphs(files: Sequence[str], store_dir: str) -> dict[str, Any]:
-    """Bulk-loads N-Quads files into the store, replacing the graphs they hold.
+    """Bulk-loads N-Quads files into the store, replacing the graphs they hold, atomically.
 
-    The files are checked (graphs, syntax) before the store changes.
+    See the module docstring: the files are checked (graphs, syntax) before the
+    store changes, and readers see the store before or after the load, never
+    during it.
 
     Returns:
       ``{"graphs": [...], "files": n, "quads_before": n, "quads_after": n}``.
+
+    Raises:
+      InputError: a bad file, with its file and line (the store is unchanged).
+      ValueError: another load holds the store.
     """
     graphs = set()
     for path in files:
         graphs |= graphs_of(path)
-    store = ox.Store(store_dir)
-    before = len(store)
-    for graph in sorted(graphs):
-        node = ox.NamedNode(graph)
-        if store.contains_named_graph(node):
-            logger.info("replacing graph %s", graph)
-            store.remove_graph(node)
-    for path in files:
-        store.bulk_load(path=path, format=ox.RdfFormat.N_QUADS)
-    store.flush()
-    stats = {
-        "graphs": sorted(graphs),
-        "files": len(files),
-        "quads_before": before,
-        "quads_after": len(store),
-    }
-    del store  # releases the directory lock
-    return stats
+    store_dir = os.path.realpath(store_dir)  # one lock and one swap however it is named
+    with OutputLock(store_dir, f"kg load (pid {os.getpid()})", flag="--store"):
+        remove_leftovers(store_dir)
+        # a fresh name: RocksDB refuses a path that a store left open by an error still locks
+        staging = staging_path(store_dir, f"load-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        try:
+            before, after = _load_into_copy(files, graphs, store_dir, staging)
+            swap_in(staging, store_dir)
+        finally:  # on an error: the next load removes what this cannot
+            shutil.rmtree(staging, ignore_errors=True)
+    return {"graphs": sorted(graphs), "files": len(files), "quads_before": before,
+            "quads_after": after}  # fmt: skip
+
+
+def _load_into_copy(
+    files: Sequence[str], graphs: set[str], store_dir: str, staging: str
+) -> tuple[int, int]:
+    """Checkpoints the store into ``staging`` and replaces ``graphs`` there by ``files``.
+
+    Returns the number of quads before and after. The store stays open (RocksDB's own lock) until the copy is complete, so no
+    other writer changes it meanwhile; both are closed on return, also on an
+    error (no other frame holds them, so the staged copy can be deleted).
+    """
+    store = staged = None
+    try:
+        store = ox.Store(store_dir) if os.path.isdir(store_dir) else None
+        before = len(store) if store is not None else 0
+        if store is not None:
+            store.backup(staging)
+        staged = ox.Store(staging)
+        for graph in sorted(graphs):
+            node = ox.NamedNode(graph)
+            if staged.contains_named_graph(node):
+                logger.info("replacing graph %s", graph)
+                staged.remove_graph(node)
+        for path in files:
+            with _lines_named(path):
+                staged.bulk_load(path=path, format=ox.RdfFormat.N_QUADS)
+        staged.flush()
+        return before, len(staged)
+    finally:  # closes both, also on an error: the store free to swap or to load again
+        del store, staged
+
+
+@contextlib.contextmanager
+def _lines_named(path: str) -> Iterator[None]:
+    """Turns pyoxigraph's `SyntaxError` in ``path`` into an `InputError` naming file and line."""
+    try:
+        yield
+    except SyntaxError as error:
+        raise InputError(path, getattr(error, "lineno", 0) or 0, str(error)) from None
 
 
 def _value(term: Any) -> Any:

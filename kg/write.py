@@ -13,10 +13,12 @@ Layout of ``--output`` (any Beam filesystem)::
 ``<run>`` is the run id (input and config); ``<batch>`` is the run id for a full
 run and a hash of it and the lines already handled for a refresh, so a refresh
 adds records beside the old ones while triples and N-Quads, re-aggregated over
-all records, replace theirs. The job writes into ``_staging/<batch>/``;
-`finalize` moves the files into place after it succeeded, removing
-``COMPLETED`` first and writing it last, so a failed job leaves the earlier
-output whole and a reader that waits for ``COMPLETED`` never sees a mix.
+all records, replace theirs (`LAYOUT`). The job writes into a staging folder
+beside ``--output`` and `KgOutputFolder` publishes it, with the lock, the
+atomic swap and ``COMPLETED`` of ``relbridge run``'s outputs
+(`relbridge.pipeline.staging`): a failed or killed job leaves the earlier
+output whole, a second job into the same folder stops, and a reader never sees
+a mix, nor a staged N-Quads file that ``kg load`` would take.
 """
 
 from __future__ import annotations
@@ -32,22 +34,26 @@ from apache_beam.io.filesystems import FileSystems
 from relbridge.kg.rdf import RdfConfig, to_nquads
 from relbridge.kg.read import to_ranges
 from relbridge.pipeline.dead_letter import to_json
+from relbridge.pipeline.staging import STATS, Layout, StagedFolder
 from relbridge.pipeline.stats import SumCountsFn, dead_letter_stats
 
 logger = logging.getLogger(__name__)
 
-COMPLETED = "COMPLETED"
-STATS = "stats.json"
-ACCUMULATING = ("records", "dead_letter", "handled")
-"""Folders a refresh adds to; the others are rewritten by every run."""
-REWRITTEN = ("triples", "rdf")
+KG_CONFIG = "kg_config.json"
 SUFFIX = {"records": ".jsonl", "triples": ".jsonl", "rdf": ".nq", "dead_letter": ".jsonl",
           "handled": ".jsonl"}  # fmt: skip
+LAYOUT = Layout(
+    data={folder: f"part-*{suffix}" for folder, suffix in SUFFIX.items()},
+    files=(KG_CONFIG,),
+    kept_on_refresh=("records", "dead_letter", "handled"),  # a refresh adds to these
+    extra=("_staging",),  # where kg build staged inside --output before it shared run's staging
+)
 
 
 @dataclass(frozen=True)
 class WriteConfig:
-    """Attributes: output; run_id; batch_id (see the module docstring); rdf; num_shards."""
+    """Attributes: output (the staging folder the job writes into); run_id; batch_id
+    (see the module docstring); rdf; num_shards."""
 
     output: str
     run_id: str
@@ -58,13 +64,9 @@ class WriteConfig:
     def path(self, *parts: str) -> str:
         return FileSystems.join(self.output, *parts)
 
-    @property
-    def staging(self) -> str:
-        return self.path("_staging", self.batch_id)
-
     def prefix(self, folder: str) -> str:
-        name = self.batch_id if folder in ACCUMULATING else self.run_id
-        return FileSystems.join(self.staging, folder, f"part-{name}")
+        name = self.batch_id if folder in LAYOUT.kept_on_refresh else self.run_id
+        return self.path(folder, f"part-{name}")
 
 
 def handled_entry(file_lines) -> str:
@@ -81,7 +83,7 @@ class WriteStatsFn(beam.DoFn):
     def process(self, counts: dict[str, int], **files):
         stats = stats_of(counts, self.cfg)
         stats["files"] = {k: len(v) for k, v in files.items()}
-        with FileSystems.create(FileSystems.join(self.cfg.staging, STATS)) as f:
+        with FileSystems.create(self.cfg.path(STATS)) as f:
             f.write(json.dumps(stats, indent=2, sort_keys=True).encode())
         yield stats
 
@@ -176,36 +178,32 @@ class WriteKg(beam.PTransform):
         )
 
 
-def _files(folder: str) -> list[str]:
-    result = FileSystems.match([FileSystems.join(folder, "*")])[0]
-    return sorted(m.path for m in result.metadata_list)
+class KgOutputFolder(StagedFolder):
+    """One ``kg build``'s hold on its ``--output`` (`relbridge.pipeline.staging.StagedFolder`).
 
+    ``with KgOutputFolder(output, run_id, overwrite, refresh) as out:`` run the
+    job into ``out.stage(batch_id)``, then ``stats = out.publish()``.
+    """
 
-def finalize(cfg: WriteConfig, refresh: bool) -> dict:
-    """Moves the staged files into place (see the module docstring); returns the stats."""
-    with FileSystems.open(FileSystems.join(cfg.staging, STATS)) as f:
-        stats = json.loads(f.read())
-    completed = cfg.path(COMPLETED)
-    if FileSystems.exists(completed):
-        FileSystems.delete([completed])
-    for folder in (*ACCUMULATING, *REWRITTEN):
-        final = cfg.path(folder)
-        old = _files(final) if FileSystems.exists(final) else []
-        if folder in REWRITTEN or not refresh:
-            if old:
-                FileSystems.delete(old)
-        elif not FileSystems.exists(final):
-            FileSystems.mkdirs(final)
-        staged = _files(FileSystems.join(cfg.staging, folder))
-        if staged and not FileSystems.exists(final):
-            FileSystems.mkdirs(final)
-        if staged:
-            FileSystems.rename(
-                staged, [FileSystems.join(final, FileSystems.split(s)[1]) for s in staged]
+    def __init__(self, output: str, run_id: str, overwrite: bool = False, refresh: bool = False):
+        super().__init__(output, run_id, LAYOUT, refresh)
+        self.overwrite = overwrite
+
+    def check(self) -> None:
+        """Refuses to replace another run's output unless ``overwrite``."""
+        stats = FileSystems.join(self.output, STATS)
+        if self.overwrite or not FileSystems.exists(stats):
+            return
+        with FileSystems.open(stats) as f:
+            other = json.loads(f.read()).get("run_id")
+        if other != self.run_id:
+            raise ValueError(
+                f"{self.output} holds run {other} (other input or settings): pass --overwrite to "
+                "replace it, or choose another --output"
             )
-    for name in (STATS,):
-        FileSystems.rename([FileSystems.join(cfg.staging, name)], [cfg.path(name)])
-    FileSystems.delete([cfg.path("_staging")])
-    with FileSystems.create(completed) as f:
-        f.write(b"")
-    return stats
+
+    def publish(self) -> dict:
+        """Makes the staged output the output; returns the ``stats.json`` the job wrote."""
+        with FileSystems.open(FileSystems.join(self.staging, STATS)) as f:
+            stats = json.loads(f.read())
+        return super().publish(lambda folder, output: stats)

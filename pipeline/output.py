@@ -1,78 +1,52 @@
-"""The output folder of a run: lock, staging, refresh bookkeeping, whole-folder stats.
+"""The output folder of ``relbridge run``: its layout, refresh bookkeeping, whole-folder stats.
 
-A reader of ``OUTPUT`` must at every moment see one complete output, the old
-one or the new one, never a part of a run, two runs mixed, or nothing after a
-crash. So a run never writes into ``OUTPUT`` while it runs:
-
-1. `OutputFolder` takes a lock on ``OUTPUT`` (local paths: ``flock`` on the
-   sibling file ``.<name>.relbridge.lock``, which names the holder's run id,
-   pid and host; the kernel drops it when the holder dies, so a killed run
-   leaves no stale lock). A second run into the same folder stops with exit
-   status 2 naming the folder and the holder. It then removes what killed runs
-   left: staging folders and ``beam-temp-*`` folders of older versions.
-2. The pipeline writes into a staging folder beside ``OUTPUT``
-   (``.<name>.staging-<run>``), invisible to readers of ``OUTPUT``.
-3. `OutputFolder.publish` completes the staging folder (a refresh links the
-   earlier shards and dead letters in; files a user put in ``OUTPUT`` are
-   carried over), writes ``stats.json`` for the whole folder, with the run's
-   own counts under ``"run"``, and ``COMPLETED``, and swaps it in with one
-   atomic ``renameat2(RENAME_EXCHANGE)`` (Linux), then deletes the old folder.
-   Where the exchange is missing, two renames leave ``OUTPUT`` absent (never
-   partial) for an instant.
-
-On gs:// and other object stores there is neither an atomic create (so no
-lock: two runs into one gs:// folder are not detected) nor a folder rename: the
-staged files are copied into ``OUTPUT`` one by one after ``COMPLETED`` was
-removed, then the old files are deleted and ``COMPLETED`` written last. The
-old output stays whole until the new one is complete, so a crash before the
-copy leaves the old output; a reader that checks ``COMPLETED`` before and
-after reading never takes a mix.
+The lock, the staging folder beside ``OUTPUT``, the atomic swap and
+``COMPLETED`` are `relbridge.pipeline.staging`'s, shared with ``kg build``
+(its module docstring says what a reader of ``OUTPUT`` sees when). Here:
+which files a run owns (`LAYOUT`: shards, dead letters, the resolved config,
+harvested aliases), that a full run replaces only its own earlier files unless
+``--overwrite`` (`OutputFolder.check`), and ``stats.json`` for the whole folder,
+with the run's own counts under ``"run"`` (`folder_stats`).
 """
 
 from __future__ import annotations
 
-import ctypes
-import errno
-import fcntl
 import hashlib
 import json
 import logging
-import os
-import shutil
-import socket
-import time
 from collections import Counter
 from dataclasses import dataclass
 
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.io.localfilesystem import LocalFileSystem
 
 from relbridge.pipeline.harvest import ALIASES
 from relbridge.pipeline.ingest import open_text
-from relbridge.pipeline.write_shards import COMPLETED, STATS, WriteConfig
+from relbridge.pipeline.staging import (
+    STATS,
+    Layout,
+    StagedFolder,
+    delete_paths,
+    match_paths,
+    write_json,
+)
+from relbridge.pipeline.write_shards import WriteConfig
 
 logger = logging.getLogger(__name__)
 
 CONFIG = "pipeline_config.json"
-DATA_DIRS = ("shards", "dead_letter")  # relbridge owns these folders of OUTPUT
-# report.html: the CLI's run report (relbridge.report), rewritten after each
-# publish; an old one is not carried over, where it would describe another run.
-OWN_ENTRIES = frozenset({*DATA_DIRS, STATS, COMPLETED, CONFIG, ALIASES, "report.html"})
-
-
-def is_local(path: str) -> bool:
-    return isinstance(FileSystems.get_filesystem(path), LocalFileSystem)
-
-
-def _matches(pattern: str) -> list[str]:
-    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+LAYOUT = Layout(
+    data={"shards": "part-*.parquet", "dead_letter": "part-*.jsonl"},
+    files=(CONFIG, ALIASES),
+    kept_on_refresh=("shards", "dead_letter"),
+    # the CLI's run report (relbridge.report), rewritten after each publish; an
+    # old one is not carried over, where it would describe another run.
+    extra=("report.html",),
+)
 
 
 def data_files(folder: str) -> list[str]:
     """The shard and dead-letter files of an output folder."""
-    return _matches(FileSystems.join(folder, "shards", "part-*.parquet")) + _matches(
-        FileSystems.join(folder, "dead_letter", "part-*.jsonl")
-    )
+    return LAYOUT.data_files(folder)
 
 
 @dataclass(frozen=True)
@@ -122,11 +96,11 @@ def existing_outputs(output: str) -> Handled:
     import pyarrow.parquet as pq
 
     ids: list[str] = []
-    for path in _matches(FileSystems.join(output, "shards", "*.parquet")):
+    for path in match_paths(FileSystems.join(output, "shards", "*.parquet")):
         with FileSystems.open(path) as f:
             ids.extend(pq.read_table(f, columns=["pair_id"]).column("pair_id").to_pylist())
     lines = set()  # dead letters: (source_file, line)
-    for path in _matches(FileSystems.join(output, "dead_letter", "*.jsonl")):
+    for path in match_paths(FileSystems.join(output, "dead_letter", "*.jsonl")):
         with open_text(path) as letters:
             for text in letters:
                 if text.strip():
@@ -135,167 +109,32 @@ def existing_outputs(output: str) -> Handled:
     return Handled(frozenset(ids), frozenset(lines))
 
 
-class OutputLock:
-    """An exclusive lock on a local output folder, held by one run at a time.
-
-    ``flock`` on ``<parent>/.<name>.relbridge.lock``; the file says who holds
-    it (run id, pid, host, start time) for the error message of the next run.
-    The kernel releases it when the process dies, however it dies.
-    """
-
-    def __init__(self, output: str, run_id: str):
-        parent, name = os.path.split(os.path.abspath(output))
-        self.output = output
-        self.path = os.path.join(parent, f".{name}.relbridge.lock")
-        self.holder = {
-            "run_id": run_id,
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                other = _read_holder(fd)
-                os.close(fd)
-                raise ValueError(
-                    f"{self.output} is in use by another run (run {other.get('run_id', '?')}, "
-                    f"pid {other.get('pid', '?')} on {other.get('host', '?')}, "
-                    f"since {other.get('since', '?')}): wait for it to end or choose another "
-                    "--output"
-                ) from None
-            try:  # the holder before us may have unlinked the file we opened
-                if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
-                    break
-            except FileNotFoundError:
-                pass
-            os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps(self.holder).encode())
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.unlink(self.path)
-            os.close(self._fd)
-            self._fd = None
-
-
-def _read_holder(fd: int) -> dict:
-    try:
-        return json.loads(os.pread(fd, 4096, 0) or b"{}")
-    except ValueError:
-        return {}
-
-
-def _exchange(a: str, b: str) -> bool:
-    """Swaps two paths atomically (Linux ``renameat2``); False where unsupported."""
-    rename = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
-    if rename is None:
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    if rename(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-        return False
-    raise OSError(err, os.strerror(err), a)
-
-
-def _delete(paths: list[str]) -> None:
-    if paths:
-        FileSystems.delete(paths)
-
-
-class OutputFolder:
-    """One run's hold on its output folder: lock, staging folder, publishing.
+class OutputFolder(StagedFolder):
+    """One ``relbridge run``'s hold on its output folder: a `StagedFolder` with run's `LAYOUT`.
 
     Use as a context manager around the pipeline run::
 
         with OutputFolder(cfg.write, overwrite=..., refresh=...) as out:
-            run the pipeline into out.staging
-            stats = out.publish(run_id, reproducible)
+            run the pipeline into out.stage(run_id)
+            stats = out.publish(extra)
 
     Leaving the block without `publish` (an error) removes the staging folder
     and keeps the old output as it was.
     """
 
     def __init__(self, cfg: WriteConfig, overwrite: bool = False, refresh: bool = False):
-        self.output = cfg.output.rstrip("/") or cfg.output
-        self.local = is_local(self.output)
-        if self.local:  # one lock and one swap however the folder is named (symlinks)
-            self.output = os.path.realpath(self.output)
-        self.run_id = cfg.run_id
+        super().__init__(cfg.output, cfg.run_id, LAYOUT, refresh)
         self.overwrite = overwrite
-        self.refresh = refresh
-        parent, name = FileSystems.split(self.output)
-        self._parent, self._name = parent, name
-        self._lock = OutputLock(self.output, cfg.run_id) if self.local else None
-        self.staging = ""
 
-    def __enter__(self) -> OutputFolder:
-        if self._lock:
-            self._lock.acquire()
-        else:
-            logger.warning(
-                "%s: no lock on this filesystem; do not start two runs into one folder",
-                self.output,
-            )
-        try:
-            self._remove_leftovers()
-            if not self.refresh:
-                self._check_replaceable()
-        except BaseException:
-            self._unlock()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        try:
-            if self.staging and FileSystems.exists(self.staging):
-                _delete([self.staging])
-        finally:
-            self._unlock()
-
-    def _unlock(self) -> None:
-        if self._lock:
-            self._lock.release()
-
-    def stage(self, run_id: str) -> str:
-        """The staging folder the pipeline writes into (created empty)."""
-        self.run_id = run_id
-        self.staging = FileSystems.join(self._parent, f".{self._name}.staging-{run_id}")
-        FileSystems.mkdirs(self.staging)
-        return self.staging
-
-    def _remove_leftovers(self) -> None:
-        """What killed runs left: staging folders, and beam-temp folders in OUTPUT."""
-        staging, temp = f".{self._name}.staging-*", "beam-temp-*"
-        if self.local:  # a local match lists files; the folders themselves go
-            old = glob_dirs(self._parent, staging)
-            for sub in DATA_DIRS:
-                old += glob_dirs(os.path.join(self.output, sub), temp)
-        else:  # an object store's match lists every object under the prefix
-            old = _matches(FileSystems.join(self._parent, staging))
-            for sub in DATA_DIRS:
-                old += _matches(FileSystems.join(self.output, sub, temp))
-        if old:
-            logger.warning("removing %d leftover(s) of killed runs: %s", len(old), old[0])
-            _delete(old)
-
-    def _check_replaceable(self) -> None:
+    def check(self) -> None:
         """A full run replaces only its own earlier files unless ``overwrite``.
 
         Readers take every shard in the folder, so another run's files (other
         input or settings) are replaced only on request; the run stops here,
         before writing anything.
         """
+        if self.refresh:
+            return
         mine = f"part-{self.run_id}-"
         others = [
             p for p in data_files(self.output) if not FileSystems.split(p)[1].startswith(mine)
@@ -326,21 +165,10 @@ class OutputFolder:
         written = set(run_stats["shard_files"] + run_stats["dead_letter_files"])
         if self.refresh:  # a refresh adds no empty files beside the old ones
             written = {p for p in written if not _is_empty(p)}
-        _delete([p for p in data_files(self.staging) if p not in written])
-        if self.local:
-            self._complete_staging()
-            stats = folder_stats(self.staging, self.output, run_stats, old_stats, extra)
-            _write_json(FileSystems.join(self.staging, STATS), stats)
-            _write_json(FileSystems.join(self.staging, COMPLETED), None)
-            self._swap_in()
-        else:
-            self._copy_in()
-            stats = folder_stats(self.output, self.output, run_stats, old_stats, extra)
-            _write_json(FileSystems.join(self.output, STATS), stats)
-            _write_json(FileSystems.join(self.output, COMPLETED), None)
-            _delete([self.staging])
-        self.staging = ""
-        return stats
+        delete_paths([p for p in data_files(self.staging) if p not in written])
+        return super().publish(
+            lambda folder, output: folder_stats(folder, output, run_stats, old_stats, extra)
+        )
 
     def _old_stats(self) -> dict:
         path = FileSystems.join(self.output, STATS)
@@ -348,50 +176,6 @@ class OutputFolder:
             return {}
         with FileSystems.open(path) as f:
             return json.loads(f.read())
-
-    def _complete_staging(self) -> None:
-        """Links what the staged output keeps from the old one into it (local)."""
-        for sub in DATA_DIRS:
-            os.makedirs(os.path.join(self.staging, sub), exist_ok=True)
-            for leftover in glob_dirs(os.path.join(self.staging, sub), "beam-temp-*"):
-                shutil.rmtree(leftover)
-        if not os.path.isdir(self.output):
-            return
-        keep = data_files(self.output) if self.refresh else []
-        for path in keep:
-            rel = os.path.relpath(path, self.output)
-            os.link(path, os.path.join(self.staging, rel))
-        for entry in sorted(set(os.listdir(self.output)) - OWN_ENTRIES):
-            src, dst = os.path.join(self.output, entry), os.path.join(self.staging, entry)
-            if os.path.isdir(src) and not os.path.islink(src):
-                shutil.copytree(src, dst, symlinks=True, copy_function=os.link)
-            else:
-                os.link(src, dst, follow_symlinks=False)
-
-    def _swap_in(self) -> None:
-        if not os.path.exists(self.output):
-            os.rename(self.staging, self.output)
-            return
-        if _exchange(self.staging, self.output):
-            shutil.rmtree(self.staging)  # now the old output
-            return
-        replaced = os.path.join(self._parent, f".{self._name}.staging-replaced-{self.run_id}")
-        os.rename(self.output, replaced)
-        os.rename(self.staging, self.output)
-        shutil.rmtree(replaced)
-
-    def _copy_in(self) -> None:
-        """Copies the staged files into OUTPUT (object stores: no folder rename)."""
-        _delete([p for p in [FileSystems.join(self.output, COMPLETED)] if FileSystems.exists(p)])
-        staged = data_files(self.staging) + [
-            FileSystems.join(self.staging, name)
-            for name in (CONFIG, ALIASES)
-            if FileSystems.exists(FileSystems.join(self.staging, name))
-        ]
-        targets = [FileSystems.join(self.output, p[len(self.staging) + 1 :]) for p in staged]
-        FileSystems.copy(staged, targets)
-        if not self.refresh:
-            _delete(sorted(set(data_files(self.output)) - set(targets)))
 
 
 def _is_empty(path: str) -> bool:
@@ -404,29 +188,16 @@ def _is_empty(path: str) -> bool:
         return pq.ParquetFile(f).metadata.num_rows == 0
 
 
-def glob_dirs(folder: str, pattern: str) -> list[str]:
-    """Local entries of ``folder`` matching ``pattern`` (folders included)."""
-    import glob
-
-    return sorted(glob.glob(os.path.join(glob.escape(folder), pattern)))
-
-
-def _write_json(path: str, content) -> None:
-    with FileSystems.create(path) as f:
-        if content is not None:
-            f.write(json.dumps(content, indent=2, sort_keys=True, default=str).encode())
-
-
 def count_folder(folder: str) -> tuple[int, int]:
     """Rows in ``folder/shards`` and letters in ``folder/dead_letter``, as a reader finds them."""
     import pyarrow.parquet as pq
 
     rows = 0
-    for path in _matches(FileSystems.join(folder, "shards", "part-*.parquet")):
+    for path in match_paths(FileSystems.join(folder, "shards", "part-*.parquet")):
         with FileSystems.open(path) as f:
             rows += pq.ParquetFile(f).metadata.num_rows
     letters = 0
-    for path in _matches(FileSystems.join(folder, "dead_letter", "part-*.jsonl")):
+    for path in match_paths(FileSystems.join(folder, "dead_letter", "part-*.jsonl")):
         with open_text(path) as lines:
             letters += sum(1 for text in lines if text.strip())
     return rows, letters
@@ -508,4 +279,4 @@ def write_config(path: str, cfg) -> None:
     """Saves the resolved config (`PipelineConfig`) as ``path/pipeline_config.json``."""
     if not FileSystems.exists(path):
         FileSystems.mkdirs(path)
-    _write_json(FileSystems.join(path, CONFIG), cfg.to_dict())
+    write_json(FileSystems.join(path, CONFIG), cfg.to_dict())

@@ -36,12 +36,11 @@ from apache_beam.io.filesystems import FileSystems
 
 from relbridge.data_specs.schema import SCHEMA_VERSION, SHARD_SCHEMA, ShardRow
 from relbridge.pipeline.dead_letter import to_json
+from relbridge.pipeline.staging import COMPLETED, STATS  # noqa: F401 (COMPLETED: for readers)
 from relbridge.pipeline.stats import SumCountsFn, dead_letter_stats, row_stats
 
 logger = logging.getLogger(__name__)
 
-COMPLETED = "COMPLETED"
-STATS = "stats.json"
 ROWS_PER_SHARD = 50_000
 
 

@@ -48,15 +48,15 @@ def setup(tmp_path_factory, tiny_encoder):
     return tmp
 
 
-def _argv(tmp, *extra):
-    return ["--input", str(tmp / "in" / "*"), "--output", str(tmp / "out"), "--model",
-            str(tmp / "model"), "--kb", str(tmp / "kb"), "--lang", "en", "--no-split",
+def _argv(tmp, *extra, out="out", model="model"):
+    return ["--input", str(tmp / "in" / "*"), "--output", str(tmp / out), "--model",
+            str(tmp / model), "--kb", str(tmp / "kb"), "--lang", "en", "--no-split",
             "--min-confidence", "0", "--num-shards", "2", *extra]  # fmt: skip
 
 
-def _read(tmp, folder):
+def _read(tmp, folder, out="out"):
     rows = []
-    for path in sorted(glob.glob(str(tmp / "out" / folder / "*"))):
+    for path in sorted(glob.glob(str(tmp / out / folder / "*"))):
         with open(path, encoding="utf-8") as f:
             rows += [json.loads(line) for line in f if line.strip()]
     return rows
@@ -153,3 +153,79 @@ def test_a_different_run_into_the_same_output_needs_overwrite(setup, capsys):
     tmp = setup
     assert main(["kg", "build", *_argv(tmp, "--threshold", "0.3")]) == 2
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_kg_build_cuts_at_the_calibrated_threshold_as_extract_does(setup):
+    """Without --threshold both commands take threshold.json beside the model: equal records."""
+    import shutil
+
+    from relbridge.models.extract import THRESHOLD_FILE
+
+    tmp = setup
+    shutil.copytree(tmp / "model", tmp / "model_cal")
+    good = str(tmp / "in" / "good.txt")
+    mentions = TextMentions(str(tmp / "kb"), "en")
+    uncut, _ = extract_file(str(tmp / "model_cal"), good, mentions_of=mentions)
+    # a threshold halfway between two confidences far apart: some records stay, some go
+    confidences = sorted({r["confidence"] for r in uncut})
+    gaps = [(b - a, (a + b) / 2) for a, b in zip(confidences, confidences[1:])]
+    threshold = max(gaps)[1]
+    (tmp / "model_cal" / THRESHOLD_FILE).write_text(json.dumps({"threshold": threshold}))
+
+    stats = run(_argv(tmp, out="out_cal", model="model_cal"))
+    assert stats["balanced"]
+    expected, _ = extract_file(str(tmp / "model_cal"), good, mentions_of=mentions)
+    assert 0 < len(expected) < len(uncut)
+    got = [r for r in _read(tmp, "records", out="out_cal") if r["source_file"] == good]
+    assert sorted(map(_key, got)) == sorted(map(_key, expected))
+    by_key = {_key(r): r["confidence"] for r in got}
+    for want in expected:
+        assert by_key[_key(want)] == pytest.approx(want["confidence"], abs=1e-4)
+    saved = json.loads((tmp / "out_cal" / "kg_config.json").read_text())
+    assert saved["inference"]["threshold"] == threshold  # the resolved config names it
+    explicit = run(_argv(tmp, "--threshold", str(threshold), out="out_cal", model="model_cal"))
+    assert explicit["run_id"] == stats["run_id"]  # the same config, whichever way it was given
+    from relbridge.kg.inference import Extractor
+    from relbridge.kg.options import InferenceConfig
+
+    alone = InferenceConfig(str(tmp / "model_cal"), device="cpu")  # not through KgBuildConfig
+    assert alone.threshold is None and Extractor(alone).cfg.threshold == threshold
+
+
+def _snapshot(folder):
+    return {
+        os.path.relpath(p, folder): open(p, "rb").read()
+        for p in glob.glob(str(folder / "**"), recursive=True)
+        if os.path.isfile(p)
+    }
+
+
+def test_a_failed_kg_build_leaves_the_earlier_output_whole(setup, monkeypatch):
+    """The job writes beside --output (relbridge run's staging): a crash changes nothing there."""
+    import apache_beam as beam
+
+    import relbridge.kg.build as build
+
+    tmp = setup
+    before = _snapshot(tmp / "out")
+    real = build.build_pipeline
+
+    def crashing(p, cfg, write, *args):
+        stats = real(p, cfg, write, *args)
+        _ = p | "Crash" >> beam.Create([1]) | "Raise" >> beam.Map(lambda _: 1 / 0)
+        return stats
+
+    monkeypatch.setattr(build, "build_pipeline", crashing)
+    with pytest.raises(ZeroDivisionError):
+        run(_argv(tmp, "--overwrite"))
+    assert _snapshot(tmp / "out") == before and "COMPLETED" in before
+    assert not glob.glob(str(tmp / ".out.staging-*"))  # the staged files went with the job
+
+
+def test_a_second_kg_build_into_a_locked_output_stops_with_exit_2(setup, capsys):
+    from relbridge.pipeline.staging import OutputLock
+
+    tmp = setup
+    with OutputLock(str(tmp / "out"), "other-run"):
+        assert main(["kg", "build", *_argv(tmp)]) == 2
+    assert "in use by another run (run other-run" in capsys.readouterr().err

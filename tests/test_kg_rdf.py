@@ -84,6 +84,93 @@ def test_reloading_a_run_replaces_its_graph(tmp_path):
     assert next(rows)["n"] == 2 and len(both["graphs"]) == 1
 
 
+COUNT = "SELECT (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?st rdf:reifies ?t } }"
+
+
+def _count(store) -> int:
+    return next(query(store, COUNT)[1])["n"]
+
+
+def _shards(tmp_path, n_triples=3):
+    """Two good shards of run1 (``n_triples`` triples) and a run2 shard whose second line is cut."""
+    triples = [_triple(subject=f"Q{i}") for i in range(n_triples)]
+    paths = []
+    for i, part in enumerate((triples[:1], triples[1:])):
+        paths.append(tmp_path / f"good-{i}.nq")
+        paths[-1].write_bytes(to_nquads(part, CFG))
+    other = RdfConfig(graph_for_run("run2", BASE), BASE)
+    lines = to_nquads([_triple(subject="Q99")], other).decode().splitlines(keepends=True)
+    paths.append(tmp_path / "corrupt.nq")
+    paths[-1].write_text(lines[0] + lines[1][: len(lines[1]) // 2] + "\n" + "".join(lines[2:]))
+    return [str(p) for p in paths]
+
+
+def test_loading_twice_leaves_the_count_equal_to_the_triples_written(tmp_path):
+    good = _shards(tmp_path)[:2]
+    store = str(tmp_path / "store")
+    first = load_graphs(good, store)
+    assert _count(store) == 3
+    again = load_graphs(good, store)
+    assert again["quads_before"] == again["quads_after"] == first["quads_after"]
+    assert _count(store) == 3
+
+
+def test_a_load_that_fails_midway_leaves_the_store_as_it_was(tmp_path, monkeypatch):
+    """A corrupt shard after good ones: FILE:LINE, and readers keep the previous graph."""
+    import relbridge.kg.store as kg_store
+
+    *good, corrupt = _shards(tmp_path)
+    store = str(tmp_path / "store")
+    load_graphs(good[:1], store)
+    before = ox.Store.read_only(store).dump(format=ox.RdfFormat.N_QUADS)
+    with pytest.raises(ValueError, match=f"^{corrupt}:2: "):
+        load_graphs([*good, corrupt], store)  # found before the store changes
+    assert _count(store) == 1
+
+    # the check misses it (a file changed after it was read): the bulk load itself fails
+    monkeypatch.setattr(kg_store, "graphs_of", lambda path: {CFG.graph})
+    with pytest.raises(ValueError, match=f"^{corrupt}:2: "):
+        load_graphs([*good, corrupt], store)  # the good shards were in the staged copy
+    assert ox.Store.read_only(store).dump(format=ox.RdfFormat.N_QUADS) == before
+    assert not list(tmp_path.glob(".store.staging-*"))
+    assert load_graphs(good, store)["quads_before"] > 0 and _count(store) == 3  # lock released
+
+
+def test_a_killed_load_leaves_the_store_as_it_was_and_the_next_load_cleans_up(tmp_path):
+    import subprocess
+    import sys
+
+    good = _shards(tmp_path)[:2]
+    store = str(tmp_path / "store")
+    load_graphs(good[:1], store)
+    code = (  # killed once the first file is in the staged copy, with no cleanup
+        "import os, sys, relbridge.kg.store as s\n"
+        "real, seen = s._lines_named, []\n"
+        "def killed(path):\n"
+        "    if seen:\n"
+        "        os._exit(9)\n"
+        "    seen.append(path)\n"
+        "    return real(path)\n"
+        "s._lines_named = killed\n"
+        "s.load_graphs(sys.argv[1:-1], sys.argv[-1])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, *good, store], timeout=120)
+    assert done.returncode == 9
+    assert list(tmp_path.glob(".store.staging-*"))  # what the killed load left beside the store
+    assert _count(store) == 1
+    assert load_graphs(good, store)["quads_before"] > 0 and _count(store) == 3
+    assert not list(tmp_path.glob(".store.staging-*"))
+
+
+def test_a_second_load_into_a_locked_store_stops(tmp_path):
+    from relbridge.pipeline.staging import OutputLock
+
+    good = _shards(tmp_path)[:2]
+    with OutputLock(str(tmp_path / "store"), "kg load (pid 1)", flag="--store"):
+        with pytest.raises(ValueError, match="in use by another run .*--store"):
+            load_graphs(good, str(tmp_path / "store"))
+
+
 def _random_text(rng: random.Random, n: int) -> str:
     pools = ['"', "'", "<", ">", "\\", "\n", "\r", "\t", "\u200f", "\u202e", "\x00", "{", "}",
              " ", "^", "`", "|", "%", "#", "?", "/", ":", "\ufeff", "😀", "é", "中"]  # fmt: skip
@@ -155,3 +242,14 @@ def test_the_readme_queries_answer(tmp_path):
     rows = list(query(store, one_entity)[1])
     assert {r["line"] for r in rows} == {3, 9} and rows[0]["confidence"] == 0.9
     assert [r["confidence"] for r in query(store, new_facts)[1]] == [0.9]
+
+
+def test_kg_load_of_a_corrupt_shard_is_one_line_naming_file_and_line(tmp_path, capsys):
+    from relbridge.cli.main import main
+
+    *good, corrupt = _shards(tmp_path)
+    store = str(tmp_path / "store")
+    assert main(["kg", "load", "--input", str(tmp_path), "--store", store]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f"relbridge kg: error: {corrupt}:2: ")
+    assert not (tmp_path / "store").exists()  # nothing loaded, not even the good shards
