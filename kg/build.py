@@ -17,7 +17,6 @@ replaces the run's graph with the refreshed one.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import logging
