@@ -62,9 +62,10 @@ PUBLISHED_MBERT = {"en": 61.8, "fr": 58.3, "de": 57.5}
 """mBERT fine-tuned on KBP37, RELX metric (Köksal & Özgür 2020, Table 3)."""
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "full": {"epochs": 3, "batch_size": 32, "lr": 3e-5},
+    "full": {"epochs": 3, "batch_size": 32, "lr": 3e-5, "unannotated_negatives": 0.5},
     "cpu": {
-        "epochs": 3,
+        "epochs": 2,
+        "unannotated_negatives": 0.5,
         "batch_size": 32,
         "lr": 2e-4,
         "head_lr": 3e-3,

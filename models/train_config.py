@@ -71,6 +71,14 @@ class DataConfig:
             "once by seed (0: all); distant supervision yields mostly NA pairs."
         },
     )
+    unannotated_negatives: float = field(
+        default=0.0,
+        metadata={
+            "help": "NA pairs of unannotated names drawn per KBP37/RELX training sentence "
+            "(relbridge.models.negatives; 0-3): teaches raw-text extraction that most name "
+            "pairs are unrelated."
+        },
+    )
     max_dev_instances: int = field(
         default=0,
         metadata={"help": "evaluate early stopping on at most N dev pairs (0: all; CPU budget)."},
@@ -107,6 +115,8 @@ class DataConfig:
         if not 0.0 <= self.tagging_ratio <= 1.0:
             raise ValueError("tagging_ratio must be in [0, 1]")
         _non_negative(self, "max_train_instances", "max_na_ratio", "max_dev_instances")
+        if not 0.0 <= self.unannotated_negatives <= 3.0:
+            raise ValueError("unannotated_negatives must be in [0, 3]")
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from relbridge.models.data import (
     read_data,
 )
 from relbridge.models.extractor import Encoded, RelationExtractor
+from relbridge.models.negatives import unannotated_negatives
 from relbridge.models.train_config import TrainConfig
 from relbridge.runtime.batching import length_bucketed_batches
 
@@ -45,7 +46,12 @@ def load_training_data(cfg: TrainConfig) -> tuple[RelationData, RelationData]:
     if d.shards:
         train.extend(read_data(d.shards, "shards"))
     for path in d.relx_train:
-        train.extend(read_data(path, "relx"))
+        marked = read_data(path, "relx")
+        if d.unannotated_negatives:
+            negatives = unannotated_negatives(marked.pairs, d.unannotated_negatives, seed)
+            logger.info("%s: %d unannotated-pair negatives", path, len(negatives))
+            marked = RelationData(marked.pairs + negatives, marked.tags, marked.skipped)
+        train.extend(marked)
     if d.dev:
         dev = RelationData()
         for path in d.dev:
