@@ -88,3 +88,25 @@ def test_calibration_ties_go_to_the_triple_count_nearest_the_true_facts(monkeypa
     result = raw_text.calibrate(str(tmp_path), "dev.txt", thresholds=(0.0, 0.5, 0.9), save=True)
     assert result["threshold"] == 0.5 and result["gold_facts_per_sentence"] == 0.5
     assert (tmp_path / "threshold.json").exists()
+
+
+def test_calibration_takes_the_highest_threshold_that_keeps_the_comparable_score(
+    monkeypatch, tmp_path
+):
+    import relbridge.models.raw_text as raw_text
+
+    # The gold fact at 0.8 and two triples about another pair at 0.2 and 0.6:
+    # relx_f1 is the same at 0, 0.5 and 0.7 (only the gold pair counts), so the
+    # highest of them wins, keeping one triple instead of three.
+    records = [
+        _record(0, BILLY, "per:employee_of", AUSTRALIA, 0.8),
+        _record(0, BILLY, "per:title", LED, 0.2),
+        _record(0, LED, "per:title", AUSTRALIA, 0.6),
+    ]
+    mentions = [[(*BILLY, "", False), (*AUSTRALIA, "", False), (*LED, "", False)]]
+    monkeypatch.setattr(raw_text, "gold_sentences", lambda path, ids=None: [GOLD[0]])
+    monkeypatch.setattr(raw_text, "extract_with_mentions", lambda *a, **k: (records, mentions))
+    result = raw_text.calibrate(str(tmp_path), "dev.txt", thresholds=(0.0, 0.5, 0.7, 0.9), save=False)
+    assert [c["relx_f1"] > 0 for c in result["curve"]] == [True, True, True, False]
+    assert result["threshold"] == 0.7
+    assert [c["triples_per_sentence"] for c in result["curve"]] == [3, 2, 1, 0]
