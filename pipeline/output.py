@@ -130,9 +130,14 @@ class Handled:
 
 
 def is_sentence_letter(letter: dict) -> bool:
-    """Whether a dead letter holds sentences of an aligned document (not a whole input line)."""
+    """Whether a dead letter holds sentences of an aligned document (not a whole input line).
+
+    Its record names the sentence indices: an `AlignSentences` unit, or a
+    sentence pair a later stage rejected (a line-aligned `BitextRecord` has them
+    as null).
+    """
     record = letter.get("record")
-    return isinstance(record, dict) and "src_sentence_ids" in record
+    return isinstance(record, dict) and record.get("src_sentence_ids") is not None
 
 
 def existing_outputs(output: str) -> Handled:
