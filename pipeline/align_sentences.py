@@ -191,6 +191,7 @@ def unit_outputs(
         src = src_join.join(src_sents[i] for i in unit.src)
         tgt = tgt_join.join(tgt_sents[j] for j in unit.tgt)
         detail = {
+            "corpus": cfg.name,
             "doc_id": doc.doc_id,
             "src_sentence_ids": list(unit.src),
             "tgt_sentence_ids": list(unit.tgt),
@@ -343,14 +344,23 @@ class AlignDocumentFn(beam.DoFn):
 class AlignSentences(beam.PTransform):
     """Reads document pairs and aligns their sentences.
 
+    Args:
+      cfg: where the documents are and how to align them.
+      skip_documents: ``(corpus, doc_id)`` of documents an earlier run into the
+        same output handled (refresh mode); they are not embedded again.
+
     Returns:
-      ``{"records": BitextRecord, "dead_letter": dict, "counts": Counter}``
-      PCollections; the counts hold the ``sentence_alignment:*`` sums.
+      ``{"records": BitextRecord, "dead_letter": dict, "counts": Counter,
+      "skipped": DocumentPair}`` PCollections; the counts hold the
+      ``sentence_alignment:*`` sums, ``skipped`` the documents passed over.
     """
 
-    def __init__(self, cfg: AlignSentencesConfig):
+    def __init__(
+        self, cfg: AlignSentencesConfig, skip_documents: frozenset[tuple[str, str]] = frozenset()
+    ):
         super().__init__()
         self.cfg = cfg
+        self.skip_documents = skip_documents
 
     def expand(self, pbegin):
         files = self.cfg.input_files()
@@ -369,7 +379,12 @@ class AlignSentences(beam.PTransform):
             | "FirstDocument"
             >> beam.ParDo(FirstDocumentFn()).with_outputs(DEAD_LETTER_TAG, main="docs")
         )
-        aligned = unique.docs | "AlignDocuments" >> beam.ParDo(
+        # DocumentPair: new documents, and those an earlier run aligned
+        done, name = self.skip_documents, self.cfg.name
+        fresh, skipped = unique.docs | "SkipAlignedDocuments" >> beam.Partition(
+            lambda doc, _: int((name, doc.doc_id) in done), 2
+        )
+        aligned = fresh | "AlignDocuments" >> beam.ParDo(
             AlignDocumentFn(self.cfg, Shared())
         ).with_outputs(DEAD_LETTER_TAG, COUNTS_TAG, main="records")
         dead = (
@@ -377,4 +392,9 @@ class AlignSentences(beam.PTransform):
             unique[DEAD_LETTER_TAG],
             aligned[DEAD_LETTER_TAG],
         ) | "MergeSentenceDeadLetters" >> beam.Flatten()
-        return {"records": aligned.records, DEAD_LETTER_TAG: dead, "counts": aligned[COUNTS_TAG]}
+        return {
+            "records": aligned.records,
+            DEAD_LETTER_TAG: dead,
+            "counts": aligned[COUNTS_TAG],
+            "skipped": skipped,
+        }

@@ -66,10 +66,14 @@ def build_pipeline(
     # records: BitextRecord (one per parsable input line, or per aligned sentence
     # unit of a document pair); bad_lines: dead letters
     stage_counts = []
+    # old_documents: DocumentPair an earlier run aligned (refresh with --documents),
+    # each counted as one input record and one skipped one
+    old_documents = p | "NoDocumentsSkipped" >> beam.Create([])
     if cfg.documents is not None:
-        ingested = p | "AlignSentences" >> AlignSentences(cfg.documents)
+        ingested = p | "AlignSentences" >> AlignSentences(cfg.documents, done.documents)
         records, bad_lines = ingested["records"], ingested[DEAD_LETTER_TAG]
         stage_counts.append(ingested["counts"])
+        old_documents = ingested["skipped"]
     else:
         ingested = p | "ReadBitext" >> ReadBitext(cfg.ingest)
         records, bad_lines = ingested.records, ingested[DEAD_LETTER_TAG]
@@ -77,16 +81,20 @@ def build_pipeline(
     input_records = (
         records | "CountRecords" >> beam.Map(ones),
         bad_lines | "CountBadLines" >> beam.Map(ones),
+        old_documents | "CountSkippedDocuments" >> beam.Map(ones),
     ) | "CountInputs" >> beam.Flatten()
-    skipped = p | "NoneSkipped" >> beam.Create([])
+    skipped = old_documents
     if done:
-        records, old_records = records | "SkipExisting" >> beam.Partition(
-            lambda r, _: int(done.covers(r)), 2
-        )
+        if cfg.documents is None:  # a document's pairs were skipped with the document
+            records, old_records = records | "SkipExisting" >> beam.Partition(
+                lambda r, _: int(done.covers(r)), 2
+            )
+        else:
+            old_records = p | "NoPairsSkipped" >> beam.Create([])
         bad_lines, old_bad_lines = bad_lines | "SkipExistingBadLines" >> beam.Partition(
             lambda d, _: int(done.covers_letter(d)), 2
         )
-        skipped = (old_records, old_bad_lines) | "AllSkipped" >> beam.Flatten()
+        skipped = (old_records, old_bad_lines, old_documents) | "AllSkipped" >> beam.Flatten()
     dead_letters = [bad_lines]
 
     # rows: ShardRow, filled in stage by stage
@@ -167,7 +175,7 @@ def run_config(
         build_pipeline(p, staged, done, previous_aliases=cfg.write.path(ALIASES))
         p.run().wait_until_finish()
         stats = out.publish(extra={"reproducible": reproducibility(cfg)})
-    warn_if_refresh_missed(done, cfg.ingest.name, stats)
+    warn_if_refresh_missed(done, cfg.documents.name if cfg.documents else cfg.ingest.name, stats)
     return stats
 
 

@@ -45,8 +45,6 @@ class PipelineConfig:
         # The projection's fallback links are computed by the aligner: the align
         # config records that, so what is saved and hashed is what the workers run.
         object.__setattr__(self, "align", with_fallback(self.align, self.project.fallback_method))
-        if self.documents is not None and self.skip_existing:
-            raise ValueError("--skip-existing works on a line-aligned --corpus, not --documents")
         if self.skip_existing and self.overwrite:
             raise ValueError(
                 "--skip-existing keeps earlier shards and --overwrite replaces them: pass one"
@@ -92,7 +90,8 @@ _IO_HELP = {
 }
 _RUN_HELP = {
     "skip_existing": "refresh mode: skip pairs already in OUTPUT/shards and input lines already "
-    "in OUTPUT/dead_letter, and add new shards beside",
+    "in OUTPUT/dead_letter (with --documents: documents whose id is already there, before they "
+    "are embedded), and add new shards beside",
     "overwrite": "replace the shards and dead letters of earlier runs in OUTPUT (other input or "
     "settings); without it such a run stops before writing anything",
 }

@@ -59,23 +59,35 @@ class Handled:
 
     Attributes:
       pair_ids: pair ids of the shard rows.
-      lines: ``(source_file, line)`` of the dead letters; a line that could not
-        even be parsed has no pair id.
+      lines: ``(source_file, line)`` of the dead letters of whole input lines; a
+        line that could not even be parsed has no pair id.
+      documents: ``(corpus, doc_id)`` of the document pairs whose sentences are
+        in a shard row or a sentence dead letter (``run --documents``). A
+        document is skipped whole, before it is embedded: its id is stable (the
+        manifest's, or a hash of both texts when a JSONL line has none), while
+        its sentence pairs exist only after the costly alignment.
     """
 
     pair_ids: frozenset[str] = frozenset()
     lines: frozenset[tuple[str, int]] = frozenset()
+    documents: frozenset[tuple[str, str]] = frozenset()
 
     def __bool__(self) -> bool:
-        return bool(self.pair_ids or self.lines)
+        return bool(self.pair_ids or self.lines or self.documents)
 
     def covers(self, record) -> bool:
         """Whether a `BitextRecord` was handled before."""
         return record.pair_id in self.pair_ids or (record.source_file, record.line) in self.lines
 
     def covers_letter(self, letter: dict) -> bool:
-        """Whether an input line's dead letter was written before."""
-        return (letter["source_file"], letter["line"]) in self.lines
+        """Whether an input line's dead letter was written before.
+
+        A sentence's dead letter (`is_sentence_letter`) names its document's
+        manifest line, which a later manifest may give to another document: it
+        is never skipped here; its document was skipped before alignment or is new.
+        """
+        line = (letter["source_file"], letter["line"])
+        return not is_sentence_letter(letter) and line in self.lines
 
     def other_corpora(self, name: str) -> set[str]:
         """The corpus names other than ``name`` in the shard rows' pair ids (``<corpus>:<id>``)."""
@@ -91,22 +103,44 @@ class Handled:
         return hashlib.sha1((run_id + self.fingerprint()).encode()).hexdigest()[:10]
 
 
+def is_sentence_letter(letter: dict) -> bool:
+    """Whether a dead letter holds sentences of an aligned document (not a whole input line).
+
+    Its record names the sentence indices: an `AlignSentences` unit, or a
+    sentence pair a later stage rejected (a line-aligned `BitextRecord` has them
+    as null).
+    """
+    record = letter.get("record")
+    return isinstance(record, dict) and record.get("src_sentence_ids") is not None
+
+
 def existing_outputs(output: str) -> Handled:
-    """What earlier runs wrote to ``output``: shard pair ids and dead-letter lines."""
+    """What earlier runs wrote to ``output``: pair ids, dead-letter lines, aligned documents."""
     import pyarrow.parquet as pq
 
     ids: list[str] = []
+    documents = set()  # (corpus, doc_id)
     for path in match_paths(FileSystems.join(output, "shards", "*.parquet")):
         with FileSystems.open(path) as f:
-            ids.extend(pq.read_table(f, columns=["pair_id"]).column("pair_id").to_pylist())
-    lines = set()  # dead letters: (source_file, line)
+            parquet = pq.ParquetFile(f)
+            names = set(parquet.schema_arrow.names)
+            columns = ["pair_id"] + [c for c in ("corpus", "doc_id") if c in names]
+            table = parquet.read(columns=columns).to_pydict()
+        ids.extend(table["pair_id"])
+        if "doc_id" in table:
+            pairs = zip(table["corpus"], table["doc_id"])
+            documents.update((c, d) for c, d in pairs if d is not None)
+    lines = set()  # dead letters of whole input lines: (source_file, line)
     for path in match_paths(FileSystems.join(output, "dead_letter", "*.jsonl")):
         with open_text(path) as letters:
             for text in letters:
                 if text.strip():
                     letter = json.loads(text)
-                    lines.add((letter["source_file"], letter["line"]))
-    return Handled(frozenset(ids), frozenset(lines))
+                    if not is_sentence_letter(letter):
+                        lines.add((letter["source_file"], letter["line"]))
+                    elif "corpus" in letter["record"]:
+                        documents.add((letter["record"]["corpus"], letter["record"]["doc_id"]))
+    return Handled(frozenset(ids), frozenset(lines), frozenset(documents))
 
 
 class OutputFolder(StagedFolder):

@@ -189,3 +189,34 @@ def test_align_and_eval_commands(tmp_path, tiny_encoder, capsys):
     (tmp_path / "bad.gold").write_text("[0]:[9]\n")
     assert main(["eval-sentence-align", *docs[:4], "--model", tiny_encoder,
                  "--gold", str(tmp_path / "bad.gold")]) == 2  # fmt: skip
+
+
+def test_refresh_skips_documents_already_aligned(tmp_path, tiny_encoder):
+    (tmp_path / "1.en").write_text("\n".join(SENTS) + "\n")
+    (tmp_path / "1.de").write_text("\n".join(SENTS[:2] + SENTS[3:]) + "\n")
+    (tmp_path / "2.en").write_text("\n".join(SENTS[2:4]) + "\n")
+    (tmp_path / "2.de").write_text("")  # all of d2 ends in sentence dead letters, no rows
+    manifest = tmp_path / "docs.tsv"
+    manifest.write_text("d1\t1.en\t1.de\nd4\t4.en\t4.de\n")  # d4: missing files
+    out = tmp_path / "out"
+    argv = [
+        "--documents", str(manifest), "--presplit", "--kb", write_kb(tmp_path),
+        "--src-lang", "en", "--tgt-lang", "de", "--output", str(out), "--model", tiny_encoder,
+        "--align-layer", "1", "--num-shards", "1",
+    ]  # fmt: skip
+    first = run(argv)
+    assert first["rows"] == 4 and first["dead_letters"] == 2  # d1's dropped sentence, d4
+    with open(manifest, "a") as f:
+        f.write("d2\t2.en\t2.de\n")
+    stats = run(argv + ["--skip-existing"])
+    own = stats["run"]
+    assert own["counts"]["sentence_alignment:documents"] == 1  # d1 was not embedded again
+    assert own["skipped_existing"] == 2  # d1, and d4's unreadable line
+    assert (own["rows"], own["dead_letters"]) == (0, 2)  # d2's two source sentences
+    assert stats["balanced"] and (stats["rows"], stats["dead_letters"]) == (4, 4)
+    stats = run(argv + ["--skip-existing"])  # nothing new: d2 is known from its dead letters
+    own = stats["run"]
+    assert "sentence_alignment:documents" not in own["counts"]
+    assert (own["rows"], own["dead_letters"], own["skipped_existing"]) == (0, 0, 3)
+    assert stats["balanced"] and (stats["rows"], stats["dead_letters"]) == (4, 4)
+    assert len(_letters(out)) == 4  # no letter written twice
