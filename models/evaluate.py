@@ -231,6 +231,24 @@ def predict_pairs(
     return out
 
 
+def marked_prior(probs: np.ndarray, model) -> np.ndarray:
+    """Probabilities of annotated (marked) pairs under their own NA prior.
+
+    A model trained with unannotated-pair negatives (`relbridge.models.negatives`)
+    saw NA far more often than annotators choose it, which is right for the
+    pairs a tagger proposes in raw text but not for a pair someone marked. Its
+    ``marked_na_bias`` (the log-odds of NA among the annotated training pairs
+    minus among all of them; 0 without negatives) corrects the prior, as in
+    Saerens et al. (2002): ``p(NA) * e^bias``, renormalised.
+    """
+    bias = float(getattr(model, "marked_na_bias", 0.0))
+    if not bias or not len(probs):
+        return probs
+    out = probs.copy()
+    out[..., 0] *= np.exp(bias)
+    return out / out.sum(axis=-1, keepdims=True)
+
+
 def decode_joint(probs: np.ndarray, names: Sequence[str]) -> tuple[str, str, float]:
     """One directed decision for a pair: ``(label_12, label_21, confidence)`` with at most one non-NA.
 
@@ -342,6 +360,8 @@ def evaluate_model(
     which the run report and ``relbridge evaluate --pr-curve`` draw.
     """
     probs = predict_pairs(model, data.pairs, batch_size, "evaluate" if progress else None)
+    marked = [i for i, p in enumerate(data.pairs) if p.side == "relx"]
+    probs[marked] = marked_prior(probs[marked], model)
     names = model.inventory.names
     by_lang: dict[str, list[int]] = defaultdict(list)
     for i, p in enumerate(data.pairs):

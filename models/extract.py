@@ -52,7 +52,7 @@ from relbridge.models.candidates import CandidateConfig, TypeSchema, candidate_p
 from relbridge.models.data import PairInstance, _overlap
 from relbridge.models.markers import PairSpec
 from relbridge.models.scoring import ScoringConfig, score_pairs
-from relbridge.models.evaluate import decode_joint, predict_pairs
+from relbridge.models.evaluate import decode_joint, marked_prior, predict_pairs
 from relbridge.models.tagging import tag_mentions
 
 logger = logging.getLogger(__name__)
@@ -228,7 +228,7 @@ def extract_prepared(
         candidate_sets.append((words, [PairSpec(a[:2], b[:2], a[2], b[2]) for a, b in kept]))
         counts["candidate_pairs_before"] += len(mentions) * (len(mentions) - 1) // 2
         counts["candidate_pairs"] += len(kept)
-    probs = [predict_pairs(model, pairs, batch_size)] if pairs else []
+    probs = [marked_prior(predict_pairs(model, pairs, batch_size), model)] if pairs else []
     if candidate_sets:
         scored, passes = score_pairs(model, candidate_sets, scoring)
         counts["encoder_passes"] += passes

@@ -223,6 +223,8 @@ class RelationExtractor(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.rel_norm = nn.LayerNorm(2 * hidden)
         self.rel_head = nn.Linear(2 * hidden, len(self.inventory))
+        # log-odds of NA among annotated pairs minus among all trained pairs (`negatives`)
+        self.register_buffer("marked_na_bias", torch.zeros(()))
         # The encoder's hidden states have a tiny spread per dimension (e5-small:
         # std ~0.13 at norm ~5), which a bare linear head at head_lr barely moves
         # off the all-O prior; the relation head has rel_norm for the same reason.
@@ -573,7 +575,7 @@ class RelationExtractor(nn.Module):
             )
             model.tag_norm = nn.Identity()
         missing, unexpected = model.load_state_dict(heads, strict=False)
-        missing = [k for k in missing if not k.startswith("encoder.")]
+        missing = [k for k in missing if not k.startswith("encoder.") and k != "marked_na_bias"]
         if missing or unexpected:
             raise ValueError(f"heads file mismatch: missing {missing}, unexpected {unexpected}")
         return model.eval()

@@ -45,6 +45,7 @@ from relbridge.models import checkpoint as ckpt_io
 from relbridge.models.checkpoint import CHECKPOINT, MODEL_DIR, TRAIN_CONFIG, TRAIN_STATS
 from relbridge.models.data import RelationData
 from relbridge.models.extractor import Encoded, RelationExtractor, masked_cross_entropy
+from relbridge.models.negatives import marked_na_bias
 from relbridge.models.optim import (
     WeightAverage,
     apply_lora,
@@ -250,6 +251,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     device = _start(cfg)
     train_data, dev_data = load_training_data(cfg)
     model = _build_model(cfg, train_data, dev_data)
+    model.marked_na_bias.fill_(marked_na_bias(train_data.pairs))
     model.to(device)
     units, pair_enc, tag_enc, bags = build_units(model, train_data, cfg)
     lengths = unit_lengths(units, pair_enc, tag_enc, bags, cfg.data.max_bag_size)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from relbridge.data_specs.relations import NA
 from relbridge.models.data import PairInstance
 from relbridge.models.negatives import name_spans, unannotated_negatives
@@ -42,3 +44,33 @@ def test_a_sentence_without_other_names_gives_no_negative():
     words = tuple("Ada met Charles .".split())
     only = PairInstance("s", "en", words, (0, 1), (2, 3), NA, NA)
     assert unannotated_negatives([only], rate=2) == []
+
+
+def test_the_marked_prior_undoes_the_na_share_the_negatives_added():
+    import math
+
+    import numpy as np
+    import torch
+
+    from relbridge.models.evaluate import marked_prior
+    from relbridge.models.negatives import marked_na_bias
+
+    related = [PairInstance(f"r{i}", "en", WORDS, (0, 2), (4, 6), "per:title", NA) for i in range(3)]
+    unrelated = [PairInstance("u", "en", WORDS, (0, 2), (4, 6), NA, NA)]
+    assert marked_na_bias(related + unrelated) == 0.0  # no negatives: nothing to undo
+    negatives = unannotated_negatives(related + unrelated, rate=1, seed=0)
+    bias = marked_na_bias(related + unrelated + negatives)
+    # NA per direction: annotated 5 of 8; with the 4 negatives 13 of 16.
+    assert bias == math.log(5 / 3) - math.log(13 / 3)
+
+    class Model(torch.nn.Module):
+        def __init__(self, b):
+            super().__init__()
+            self.register_buffer("marked_na_bias", torch.tensor(b))
+
+    probs = np.array([[[0.6, 0.3, 0.1], [0.8, 0.1, 0.1]]])  # (pairs, directions, relations)
+    shifted = marked_prior(probs, Model(bias))
+    np.testing.assert_allclose(shifted.sum(-1), 1.0, rtol=1e-6)
+    assert shifted[0, 0, 0] < 0.6
+    assert shifted[0, 0, 1] / shifted[0, 0, 2] == pytest.approx(3.0)  # relations keep their odds
+    np.testing.assert_array_equal(marked_prior(probs, Model(0.0)), probs)
