@@ -16,7 +16,7 @@ TOP_FACTS = """
 SELECT ?subject ?relation ?object ?confidence ?sentence WHERE { GRAPH ?g {
   ?st rdf:reifies <<( ?s ?r ?o )>> ; rb:confidence ?confidence ; prov:wasDerivedFrom ?ev .
   ?s rdfs:label ?subject . ?o rdfs:label ?object . ?ev rb:sentence ?sentence .
-  BIND(REPLACE(STR(?r), "^.*/", "") AS ?relation) } }
+  BIND(STR(?r) AS ?relation) } }
 ORDER BY DESC(?confidence) ?subject ?object LIMIT 3
 """
 COUNT = "SELECT (COUNT(*) AS ?statements) WHERE { GRAPH ?g { ?st rdf:reifies ?t } }"
@@ -25,6 +25,7 @@ COUNT = "SELECT (COUNT(*) AS ?statements) WHERE { GRAPH ?g { ?st rdf:reifies ?t 
 def build_and_query(kg_dir: str, model_dir: str, kb_dir: str, langs=("de", "en")) -> dict:
     """Runs kg build per language on ``kg_dir/heldout_LANG.jsonl``, loads, queries; returns a summary."""
     from relbridge.kg.build import run
+    from relbridge.kg.rdf import iri_id
     from relbridge.kg.store import load_graphs, nquads_files, query
 
     triples, outputs = 0, []
@@ -45,5 +46,8 @@ def build_and_query(kg_dir: str, model_dir: str, kb_dir: str, langs=("de", "en")
         "triples_written": triples,
         "sparql_statements": count["statements"],
         "top_facts_sparql": TOP_FACTS.strip(),
-        "top_facts": list(query(store, TOP_FACTS)[1]),
+        # the relation's name, as written in the inventory, from its IRI
+        "top_facts": [
+            {**row, "relation": iri_id(row["relation"])} for row in query(store, TOP_FACTS)[1]
+        ],
     }
