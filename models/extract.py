@@ -331,7 +331,9 @@ def merge_mentions(
 def read_sentences(path: str) -> Iterator[tuple[int, str | None, str]]:
     """``(line, id, sentence)`` of each non-blank line of an extract input file, streamed.
 
-    A line that starts with ``{`` is JSON with a ``text`` and an optional ``id``.
+    A line of a ``.jsonl`` file is JSON with a ``text`` and an optional ``id``;
+    elsewhere a line is JSON only when it parses as such an object (see
+    `parse_input_line`).
     """
     with open_lines(path) as f:
         for n, line in enumerate(f, 1):
@@ -343,13 +345,30 @@ def read_sentences(path: str) -> Iterator[tuple[int, str | None, str]]:
 def parse_input_line(line: str, path: str, n: int) -> tuple[str | None, str]:
     """``(id, sentence)`` of one input line (``""`` when blank); see `read_sentences`.
 
+    A line that starts with ``{`` is a JSON object with a string ``text``. In
+    a file other than ``.jsonl`` (``.gz`` too), a line that does not parse as
+    JSON at all is plain text instead: text may start with a brace (``{ B / R }
+    , { T }: ...`` in the OpenNMT toy corpus), and one such line used to stop
+    the whole run.
+
     Raises:
-      InputError: a JSON line without a string ``text``.
+      InputError: a JSON line without a string ``text``, or a ``.jsonl`` line
+        that is not JSON.
     """
     line, record_id = line.strip(), None
     if line.startswith("{"):
+        try:
+            json.loads(line)
+        except json.JSONDecodeError:
+            if not _is_jsonl(path):
+                return None, line  # plain text that starts with a brace
         line, record_id = _json_input(line, path, n)
     return record_id, line
+
+
+def _is_jsonl(path: str) -> bool:
+    name = path[:-3] if path.endswith(".gz") else path
+    return name.endswith(".jsonl")
 
 
 def _json_input(line: str, path: str, n: int) -> tuple[str, str | None]:

@@ -411,3 +411,20 @@ def test_ema_run_keeps_the_averaged_weights(tiny_encoder, tmp_path):
     assert torch.allclose(saved[head], shadow[head]) and not torch.allclose(
         saved[head], trained[head]
     )
+
+
+def test_a_text_line_that_starts_with_a_brace_is_text_except_in_jsonl(tmp_path):
+    from relbridge.data_specs.formats import InputError
+    from relbridge.models.extract import read_sentences
+
+    text = "{ B / R } , { T }: Erhöhe deinen Manavorrat .\n" + '{"text": "Ada lebt in Berlin.", "id": "a"}\n'
+    plain = tmp_path / "in.txt"
+    plain.write_text(text, encoding="utf-8")
+    assert list(read_sentences(str(plain))) == [
+        (1, None, "{ B / R } , { T }: Erhöhe deinen Manavorrat ."),
+        (2, "a", "Ada lebt in Berlin."),
+    ]
+    jsonl = tmp_path / "in.jsonl"
+    jsonl.write_text(text, encoding="utf-8")
+    with pytest.raises(InputError, match=r"in.jsonl:1: expected a sentence or"):
+        list(read_sentences(str(jsonl)))
