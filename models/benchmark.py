@@ -35,7 +35,7 @@ Two presets (``--preset``; explicit flags override either):
   epochs with the weight average (this preset): 65.7 / 66.8; 62.7 / 58.2 /
   58.9. The best of five noisy 500-pair evaluations flatters a run without
   averaging, so the last three were compared on the whole dev set.
-  Measured 2026-12-06 on 2 quiet cores (47 min): 62.36 / 60.55 / 58.90
+  Measured 2026-12-06 on 2 cores (47 min, 8 of them slowed by other jobs): 62.36 / 60.55 / 58.90
   marked; raw text (`raw_text`) 37.46 / 32.97 / 28.23 relx_f1 at a 5.5 /
   4.8 / 4.6% precision lower bound. Adding unannotated-pair negatives
   (``--unannotated-negatives 0.5``, 2 epochs, same time) raised that
