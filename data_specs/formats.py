@@ -583,7 +583,6 @@ def load_kb(
     return KnowledgeBase(entities, frozenset(triples))
 
 
-
 def bio_spans(tags: Sequence[str]) -> list[tuple[int, int, str]]:
     """IOB2 tags -> ``(start, end, type)`` word spans ``[start, end)``; a stray ``I-t`` opens a span."""
     spans, start, kind = [], None, None

@@ -127,6 +127,14 @@ def map_triple(
     return None
 
 
+def read_relation_map(
+    path: str, open_text: Callable[[str], AbstractContextManager[Iterable[str]]]
+) -> dict[str, tuple[MapRule, ...]]:
+    """Reads and parses a ``relation_map.json`` (any opener: local, gzip, Beam filesystems)."""
+    with open_text(path) as f:
+        return parse_relation_map("".join(f), path)
+
+
 def read_mapped_triples(
     map_path: str,
     levels_path: str | None,
@@ -135,8 +143,7 @@ def read_mapped_triples(
     types: Mapping[str, str],
 ) -> frozenset[tuple[str, str, str]]:
     """A small KB's facts read through its map (in memory; `relbridge.kb.index` streams)."""
-    with open_text(map_path) as f:
-        rules = parse_relation_map("".join(f), map_path)
+    rules = read_relation_map(map_path, open_text)
     levels: dict[str, str] = {}
     if levels_path:
         with open_text(levels_path) as f:

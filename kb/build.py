@@ -28,7 +28,7 @@ from relbridge.data_specs.formats import (
     open_lines,
 )
 from relbridge.data_specs.languages import lexicon
-from relbridge.data_specs.relation_map import iter_levels, map_triple, parse_relation_map
+from relbridge.data_specs.relation_map import iter_levels, map_triple, read_relation_map
 from relbridge.kb.index import INDEX_FORMAT, MatchProfile, normalize_name
 from relbridge.kb.matching import KEY_SEP, alias_key, is_function_word_alias
 
@@ -194,8 +194,7 @@ def _map_staged(con: sqlite3.Connection, files, open_text) -> None:
     Streams: the levels go to a temporary table and the facts are read back
     joined with their arguments' types and levels, so memory stays bounded.
     """
-    with open_text(files.relation_map) as f:
-        rules = parse_relation_map("".join(f), files.relation_map)
+    rules = read_relation_map(files.relation_map, open_text)
     con.execute("CREATE TEMP TABLE levels(id TEXT PRIMARY KEY, level TEXT NOT NULL)")
     if files.levels:
         with open_text(files.levels) as f:
@@ -358,6 +357,3 @@ def _load_profile(con: sqlite3.Connection, profile: MatchProfile, kb_langs: list
         time.perf_counter() - start,
     )
     return {**asdict(profile), "table": table, "keys": keys, "longest": longest}
-
-
-# ----------------------------------------------------------------------------- open
