@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from relbridge.data_specs.formats import InputError, open_lines
+from relbridge.data_specs.formats import InputError, corpus_format, open_lines
 from relbridge.data_specs.relations import NA
 from relbridge.data_specs.relx import strip_markers, words_with_spans
 from relbridge.data_specs.schema import token_offsets
@@ -331,8 +331,8 @@ def merge_mentions(
 def read_sentences(path: str) -> Iterator[tuple[int, str | None, str]]:
     """``(line, id, sentence)`` of each non-blank line of an extract input file, streamed.
 
-    A line of a ``.jsonl`` file is JSON with a ``text`` and an optional ``id``;
-    elsewhere a line is JSON only when it parses as such an object (see
+    A line of a JSON-lines file (`corpus_format`) is JSON with a ``text`` and an optional ``id``;
+    elsewhere a line that does not parse as JSON at all is text (see
     `parse_input_line`).
     """
     with open_lines(path) as f:
@@ -346,7 +346,7 @@ def parse_input_line(line: str, path: str, n: int) -> tuple[str | None, str]:
     """``(id, sentence)`` of one input line (``""`` when blank); see `read_sentences`.
 
     A line that starts with ``{`` is a JSON object with a string ``text``. In
-    a file other than ``.jsonl`` (``.gz`` too), a line that does not parse as
+    a file that is not JSON lines by its name (`corpus_format`), a line that does not parse as
     JSON at all is plain text instead: text may start with a brace (``{ B / R }
     , { T }: ...`` in the OpenNMT toy corpus), and one such line used to stop
     the whole run.
@@ -360,15 +360,10 @@ def parse_input_line(line: str, path: str, n: int) -> tuple[str | None, str]:
         try:
             json.loads(line)
         except json.JSONDecodeError:
-            if not _is_jsonl(path):
+            if corpus_format(path) != "jsonl":
                 return None, line  # plain text that starts with a brace
         line, record_id = _json_input(line, path, n)
     return record_id, line
-
-
-def _is_jsonl(path: str) -> bool:
-    name = path[:-3] if path.endswith(".gz") else path
-    return name.endswith(".jsonl")
 
 
 def _json_input(line: str, path: str, n: int) -> tuple[str, str | None]:
