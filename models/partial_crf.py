@@ -146,14 +146,73 @@ def marginals(
     """Posterior tag probabilities per word (B, N, K), by forward-backward (differentiable)."""
     start, trans = _scores(emissions, tags, transitions)
     alpha = _forward(emissions, mask, trans, start)
-    n = emissions.size(1)
-    beta = [torch.zeros_like(emissions[:, 0])]  # beta at the last step
-    for t in range(n - 2, -1, -1):
-        step = torch.logsumexp(trans.unsqueeze(0) + (emissions[:, t + 1] + beta[0]).unsqueeze(1), 2)
-        beta.insert(0, torch.where(mask[:, t + 1 : t + 2], step, beta[0]))
-    beta = torch.stack(beta, dim=1)  # (B, N, K)
+    beta = _backward(emissions, mask, trans)
     log_z = torch.logsumexp(alpha[:, -1], dim=-1)  # (B,)
     return (alpha + beta - log_z[:, None, None]).exp() * mask.unsqueeze(-1)
+
+
+def _backward(emissions: torch.Tensor, mask: torch.Tensor, trans: torch.Tensor) -> torch.Tensor:
+    """Log-sum over paths of every suffix after each step: beta (B, N, K)."""
+    beta = [torch.zeros_like(emissions[:, 0])]  # beta at the last step
+    for t in range(emissions.size(1) - 2, -1, -1):
+        step = torch.logsumexp(trans.unsqueeze(0) + (emissions[:, t + 1] + beta[0]).unsqueeze(1), 2)
+        beta.insert(0, torch.where(mask[:, t + 1 : t + 2], step, beta[0]))
+    return torch.stack(beta, dim=1)
+
+
+def span_posteriors(
+    emissions: torch.Tensor, tags: Sequence[str], transitions: torch.Tensor, max_len: int = 12
+) -> list[tuple[float, int, int, str]]:
+    """The posterior probability of every typed span of one sentence being a whole mention.
+
+    ``P(words [i, j) are exactly one mention of type t)``: the total probability
+    of the tag sequences with ``B-t`` at ``i``, ``I-t`` up to ``j - 1`` and no
+    ``I-t`` at ``j``, by forward-backward. Unlike per-word marginals, it scores the
+    span as a whole, so a name whose second word the head is unsure of still has
+    one probability to compare with its shorter reading.
+
+    Args:
+      emissions: (N, K) word scores of one sentence (N >= 1).
+      tags: the BIO tag names.
+      transitions: (K, K) transition scores (zeros for a per-word softmax head).
+      max_len: the longest span considered, in words.
+
+    Returns:
+      ``(probability, start, end, type)`` for every span up to ``max_len`` words.
+    """
+    em = emissions.float().unsqueeze(0)
+    mask = torch.ones(em.shape[:2], dtype=torch.bool)
+    start, trans = _scores(em, tags, transitions.float())
+    alpha, beta = _forward(em, mask, trans, start)[0], _backward(em, mask, trans)[0]
+    em, n = em[0], em.size(1)
+    log_z = torch.logsumexp(alpha[-1], dim=-1)
+    first = torch.arange(n).unsqueeze(1)  # span start i (rows)
+    length = torch.arange(n).unsqueeze(0) - first + 1  # words in [i, j] for last word j (columns)
+    keep = (length >= 1) & (length <= max_len)
+    out = []
+    for ty in sorted({t[2:] for t in tags if t != "O"}):
+        b, i_tag = tags.index("B-" + ty), tags.index("I-" + ty)
+        other = [k for k in range(len(tags)) if k != i_tag]
+        # enter[i]: log-sum of the paths up to word i that put B-t there.
+        before = torch.logsumexp(alpha[:-1] + trans[:, b], dim=1)
+        enter = em[:, b] + torch.cat([start[b : b + 1], before])
+        # leave[last][j]: of the paths after word j, those that do not continue the mention.
+        after = em[1:, other] + beta[1:, other]
+        leave_b = torch.cat([torch.logsumexp(trans[b, other] + after, 1), em.new_zeros(1)])
+        leave_i = torch.cat([torch.logsumexp(trans[i_tag, other] + after, 1), em.new_zeros(1)])
+        # inside[i, j]: I-t on words i+1..j; cumulative sums of the I-t steps make it a difference.
+        steps = torch.cat([em.new_zeros(1), trans[i_tag, i_tag] + em[1:, i_tag]])
+        cum = steps.cumsum(0)
+        second = torch.cat([trans[b, i_tag] + em[1:, i_tag], em.new_zeros(1)])
+        inside = (second - cum.roll(-1)).unsqueeze(1) + cum.unsqueeze(0)
+        log_p = torch.where(
+            length == 1,
+            enter.unsqueeze(1) + leave_b.unsqueeze(0),
+            enter.unsqueeze(1) + inside + leave_i.unsqueeze(0),
+        ) - log_z
+        for i, j in keep.nonzero().tolist():
+            out.append((float(log_p[i, j].exp()), i, j + 1, ty))
+    return out
 
 
 def partial_nll(

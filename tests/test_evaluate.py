@@ -137,6 +137,21 @@ def test_tagging_scores_by_hand():
         tagging_scores(found, [complete])
 
 
+def test_span_decoding_takes_the_likeliest_whole_spans_above_the_threshold():
+    from relbridge.models.tagging import decode_spans
+
+    spans = [
+        (0.45, 0, 2, "ORG"),  # Basic Channel, the whole name
+        (0.35, 0, 1, "ORG"),  # Basic alone: overlaps the likelier reading
+        (0.30, 4, 5, "PER"),
+        (0.28, 5, 7, "PER"),  # a different reading overlapping nothing taken
+        (0.10, 8, 9, "PER"),  # below the threshold
+    ]
+    assert decode_spans(spans, 0.25) == [(0, 2, "ORG"), (4, 5, "PER"), (5, 7, "PER")]
+    assert decode_spans(spans, 0.4) == [(0, 2, "ORG")]
+    assert decode_spans([], 0.25) == []
+
+
 def test_marginal_tag_decoding_keeps_names_whole():
     from relbridge.models.tagging import decode_tags
 

@@ -13,6 +13,7 @@ from relbridge.models.partial_crf import (
     not_tag,
     partial_crf_loss,
     partial_nll,
+    span_posteriors,
     word_emissions,
 )
 
@@ -144,3 +145,47 @@ def test_encode_tags_partial_marks_unknown_words(tiny_encoder):
     assert first == [b, i, not_tag(i), UNKNOWN, UNKNOWN]
     full = model.encode_tags(words, [(0, 2, "")])
     assert -1 not in full.tag_labels and model.tag2id["O"] in full.tag_labels
+
+
+def _mentions(seq, tags):
+    """The (start, end, type) mentions of a BIO tag sequence."""
+    out, i = [], 0
+    while i < len(seq):
+        tag = tags[seq[i]]
+        if not tag.startswith("B-"):
+            i += 1
+            continue
+        j = i + 1
+        while j < len(seq) and tags[seq[j]] == "I-" + tag[2:]:
+            j += 1
+        out.append((i, j, tag[2:]))
+        i = j
+    return out
+
+
+def test_span_posteriors_match_brute_force_with_two_types():
+    tags = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG")
+    start, allowed = bio_structure(tags)
+    torch.manual_seed(7)
+    em, trans = torch.randn(5, 5), torch.randn(5, 5)
+    weights: dict = {}
+    total = 0.0
+    for seq in itertools.product(range(5), repeat=5):
+        if not start[seq[0]] or not all(allowed[a, b] for a, b in zip(seq, seq[1:])):
+            continue
+        w = _path_score(em, trans, seq).exp().item()
+        total += w
+        for mention in _mentions(seq, tags):
+            weights[mention] = weights.get(mention, 0.0) + w
+    got = {(i, j, t): p for p, i, j, t in span_posteriors(em, tags, trans)}
+    assert set(got) == {(i, j, t) for i in range(5) for j in range(i + 1, 6) for t in ("PER", "ORG")}
+    for span, p in got.items():
+        assert p == pytest.approx(weights.get(span, 0.0) / total, abs=1e-5)
+
+
+def test_span_posteriors_respect_max_len_and_a_one_word_sentence():
+    em = torch.tensor([[0.0, 2.0, -9.0]])
+    (p, i, j, t), = span_posteriors(em, TAGS, torch.zeros(3, 3))
+    assert (i, j, t) == (0, 1, "PER") and p == pytest.approx(torch.tensor([0.0, 2.0]).softmax(0)[1].item())
+    spans = span_posteriors(torch.randn(6, 3), TAGS, torch.zeros(3, 3), max_len=2)
+    assert max(j - i for _, i, j, _ in spans) == 2 and len(spans) == 6 + 5
