@@ -26,7 +26,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from relbridge.kg.aggregate import AggregateTriples
+from relbridge.kg.aggregate import AggregateTriples, buckets_for
 from relbridge.kg.inference import ExtractRelations
 from relbridge.kg.mentions import FindMentions
 from relbridge.kg.options import KgBuildConfig, add_build_arguments, config_from_args
@@ -36,7 +36,7 @@ from relbridge.kg.split import SplitSentences
 from relbridge.kg.write import KG_CONFIG, KgOutputFolder, WriteConfig, WriteKg
 from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG
 from relbridge.pipeline.ingest import open_text
-from relbridge.pipeline.staging import match_paths, write_json
+from relbridge.pipeline.staging import delete_paths, match_paths, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +61,16 @@ def earlier_outputs(output: str) -> tuple[dict[str, list], list[str]]:
 
 def _ones(key: str):
     return lambda _: Counter({key: 1})
+
+
+SPILL = "_spill"
+"""In the staging folder: `AggregateTriples`' spill files, deleted before publishing."""
+
+
+def input_bytes(patterns, earlier=()) -> int:
+    """The size of the input files (and of earlier runs' record files, on refresh)."""
+    results = FileSystems.match(list(patterns) + list(earlier))
+    return sum(m.size_in_bytes for r in results for m in r.metadata_list)
 
 
 def build_pipeline(p, cfg: KgBuildConfig, write: WriteConfig, handled=None, earlier=()):
@@ -91,7 +101,11 @@ def build_pipeline(p, cfg: KgBuildConfig, write: WriteConfig, handled=None, earl
         )
         counts.append(old | "CountEarlier" >> beam.Map(_ones("records_earlier")))
         all_records = (records, old) | "AllRecords" >> beam.Flatten()
-    triples = all_records | "AggregateTriples" >> AggregateTriples(cfg.triples, cfg.mentions.kb)
+    spill = FileSystems.join(write.output, SPILL)
+    buckets = buckets_for(input_bytes(cfg.read.input, earlier))
+    triples = all_records | "AggregateTriples" >> AggregateTriples(
+        cfg.triples, cfg.mentions.kb, spill, buckets
+    )
     counts.append(triples.counts)
     dead = (
         read[DEAD_LETTER_TAG],
@@ -140,6 +154,10 @@ def run_config(
         p = test_pipeline or beam.Pipeline(options=PipelineOptions(beam_args or []))
         build_pipeline(p, cfg, write, handled, earlier)
         p.run().wait_until_finish()
+        spill = FileSystems.join(staging, SPILL)
+        delete_paths(match_paths(FileSystems.join(spill, "*")))
+        if FileSystems.exists(spill):  # a local folder; object stores have none
+            delete_paths([spill])
         stats = out.publish()
     if not stats["balanced"]:
         logger.error("kg build counts do not add up: %s", stats["checks"])

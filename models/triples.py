@@ -275,10 +275,55 @@ def _check_record(record: Any, where: str) -> dict:
     return record
 
 
+class TripleKeys:
+    """What aggregation makes of one record: its outcome, and the triple it joins.
+
+    ``keys(record)`` returns ``(outcome, key, links)``: outcome ``no_relation``,
+    ``below_threshold`` or ``type_mismatch`` (key None: the record makes no
+    triple), or ``used`` with the key ``((node, KB id, type) of the subject,
+    relation, (node, KB id, type) of the object)`` and the two arguments'
+    `Link`s. A record's key depends on the record and the KB alone, so records
+    can be sent to their triple's worker before they are merged
+    (`relbridge.kg.aggregate`).
+
+    Args:
+      cfg: thresholds and the type check.
+      kb: links entities when given (the linker is built once, here).
+    """
+
+    def __init__(self, cfg: TriplesConfig = TriplesConfig(), kb: KnowledgeBase | None = None):
+        self.cfg = cfg
+        self.linker = EntityLinker(kb) if kb is not None else None
+        self.signatures = kb.relation_signatures() if kb is not None and cfg.check_types else {}
+
+    def __call__(self, record: dict) -> tuple[str, tuple | None, tuple[Link, ...]]:
+        if record["relation"] == NA:
+            return "no_relation", None, ()
+        if float(record["confidence"]) < self.cfg.min_confidence:
+            return "below_threshold", None, ()
+        linker = self.linker
+        tagged = tuple(str(record.get(f"{role}_type") or "") for role in ROLES)
+        links = (
+            linker.link_pair(record["subject"], record["object"], record["relation"], tagged)
+            if linker
+            else (Link(None), Link(None))
+        )
+        types = tuple(linker.type_of(link, t) if linker else t for link, t in zip(links, tagged))
+        allowed = self.signatures.get(record["relation"])
+        if allowed and all(types) and types not in allowed:
+            return "type_mismatch", None, links
+        subj, obj = (
+            (link.id, link.id, t) if link.id else (stable_id(record[role], t), None, t)
+            for role, link, t in zip(ROLES, links, types)
+        )
+        return "used", (subj, record["relation"], obj), links
+
+
 def aggregate_triples(
     records: Iterable[tuple[str, dict]],
     cfg: TriplesConfig = TriplesConfig(),
     kb: KnowledgeBase | None = None,
+    keys: TripleKeys | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Aggregates extract records into triples.
 
@@ -288,6 +333,8 @@ def aggregate_triples(
         counted as ``no_relation``, never made triples).
       cfg: thresholds and the aggregation.
       kb: links entities and marks known facts when given.
+      keys: `TripleKeys` of ``cfg`` and ``kb`` built earlier (its linker is
+        costly for a large KB); None builds them.
 
     Returns:
       The triples, most confident first (ties by key, so the order is stable),
@@ -300,44 +347,25 @@ def aggregate_triples(
       of which ``type_conflicts`` have none of the mention's type) and
       ``arguments_unknown`` (no alias matches).
     """
-    linker = EntityLinker(kb) if kb is not None else None
+    keys = keys or TripleKeys(cfg, kb)
     facts = kb.triples if kb is not None else frozenset()
-    signatures = kb.relation_signatures() if kb is not None and cfg.check_types else {}
     triples: dict[tuple, _Triple] = {}
     counts = Counter({k: 0 for k in COUNT_KEYS})
     for order, (where, record) in enumerate(records):
         record = _check_record(record, where)
         counts["records"] += 1
-        if record["relation"] == NA:
-            counts["no_relation"] += 1
+        outcome, key, links = keys(record)
+        counts[outcome] += 1
+        if outcome != "used":
             continue
         p = float(record["confidence"])
-        if p < cfg.min_confidence:
-            counts["below_threshold"] += 1
-            continue
-        tagged = tuple(str(record.get(f"{role}_type") or "") for role in ROLES)
-        links = (
-            linker.link_pair(record["subject"], record["object"], record["relation"], tagged)
-            if linker
-            else (Link(None), Link(None))
-        )
-        types = tuple(linker.type_of(link, t) if linker else t for link, t in zip(links, tagged))
-        allowed = signatures.get(record["relation"])
-        if allowed and all(types) and types not in allowed:
-            counts["type_mismatch"] += 1
-            continue
-        counts["used"] += 1
         for link in links:
             kind = "linked" if link.id else "ambiguous" if link.candidates else "unknown"
             counts[f"arguments_{kind}"] += 1
             if link.how in ("type", "facts"):
                 counts[f"linked_by_{link.how}"] += 1
             counts["type_conflicts"] += link.how == "type_conflict"
-        key = tuple(
-            (link.id, link.id, t) if link.id else (stable_id(record[role], t), None, t)
-            for role, link, t in zip(ROLES, links, types)
-        )
-        t = triples.setdefault((key[0], record["relation"], key[1]), _Triple())
+        t = triples.setdefault(key, _Triple())
         t.mentions += 1
         t.best = max(t.best, p)
         t.log_none += math.log1p(-p) if p < 1 else -math.inf
