@@ -24,6 +24,7 @@ import apache_beam as beam
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 
 from relbridge.kg.options import InferenceConfig
+from relbridge.models.extract import CHUNK_SIZE
 from relbridge.pipeline.dead_letter import reject
 
 logger = logging.getLogger(__name__)
@@ -104,8 +105,8 @@ class ExtractorModelHandler(ModelHandler):
 
     def batch_elements_kwargs(self):
         return {
-            "min_batch_size": 1,
-            "max_batch_size": self.cfg.batch_size,
+            "min_batch_size": CHUNK_SIZE,  # a fixed size: extract's chunks, not BatchElements' guess
+            "max_batch_size": CHUNK_SIZE,
             "length_fn": sentence_length,
             "bucket_boundaries": LENGTH_BUCKETS,
         }

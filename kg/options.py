@@ -47,8 +47,10 @@ class InferenceConfig:
 
     Attributes:
       model: a trained model directory.
-      batch_size: most sentences per batch (RunInference batches by length
-        bucket up to this; 8-64 on CPU, 64-256 on a GPU).
+      batch_size: the model's batch size, as ``relbridge extract
+        --batch-size`` (8-64 on CPU, 64-256 on a GPU). RunInference hands the
+        model `relbridge.models.extract.CHUNK_SIZE` sentences of like length
+        at a time, as ``extract`` reads its input in chunks.
       threshold: minimum relation probability of a record (extract's
         ``--threshold``); None: the threshold calibrated beside the model
         (``threshold.json``), else 0, as ``relbridge extract`` chooses it.

@@ -277,6 +277,10 @@ def extract_prepared(
     return records, mentions_found
 
 
+CHUNK_SIZE = 256
+"""Sentences extracted at a time by `iter_extract_file` and by ``kg build``'s RunInference:
+enough for the packed scorer to batch pairs of like length, few enough to keep memory flat."""
+
 THRESHOLD_FILE = "threshold.json"
 """Beside a model: the relation threshold for untagged text, and what it was chosen on."""
 
@@ -382,7 +386,7 @@ def _json_input(line: str, path: str, n: int) -> tuple[str, str | None]:
 def iter_extract_file(
     model_dir: str,
     path: str,
-    chunk_size: int = 256,
+    chunk_size: int = CHUNK_SIZE,
     progress: bool = False,
     stats: dict[str, int] | None = None,
     **options: Any,
