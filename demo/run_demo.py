@@ -39,10 +39,7 @@ class DemoConfig:
     Attributes:
       output: output directory (shards, model, summary).
       model: encoder for alignment and training (default: bundled e5-small).
-      epochs: training epochs over the demo shards. 8, not 3: the tagger learns
-        slowly from partial labels (held-out mention recall 30-32% after 3 epochs,
-        45-49% after 8; raw-text triple recall 1.2 / 4.9% -> 6.2 / 7.4% de / en), for
-        about 5 more minutes on 2 CPU cores.
+      epochs: training epochs over the demo shards.
       max_na_ratio: relation-less pairs kept per pair with a relation (distant
         supervision labels ~90% of the demo's pairs NA).
       freeze_layers: encoder layers (from the bottom) left frozen, which halves
@@ -53,7 +50,7 @@ class DemoConfig:
 
     output: str
     model: str | None = None
-    epochs: int = 8
+    epochs: int = 3
     max_na_ratio: float = 1.0
     freeze_layers: int = 4
     pipeline_args: tuple[str, ...] = ()

@@ -47,15 +47,14 @@ class Extractor:
     def __init__(self, cfg: InferenceConfig):
         import torch
 
-        from relbridge.models.extract import kb_schema
-        from relbridge.models.extractor import RelationExtractor
+        from relbridge.models.extract import kb_schema, load_model
         from relbridge.runtime.devices import resolve_device, resolve_dtype
 
         if cfg.threshold is None:  # KgBuildConfig resolves it; a config built alone may not
             cfg = cfg.with_calibrated_threshold()
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
-        self.model = RelationExtractor.from_pretrained(cfg.model).to(self.device).eval()
+        self.model = load_model(cfg.model).to(self.device).eval()
         self.schema = kb_schema(cfg.kb, self.model.inventory.names)
         dtype = resolve_dtype(cfg.dtype, self.device)
         self._autocast = (

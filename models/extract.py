@@ -5,7 +5,8 @@
 * **marked** sentences, with ``<e1> .. </e1>`` and ``<e2> .. </e2>`` (KBP37/RELX
   style): the pair is classified in both directions and decoded jointly into one
   record (relation ``NA`` when neither direction holds);
-* **untagged** sentences: the tagging head finds mentions (BIO over words),
+* **untagged** sentences: the tagging head finds mentions (BIO over words; whole
+  spans at the span threshold calibrated beside the model, see `load_model`),
   every pair of mentions is encoded once and scored in both directions, and
   decoded jointly like a marked pair: the more likely relation direction becomes
   a record when its probability reaches ``threshold`` (by default the one
@@ -164,11 +165,7 @@ def extract_with_mentions(
       ``(records, mentions)``: ``mentions[i]`` lists ``(char start, char end, type,
       from_kb)`` of sentence ``i`` (the two marked entities of a marked one).
     """
-    from relbridge.models.extractor import RelationExtractor
-
-    model = (
-        RelationExtractor.from_pretrained(model_dir) if isinstance(model_dir, str) else model_dir
-    )
+    model = load_model(model_dir) if isinstance(model_dir, str) else model_dir
     if threshold is None:
         threshold = calibrated_threshold(model_dir) if isinstance(model_dir, str) else None
         threshold = 0.0 if threshold is None else threshold
@@ -285,13 +282,33 @@ THRESHOLD_FILE = "threshold.json"
 """Beside a model: the relation threshold for untagged text, and what it was chosen on."""
 
 
-def calibrated_threshold(model_dir: str) -> float | None:
-    """The threshold saved beside a model by `relbridge.models.raw_text.calibrate`, if any."""
+def calibration(model_dir: str) -> dict[str, Any]:
+    """What `relbridge.models.raw_text.calibrate` saved beside a model ({} if nothing)."""
     path = os.path.join(model_dir, THRESHOLD_FILE)
     if not os.path.isfile(path):
-        return None
+        return {}
     with open(path, encoding="utf-8") as f:
-        return float(json.load(f)["threshold"])
+        return json.load(f)
+
+
+def calibrated_threshold(model_dir: str) -> float | None:
+    """The relation threshold saved beside a model by `relbridge.models.raw_text.calibrate`, if any."""
+    threshold = calibration(model_dir).get("threshold")
+    return None if threshold is None else float(threshold)
+
+
+def load_model(model_dir: str):
+    """The model of a directory, with the span threshold calibrated for its tagger, if any.
+
+    ``model.span_threshold`` makes `relbridge.models.tagging.tag_mentions` decode
+    whole spans at that threshold; None keeps marginal decoding.
+    """
+    from relbridge.models.extractor import RelationExtractor
+
+    model = RelationExtractor.from_pretrained(model_dir)
+    span_threshold = calibration(model_dir).get("span_threshold")
+    model.span_threshold = None if span_threshold is None else float(span_threshold)
+    return model
 
 
 def kb_schema(kb_dir: str | None, names: Sequence[str]) -> TypeSchema:
@@ -408,11 +425,9 @@ def iter_extract_file(
     """
     from relbridge.runtime.progress import ProgressBar
 
-    from relbridge.models.extractor import RelationExtractor
-
     stats = {} if stats is None else stats
     total = sum(1 for _ in read_sentences(path))  # a bad line fails here, before the model loads
-    model = RelationExtractor.from_pretrained(model_dir)
+    model = load_model(model_dir)
     options.setdefault("schema", kb_schema(options.pop("kb_dir", None), model.inventory.names))
     if options.get("threshold") is None:  # the threshold calibrated for this model, if any
         options["threshold"] = calibrated_threshold(model_dir) or 0.0

@@ -26,11 +26,12 @@ one annotated pair:
 Spans compare as character spans of the clean text; a gold span is first
 trimmed to the words it covers, as the marked evaluation does.
 
-`calibrate` chooses the relation threshold for raw text on a dev file (KBP37
-dev, never RELX): the threshold with the best raw-text ``relx_f1``, which keeps
-the number of triples per sentence near that of the true facts, not of the
-candidate pairs. It is saved beside the model (`THRESHOLD_FILE`) and
-`extract` uses it by default.
+`calibrate` chooses the tagger's span threshold and the relation threshold for
+raw text on a dev file (KBP37 dev, never RELX): the pair with the best raw-text
+``relx_f1``, which keeps the number of triples per sentence near that of the
+true facts, not of the candidate pairs. They are saved beside the model
+(`THRESHOLD_FILE`), and `extract` (through `relbridge.models.extract.load_model`)
+uses them by default.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from relbridge.data_specs.relx import read_relx, words_with_spans
 from relbridge.data_specs.schema import token_offsets
 from relbridge.models.evaluate import NO_RELATION, relx_f1
 from relbridge.models.extract import THRESHOLD_FILE, MentionFinder, extract_with_mentions
+from relbridge.models.tagging import SPAN_THRESHOLDS
 
 logger = logging.getLogger(__name__)
 
@@ -204,7 +206,36 @@ def evaluate_raw_text(
 
         threshold = calibrated_threshold(model)
     result["threshold"] = threshold if threshold is not None else 0.0
+    if isinstance(model, str):
+        from relbridge.models.extract import calibration
+
+        result["span_threshold"] = calibration(model).get("span_threshold")
     return result
+
+
+def _dev_output(
+    model_dir: str,
+    texts: Sequence[str],
+    span_threshold: float,
+    mentions_of: MentionFinder | None,
+    batch_size: int,
+) -> tuple[list[dict[str, Any]], list[list[tuple[int, int, str, bool]]], dict]:
+    """`extract_with_mentions` at relation threshold 0 with spans decoded at ``span_threshold``,
+    and each tagger mention's span probability, keyed ``(sentence, (char start, char end))``."""
+    from relbridge.models.extract import load_model, prepare_sentence
+    from relbridge.models.tagging import tag_mentions
+
+    model = load_model(model_dir)
+    model.span_threshold = span_threshold
+    records, mentions = extract_with_mentions(model, texts, batch_size, 0.0, mentions_of)
+    words = [prepare_sentence(i, t, mentions_of).words for i, t in enumerate(texts)]
+    tagged = tag_mentions(model, words, batch_size, "span", with_probability=True)
+    probability = {}
+    for i, (text, found) in enumerate(zip(texts, tagged)):
+        offsets = token_offsets(text, words[i])
+        for start, end, _, p in found:
+            probability[i, (offsets[start][0], offsets[end - 1][1])] = p
+    return records, mentions, probability
 
 
 def calibrate(
@@ -216,46 +247,72 @@ def calibrate(
     batch_size: int = 16,
     save: bool = True,
     tolerance: float = 1.0,
+    span_thresholds: Sequence[float] = SPAN_THRESHOLDS,
 ) -> dict[str, Any]:
-    """Chooses the raw-text relation threshold on a dev file and saves it beside the model.
+    """Chooses the raw-text span and relation thresholds on a dev file and saves them beside the model.
 
-    Extraction runs once with threshold 0 (every pair's decision keeps its
-    confidence); each threshold then keeps the records that reach it. The
-    chosen threshold is the highest whose raw-text ``relx_f1`` is within
-    ``tolerance`` points of the best: ``relx_f1`` only asks about each
-    sentence's annotated pair, so it is flat over a wide range of thresholds
-    while the triples about other pairs, and with them the precision, change;
-    within that range fewer, surer triples are the better output (a weak
-    model that scores 0 everywhere gets the threshold whose triples per
-    sentence come closest to the gold facts).
+    Extraction runs once, with the tagger decoding whole spans at the lowest
+    span threshold and relation threshold 0 (every pair's decision keeps its
+    confidence). The spans kept at a higher span threshold are exactly those
+    whose probability reaches it (`relbridge.models.tagging.decode_spans`), and
+    a pair's scores do not depend on the other mentions, so each pair of
+    thresholds is scored by filtering that one output: mentions (KB mentions
+    always stay) and the records between two kept mentions whose confidence
+    reaches the relation threshold. Of the pairs whose raw-text ``relx_f1`` is
+    within ``tolerance`` points of the best, the highest span threshold wins
+    (fewer mentions, fewer pairs to score), then the highest relation
+    threshold: ``relx_f1`` only asks about each sentence's annotated pair, so
+    it is flat over a wide range while the triples about other pairs, and with
+    them the precision, change; within that range fewer, surer triples are the
+    better output. A weak model that scores 0 everywhere keeps marginal
+    decoding (``span_threshold`` None) and gets the relation threshold whose
+    triples per sentence come closest to the gold facts. With a KB mention
+    finder, a tagger span that a longer KB name displaced at the lowest span
+    threshold stays displaced at the others: a slight approximation.
 
     Returns:
-      ``{"threshold", "chosen_on", "sentences", "curve": [{threshold, relx_f1,
+      ``{"threshold", "span_threshold", "chosen_on", "sentences",
+      "gold_facts_per_sentence", "curve": [{span_threshold, threshold, relx_f1,
       precision_lower_bound, triple_recall, triples_per_sentence}]}``.
     """
     gold = gold_sentences(dev_path, ids)
     if not gold:
         raise ValueError(f"{dev_path}: no sentences to calibrate on")
-    records, mentions = extract_with_mentions(
-        model_dir, [g.text for g in gold], batch_size, 0.0, mentions_of
+    records, mentions, probability = _dev_output(
+        model_dir, [g.text for g in gold], min(span_thresholds), mentions_of, batch_size
     )
     curve = []
-    for t in thresholds:
-        kept = [r for r in records if r["confidence"] >= t]
-        s = raw_text_scores(gold, kept, mentions)
-        curve.append(
-            {"threshold": t}
-            | {k: s[k] for k in ("relx_f1", "precision_lower_bound", "triple_recall")}
-            | {"triples_per_sentence": s["triples_per_sentence"]}
-        )
+    for tau in sorted(span_thresholds):
+        kept = [
+            [m for m in found if m[3] or probability.get((i, (m[0], m[1])), 0.0) >= tau]
+            for i, found in enumerate(mentions)
+        ]
+        spans = [{(m[0], m[1]) for m in found} for found in kept]
+        between = [
+            r for r in records
+            if {tuple(r["subject_span"]), tuple(r["object_span"])} <= spans[r["sentence"]]
+        ]  # fmt: skip
+        for t in thresholds:
+            s = raw_text_scores(gold, [r for r in between if r["confidence"] >= t], kept)
+            curve.append(
+                {"span_threshold": tau, "threshold": t}
+                | {k: s[k] for k in ("relx_f1", "precision_lower_bound", "triple_recall")}
+                | {"triples_per_sentence": s["triples_per_sentence"]}
+            )
     facts = raw_text_scores(gold, [], mentions)["gold_facts_per_sentence"]
     top = max(c["relx_f1"] for c in curve)
     if top > 0:
-        best = max((c for c in curve if c["relx_f1"] >= top - tolerance), key=lambda c: c["threshold"])
+        best = max(
+            (c for c in curve if c["relx_f1"] >= top - tolerance),
+            key=lambda c: (c["span_threshold"], c["threshold"]),
+        )
+        span_threshold = best["span_threshold"]
     else:
         best = min(curve, key=lambda c: (abs(c["triples_per_sentence"] - facts), -c["threshold"]))
+        span_threshold = None
     result = {
         "threshold": best["threshold"],
+        "span_threshold": span_threshold,
         "chosen_on": os.path.abspath(dev_path),
         "sentences": len(gold),
         "gold_facts_per_sentence": facts,
@@ -266,5 +323,8 @@ def calibrate(
         with open(path + ".tmp", "w", encoding="utf-8") as f:
             json.dump(result, f, indent=2)
         os.replace(path + ".tmp", path)  # never a half-written threshold file
-        logger.info("raw-text threshold %.2f (chosen on %s), saved to %s", best["threshold"], dev_path, path)
+        logger.info(
+            "raw-text thresholds: span %s, relation %.2f (chosen on %s), saved to %s",
+            span_threshold, best["threshold"], dev_path, path,
+        )  # fmt: skip
     return result

@@ -4,16 +4,22 @@
 ``(start, end, type)`` word spans ``[start, end)``. It is how `extract` finds the
 entities of untagged text, so its quality caps what extraction can find.
 
-Decoding is ``"span"`` by default (`decode_spans`): each span's posterior
-probability of being exactly one mention (`relbridge.models.partial_crf.
-span_posteriors`; a per-word softmax head counts as a CRF without transitions),
-and greedily the likeliest spans that reach `SPAN_THRESHOLD`, none overlapping.
-A name is scored as a whole, so a head unsure whether ``Channel`` continues
-``Basic Channel`` still prefers the whole name when its reading is the likelier
-one, where word-by-word decoding cuts it short. With the RELX benchmark's model
-(`relbridge benchmark relx`, KBP37 dev, 400 sentences, markers removed) mention
-recall went from 65.0 to 67.6 and the raw-text relx_f1 from 35.8 to 39.8, at
-7.7 instead of 6.3 triples per sentence.
+Decoding is ``"span"`` for a model with a calibrated span threshold (its
+``span_threshold``, read from ``threshold.json`` by
+`relbridge.models.extract.load_model`; `relbridge.models.raw_text.calibrate`
+chooses it on KBP37 dev), else ``"marginal"``. ``"span"`` (`decode_spans`)
+takes each span's posterior probability of being exactly one mention
+(`relbridge.models.partial_crf.span_posteriors`; a per-word softmax head counts
+as a CRF without transitions) and greedily the likeliest spans that reach the
+threshold, none overlapping. A name is scored as a whole, so a head unsure
+whether ``Channel`` continues ``Basic Channel`` still prefers the whole name when
+its reading is the likelier one, where word-by-word decoding cuts it short.
+With the RELX benchmark's model (KBP37 dev, 400 sentences, markers removed)
+mention recall went from 65.0 to 67.6 and the raw-text relx_f1 from 35.8 to 39.8
+at a threshold of 0.25. The best threshold depends on the model: a weakly
+trained tagger spreads its probability over many readings, and on the demo's
+model 0.25 found fewer gold arguments than marginal decoding (30% against 34%),
+hence a calibrated threshold, and marginal decoding without one.
 
 ``"marginal"`` (`decode_tags`) reads the per-word probabilities (the CRF's
 posterior marginals, or the softmax): a word belongs to a mention when the head
@@ -56,13 +62,8 @@ Mention = tuple[int, int, str]
 
 DECODINGS = ("span", "marginal", "argmax")
 
-SPAN_THRESHOLD = 0.25
-"""The least posterior probability of a span that ``"span"`` decoding keeps.
-
-Chosen on KBP37 dev (400 sentences, markers removed) with the RELX benchmark's
-model: raw-text relx_f1 37.9 / 39.8 / 39.9 / 41.4 at 0.3 / 0.25 / 0.2 / 0.15, with
-7.0 / 7.7 / 8.5 / 9.5 triples per sentence. Below 0.25 each point of relx_f1 costs
-another triple per sentence to score and to sift, so 0.25 is the knee."""
+SPAN_THRESHOLDS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
+"""The span thresholds `relbridge.models.raw_text.calibrate` tries."""
 
 
 @torch.no_grad()
@@ -70,16 +71,22 @@ def tag_mentions(
     model,
     sentences_words: Sequence[Sequence[str]],
     batch_size: int = 16,
-    decode: str = "span",
+    decode: str | None = None,
     progress: str | None = None,
-) -> list[list[Mention]]:
+    with_probability: bool = False,
+) -> list[list]:
     """Mentions found by the tagging head in each word-split sentence (tags of first subwords).
 
-    ``decode``: ``"span"``, ``"marginal"`` or ``"argmax"`` (see the module docstring).
+    ``decode``: ``"span"``, ``"marginal"`` or ``"argmax"`` (see the module docstring);
+    None: ``"span"`` when the model has a ``span_threshold``, else ``"marginal"``.
+    ``with_probability``: with ``"span"``, each mention is ``(start, end, type,
+    posterior probability)``.
     ``progress``: a name to show progress under (`ProgressBar`); None shows none.
     """
     from relbridge.runtime.progress import ProgressBar
 
+    threshold = getattr(model, "span_threshold", None)
+    decode = decode or ("span" if threshold is not None else "marginal")
     if decode not in DECODINGS:
         raise ValueError(f"decode must be one of {DECODINGS}, got {decode!r}")
     model.eval()
@@ -101,7 +108,8 @@ def tag_mentions(
             word_logits = row[[first.get(w, 0) for w in range(len(words))]]
             seen = len(first)  # words past the maximum length have no logits: outside
             if decode == "span":
-                out.append(decode_spans(_span_posteriors(model, word_logits[:seen])))
+                spans = _span_posteriors(model, word_logits[:seen])
+                out.append(decode_spans(spans, threshold or SPAN_THRESHOLDS[0], with_probability))
                 continue
             word_probs = _word_probs(model, word_logits)
             unseen = [w for w in range(len(words)) if w not in first]
@@ -135,20 +143,23 @@ def _span_posteriors(model, word_logits: torch.Tensor) -> list[tuple[float, int,
 
 
 def decode_spans(
-    spans: Sequence[tuple[float, int, int, str]], threshold: float = SPAN_THRESHOLD
-) -> list[Mention]:
+    spans: Sequence[tuple[float, int, int, str]], threshold: float, with_probability: bool = False
+) -> list:
     """The most probable spans that reach ``threshold``, greedily, none overlapping, in word order.
 
-    >>> decode_spans([(0.6, 0, 2, "PER"), (0.3, 0, 1, "PER"), (0.5, 3, 4, "ORG"), (0.1, 5, 6, "PER")])
+    Greedy order makes the spans kept at a higher threshold exactly those kept at
+    a lower one whose probability reaches it (calibration relies on this).
+
+    >>> decode_spans([(0.6, 0, 2, "PER"), (0.3, 0, 1, "PER"), (0.5, 3, 4, "ORG"), (0.1, 5, 6, "PER")], 0.25)
     [(0, 2, 'PER'), (3, 4, 'ORG')]
     """
-    taken: list[Mention] = []
+    taken: list = []
     used: set[int] = set()
     for p, start, end, kind in sorted(spans, key=lambda s: (-s[0], s[1], s[2])):
         if p < threshold:
             break
         if used.isdisjoint(range(start, end)):
-            taken.append((start, end, kind))
+            taken.append((start, end, kind, p) if with_probability else (start, end, kind))
             used.update(range(start, end))
     return sorted(taken)
 

@@ -53,7 +53,7 @@ def test_benchmark_runs_and_reports_every_language(tiny_encoder, tmp_path):
     assert en["sentences"] == 2 and 0 <= en["relx_f1"] <= 100 and 0 <= en["mention_recall"] <= 100
     threshold = json.loads((out / "model" / "threshold.json").read_text())
     assert threshold["threshold"] == summary["raw_text_threshold"]
-    assert threshold["chosen_on"].endswith("dev.txt") and len(threshold["curve"]) == 20
+    assert threshold["chosen_on"].endswith("dev.txt") and len(threshold["curve"]) == 7 * 20
 
 
 def test_presets_and_overrides(tmp_path):

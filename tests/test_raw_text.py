@@ -79,13 +79,18 @@ def test_calibration_ties_go_to_the_triple_count_nearest_the_true_facts(monkeypa
     gold = [GOLD[2], GOLD[2]]  # no fact: every threshold scores relx_f1 0
     records = [_record(0, BILLY, "per:title", LED, 0.3), _record(1, BILLY, "per:title", LED, 0.6)]
     monkeypatch.setattr(raw_text, "gold_sentences", lambda path, ids=None: gold)
-    monkeypatch.setattr(
-        raw_text, "extract_with_mentions", lambda *a, **k: (records, [[], []])
+    found = [[(*BILLY, "", False), (*LED, "", False)]] * 2
+    sure = {(i, span): 0.9 for i in (0, 1) for span in (BILLY, LED)}
+    monkeypatch.setattr(raw_text, "_dev_output", lambda *a, **k: (records, found, sure))
+    result = raw_text.calibrate(
+        str(tmp_path), "dev.txt", thresholds=(0.0, 0.5, 0.9), save=True, span_thresholds=(0.3,)
     )
-    result = raw_text.calibrate(str(tmp_path), "dev.txt", thresholds=(0.0, 0.5, 0.9), save=True)
     assert result["threshold"] == 0.9  # no triple is nearest to no fact
+    assert result["span_threshold"] is None  # a model that finds nothing keeps marginal decoding
     gold = [GOLD[0], GOLD[2]]  # one fact in two sentences: 0.5 triples per sentence
-    result = raw_text.calibrate(str(tmp_path), "dev.txt", thresholds=(0.0, 0.5, 0.9), save=True)
+    result = raw_text.calibrate(
+        str(tmp_path), "dev.txt", thresholds=(0.0, 0.5, 0.9), save=True, span_thresholds=(0.3,)
+    )
     assert result["threshold"] == 0.5 and result["gold_facts_per_sentence"] == 0.5
     assert (tmp_path / "threshold.json").exists()
 
@@ -105,8 +110,35 @@ def test_calibration_takes_the_highest_threshold_that_keeps_the_comparable_score
     ]
     mentions = [[(*BILLY, "", False), (*AUSTRALIA, "", False), (*LED, "", False)]]
     monkeypatch.setattr(raw_text, "gold_sentences", lambda path, ids=None: [GOLD[0]])
-    monkeypatch.setattr(raw_text, "extract_with_mentions", lambda *a, **k: (records, mentions))
-    result = raw_text.calibrate(str(tmp_path), "dev.txt", thresholds=(0.0, 0.5, 0.7, 0.9), save=False)
+    sure = {(0, span): 0.9 for span in (BILLY, AUSTRALIA, LED)}
+    monkeypatch.setattr(raw_text, "_dev_output", lambda *a, **k: (records, mentions, sure))
+    result = raw_text.calibrate(
+        str(tmp_path), "dev.txt", thresholds=(0.0, 0.5, 0.7, 0.9), save=False, span_thresholds=(0.3,)
+    )
     assert [c["relx_f1"] > 0 for c in result["curve"]] == [True, True, True, False]
     assert result["threshold"] == 0.7
     assert [c["triples_per_sentence"] for c in result["curve"]] == [3, 2, 1, 0]
+
+
+def test_calibration_takes_the_highest_span_threshold_that_keeps_the_gold_arguments(
+    monkeypatch, tmp_path
+):
+    import relbridge.models.raw_text as raw_text
+
+    records = [
+        _record(0, BILLY, "per:employee_of", AUSTRALIA, 0.8),
+        _record(0, BILLY, "per:title", LED, 0.9),
+    ]
+    mentions = [[(*BILLY, "", False), (*AUSTRALIA, "", False), (*LED, "", False)]]
+    for australia, expected in ((0.2, 0.1), (0.5, 0.3)):
+        probs = {(0, BILLY): 0.9, (0, AUSTRALIA): australia, (0, LED): 0.25}
+        monkeypatch.setattr(raw_text, "gold_sentences", lambda path, ids=None: [GOLD[0]])
+        monkeypatch.setattr(raw_text, "_dev_output", lambda *a, **k: (records, mentions, probs))
+        result = raw_text.calibrate(
+            str(tmp_path), "dev.txt", thresholds=(0.0, 0.85), save=False, span_thresholds=(0.1, 0.3)
+        )
+        assert result["span_threshold"] == expected
+        at = {(c["span_threshold"], c["threshold"]): c for c in result["curve"]}
+        # at 0.3 the LED mention is gone, and with it the triple about the unannotated pair
+        assert at[0.3, 0.0]["triples_per_sentence"] == (0 if australia < 0.3 else 1)
+        assert at[0.1, 0.0]["triples_per_sentence"] == 2
