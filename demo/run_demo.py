@@ -26,7 +26,6 @@ import time
 from dataclasses import dataclass
 from importlib import resources
 
-from relbridge.data_specs.relations import NA
 from relbridge.data_specs.relx import read_relx
 
 logger = logging.getLogger(__name__)
