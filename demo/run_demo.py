@@ -5,7 +5,8 @@
 1. Runs the Beam pipeline on the RELX en-de train corpus with the demo KB.
 2. Scores the projected German labels in the shards against RELX's German gold.
 3. Trains the multi-task extractor on the shards (English and projected German).
-4. Evaluates it on the RELX test ids in German and English, sentences that never
+4. Calibrates its raw-text thresholds on the English training sentences, and
+   evaluates it on the RELX test ids in German and English, sentences that never
    reached the shards.
 5. Extracts triples from the same test sentences as raw text (no entity markers:
    the KB's aliases and the tagging head find the entities), links them to the demo KB and merges
@@ -107,7 +108,13 @@ def train_and_evaluate(cfg: DemoConfig, shards: str) -> tuple[str, dict, dict]:
     model_dir = train_stats["model_dir"]
     data = data_dir()
     with open(os.path.join(data, "split.json"), encoding="utf-8") as f:
-        test_ids = set(json.load(f)["test"])
+        split = json.load(f)
+    test_ids = set(split["test"])
+    # The raw-text thresholds (the tagger's span threshold, the relation threshold), chosen on
+    # the English sentences of the training split, never on the held-out ones.
+    from relbridge.models.raw_text import calibrate
+
+    calibrate(model_dir, os.path.join(data, "RELX_en.txt"), set(split["train"]))
     scores = {}
     for lang in ("de", "en"):
         scores[lang] = evaluate(

@@ -52,6 +52,9 @@ def test_demo_runs_every_step_and_accounts_for_every_record(demo):
     assert len(graph["top_facts"]) == min(3, graph["triples_written"])
     assert os.path.isfile(os.path.join(summary["model"], "relations.json"))
     assert os.path.isfile(os.path.join(summary["model"], "encoder", "config.json"))
+    with open(os.path.join(summary["model"], "threshold.json")) as f:
+        calibration = json.load(f)  # chosen on the training split's English sentences
+    assert calibration["chosen_on"].endswith("RELX_en.txt") and calibration["sentences"] == 409
     with open(tmp_path / "summary.json") as f:
         assert json.load(f)["shards"] == summary["shards"]
 
