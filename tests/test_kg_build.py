@@ -229,3 +229,25 @@ def test_a_second_kg_build_into_a_locked_output_stops_with_exit_2(setup, capsys)
     with OutputLock(str(tmp / "out"), "other-run"):
         assert main(["kg", "build", *_argv(tmp)]) == 2
     assert "in use by another run (run other-run" in capsys.readouterr().err
+
+
+def test_kg_build_decodes_spans_at_the_calibrated_span_threshold_as_extract_does(setup):
+    """A span threshold beside the model switches both commands to span decoding, alike."""
+    import shutil
+
+    from relbridge.models.extract import THRESHOLD_FILE
+
+    tmp = setup
+    shutil.copytree(tmp / "model", tmp / "model_span")
+    good = str(tmp / "in" / "good.txt")
+    mentions = TextMentions(str(tmp / "kb"), "en")
+    marginal, _ = extract_file(str(tmp / "model_span"), good, mentions_of=mentions)
+    (tmp / "model_span" / THRESHOLD_FILE).write_text(
+        json.dumps({"threshold": 0.0, "span_threshold": 0.15})
+    )
+    expected, _ = extract_file(str(tmp / "model_span"), good, mentions_of=mentions)
+    assert sorted(map(_key, expected)) != sorted(map(_key, marginal))  # other mentions, other pairs
+    stats = run(_argv(tmp, out="out_span", model="model_span"))
+    assert stats["balanced"]
+    got = [r for r in _read(tmp, "records", out="out_span") if r["source_file"] == good]
+    assert sorted(map(_key, got)) == sorted(map(_key, expected))
