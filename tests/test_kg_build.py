@@ -155,17 +155,21 @@ def test_a_different_run_into_the_same_output_needs_overwrite(setup, capsys):
     assert "--overwrite" in capsys.readouterr().err
 
 
-def test_kg_build_cuts_at_the_calibrated_threshold_as_extract_does(setup):
-    """Without --threshold both commands take threshold.json beside the model: equal records."""
+def _model_copy(tmp, name):
+    """A copy of the fixture's model (to put a threshold file beside), the good input, the KB finder."""
     import shutil
 
+    shutil.copytree(tmp / "model", tmp / name)
+    return str(tmp / name), str(tmp / "in" / "good.txt"), TextMentions(str(tmp / "kb"), "en")
+
+
+def test_kg_build_cuts_at_the_calibrated_threshold_as_extract_does(setup):
+    """Without --threshold both commands take threshold.json beside the model: equal records."""
     from relbridge.models.extract import THRESHOLD_FILE
 
     tmp = setup
-    shutil.copytree(tmp / "model", tmp / "model_cal")
-    good = str(tmp / "in" / "good.txt")
-    mentions = TextMentions(str(tmp / "kb"), "en")
-    uncut, _ = extract_file(str(tmp / "model_cal"), good, mentions_of=mentions)
+    model, good, mentions = _model_copy(tmp, "model_cal")
+    uncut, _ = extract_file(model, good, mentions_of=mentions)
     # a threshold halfway between two confidences far apart: some records stay, some go
     confidences = sorted({r["confidence"] for r in uncut})
     gaps = [(b - a, (a + b) / 2) for a, b in zip(confidences, confidences[1:])]
@@ -174,7 +178,7 @@ def test_kg_build_cuts_at_the_calibrated_threshold_as_extract_does(setup):
 
     stats = run(_argv(tmp, out="out_cal", model="model_cal"))
     assert stats["balanced"]
-    expected, _ = extract_file(str(tmp / "model_cal"), good, mentions_of=mentions)
+    expected, _ = extract_file(model, good, mentions_of=mentions)
     assert 0 < len(expected) < len(uncut)
     got = [r for r in _read(tmp, "records", out="out_cal") if r["source_file"] == good]
     assert sorted(map(_key, got)) == sorted(map(_key, expected))
@@ -188,7 +192,7 @@ def test_kg_build_cuts_at_the_calibrated_threshold_as_extract_does(setup):
     from relbridge.kg.inference import Extractor
     from relbridge.kg.options import InferenceConfig
 
-    alone = InferenceConfig(str(tmp / "model_cal"), device="cpu")  # not through KgBuildConfig
+    alone = InferenceConfig(model, device="cpu")  # not through KgBuildConfig
     assert alone.threshold is None and Extractor(alone).cfg.threshold == threshold
 
 
@@ -233,19 +237,15 @@ def test_a_second_kg_build_into_a_locked_output_stops_with_exit_2(setup, capsys)
 
 def test_kg_build_decodes_spans_at_the_calibrated_span_threshold_as_extract_does(setup):
     """A span threshold beside the model switches both commands to span decoding, alike."""
-    import shutil
-
     from relbridge.models.extract import THRESHOLD_FILE
 
     tmp = setup
-    shutil.copytree(tmp / "model", tmp / "model_span")
-    good = str(tmp / "in" / "good.txt")
-    mentions = TextMentions(str(tmp / "kb"), "en")
-    marginal, _ = extract_file(str(tmp / "model_span"), good, mentions_of=mentions)
+    model, good, mentions = _model_copy(tmp, "model_span")
+    marginal, _ = extract_file(model, good, mentions_of=mentions)
     (tmp / "model_span" / THRESHOLD_FILE).write_text(
         json.dumps({"threshold": 0.0, "span_threshold": 0.15})
     )
-    expected, _ = extract_file(str(tmp / "model_span"), good, mentions_of=mentions)
+    expected, _ = extract_file(model, good, mentions_of=mentions)
     assert sorted(map(_key, expected)) != sorted(map(_key, marginal))  # other mentions, other pairs
     stats = run(_argv(tmp, out="out_span", model="model_span"))
     assert stats["balanced"]
