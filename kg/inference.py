@@ -50,11 +50,11 @@ class Extractor:
         from relbridge.models.extract import kb_schema, load_model
         from relbridge.runtime.devices import resolve_device, resolve_dtype
 
-        if cfg.threshold is None:  # KgBuildConfig resolves it; a config built alone may not
-            cfg = cfg.with_calibrated_threshold()
+        cfg = cfg.with_calibrated_threshold()  # as KgBuildConfig did; a config built alone may not
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.model = load_model(cfg.model).to(self.device).eval()
+        self.model.span_threshold = cfg.span_threshold
         self.schema = kb_schema(cfg.kb, self.model.inventory.names)
         dtype = resolve_dtype(cfg.dtype, self.device)
         self._autocast = (

@@ -63,6 +63,10 @@ class InferenceConfig:
         (``auto``: on a GPU, where a copy per process would not fit).
       kb: the KB directory whose ``relation_map.json`` refines the pair pruning
         schema, as for ``relbridge extract --kb`` (`relbridge.models.extract.kb_schema`).
+      span_threshold: the tagger's span threshold, always the one calibrated
+        beside the model (None: marginal decoding), as ``relbridge extract``
+        takes it; resolved with ``threshold``, so that the run id changes when a
+        recalibration changes it.
     """
 
     model: str
@@ -72,6 +76,7 @@ class InferenceConfig:
     dtype: str = "float32"
     share_model: str = "auto"
     kb: str | None = None
+    span_threshold: float | None = None
 
     def __post_init__(self):
         if self.batch_size < 1:
@@ -82,16 +87,23 @@ class InferenceConfig:
             raise ValueError("--share-model must be auto, yes or no")
 
     def with_calibrated_threshold(self) -> InferenceConfig:
-        """This config with ``threshold`` None resolved as ``relbridge extract`` resolves it.
+        """This config resolved as ``relbridge extract`` resolves it: ``threshold`` None and
+        ``span_threshold`` from ``threshold.json`` beside the model.
 
-        `relbridge.models.extract.calibrated_threshold` reads ``threshold.json``
-        beside the model (written by ``relbridge evaluate --raw-text
-        --calibrate``); a model without one keeps every relation above 0.
+        `relbridge.models.extract.calibration` reads the file (written by
+        ``relbridge evaluate --raw-text --calibrate``); a model without one keeps
+        every relation above 0 and marginal decoding.
         """
-        from relbridge.models.extract import calibrated_threshold
+        from relbridge.models.extract import calibration
 
-        threshold = calibrated_threshold(self.model)
-        return dataclasses.replace(self, threshold=0.0 if threshold is None else threshold)
+        saved = calibration(self.model)
+        threshold = self.threshold
+        if threshold is None:
+            threshold = float(saved.get("threshold", 0.0))
+        span = saved.get("span_threshold")
+        return dataclasses.replace(
+            self, threshold=threshold, span_threshold=None if span is None else float(span)
+        )
 
 
 @dataclass(frozen=True)
@@ -114,8 +126,7 @@ class KgBuildConfig:
     def __post_init__(self):
         if self.num_shards < 0:
             raise ValueError("--num-shards must be >= 0")
-        if self.inference.threshold is None:
-            object.__setattr__(self, "inference", self.inference.with_calibrated_threshold())
+        object.__setattr__(self, "inference", self.inference.with_calibrated_threshold())
         if not self.run_id:
             object.__setattr__(self, "run_id", self.derive_run_id())
 

@@ -251,3 +251,5 @@ def test_kg_build_decodes_spans_at_the_calibrated_span_threshold_as_extract_does
     assert stats["balanced"]
     got = [r for r in _read(tmp, "records", out="out_span") if r["source_file"] == good]
     assert sorted(map(_key, got)) == sorted(map(_key, expected))
+    saved = json.loads((tmp / "out_span" / "kg_config.json").read_text())
+    assert saved["inference"]["span_threshold"] == 0.15  # in the config, so in the run id
