@@ -47,14 +47,16 @@ class Extractor:
     def __init__(self, cfg: InferenceConfig):
         import torch
 
-        from relbridge.models.extract import kb_schema, load_model
+        from relbridge.models.extract import kb_schema
+        from relbridge.models.extractor import RelationExtractor
         from relbridge.runtime.devices import resolve_device, resolve_dtype
 
-        cfg = cfg.with_calibrated_threshold()  # as KgBuildConfig did; a config built alone may not
+        if cfg.threshold is None:  # KgBuildConfig resolves both thresholds; a config built alone may not
+            cfg = cfg.with_calibrated_threshold()
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
-        self.model = load_model(cfg.model).to(self.device).eval()
-        self.model.span_threshold = cfg.span_threshold
+        self.model = RelationExtractor.from_pretrained(cfg.model).to(self.device).eval()
+        self.model.span_threshold = cfg.span_threshold  # the config's, as hashed into the run id
         self.schema = kb_schema(cfg.kb, self.model.inventory.names)
         dtype = resolve_dtype(cfg.dtype, self.device)
         self._autocast = (

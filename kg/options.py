@@ -63,10 +63,11 @@ class InferenceConfig:
         (``auto``: on a GPU, where a copy per process would not fit).
       kb: the KB directory whose ``relation_map.json`` refines the pair pruning
         schema, as for ``relbridge extract --kb`` (`relbridge.models.extract.kb_schema`).
-      span_threshold: the tagger's span threshold, always the one calibrated
-        beside the model (None: marginal decoding), as ``relbridge extract``
-        takes it; resolved with ``threshold``, so that the run id changes when a
-        recalibration changes it.
+      span_threshold: the tagger's span threshold (None: marginal decoding),
+        resolved with ``threshold`` to the one calibrated beside the model, as
+        ``relbridge extract`` takes it, so that the run id changes when a
+        recalibration changes it. Workers use the resolved config as it is, so
+        the records match the run id even if the file changes during the job.
     """
 
     model: str

@@ -279,7 +279,7 @@ CHUNK_SIZE = 256
 enough for the packed scorer to batch pairs of like length, few enough to keep memory flat."""
 
 THRESHOLD_FILE = "threshold.json"
-"""Beside a model: the relation threshold for untagged text, and what it was chosen on."""
+"""Beside a model: the relation and span thresholds for untagged text, and what they were chosen on."""
 
 
 def calibration(model_dir: str) -> dict[str, Any]:

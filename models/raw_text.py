@@ -28,8 +28,9 @@ trimmed to the words it covers, as the marked evaluation does.
 
 `calibrate` chooses the tagger's span threshold and the relation threshold for
 raw text on a dev file (KBP37 dev, never RELX): the pair with the best raw-text
-``relx_f1``, which keeps the number of triples per sentence near that of the
-true facts, not of the candidate pairs. They are saved beside the model
+``relx_f1`` less `TRIPLE_COST` points per triple per sentence beyond the true
+facts, so that the output stays near the facts in number, not near the
+candidate pairs. They are saved beside the model
 (`THRESHOLD_FILE`), and `extract` (through `relbridge.models.extract.load_model`)
 uses them by default.
 """

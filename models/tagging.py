@@ -109,7 +109,8 @@ def tag_mentions(
             seen = len(first)  # words past the maximum length have no logits: outside
             if decode == "span":
                 spans = _span_posteriors(model, word_logits[:seen])
-                out.append(decode_spans(spans, threshold or SPAN_THRESHOLDS[0], with_probability))
+                at = SPAN_THRESHOLDS[0] if threshold is None else threshold
+                out.append(decode_spans(spans, at, with_probability))
                 continue
             word_probs = _word_probs(model, word_logits)
             unseen = [w for w in range(len(words)) if w not in first]
@@ -121,12 +122,19 @@ def tag_mentions(
     return out
 
 
+def _crf_transitions(model) -> torch.Tensor | None:
+    """The tagging head's CRF transition scores on the CPU; None for a per-word softmax head."""
+    if not getattr(model.cfg, "tag_crf", False):
+        return None
+    return model.tag_transitions.detach().float().cpu()
+
+
 def _word_probs(model, word_logits: torch.Tensor) -> torch.Tensor:
     """Per-word tag probabilities (N, K): the CRF's marginals, or the softmax of a per-word head."""
-    if not getattr(model.cfg, "tag_crf", False) or not len(word_logits):
+    transitions = _crf_transitions(model)
+    if transitions is None or not len(word_logits):
         return word_logits.softmax(-1)
     mask = torch.ones(1, len(word_logits), dtype=torch.bool)
-    transitions = model.tag_transitions.detach().float().cpu()
     return marginals(word_logits.unsqueeze(0), mask, model.cfg.tags, transitions)[0]
 
 
@@ -135,9 +143,8 @@ def _span_posteriors(model, word_logits: torch.Tensor) -> list[tuple[float, int,
     if not len(word_logits):
         return []
     tags = model.cfg.tags
-    if getattr(model.cfg, "tag_crf", False):
-        transitions = model.tag_transitions.detach().float().cpu()
-    else:
+    transitions = _crf_transitions(model)
+    if transitions is None:
         transitions = torch.zeros(len(tags), len(tags))
     return span_posteriors(word_logits.float(), tags, transitions)
 
