@@ -210,7 +210,11 @@ def extract_prepared(
             meta.append((s.index, s.text, token_offsets(s.text, s.words), True))
             offsets = meta[-1][2]
             mentions_found[s.index] = [(*_char_span(offsets, w), "", False) for w in (w1, w2)]
-    found = tag_mentions(model, [w for _, _, w in untagged], batch_size) if untagged else []
+    found = (
+        tag_mentions(model, [w for _, _, w in untagged], batch_size, precision=scoring.precision)
+        if untagged
+        else []
+    )
     schema = schema or TypeSchema.from_relation_names(names)
     candidate_sets = []
     counts = {"candidate_pairs_before": 0, "candidate_pairs": 0, "encoder_passes": len(pairs)}

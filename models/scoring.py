@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from relbridge.runtime.devices import native_bf16
+from relbridge.runtime.devices import autocast_for
 from relbridge.models import markers
 from relbridge.models.data import PairInstance
 from relbridge.models.evaluate import predict_pairs
@@ -45,13 +45,6 @@ class ScoringConfig:
             raise ValueError("pairs_per_pass must be >= 1 and batch_tokens >= 16")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
-
-
-def autocast_for(model, precision: str) -> torch.autocast:
-    """bf16 autocast where asked for (or, with ``auto``, where the device has native bf16)."""
-    device = next(model.parameters()).device.type
-    use = precision == "bf16" or (precision == "auto" and native_bf16(device))
-    return torch.autocast(device, dtype=torch.bfloat16, enabled=use)
 
 
 @dataclass

@@ -55,6 +55,7 @@ import torch
 from relbridge.data_specs.formats import bio_spans
 from relbridge.models.data import TagInstance
 from relbridge.models.partial_crf import marginals, span_posteriors
+from relbridge.runtime.devices import autocast_for
 from relbridge.runtime.metrics import prf
 
 Mention = tuple[int, int, str]
@@ -66,7 +67,6 @@ SPAN_THRESHOLDS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
 """The span thresholds `relbridge.models.raw_text.calibrate` tries."""
 
 
-@torch.no_grad()
 def tag_mentions(
     model,
     sentences_words: Sequence[Sequence[str]],
@@ -74,6 +74,7 @@ def tag_mentions(
     decode: str | None = None,
     progress: str | None = None,
     with_probability: bool = False,
+    precision: str = "auto",
 ) -> list[list]:
     """Mentions found by the tagging head in each word-split sentence (tags of first subwords).
 
@@ -82,6 +83,10 @@ def tag_mentions(
     ``with_probability``: with ``"span"``, each mention is ``(start, end, type,
     posterior probability)``.
     ``progress``: a name to show progress under (`ProgressBar`); None shows none.
+    ``precision``: the encoder's (`relbridge.runtime.devices.autocast_for`), as the
+    pair scorer's; the CRF itself always runs in float32.
+
+    Sentences are batched in order of length, so that a batch pads little.
     """
     from relbridge.runtime.progress import ProgressBar
 
@@ -91,35 +96,42 @@ def tag_mentions(
         raise ValueError(f"decode must be one of {DECODINGS}, got {decode!r}")
     model.eval()
     device = next(model.parameters()).device
-    tags = model.cfg.tags
-    out = []
+    order = sorted(range(len(sentences_words)), key=lambda i: len(sentences_words[i]))
+    out: list[list] = [[] for _ in sentences_words]
     bar = ProgressBar(len(sentences_words), progress or "", "sentence", enabled=bool(progress))
-    for start in range(0, len(sentences_words), batch_size):
-        chunk = sentences_words[start : start + batch_size]
-        bar.update(len(chunk))
-        items = [model.encode_tags(list(words)) for words in chunk]
-        batch = {k: v.to(device) for k, v in model.collate(items).items()}
-        logits = model(batch, labels=False)["tag_logits"].float().cpu()  # (B, T, tags)
-        for row, item, words in zip(logits, items, chunk):
-            first = {}
-            for t, w in enumerate(item.word_ids):
-                if w is not None and w not in first:
-                    first[w] = t
-            word_logits = row[[first.get(w, 0) for w in range(len(words))]]
-            seen = len(first)  # words past the maximum length have no logits: outside
-            if decode == "span":
-                spans = _span_posteriors(model, word_logits[:seen])
-                at = SPAN_THRESHOLDS[0] if threshold is None else threshold
-                out.append(decode_spans(spans, at, with_probability))
-                continue
-            word_probs = _word_probs(model, word_logits)
-            unseen = [w for w in range(len(words)) if w not in first]
-            word_probs[unseen] = torch.nn.functional.one_hot(
-                torch.tensor(tags.index("O")), len(tags)
-            ).float()
-            out.append(decode_tags(word_probs.numpy(), tags, decode))
+    with torch.inference_mode(), autocast_for(model, precision):
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            bar.update(len(chunk))
+            items = [model.encode_tags(list(sentences_words[i])) for i in chunk]
+            batch = {k: v.to(device) for k, v in model.collate(items).items()}
+            logits = model(batch, labels=False)["tag_logits"].float().cpu()  # (B, T, tags)
+            for row, item, i in zip(logits, items, chunk):
+                out[i] = _decode_row(model, row, item.word_ids, len(sentences_words[i]), decode,
+                                     threshold, with_probability)  # fmt: skip
     bar.close()
     return out
+
+
+def _decode_row(model, row, word_ids, n_words, decode, threshold, with_probability) -> list:
+    """One sentence's mentions from its subword tag logits ``row`` (T, tags)."""
+    first: dict[int, int] = {}
+    for t, w in enumerate(word_ids):
+        if w is not None and w not in first:
+            first[w] = t
+    word_logits = row[[first.get(w, 0) for w in range(n_words)]]
+    seen = len(first)  # words past the maximum length have no logits: outside
+    if decode == "span":
+        spans = _span_posteriors(model, word_logits[:seen])
+        at = SPAN_THRESHOLDS[0] if threshold is None else threshold
+        return decode_spans(spans, at, with_probability)
+    tags = model.cfg.tags
+    word_probs = _word_probs(model, word_logits)
+    unseen = [w for w in range(n_words) if w not in first]
+    word_probs[unseen] = torch.nn.functional.one_hot(
+        torch.tensor(tags.index("O")), len(tags)
+    ).float()
+    return decode_tags(word_probs.numpy(), tags, decode)
 
 
 def _crf_transitions(model) -> torch.Tensor | None:

@@ -71,6 +71,18 @@ def native_bf16(device: str) -> bool:
     return device == "cpu" and cpu_has_native_bf16()
 
 
+def autocast_for(module, precision: str):
+    """bf16 autocast for ``module``'s device where asked (``bf16``) or, with ``auto``, where
+    the device has native bf16 (`native_bf16`); ``fp32`` and slow-bf16 devices run as they are."""
+    import torch
+
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
+    device = next(module.parameters()).device.type
+    use = precision == "bf16" or (precision == "auto" and native_bf16(device))
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=use)
+
+
 def resolve_dtype(dtype: str, device: str):
     """A torch dtype; ``auto`` is bfloat16 where `native_bf16` holds, else float32."""
     import torch
