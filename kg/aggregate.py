@@ -35,8 +35,10 @@ from apache_beam.io.filesystems import FileSystems
 
 from relbridge.models.triples import TriplesConfig, TripleKeys, aggregate_triples
 
-BUCKET_INPUT_BYTES = 2 << 20
-"""Input text per bucket: 2 MiB is about 15,000 news sentences."""
+BUCKET_INPUT_BYTES = 256 << 10
+"""Input text per bucket: 256 KiB is about 2,000 news sentences. A bucket's records are
+held at once, and a model that finds many names writes 30 records per sentence (the
+tiny test model does), so a bucket of 2 MiB held 300,000 of them (about 400 MiB)."""
 
 MAX_BUCKETS = 4096
 
