@@ -14,7 +14,6 @@ sentence, with the error), through `RunInference.with_exception_handling`.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 from collections.abc import Sequence
@@ -28,6 +27,9 @@ from relbridge.models.extract import CHUNK_SIZE
 from relbridge.pipeline.dead_letter import reject
 
 logger = logging.getLogger(__name__)
+
+PRECISION = {"auto": "auto", "float32": "fp32", "bfloat16": "bf16"}
+"""``--dtype`` as the scorer's precision (`relbridge.models.scoring.ScoringConfig`)."""
 
 LENGTH_BUCKETS = [8, 16, 32, 64, 128]
 """Word-count boundaries of the batching buckets."""
@@ -45,36 +47,31 @@ class Extractor:
     """
 
     def __init__(self, cfg: InferenceConfig):
-        import torch
-
         from relbridge.models.extract import kb_schema
         from relbridge.models.extractor import RelationExtractor
-        from relbridge.runtime.devices import resolve_device, resolve_dtype
+        from relbridge.models.scoring import ScoringConfig, for_inference
+        from relbridge.runtime.devices import resolve_device
 
         if cfg.threshold is None:  # KgBuildConfig resolves both thresholds; a config built alone may not
             cfg = cfg.with_calibrated_threshold()
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
-        self.model = RelationExtractor.from_pretrained(cfg.model).to(self.device).eval()
+        self.scoring = ScoringConfig(precision=PRECISION[cfg.dtype])
+        model = RelationExtractor.from_pretrained(cfg.model).to(self.device)
+        self.model = for_inference(model, self.scoring.precision)  # as extract's load_model
         self.model.span_threshold = cfg.span_threshold  # the config's, as hashed into the run id
         self.schema = kb_schema(cfg.kb, self.model.inventory.names)
-        dtype = resolve_dtype(cfg.dtype, self.device)
-        self._autocast = (
-            (lambda: torch.autocast(self.device.split(":")[0], dtype=dtype))
-            if dtype != torch.float32
-            else contextlib.nullcontext
-        )
-        logger.info("extractor %s on %s (%s)", cfg.model, self.device, dtype)
+        logger.info("extractor %s on %s (%s)", cfg.model, self.device, cfg.dtype)
 
     def extract(self, prepared: Sequence) -> list[list[dict[str, Any]]]:
         """Records per prepared sentence (in order)."""
         from relbridge.models.extract import extract_prepared
 
         numbered = [dataclasses.replace(p, index=j) for j, p in enumerate(prepared)]
-        with self._autocast():
-            records, _ = extract_prepared(
-                self.model, numbered, self.cfg.batch_size, self.cfg.threshold, schema=self.schema
-            )
+        records, _ = extract_prepared(
+            self.model, numbered, self.cfg.batch_size, self.cfg.threshold, self.scoring,
+            schema=self.schema,
+        )  # fmt: skip
         out: list[list[dict[str, Any]]] = [[] for _ in numbered]
         for record in records:
             out[record["sentence"]].append(record)

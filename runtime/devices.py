@@ -71,16 +71,29 @@ def native_bf16(device: str) -> bool:
     return device == "cpu" and cpu_has_native_bf16()
 
 
-def autocast_for(module, precision: str):
-    """bf16 autocast for ``module``'s device where asked (``bf16``) or, with ``auto``, where
-    the device has native bf16 (`native_bf16`); ``fp32`` and slow-bf16 devices run as they are."""
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def computes_in_bf16(module, precision: str) -> bool:
+    """Whether ``module`` runs under bf16 autocast: where asked (``bf16``), with ``auto``
+    where its device has native bf16 (`native_bf16`), and always once its first weights
+    are stored in bf16 (`relbridge.models.scoring.for_inference`), which float32 code
+    around them could not read."""
     import torch
 
-    if precision not in ("auto", "fp32", "bf16"):
+    if precision not in PRECISIONS:
         raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
+    first = next(module.parameters())
+    auto = precision == "auto" and native_bf16(first.device.type)
+    return precision == "bf16" or auto or first.dtype == torch.bfloat16
+
+
+def autocast_for(module, precision: str):
+    """bf16 autocast for ``module``'s device where `computes_in_bf16`; otherwise none."""
+    import torch
+
     device = next(module.parameters()).device.type
-    use = precision == "bf16" or (precision == "auto" and native_bf16(device))
-    return torch.autocast(device, dtype=torch.bfloat16, enabled=use)
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=computes_in_bf16(module, precision))
 
 
 def resolve_dtype(dtype: str, device: str):

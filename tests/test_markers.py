@@ -112,3 +112,22 @@ def test_fast_path_equals_exact_path(tiny_encoder):
     for f, e in zip(fast, exact):
         assert np.allclose(f, e, atol=1e-5)
     assert exact_passes == 5 and fast_passes == 4  # 3 pairs in 2 passes, then 1, 0 and 1
+
+
+def test_a_bf16_encoder_scores_as_the_float32_one_and_is_always_autocast(tiny_encoder):
+    from relbridge.models.scoring import ScoringConfig, for_inference, score_pairs
+    from relbridge.models.tagging import tag_mentions
+    from relbridge.runtime.devices import computes_in_bf16
+
+    model = _model(tiny_encoder)
+    sentences = [(WORDS, PAIRS)]
+    reference, _ = score_pairs(model, sentences, ScoringConfig(precision="fp32"))
+    assert not computes_in_bf16(model, "fp32")
+    half = for_inference(_model(tiny_encoder), "bf16")
+    assert half.encoder.get_input_embeddings().weight.dtype == torch.bfloat16
+    assert half.rel_head.weight.dtype == torch.float32  # the heads stay float32
+    assert computes_in_bf16(half, "fp32")  # float32 code could not read bf16 weights
+    for exact in (False, True):  # "fp32" asked: still autocast, since the weights are bf16
+        probs, _ = score_pairs(half, sentences, ScoringConfig(exact=exact, precision="fp32"))
+        assert np.abs(probs[0] - reference[0]).max() < 0.05
+    assert len(tag_mentions(half, [WORDS], precision="fp32")) == 1
