@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 
 TOP_FACTS = """
-SELECT ?subject ?relation ?object ?confidence ?sentence WHERE { GRAPH ?g {
+SELECT DISTINCT ?subject ?relation ?object ?confidence ?sentence WHERE { GRAPH ?g {
   ?st rdf:reifies <<( ?s ?r ?o )>> ; rb:confidence ?confidence ; prov:wasDerivedFrom ?ev .
   ?s rdfs:label ?subject . ?o rdfs:label ?object . ?ev rb:sentence ?sentence .
   BIND(STR(?r) AS ?relation) } }
