@@ -37,6 +37,7 @@ from relbridge.kg.write import KG_CONFIG, KgOutputFolder, WriteConfig, WriteKg
 from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG
 from relbridge.pipeline.ingest import open_text
 from relbridge.pipeline.staging import delete_paths, match_paths, write_json
+from relbridge.pipeline.stats import SumCountsFn
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,13 @@ def _ones(key: str):
     return lambda _: Counter({key: 1})
 
 
+def _summed(label: str):
+    """Sums a stage's per-element `Counter`s where they are made. Combiner lifting pre-sums
+    each bundle there; summed only after the Flatten of all stages' counts, the local runner
+    held one Counter per sentence (peak RSS 818 against 767 MiB at 100k lines)."""
+    return label >> beam.CombineGlobally(SumCountsFn())
+
+
 SPILL = "_spill"
 """In the staging folder: `AggregateTriples`' spill files, deleted before publishing."""
 
@@ -87,10 +95,11 @@ def build_pipeline(p, cfg: KgBuildConfig, write: WriteConfig, handled=None, earl
     all_records = records
     counts = [
         read[COUNTS_TAG],
-        sentences | "CountSentences" >> beam.Map(_ones("sentences")),
+        sentences | "CountSentences" >> beam.Map(_ones("sentences")) | _summed("SumSentences"),
         extracted["results"]
         | "CountExtracted"
-        >> beam.Map(lambda r: Counter(sentences_extracted=1, records=len(r.inference))),
+        >> beam.Map(lambda r: Counter(sentences_extracted=1, records=len(r.inference)))
+        | _summed("SumExtracted"),
     ]
     if earlier:
         old = (
@@ -99,7 +108,9 @@ def build_pipeline(p, cfg: KgBuildConfig, write: WriteConfig, handled=None, earl
             | "ReadEarlierRecords" >> beam.io.ReadAllFromText()
             | "ParseEarlierRecords" >> beam.Map(json.loads)
         )
-        counts.append(old | "CountEarlier" >> beam.Map(_ones("records_earlier")))
+        counts.append(
+            old | "CountEarlier" >> beam.Map(_ones("records_earlier")) | _summed("SumEarlier")
+        )
         all_records = (records, old) | "AllRecords" >> beam.Flatten()
     spill = FileSystems.join(write.output, SPILL)
     buckets = buckets_for(input_bytes(cfg.read.input, earlier))
