@@ -59,16 +59,19 @@ CORPUS_FORMATS = ("tsv", "jsonl", "text")
 logger = logging.getLogger(__name__)
 
 
-def decode_lines(lines: Iterable[bytes], source_file: str) -> Iterator[str | InputError]:
+def decode_lines(
+    lines: Iterable[bytes], source_file: str, first_line: int = 1
+) -> Iterator[str | InputError]:
     """UTF-8 text of each line (newline kept); a line that is not UTF-8 becomes an `InputError`.
 
     Lines are split on ``\\n`` only, as ``wc -l`` counts them, and decoded one
     at a time, so one bad byte costs its line, not the file: the caller decides
     whether the error stops the file (the KB) or becomes a dead letter (a
     corpus). The error keeps the line, with the bad bytes escaped, as ``raw``.
-    A leading UTF-8 byte-order mark is dropped.
+    A leading UTF-8 byte-order mark is dropped. ``first_line`` numbers the first
+    of ``lines``, for a file read from the middle.
     """
-    for line, data in enumerate(lines, start=1):
+    for line, data in enumerate(lines, start=first_line):
         if line == 1 and data.startswith(codecs.BOM_UTF8):
             data = data[len(codecs.BOM_UTF8) :]
         try:

@@ -31,7 +31,7 @@ from relbridge.kg.inference import ExtractRelations
 from relbridge.kg.mentions import FindMentions
 from relbridge.kg.options import KgBuildConfig, add_build_arguments, config_from_args
 from relbridge.kg.rdf import RdfConfig, graph_for_run
-from relbridge.kg.read import COUNTS_TAG, ReadTexts
+from relbridge.kg.read import COUNTS_TAG, HANDLED_TAG, ReadTexts, merge_ranges
 from relbridge.kg.split import SplitSentences
 from relbridge.kg.write import KG_CONFIG, KgOutputFolder, WriteConfig, WriteKg
 from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG
@@ -51,12 +51,7 @@ def earlier_outputs(output: str) -> tuple[dict[str, list], list[str]]:
                 if text.strip():
                     entry = json.loads(text)
                     handled.setdefault(entry["source_file"], []).extend(entry["ranges"])
-    merged = {}
-    for path, ranges in handled.items():
-        lines = [n for first, last in ranges for n in range(first, last + 1)]
-        from relbridge.kg.read import to_ranges
-
-        merged[path] = [tuple(r) for r in to_ranges(lines)]
+    merged = {path: [tuple(r) for r in merge_ranges(ranges)] for path, ranges in handled.items()}
     return merged, match_paths(FileSystems.join(output, "records", "*.jsonl"))
 
 
@@ -123,15 +118,11 @@ def build_pipeline(p, cfg: KgBuildConfig, write: WriteConfig, handled=None, earl
         prepared[DEAD_LETTER_TAG],
         extracted["dead_letter"],
     ) | "MergeDeadLetters" >> beam.Flatten()
-    handled_lines = (
-        read["lines"] | "LineKeys" >> beam.Map(lambda t: (t.source_file, t.line)),
-        read[DEAD_LETTER_TAG] | "BadLineKeys" >> beam.Map(lambda d: (d["source_file"], d["line"])),
-    ) | "HandledLines" >> beam.Flatten()
     return {
         "records": records,
         "triples": triples.triples,
         "dead_letter": dead,
-        "handled": handled_lines,
+        "handled": read[HANDLED_TAG],
         "counts": counts | "MergeStageCounts" >> beam.Flatten(),
     } | "WriteKg" >> WriteKg(write)
 

@@ -32,7 +32,6 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from relbridge.kg.rdf import RdfConfig, to_nquads
-from relbridge.kg.read import to_ranges
 from relbridge.pipeline.dead_letter import to_json
 from relbridge.pipeline.staging import STATS, Layout, StagedFolder
 from relbridge.pipeline.stats import SumCountsFn, dead_letter_stats
@@ -67,11 +66,6 @@ class WriteConfig:
     def prefix(self, folder: str) -> str:
         name = self.batch_id if folder in LAYOUT.kept_on_refresh else self.run_id
         return self.path(folder, f"part-{name}")
-
-
-def handled_entry(file_lines) -> str:
-    path, lines = file_lines
-    return json.dumps({"source_file": path, "ranges": to_ranges(lines)}, ensure_ascii=False)
 
 
 class WriteStatsFn(beam.DoFn):
@@ -130,8 +124,8 @@ class WriteKg(beam.PTransform):
     """Writes the outputs into the staging folder; returns the stats dict's PCollection.
 
     Takes ``{"records", "triples", "dead_letter", "handled", "counts"}``:
-    new records, all triples, dead letters, ``(file, line)`` of every
-    handled line, and `Counter`s of the stages.
+    new records, all triples, dead letters, the handled line ranges of each
+    input file (``{"source_file", "ranges"}``), and `Counter`s of the stages.
     """
 
     def __init__(self, cfg: WriteConfig):
@@ -160,9 +154,7 @@ class WriteKg(beam.PTransform):
                 cfg, "dead_letter", "WriteDeadLetters",
             ),
             "handled": _write(
-                pcolls["handled"]
-                | "GroupLinesByFile" >> beam.GroupByKey()
-                | "ToRanges" >> beam.Map(handled_entry),
+                pcolls["handled"] | "HandledToJson" >> beam.Map(json.dumps, ensure_ascii=False),
                 cfg, "handled", "WriteHandled",
             ),
         }  # fmt: skip
