@@ -1,7 +1,8 @@
 """KB scale: the shared index against today's in-memory matcher, at 100k to 5M entities.
 
     nice python benchmarks/bench_kb_scale.py --corpus ../shared/data/parallel/opennmt-ende-toy/src-train.txt \
-        --sizes 100000,1000000 [--reference-max 100000] [--work /tmp/kbscale]
+        --sizes 100000,1000000 [--reference-max 100000] [--work /tmp/kbscale] \
+        [--pipeline-pairs 10000,100000 --pipeline-args '--align-statistical off ...']
 
 For each size it generates a KB (two aliases of 1-3 words per entity, some of
 them word sequences of the corpus so that sentences match; two triples per
@@ -16,6 +17,14 @@ to ``--reference-max`` also today's matcher (parse the KB and build a spaCy
 PhraseMatcher in the worker), with a check that both give identical mentions
 and labels. The demo KB gives the baseline row. Each worker runs in its own
 process, so peak RSS is that worker's alone.
+
+``--pipeline-pairs`` then runs the whole pipeline (``relbridge run``, with the
+index of the largest size) on that many pairs of ``--corpus`` and its target
+side (``src-`` -> ``tgt-``), repeated with new ids, and prints for each run
+its wall time and the peak RSS of every process (`ProcessTreeSampler`): the
+launcher, which on the local runner also holds the shuffles, and each Beam
+worker process (``--direct_running_mode multi_processing``), whose memory is
+what a Dataflow worker needs.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import random
 import resource
 import subprocess
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -145,6 +155,101 @@ def run_worker(kind: str, kb: str, tokens_file: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+class ProcessTreeSampler:
+    """Peak RSS (``VmHWM``) of a process and all its descendants, sampled every ``period`` s."""
+
+    def __init__(self, pid: int, period: float = 0.2):
+        self.pid, self.period = pid, period
+        self.peaks: dict[int, tuple[int, str]] = {}  # pid -> (peak kB, command line)
+        self.total_kb = 0  # the largest sum of the tree's current RSS seen
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _tree(self) -> list[int]:
+        parents: dict[int, list[int]] = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+                parents.setdefault(ppid, []).append(int(entry))
+        tree, todo = [], [self.pid]
+        while todo:
+            pid = todo.pop()
+            tree.append(pid)
+            todo += parents.get(pid, [])
+        return tree
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            total = 0
+            for pid in self._tree():
+                try:
+                    with open(f"/proc/{pid}/status") as f:
+                        fields = dict(line.split(":", 1) for line in f if ":" in line)
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+                except OSError:
+                    continue
+                if "VmHWM" not in fields:
+                    continue
+                peak, rss = int(fields["VmHWM"].split()[0]), int(fields["VmRSS"].split()[0])
+                total += rss
+                if peak > self.peaks.get(pid, (0, ""))[0]:
+                    self.peaks[pid] = (peak, cmd)
+            self.total_kb = max(self.total_kb, total)
+
+
+def repeated_corpus(src: str, tgt: str, pairs: int, path: str) -> None:
+    """``pairs`` TSV rows ``id<TAB>src<TAB>tgt``: the corpus repeated, each copy with new ids."""
+    with open(src, encoding="utf-8") as f:
+        sources = [line.rstrip("\n") for line in f]
+    with open(tgt, encoding="utf-8") as f:
+        targets = [line.rstrip("\n") for line in f]
+    with open(path, "w", encoding="utf-8") as out:
+        for i in range(pairs):
+            k = i % len(sources)
+            out.write(f"copy{i // len(sources)}-{k}\t{sources[k]}\t{targets[k]}\n")
+
+
+def run_pipeline(index: str, corpus: str, output: str, extra: list[str]) -> dict:
+    """``relbridge run`` on ``corpus`` with the KB ``index``: wall time and per-process peaks."""
+    relbridge = os.path.join(os.path.dirname(sys.executable), "relbridge")
+    argv = [relbridge, "run", "--corpus", corpus, "--corpus-format", "tsv", "--unescape",
+            "--kb", index, "--src-lang", "en", "--tgt-lang", "de", "--output", output,
+            "--overwrite", *extra]  # fmt: skip
+    start = time.perf_counter()
+    with open(output + ".log", "w") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        with ProcessTreeSampler(proc.pid) as sampler:
+            proc.wait()
+    wall = time.perf_counter() - start
+    if proc.returncode:
+        raise RuntimeError(f"relbridge run failed ({proc.returncode}): see {output}.log")
+    with open(os.path.join(output, "stats.json")) as f:
+        stats = json.load(f)
+    launcher = sampler.peaks.get(proc.pid, (0, ""))[0]
+    workers = [kb for pid, (kb, cmd) in sampler.peaks.items()
+               if pid != proc.pid and kb > 50 * 1024]  # Beam's workers, not its helpers  # fmt: skip
+    return {
+        "wall_s": round(wall, 1),
+        **{k: stats.get(k) for k in ("input_records", "rows", "dead_letters")},
+        "launcher_peak_rss_mb": round(launcher / 1024),
+        "worker_peak_rss_mb": [round(kb / 1024) for kb in sorted(workers, reverse=True)],
+        "tree_peak_rss_mb": round(sampler.total_kb / 1024),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", help="source-side text, one sentence per line")
@@ -152,6 +257,9 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=2000)
     parser.add_argument("--reference-max", type=int, default=100000)
     parser.add_argument("--work", default="/tmp/relbridge-kb-scale")
+    parser.add_argument("--pipeline-pairs", default="", help="e.g. 10000,100000: relbridge run")
+    parser.add_argument("--pipeline-args", default="--align-statistical off",
+                        help="extra flags for those runs (default: %(default)s)")
     parser.add_argument("--worker", choices=("index", "reference", "build"), help=argparse.SUPPRESS)
     parser.add_argument("--kb", help=argparse.SUPPRESS)
     parser.add_argument("--tokens", help=argparse.SUPPRESS)
@@ -169,7 +277,7 @@ def main() -> None:
     with open(tokens_file, "w", encoding="utf-8") as f:
         json.dump(sentences[: args.pairs], f)
     runs = [("demo", os.path.abspath(DEMO_KB))]
-    for size in (int(s) for s in args.sizes.split(",")):
+    for size in (int(s) for s in args.sizes.split(",") if s):
         folder = os.path.join(args.work, f"kb-{size}")
         if not os.path.exists(os.path.join(folder, "triples.jsonl.gz")):
             start = time.perf_counter()
@@ -190,6 +298,16 @@ def main() -> None:
             same = old.pop("digest") == new["digest"]
             print(json.dumps({"kb": name, "matcher": "PhraseMatcher", **old, "identical": same}),
                   flush=True)
+    tgt_corpus = args.corpus.replace("src-", "tgt-")
+    for pairs in (int(n) for n in args.pipeline_pairs.split(",") if n):
+        name = runs[-1][0]
+        corpus = os.path.join(args.work, f"corpus-{pairs}.tsv")
+        repeated_corpus(args.corpus, tgt_corpus, pairs, corpus)
+        index = os.path.join(args.work, f"{name}.kbindex")
+        out = os.path.join(args.work, f"run-{pairs}")
+        row = run_pipeline(index, corpus, out, args.pipeline_args.split())
+        print(json.dumps({"pipeline_pairs": pairs, "kb": name, "args": args.pipeline_args, **row}),
+              flush=True)
 
 
 if __name__ == "__main__":
