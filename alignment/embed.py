@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from relbridge.runtime.devices import resolve_device, resolve_dtype
+from relbridge.runtime.devices import bound_native_caches, resolve_device, resolve_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -246,6 +246,7 @@ class SentenceEmbedder:
     ):
         from transformers import AutoModel, AutoTokenizer
 
+        bound_native_caches()  # before the first matmul: memory flat in the corpus
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.layers = tuple(layers)

@@ -17,6 +17,8 @@ import importlib
 import logging
 import sys
 
+from relbridge.runtime.devices import bound_native_caches
+
 logger = logging.getLogger("relbridge")
 
 COMMAND_MODULES = {
@@ -78,6 +80,7 @@ def configure_logging(level: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    bound_native_caches()  # inherited by Beam's local worker processes
     parser = build_parser(command_of(argv))
     args, unknown = parser.parse_known_args(argv)
     configure_logging(args.log_level)

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from relbridge.runtime.devices import PRECISIONS, autocast_for, computes_in_bf16
+from relbridge.runtime.devices import (
+    PRECISIONS, autocast_for, bound_native_caches, computes_in_bf16,
+)  # fmt: skip
 from relbridge.models import markers
 from relbridge.models.data import PairInstance
 from relbridge.models.evaluate import predict_pairs
@@ -58,6 +60,7 @@ def for_inference(model, precision: str = "auto"):
     path (tagging, pair scoring, marked pairs) then runs under `autocast_for`,
     which a bf16 encoder always enables.
     """
+    bound_native_caches()
     if computes_in_bf16(model, precision):
         model.encoder.to(torch.bfloat16)
     return model.eval()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 
 logger = logging.getLogger(__name__)
 
@@ -105,3 +106,28 @@ def resolve_dtype(dtype: str, device: str):
     if dtype == "auto":
         return torch.bfloat16 if native_bf16(device) else torch.float32
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+
+
+NATIVE_CACHE_ENTRIES = 16
+"""Entries of oneDNN's primitive cache and of ideep's LRU cache (defaults 1,024 each)."""
+
+
+def bound_native_caches(entries: int = NATIVE_CACHE_ENTRIES) -> None:
+    """Caps the CPU kernel caches that grow with the number of distinct input shapes.
+
+    oneDNN and ideep (torch's CPU matmul backends) keep compiled kernels and
+    reordered weights per input shape, up to 1,024 of each. Batches cut to
+    their longest sentence bring ever new shapes, so a process that aligns or
+    extracts new text grows until the caches fill: the word aligner grew by about
+    125 MB per 1,000 new pairs, and a Beam worker reached 3.9 GB on 100,000 pairs
+    against 2.1 GB on 10,000. With 16 entries it stays flat at the same speed (2
+    EPYC cores: 1,058 MB after 3,072 pairs against 1,467 MB, 58.8 against 58.3
+    pairs/s). Within a forward pass every layer reuses one shape's few kernels,
+    so a small cache still hits where it can.
+
+    Both libraries read their environment variable once, at their first kernel:
+    call this before a process's first matmul (the CLI and the loaders of the
+    aligner and the extractor do). A value the user set wins.
+    """
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(entries))
+    os.environ.setdefault("LRU_CACHE_CAPACITY", str(entries))

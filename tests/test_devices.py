@@ -1,6 +1,7 @@
 """devices: "auto" precision is bf16 exactly where the hardware multiplies bf16 natively."""
 
 import math
+import os
 
 import pytest
 import torch
@@ -83,3 +84,23 @@ def test_trainer_autocasts_on_cpu_only_with_native_bf16(
     assert stats["completed"] and stats["bf16_autocast"] is native
     assert seen and set(seen) == {native}
     assert stats["final_loss"] is not None and math.isfinite(stats["final_loss"])
+
+
+def test_native_caches_are_bounded_unless_the_user_chose_a_size(monkeypatch):
+    from relbridge.runtime.devices import NATIVE_CACHE_ENTRIES, bound_native_caches
+
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    monkeypatch.setenv("LRU_CACHE_CAPACITY", "300")
+    bound_native_caches()
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == str(NATIVE_CACHE_ENTRIES)
+    assert os.environ["LRU_CACHE_CAPACITY"] == "300"
+
+
+def test_the_cli_bounds_native_caches_before_any_command_runs(monkeypatch):
+    from relbridge.cli.main import main
+
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    monkeypatch.delenv("LRU_CACHE_CAPACITY", raising=False)
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert os.environ["LRU_CACHE_CAPACITY"] == os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"]
