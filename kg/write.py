@@ -34,7 +34,7 @@ from apache_beam.io.filesystems import FileSystems
 from relbridge.kg.rdf import RdfConfig, to_nquads
 from relbridge.pipeline.dead_letter import to_json
 from relbridge.pipeline.staging import STATS, Layout, StagedFolder
-from relbridge.pipeline.stats import SumCountsFn, dead_letter_stats
+from relbridge.pipeline.stats import SumCountsFn, dead_letter_stats, summed
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +158,11 @@ class WriteKg(beam.PTransform):
                 cfg, "handled", "WriteHandled",
             ),
         }  # fmt: skip
-        letter_counts = pcolls["dead_letter"] | "CountDeadLetters" >> beam.Map(dead_letter_stats)
+        letter_counts = (
+            pcolls["dead_letter"]
+            | "CountDeadLetters" >> beam.Map(dead_letter_stats)
+            | summed("SumDeadLetterCounts")
+        )
         return (
             (pcolls["counts"], letter_counts)
             | "MergeCounts" >> beam.Flatten()

@@ -40,6 +40,7 @@ from relbridge.pipeline.output import (
     write_config,
 )
 from relbridge.pipeline.project import ProjectLabels
+from relbridge.pipeline.stats import summed
 from relbridge.pipeline.tokenize import Tokenize
 from relbridge.pipeline.write_shards import WriteShards
 from relbridge.runtime.encoders import check_model_name
@@ -77,11 +78,11 @@ def build_pipeline(
     else:
         ingested = p | "ReadBitext" >> ReadBitext(cfg.ingest)
         records, bad_lines = ingested.records, ingested[DEAD_LETTER_TAG]
-    ones = lambda _: 1
+    # counted where they are made: a Flatten of one 1 per record, summed later, was held whole
     input_records = (
-        records | "CountRecords" >> beam.Map(ones),
-        bad_lines | "CountBadLines" >> beam.Map(ones),
-        old_documents | "CountSkippedDocuments" >> beam.Map(ones),
+        records | "CountRecords" >> beam.combiners.Count.Globally(),
+        bad_lines | "CountBadLines" >> beam.combiners.Count.Globally(),
+        old_documents | "CountSkippedDocuments" >> beam.combiners.Count.Globally(),
     ) | "CountInputs" >> beam.Flatten()
     skipped = old_documents
     if done:
@@ -115,7 +116,9 @@ def build_pipeline(
         "dead_letter": all_dead,
         "input_records": input_records,
         "skipped": skipped,
-        "counts": (projected.counts, harvested, *stage_counts) | "MergeStageCounts" >> beam.Flatten(),
+        "counts": (
+            projected.counts | summed("SumProjectionCounts"), harvested, *stage_counts
+        ) | "MergeStageCounts" >> beam.Flatten(),
     } | "WriteShards" >> WriteShards(cfg.write)
 
 

@@ -53,3 +53,14 @@ class SumCountsFn(beam.CombineFn):
 
     def extract_output(self, acc: Counter) -> dict[str, int]:
         return dict(sorted(acc.items()))
+
+
+def summed(label: str):
+    """A labelled `SumCountsFn` over a whole PCollection, to apply right where counts are made.
+
+    Combiner lifting then pre-sums each bundle in the worker that made them.
+    Summed only after a Flatten of several stages' counts, Beam's local runner
+    held one `Counter` per element until the end (kg build: 818 against 767 MiB
+    peak on 100k lines).
+    """
+    return label >> beam.CombineGlobally(SumCountsFn())

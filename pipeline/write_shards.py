@@ -38,7 +38,7 @@ from apache_beam.io.filesystems import FileSystems
 from relbridge.data_specs.schema import SCHEMA_VERSION, SHARD_SCHEMA, ShardRow
 from relbridge.pipeline.dead_letter import to_json
 from relbridge.pipeline.staging import COMPLETED, STATS  # noqa: F401 (COMPLETED: for readers)
-from relbridge.pipeline.stats import SumCountsFn, dead_letter_stats, row_stats
+from relbridge.pipeline.stats import SumCountsFn, dead_letter_stats, row_stats, summed
 
 logger = logging.getLogger(__name__)
 
@@ -199,8 +199,10 @@ class WriteShards(beam.PTransform):
 
     def expand(self, pcolls):
         rows, dead, inputs = pcolls["rows"], pcolls["dead_letter"], pcolls["input_records"]
-        skipped_counts = pcolls["skipped"] | "CountSkipped" >> beam.Map(
-            lambda _: Counter(skipped_existing=1)
+        skipped_counts = (
+            pcolls["skipped"]
+            | "CountSkipped" >> beam.Map(lambda _: Counter(skipped_existing=1))
+            | summed("SumSkipped")
         )
         prefix = f"part-{self.cfg.run_id}"
         shard_files = rows | "WriteParquet" >> WriteSortedShards(
@@ -210,8 +212,10 @@ class WriteShards(beam.PTransform):
         dead_letter_files = dead | "WriteDeadLetters" >> WriteSortedShards(
             self.cfg.path("dead_letter", prefix), ".jsonl", letter_key, jsonl_bytes
         )
-        row_counts = rows | "CountRows" >> beam.Map(row_stats)
-        dead_counts = dead | "CountDeadLetters" >> beam.Map(dead_letter_stats)
+        row_counts = rows | "CountRows" >> beam.Map(row_stats) | summed("SumRowCounts")
+        dead_counts = (
+            dead | "CountDeadLetters" >> beam.Map(dead_letter_stats) | summed("SumDeadLetterCounts")
+        )
         total_inputs = inputs | "SumInputs" >> beam.CombineGlobally(sum)
         stage_counts = (pcolls["counts"],) if "counts" in pcolls else ()
         return (
