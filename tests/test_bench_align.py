@@ -1,24 +1,15 @@
 """benchmarks/bench_align.py runs end to end: stock simalign and WordAligner agree on a tiny encoder."""
 
-import importlib.util
 import json
-from pathlib import Path
 
+from benchmark_scripts import load_benchmark
 from single_thread import one_torch_thread  # noqa: F401 (autouse)
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_align.py"
 PAIRS = [
     ("Angela Merkel was born in Berlin", "Angela Merkel wurde in Berlin geboren"),
     ("Siemens is a company in Munich", "Siemens ist eine Firma in Munich"),
     ("the city of Paris", "die Stadt Paris"),
 ]
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("bench_align", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_benchmark_prints_both_aligners_with_identical_aer(tiny_encoder, tmp_path, capsys):
@@ -30,7 +21,7 @@ def test_benchmark_prints_both_aligners_with_identical_aer(tiny_encoder, tmp_pat
     (data / "enfr.gold").write_text("1-1 2-2 3-3\n1-1 2-2\n1-1 3-2 4-3\n", encoding="utf-8")
     args = ["--data", str(tmp_path), "--sets", "enfr", "--model", tiny_encoder]
     args += ["--layer", "1", "--methods", "argmax,mai", "--threads", "1", "--dtype", "float32"]
-    report = _load_script().main(args)
+    report = load_benchmark("bench_align").main(args)
     out = capsys.readouterr().out
     assert "new aligner dtype: float32" in out
     assert json.loads(out.strip().splitlines()[-1])["rows"] == report["rows"]

@@ -1,22 +1,13 @@
 """benchmarks/bench_kb_scale.py's pipeline-memory helpers: the repeated corpus and the sampler."""
 
-import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_kb_scale.py"
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("bench_kb_scale", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from benchmark_scripts import load_benchmark
 
 
 def test_the_repeated_corpus_gives_each_copy_new_ids(tmp_path):
-    bench = _load_script()
+    bench = load_benchmark("bench_kb_scale")
     (tmp_path / "src").write_text("a b\nc d\n", encoding="utf-8")
     (tmp_path / "tgt").write_text("A B\nC D\n", encoding="utf-8")
     bench.repeated_corpus(str(tmp_path / "src"), str(tmp_path / "tgt"), 5, str(tmp_path / "c"))
@@ -26,7 +17,7 @@ def test_the_repeated_corpus_gives_each_copy_new_ids(tmp_path):
 
 
 def test_the_sampler_sees_the_peak_of_a_grandchild():
-    bench = _load_script()
+    bench = load_benchmark("bench_kb_scale")
     child = "import subprocess, sys; subprocess.run([sys.executable, '-c', " \
             "'import time; b = bytearray(150 * 2**20); b[::4096] = b\"x\" * len(b[::4096]); " \
             "time.sleep(1.5)'])"  # fmt: skip

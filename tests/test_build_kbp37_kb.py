@@ -1,19 +1,10 @@
 """benchmarks/build_kbp37_kb.py: a KB from KBP37 train+dev without anything RELX holds."""
 
-import importlib.util
 import json
-from pathlib import Path
+
+from benchmark_scripts import load_benchmark
 
 from relbridge.data_specs.formats import load_kb
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "build_kbp37_kb.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("build_kbp37_kb", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _rec(i, text, label):
@@ -43,7 +34,7 @@ def test_relx_ids_sentences_and_facts_stay_out(tmp_path):
                "per:employee_of(e1,e2)"),
         encoding="utf-8",
     )  # fmt: skip
-    module = _load()
+    module = load_benchmark("build_kbp37_kb")
     assert module.main(["--kbp37", str(kbp), "--relx", str(relx), "--output", str(tmp_path / "kb")]) == 0
     kb = load_kb(str(tmp_path / "kb"))
     facts = [json.loads(line) for line in (tmp_path / "kb" / "triples.jsonl").read_text().splitlines()]

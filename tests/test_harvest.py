@@ -139,13 +139,9 @@ def test_harvested_names_link_german_text_to_english_only_entities(tmp_path, cap
 
 
 def test_news_linking_benchmark_maps_relations_and_scores_links(tmp_path):
-    import importlib.util
-    from pathlib import Path
+    from benchmark_scripts import load_benchmark
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "news_linking.py"
-    spec = importlib.util.spec_from_file_location("news_linking", script)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("news_linking")
     kb = KnowledgeBase(
         {"Q1": Entity("Q1", "ORG", {"en": ("Acme",)}), "Q2": Entity("Q2", "LOC", {"en": ("Bonn",)}),
          "Q3": Entity("Q3", "LOC", {"en": ("Germany", "Bonn")})},
