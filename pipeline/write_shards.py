@@ -19,6 +19,12 @@ line), so the same rows give the same bytes whatever the runner's bundling
 and worker count. ``N`` is ``num_shards``, or one per `ROWS_PER_SHARD` rows.
 Each shard is built in one worker's memory: its rows arrive together from the
 ``GroupByKey``, so the shard size, not the corpus, bounds a worker's memory.
+
+Rows cross that shuffle *packed* (`pack_row`: the row's dict as zlib-compressed
+JSON, about 650 bytes against 1,300 pickled), and a shard is decoded into Arrow
+1,000 rows at a time. Beam's local runner hands each worker its whole share of a
+shuffle as one message, held until the stage ends, so the bytes per row, not
+only the rows per shard, decide how a worker's memory grows with the corpus.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import logging
 import math
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import apache_beam as beam
@@ -43,8 +49,12 @@ from relbridge.pipeline.stats import SumCountsFn, dead_letter_stats, row_stats, 
 logger = logging.getLogger(__name__)
 
 ROWS_PER_SHARD = 10_000
-"""Rows per shard when ``num_shards`` is 0. A row is about 14 KB as Python objects, and
-writing a shard adds about 9 KB a row: at 50,000 rows a writing worker grew by 1.2 GB."""
+"""Rows per shard when ``num_shards`` is 0 (about 4 MB of Parquet). A row is about 14 KB as
+Python objects; packed rows are decoded `DECODE_BATCH` at a time, so a writing worker
+holds a shard as about 6.5 MB of packed bytes and one batch of decoded rows."""
+
+DECODE_BATCH = 1_000
+"""Packed rows decoded at a time when a shard is written (see the module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -112,18 +122,36 @@ def shard_name(prefix: str, index: int, n: int, data: bytes, suffix: str) -> str
     return f"{prefix}-{hashlib.sha1(data).hexdigest()[:12]}-{index:05d}-of-{n:05d}{suffix}"
 
 
-def parquet_bytes(rows: Iterable[ShardRow]) -> bytes:
+def pack_row(row: ShardRow) -> bytes:
+    """A row as it crosses the shard shuffle: its `ShardRow.to_row` dict, JSON, zlib level 1."""
+    text = json.dumps(row.to_row(), ensure_ascii=False, separators=(",", ":"))
+    return zlib.compress(text.encode("utf-8"), 1)
+
+
+def parquet_bytes(packed: Sequence[bytes]) -> bytes:
+    """A Parquet file of packed rows (`pack_row`), decoded `DECODE_BATCH` at a time."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pylist([row.to_row() for row in rows], schema=SHARD_SCHEMA)
+    batches = [
+        pa.RecordBatch.from_pylist(
+            [json.loads(zlib.decompress(b)) for b in packed[i : i + DECODE_BATCH]],
+            schema=SHARD_SCHEMA,
+        )
+        for i in range(0, len(packed), DECODE_BATCH)
+    ]
+    table = pa.Table.from_batches(batches, schema=SHARD_SCHEMA)
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     return sink.getvalue().to_pybytes()
 
 
-def jsonl_bytes(letters: Iterable[dict]) -> bytes:
-    return "".join(to_json(letter) + "\n" for letter in letters).encode("utf-8")
+def pack_letter(letter: dict) -> bytes:
+    return to_json(letter).encode("utf-8")
+
+
+def jsonl_bytes(packed: Sequence[bytes]) -> bytes:
+    return b"".join(line + b"\n" for line in packed)
 
 
 def row_key(row: ShardRow) -> str:
@@ -135,9 +163,9 @@ def letter_key(letter: dict) -> str:
 
 
 class WriteShardFn(beam.DoFn):
-    """Writes one shard: its elements sorted by key, under a content-hashed name."""
+    """Writes one shard: its packed elements sorted by key, under a content-hashed name."""
 
-    def __init__(self, prefix: str, suffix: str, encode: Callable[[list], bytes]):
+    def __init__(self, prefix: str, suffix: str, encode: Callable[[list[bytes]], bytes]):
         self.prefix, self.suffix, self.encode = prefix, suffix, encode
 
     def process(self, element: tuple[int, Iterable], n: int):
@@ -153,25 +181,28 @@ class WriteShardFn(beam.DoFn):
 class WriteSortedShards(beam.PTransform):
     """Elements -> files ``prefix-<hash>-SSSSS-of-NNNNN<suffix>``; returns the file names.
 
-    Every shard index gets a file, an empty one where no element hashes to it.
+    ``key`` orders the elements and picks their shard, ``pack`` turns each into
+    the bytes that cross the shuffle, and ``encode`` turns a shard's packed
+    elements, in key order, into the file's bytes. Every shard index gets a
+    file, an empty one where no element hashes to it.
     """
 
-    def __init__(self, prefix: str, suffix: str, key, encode, num_shards: int = 0):
+    def __init__(self, prefix: str, suffix: str, key, pack, encode, num_shards: int = 0):
         super().__init__()
         self.prefix, self.suffix, self.key, self.encode = prefix, suffix, key, encode
-        self.num_shards = num_shards
+        self.pack, self.num_shards = pack, num_shards
 
     def expand(self, elements):
-        fixed, key = self.num_shards, self.key
+        fixed, key, pack = self.num_shards, self.key, self.pack
+        # (key, packed element): what the runner holds until the shard count is known
+        packed = elements | "Pack" >> beam.Map(lambda x: (key(x), pack(x)))
         n = (
-            elements
+            packed
             | "Count" >> beam.combiners.Count.Globally()
             | "ShardCount" >> beam.Map(lambda c: fixed or max(1, math.ceil(c / ROWS_PER_SHARD)))
         )
         n_side = beam.pvalue.AsSingleton(n)
-        keyed = elements | "KeyByShard" >> beam.Map(
-            lambda x, n: (shard_of(key(x), n), (key(x), x)), n=n_side
-        )
+        keyed = packed | "KeyByShard" >> beam.Map(lambda kv, n: (shard_of(kv[0], n), kv), n=n_side)
         every_shard = n | "EveryShard" >> beam.FlatMap(lambda n: [(i, None) for i in range(n)])
         return (
             (keyed, every_shard)
@@ -206,11 +237,11 @@ class WriteShards(beam.PTransform):
         )
         prefix = f"part-{self.cfg.run_id}"
         shard_files = rows | "WriteParquet" >> WriteSortedShards(
-            self.cfg.path("shards", prefix), ".parquet", row_key, parquet_bytes,
+            self.cfg.path("shards", prefix), ".parquet", row_key, pack_row, parquet_bytes,
             self.cfg.num_shards,
         )  # fmt: skip
         dead_letter_files = dead | "WriteDeadLetters" >> WriteSortedShards(
-            self.cfg.path("dead_letter", prefix), ".jsonl", letter_key, jsonl_bytes
+            self.cfg.path("dead_letter", prefix), ".jsonl", letter_key, pack_letter, jsonl_bytes
         )
         row_counts = rows | "CountRows" >> beam.Map(row_stats) | summed("SumRowCounts")
         dead_counts = (

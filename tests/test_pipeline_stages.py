@@ -10,7 +10,9 @@ from apache_beam.testing.util import assert_that, equal_to
 from relbridge.data_specs import NA, KnowledgeBase, Mention, RelationInstance
 from relbridge.data_specs.formats import BitextRecord, Entity
 from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG
-from relbridge.pipeline.ingest import IngestConfig, ReadBitext, read_records
+from relbridge.pipeline.ingest import (
+    IngestConfig, ReadBitext, pack_record, read_records, unpack_record,
+)  # fmt: skip
 from relbridge.kb import AliasMatcher, TextMentions, label_relations, resolve_mentions
 from relbridge.pipeline.label import LabelConfig, LabelWithKb
 from relbridge.pipeline.tokenize import Tokenize, TokenizeConfig, make_tokenizer, tokenize_pair
@@ -106,6 +108,17 @@ def test_read_bitext_routes_bad_lines_to_dead_letters(tmp_path):
             equal_to([("ReadBitext", 2, True, {"raw": '{"src": "x"}'})]),
             label="Dead",
         )
+
+
+def test_records_cross_the_pair_id_shuffle_packed_and_come_back_equal():
+    plain = BitextRecord("toy", "toy.tsv", 3, "Obama was born in Hawaii .", "Obama wurde ...", "p1")
+    aligned = BitextRecord(
+        "docs", "m.tsv", 0, "北京 \udcff", "Peking", "d1:0", 2, "d1", (0, 1), (2,), 0.625
+    )  # CJK, a lone surrogate (packing must not fail where the stages would not), sentence ids
+    for record in (plain, aligned):
+        packed = pack_record(record)
+        assert isinstance(packed, bytes) and unpack_record(packed) == record
+    assert len(pack_record(plain)) < len(repr(plain))
 
 
 @pytest.mark.parametrize(

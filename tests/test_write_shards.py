@@ -3,18 +3,23 @@
 import glob
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import apache_beam as beam
+import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.parquetio import ReadFromParquet
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from relbridge.data_specs import SHARD_SCHEMA, Mention, RelationInstance, ShardRow
+from relbridge.data_specs import SHARD_SCHEMA, Mention, ProjectedMention, RelationInstance, ShardRow
 from relbridge.data_specs.schema import char_span_to_words, token_offsets
 from relbridge.pipeline.dead_letter import dead_letter
-from relbridge.pipeline.write_shards import COMPLETED, STATS, WriteConfig, WriteShards
+from relbridge.pipeline import write_shards
+from relbridge.pipeline.write_shards import (
+    COMPLETED, STATS, WriteConfig, WriteShards, pack_row, parquet_bytes,
+)  # fmt: skip
 
 
 def make_row(i: int) -> ShardRow:
@@ -104,3 +109,27 @@ def test_token_offsets_map_char_spans_to_words():
     assert offsets[5] == (31, 42)
     assert char_span_to_words(offsets, 4, 23) == (1, 3)
     assert char_span_to_words(offsets, 100, 101) is None
+
+
+def test_packed_rows_decode_to_the_same_rows_in_any_batch_size(monkeypatch):
+    """Rows cross the shard shuffle packed; the file holds exactly the rows, batch or not."""
+    rows = [make_row(i) for i in range(5)]
+    rows[1] = replace(
+        rows[1],
+        tgt_text="Zoë mag 北京",
+        tgt_tokens=("Zoë", "mag", "北京"),
+        tgt_mentions=(ProjectedMention(0, 1, "a", "PER", "Zoë", 0, 0.8125),),
+        doc_id="d1",
+        src_sentence_ids=(0,),
+        tgt_sentence_ids=(0, 1),
+        sentence_score=0.375,  # float32 in the schema: exact
+    )
+    packed = [pack_row(r) for r in rows]
+    assert all(isinstance(b, bytes) and len(b) < len(repr(r)) for b, r in zip(packed, rows))
+
+    whole = parquet_bytes(packed)
+    monkeypatch.setattr(write_shards, "DECODE_BATCH", 2)
+    batched = parquet_bytes(packed)
+    assert batched == whole
+    table = pq.read_table(pa.BufferReader(batched))
+    assert [ShardRow.from_row(r) for r in table.to_pylist()] == rows
