@@ -112,6 +112,26 @@ NATIVE_CACHE_ENTRIES = 16
 """Entries of oneDNN's primitive cache and of ideep's LRU cache (defaults 1,024 each)."""
 
 
+def release_free_heap() -> bool:
+    """Returns the C heap's free pages to the OS (glibc's ``malloc_trim``); False elsewhere.
+
+    Beam's local runner hands a worker its whole share of a shuffle as one
+    message. gRPC and protobuf parse it through temporary copies that glibc
+    frees but keeps, so a worker starts its stage larger the larger its share:
+    after reading 100,000 pairs, the two workers held 273/344 MB, and 214/257 MB
+    once trimmed (10,000 pairs: 156/171 against 140/165 MB). The pipeline
+    calls this once a bundle, after its input has arrived.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.malloc_trim(0))
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        return False
+
+
 def bound_native_caches(entries: int = NATIVE_CACHE_ENTRIES) -> None:
     """Caps the CPU kernel caches that grow with the number of distinct input shapes.
 
