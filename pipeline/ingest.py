@@ -230,8 +230,9 @@ def pack_record(record: BitextRecord) -> bytes:
     """A record as it crosses the pair-id shuffle: its fields as JSON, zlib level 1.
 
     Beam's local runner hands each worker its whole share of a shuffle as one
-    message, held while the worker aligns, so these bytes stay in a worker's
-    memory for as long as the run lasts: packed, about half of the pickled record.
+    message and keeps it for the whole stage after it, which here is alignment:
+    packed, a record takes about 250 bytes of that message against 570 pickled.
+    JSON's ASCII escapes carry any string, lone surrogates included.
     """
     values = [getattr(record, f.name) for f in dataclasses.fields(BitextRecord)]
     return zlib.compress(json.dumps(values).encode("ascii"), 1)
