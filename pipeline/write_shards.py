@@ -20,9 +20,11 @@ and worker count. ``N`` is ``num_shards``, or one per `ROWS_PER_SHARD` rows.
 Each shard is built in one worker's memory: its rows arrive together from the
 ``GroupByKey``, so the shard size, not the corpus, bounds a worker's memory.
 
-Rows cross that shuffle *packed* (`pack_row`: the row's dict as zlib-compressed
-JSON, about 650 bytes against 1,300 pickled), and a shard is decoded into Arrow
-1,000 rows at a time. Beam's local runner hands each worker its whole share of a
+Elements cross that shuffle *packed*: each element becomes one JSON line, and
+`CHUNK_ROWS` lines of a bundle are zlib-compressed together (`pack_chunk`; a row
+costs about 350 bytes there, against 650 compressed alone and 1,300 pickled).
+Once the shard count is known, each chunk is split into one chunk per shard
+(`split_chunk`). Beam's local runner hands each worker its whole share of a
 shuffle as one message, held until the stage ends, so the bytes per row, not
 only the rows per shard, decide how a worker's memory grows with the corpus.
 """
@@ -34,8 +36,8 @@ import json
 import logging
 import math
 import zlib
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import apache_beam as beam
@@ -50,11 +52,14 @@ logger = logging.getLogger(__name__)
 
 ROWS_PER_SHARD = 10_000
 """Rows per shard when ``num_shards`` is 0 (about 4 MB of Parquet). A row is about 14 KB as
-Python objects; packed rows are decoded `DECODE_BATCH` at a time, so a writing worker
-holds a shard as about 6.5 MB of packed bytes and one batch of decoded rows."""
+Python objects and 1.7 KB as a JSON line; a writing worker holds its shard as JSON lines
+and decodes them into Arrow `DECODE_BATCH` at a time."""
 
 DECODE_BATCH = 1_000
-"""Packed rows decoded at a time when a shard is written (see the module docstring)."""
+"""JSON lines decoded into Arrow at a time when a shard is written."""
+
+CHUNK_ROWS = 500
+"""Elements compressed together before the shard shuffle (`pack_chunk`)."""
 
 
 @dataclass(frozen=True)
@@ -122,23 +127,55 @@ def shard_name(prefix: str, index: int, n: int, data: bytes, suffix: str) -> str
     return f"{prefix}-{hashlib.sha1(data).hexdigest()[:12]}-{index:05d}-of-{n:05d}{suffix}"
 
 
-def pack_row(row: ShardRow) -> bytes:
-    """A row as it crosses the shard shuffle: its `ShardRow.to_row` dict, JSON, zlib level 1."""
-    text = json.dumps(row.to_row(), ensure_ascii=False, separators=(",", ":"))
-    return zlib.compress(text.encode("utf-8"), 1)
+def row_line(row: ShardRow) -> bytes:
+    """A row as one JSON line: its `ShardRow.to_row` dict (JSON never holds a raw newline)."""
+    return json.dumps(row.to_row(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def parquet_bytes(packed: Sequence[bytes]) -> bytes:
-    """A Parquet file of packed rows (`pack_row`), decoded `DECODE_BATCH` at a time."""
+def letter_line(letter: dict) -> bytes:
+    return to_json(letter).encode("utf-8")
+
+
+def pack_chunk(items: Sequence[tuple[str, bytes]]) -> bytes:
+    """(key, JSON line) pairs as one zlib blob of ``<key as JSON> TAB <line>`` lines.
+
+    A JSON string holds no raw tab or newline, so both separators are safe.
+    """
+    text = b"\n".join(json.dumps(key).encode("utf-8") + b"\t" + line for key, line in items)
+    return zlib.compress(text)
+
+
+def unpack_chunk(blob: bytes) -> list[tuple[str, bytes]]:
+    """The (key, JSON line) pairs of a `pack_chunk` blob."""
+    text = zlib.decompress(blob)
+    if not text:
+        return []
+    items = []
+    for record in text.split(b"\n"):
+        key, line = record.split(b"\t", 1)
+        items.append((json.loads(key), line))
+    return items
+
+
+def split_chunk(blob: bytes, n: int) -> Iterator[tuple[int, bytes]]:
+    """A chunk as one chunk per shard it touches, keyed by shard index."""
+    by_shard = defaultdict(list)
+    for key, line in unpack_chunk(blob):
+        by_shard[shard_of(key, n)].append((key, line))
+    for index in sorted(by_shard):
+        yield index, pack_chunk(by_shard[index])
+
+
+def parquet_bytes(lines: Sequence[bytes]) -> bytes:
+    """A Parquet file of rows given as JSON lines (`row_line`), decoded `DECODE_BATCH` at a time."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     batches = [
         pa.RecordBatch.from_pylist(
-            [json.loads(zlib.decompress(b)) for b in packed[i : i + DECODE_BATCH]],
-            schema=SHARD_SCHEMA,
+            [json.loads(line) for line in lines[i : i + DECODE_BATCH]], schema=SHARD_SCHEMA
         )
-        for i in range(0, len(packed), DECODE_BATCH)
+        for i in range(0, len(lines), DECODE_BATCH)
     ]
     table = pa.Table.from_batches(batches, schema=SHARD_SCHEMA)
     sink = pa.BufferOutputStream()
@@ -146,12 +183,8 @@ def parquet_bytes(packed: Sequence[bytes]) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def pack_letter(letter: dict) -> bytes:
-    return to_json(letter).encode("utf-8")
-
-
-def jsonl_bytes(packed: Sequence[bytes]) -> bytes:
-    return b"".join(line + b"\n" for line in packed)
+def jsonl_bytes(lines: Sequence[bytes]) -> bytes:
+    return b"".join(line + b"\n" for line in lines)
 
 
 def row_key(row: ShardRow) -> str:
@@ -163,15 +196,16 @@ def letter_key(letter: dict) -> str:
 
 
 class WriteShardFn(beam.DoFn):
-    """Writes one shard: its packed elements sorted by key, under a content-hashed name."""
+    """Writes one shard: its elements sorted by key, under a content-hashed name."""
 
     def __init__(self, prefix: str, suffix: str, encode: Callable[[list[bytes]], bytes]):
         self.prefix, self.suffix, self.encode = prefix, suffix, encode
 
     def process(self, element: tuple[int, Iterable], n: int):
-        index, keyed = element
-        items = sorted((kv for kv in keyed if kv is not None), key=lambda kv: kv[0])
-        data = self.encode([value for _, value in items])
+        index, blobs = element
+        # (key, line) tuples: a tie in key is broken by the line, so the order is total
+        items = sorted(item for blob in blobs if blob is not None for item in unpack_chunk(blob))
+        data = self.encode([line for _, line in items])
         path = shard_name(self.prefix, index, n, data, self.suffix)
         with FileSystems.create(path) as f:
             f.write(data)
@@ -181,28 +215,33 @@ class WriteShardFn(beam.DoFn):
 class WriteSortedShards(beam.PTransform):
     """Elements -> files ``prefix-<hash>-SSSSS-of-NNNNN<suffix>``; returns the file names.
 
-    ``key`` orders the elements and picks their shard, ``pack`` turns each into
-    the bytes that cross the shuffle, and ``encode`` turns a shard's packed
-    elements, in key order, into the file's bytes. Every shard index gets a
-    file, an empty one where no element hashes to it.
+    ``key`` orders the elements and picks their shard, ``line`` turns each into
+    the JSON line that crosses the shuffle (packed, see the module docstring),
+    and ``encode`` turns a shard's lines, in key order, into the file's bytes.
+    Every shard index gets a file, an empty one where no element hashes to it.
     """
 
-    def __init__(self, prefix: str, suffix: str, key, pack, encode, num_shards: int = 0):
+    def __init__(self, prefix: str, suffix: str, key, line, encode, num_shards: int = 0):
         super().__init__()
         self.prefix, self.suffix, self.key, self.encode = prefix, suffix, key, encode
-        self.pack, self.num_shards = pack, num_shards
+        self.line, self.num_shards = line, num_shards
 
     def expand(self, elements):
-        fixed, key, pack = self.num_shards, self.key, self.pack
-        # (key, packed element): what the runner holds until the shard count is known
-        packed = elements | "Pack" >> beam.Map(lambda x: (key(x), pack(x)))
+        fixed, key, line = self.num_shards, self.key, self.line
+        # what the runner holds until the shard count is known
+        chunks = (
+            elements
+            | "Line" >> beam.Map(lambda x: (key(x), line(x)))
+            | "Batch" >> beam.BatchElements(min_batch_size=CHUNK_ROWS, max_batch_size=CHUNK_ROWS)
+            | "Pack" >> beam.Map(pack_chunk)
+        )
         n = (
-            packed
+            elements
             | "Count" >> beam.combiners.Count.Globally()
             | "ShardCount" >> beam.Map(lambda c: fixed or max(1, math.ceil(c / ROWS_PER_SHARD)))
         )
         n_side = beam.pvalue.AsSingleton(n)
-        keyed = packed | "KeyByShard" >> beam.Map(lambda kv, n: (shard_of(kv[0], n), kv), n=n_side)
+        keyed = chunks | "KeyByShard" >> beam.FlatMap(split_chunk, n=n_side)
         every_shard = n | "EveryShard" >> beam.FlatMap(lambda n: [(i, None) for i in range(n)])
         return (
             (keyed, every_shard)
@@ -237,11 +276,11 @@ class WriteShards(beam.PTransform):
         )
         prefix = f"part-{self.cfg.run_id}"
         shard_files = rows | "WriteParquet" >> WriteSortedShards(
-            self.cfg.path("shards", prefix), ".parquet", row_key, pack_row, parquet_bytes,
+            self.cfg.path("shards", prefix), ".parquet", row_key, row_line, parquet_bytes,
             self.cfg.num_shards,
         )  # fmt: skip
         dead_letter_files = dead | "WriteDeadLetters" >> WriteSortedShards(
-            self.cfg.path("dead_letter", prefix), ".jsonl", letter_key, pack_letter, jsonl_bytes
+            self.cfg.path("dead_letter", prefix), ".jsonl", letter_key, letter_line, jsonl_bytes
         )
         row_counts = rows | "CountRows" >> beam.Map(row_stats) | summed("SumRowCounts")
         dead_counts = (

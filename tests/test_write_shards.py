@@ -18,7 +18,8 @@ from relbridge.data_specs.schema import char_span_to_words, token_offsets
 from relbridge.pipeline.dead_letter import dead_letter
 from relbridge.pipeline import write_shards
 from relbridge.pipeline.write_shards import (
-    COMPLETED, STATS, WriteConfig, WriteShards, pack_row, parquet_bytes,
+    COMPLETED, STATS, WriteConfig, WriteShards, pack_chunk, parquet_bytes, row_line,
+    shard_of, split_chunk, unpack_chunk,
 )  # fmt: skip
 
 
@@ -111,12 +112,12 @@ def test_token_offsets_map_char_spans_to_words():
     assert char_span_to_words(offsets, 100, 101) is None
 
 
-def test_packed_rows_decode_to_the_same_rows_in_any_batch_size(monkeypatch):
-    """Rows cross the shard shuffle packed; the file holds exactly the rows, batch or not."""
+def test_row_lines_decode_to_the_same_rows_in_any_batch_size(monkeypatch):
+    """A shard's rows travel as JSON lines; the file holds exactly the rows, batch or not."""
     rows = [make_row(i) for i in range(5)]
     rows[1] = replace(
         rows[1],
-        tgt_text="Zoë mag 北京",
+        tgt_text="Zoë mag 北京\n",
         tgt_tokens=("Zoë", "mag", "北京"),
         tgt_mentions=(ProjectedMention(0, 1, "a", "PER", "Zoë", 0, 0.8125),),
         doc_id="d1",
@@ -124,12 +125,27 @@ def test_packed_rows_decode_to_the_same_rows_in_any_batch_size(monkeypatch):
         tgt_sentence_ids=(0, 1),
         sentence_score=0.375,  # float32 in the schema: exact
     )
-    packed = [pack_row(r) for r in rows]
-    assert all(isinstance(b, bytes) and len(b) < len(repr(r)) for b, r in zip(packed, rows))
+    lines = [row_line(r) for r in rows]
+    assert not any(b"\n" in line for line in lines)
 
-    whole = parquet_bytes(packed)
+    whole = parquet_bytes(lines)
     monkeypatch.setattr(write_shards, "DECODE_BATCH", 2)
-    batched = parquet_bytes(packed)
+    batched = parquet_bytes(lines)
     assert batched == whole
     table = pq.read_table(pa.BufferReader(batched))
     assert [ShardRow.from_row(r) for r in table.to_pylist()] == rows
+
+
+def test_chunks_split_by_shard_keep_every_key_and_line():
+    """Packed chunks survive odd keys, and splitting one by shard loses and adds nothing."""
+    items = [(f"k{i}\t\n\x00é", f'{{"i":{i},"s":"a\\tb"}}'.encode()) for i in range(40)]
+    blob = pack_chunk(items)
+    assert len(blob) < sum(len(k.encode()) + len(v) for k, v in items)
+    assert unpack_chunk(blob) == items
+    assert unpack_chunk(pack_chunk([])) == []
+
+    parts = list(split_chunk(blob, 3))
+    assert [i for i, _ in parts] == sorted({shard_of(k, 3) for k, _ in items})
+    regrouped = [(i, kv) for i, part in parts for kv in unpack_chunk(part)]
+    assert all(shard_of(k, 3) == i for i, (k, _) in regrouped)
+    assert sorted(kv for _, kv in regrouped) == sorted(items)
