@@ -48,8 +48,7 @@ class Extractor:
 
     def __init__(self, cfg: InferenceConfig):
         from relbridge.models.extract import kb_schema
-        from relbridge.models.extractor import RelationExtractor
-        from relbridge.models.scoring import ScoringConfig, for_inference
+        from relbridge.models.scoring import ScoringConfig, load_for_inference
         from relbridge.runtime.devices import resolve_device
 
         if cfg.threshold is None:  # KgBuildConfig resolves both thresholds; a config built alone may not
@@ -57,8 +56,7 @@ class Extractor:
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.scoring = ScoringConfig(precision=PRECISION[cfg.dtype])
-        model = RelationExtractor.from_pretrained(cfg.model).to(self.device)
-        self.model = for_inference(model, self.scoring.precision)  # as extract's load_model
+        self.model = load_for_inference(cfg.model, self.scoring.precision, self.device)
         self.model.span_threshold = cfg.span_threshold  # the config's, as hashed into the run id
         self.schema = kb_schema(cfg.kb, self.model.inventory.names)
         logger.info("extractor %s on %s (%s)", cfg.model, self.device, cfg.dtype)

@@ -53,7 +53,7 @@ from relbridge.data_specs.schema import token_offsets
 from relbridge.models.candidates import CandidateConfig, TypeSchema, candidate_pairs
 from relbridge.models.data import PairInstance, _overlap
 from relbridge.models.markers import PairSpec
-from relbridge.models.scoring import ScoringConfig, for_inference, score_pairs
+from relbridge.models.scoring import ScoringConfig, load_for_inference, score_pairs
 from relbridge.models.evaluate import decode_joint, marked_prior, predict_pairs
 from relbridge.models.tagging import tag_mentions
 from relbridge.runtime.devices import autocast_for
@@ -315,9 +315,7 @@ def load_model(model_dir: str, precision: str = "auto"):
     ``model.span_threshold`` makes `relbridge.models.tagging.tag_mentions` decode
     whole spans at that threshold; None keeps marginal decoding.
     """
-    from relbridge.models.extractor import RelationExtractor
-
-    model = for_inference(RelationExtractor.from_pretrained(model_dir), precision)
+    model = load_for_inference(model_dir, precision)
     span_threshold = calibration(model_dir).get("span_threshold")
     model.span_threshold = None if span_threshold is None else float(span_threshold)
     return model

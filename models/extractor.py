@@ -50,6 +50,7 @@ from relbridge.data_specs.relations import NA, RelationInventory
 from relbridge.models import markers as levitated
 from relbridge.models.partial_crf import UNKNOWN as UNKNOWN_TAG
 from relbridge.models.partial_crf import not_tag, partial_crf_loss
+from relbridge.runtime.loading import load_encoder, save_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -193,18 +194,18 @@ class RelationExtractor(nn.Module):
     """Encoder + relation head (entity-start pooling) + BIO tagging head.
 
     Args:
-      cfg: the model configuration; ``cfg.encoder`` is loaded with `AutoModel`
-        and `AutoTokenizer`.
+      cfg: the model configuration (``cfg.encoder``: what `AutoTokenizer` loads).
+      encoder_dtype: the dtype of the encoder's stored weights (`load_encoder`).
     """
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, encoder_dtype: torch.dtype | None = None):
         super().__init__()
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoTokenizer
 
         self.cfg = cfg
         self.inventory = cfg.inventory
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.encoder)
-        self.encoder = AutoModel.from_pretrained(cfg.encoder)
+        self.encoder = load_encoder(cfg.encoder, encoder_dtype)
         markers = marker_tokens(cfg)
         self.tokenizer.add_tokens(markers, special_tokens=True)
         if self.encoder.get_input_embeddings().num_embeddings < len(self.tokenizer):
@@ -537,7 +538,7 @@ class RelationExtractor(nn.Module):
             encoder = copy.deepcopy(encoder).merge_and_unload()
         enc_dir = os.path.join(directory, ENCODER_DIR)
         encoder.save_pretrained(enc_dir)
-        self.tokenizer.save_pretrained(enc_dir)
+        save_tokenizer(self.tokenizer, enc_dir)
         heads = {k: v for k, v in self.state_dict().items() if not k.startswith("encoder.")}
         torch.save(heads, os.path.join(directory, HEADS_FILE))
         self.inventory.save(os.path.join(directory, RELATIONS_FILE))
@@ -548,8 +549,8 @@ class RelationExtractor(nn.Module):
             json.dump(cfg, f, indent=2, ensure_ascii=False)
 
     @classmethod
-    def from_pretrained(cls, directory: str, **overrides: Any) -> RelationExtractor:
-        """Loads a directory written by `save_pretrained` (in eval mode)."""
+    def from_pretrained(cls, directory: str, encoder_dtype=None, **overrides) -> RelationExtractor:
+        """Loads a directory written by `save_pretrained` (in eval mode; `__init__`'s args)."""
         config = os.path.join(directory, CONFIG_FILE)
         if not os.path.isfile(config):
             raise FileNotFoundError(
@@ -563,7 +564,7 @@ class RelationExtractor(nn.Module):
         inventory = RelationInventory.load(os.path.join(directory, RELATIONS_FILE))
         if tuple(data["relations"]) != inventory.names:
             raise ValueError(f"{RELATIONS_FILE} and {CONFIG_FILE} disagree on the relations")
-        model = cls(ModelConfig.from_json(data))
+        model = cls(ModelConfig.from_json(data), encoder_dtype)
         heads = torch.load(
             os.path.join(directory, HEADS_FILE), map_location="cpu", weights_only=True
         )

@@ -82,11 +82,15 @@ def computes_in_bf16(module, precision: str) -> bool:
     around them could not read."""
     import torch
 
+    first = next(module.parameters())
+    return wants_bf16(precision, first.device.type) or first.dtype == torch.bfloat16
+
+
+def wants_bf16(precision: str, device: str) -> bool:
+    """Whether ``precision`` means bf16 on ``device``: ``bf16``, or ``auto`` with `native_bf16`."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
-    first = next(module.parameters())
-    auto = precision == "auto" and native_bf16(first.device.type)
-    return precision == "bf16" or auto or first.dtype == torch.bfloat16
+    return precision == "bf16" or (precision == "auto" and native_bf16(device))
 
 
 def autocast_for(module, precision: str):
