@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from relbridge.runtime.devices import bound_native_caches, resolve_device, resolve_dtype
+from relbridge.runtime.loading import load_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -244,7 +245,7 @@ class SentenceEmbedder:
         compile: bool = False,
         skip_markers: bool = False,
     ):
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoTokenizer
 
         bound_native_caches()  # before the first matmul: memory flat in the corpus
         self.device = resolve_device(device)
@@ -257,7 +258,7 @@ class SentenceEmbedder:
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         if not self.tokenizer.is_fast:
             raise ValueError(f"{model_dir}: a fast tokenizer is needed for word ids")
-        model = AutoModel.from_pretrained(model_dir, dtype=self.dtype)
+        model = load_encoder(model_dir, self.dtype)  # bf16: streamed, no float32 peak
         n_layers = model.config.num_hidden_layers
         if max(self.layers) > n_layers or min(self.layers) < 0:
             raise ValueError(
