@@ -37,8 +37,8 @@ from relbridge.alignment.aligner import AlignConfig, WordAligner, merge_links
 from relbridge.alignment.statistical import EflomalConfig, eflomal_align
 from relbridge.data_specs.schema import ShardRow
 from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG, reject
+from relbridge.pipeline.heap import TrimsHeapPerBundle
 from relbridge.pipeline.progress import Progress
-from relbridge.runtime.devices import release_free_heap
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class _SharedAligner:
         self.aligner = aligner
 
 
-class AlignBatchFn(beam.DoFn):
+class AlignBatchFn(TrimsHeapPerBundle, beam.DoFn):
     """Aligns a batch of rows with the neural aligner; emits each row with its links, or a dead letter."""
 
     def __init__(self, cfg: AlignConfig, shared: Shared, fallback_method: str = ""):
@@ -67,15 +67,9 @@ class AlignBatchFn(beam.DoFn):
             lambda: _SharedAligner(WordAligner(cfg)), tag=repr(cfg)
         ).aligner
         self._progress = Progress("AlignWords", "pairs")
-        self._trimmed = False
-
-    def start_bundle(self):
-        self._trimmed = False
 
     def process(self, batch: list[ShardRow]):
-        if not self._trimmed:  # the bundle's input has arrived: free what parsing it left
-            self._trimmed = True
-            release_free_heap()
+        self.trim_heap()  # the pair-id shuffle's input has arrived: free what parsing it left
         results = self._aligner.align_batch([(row.src_tokens, row.tgt_tokens) for row in batch])
         self._progress.add(len(batch))
         for row, result in zip(batch, results, strict=True):

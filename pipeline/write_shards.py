@@ -45,8 +45,10 @@ from apache_beam.io.filesystems import FileSystems
 
 from relbridge.data_specs.schema import SCHEMA_VERSION, SHARD_SCHEMA, ShardRow
 from relbridge.pipeline.dead_letter import to_json
+from relbridge.pipeline.heap import TrimsHeapPerBundle
 from relbridge.pipeline.staging import COMPLETED, STATS  # noqa: F401 (COMPLETED: for readers)
 from relbridge.pipeline.stats import SumCountsFn, dead_letter_stats, row_stats, summed
+from relbridge.runtime.devices import release_free_heap
 
 logger = logging.getLogger(__name__)
 
@@ -195,14 +197,28 @@ def letter_key(letter: dict) -> str:
     return f"{letter['source_file']}\x00{letter['line']:012d}\x00{to_json(letter)}"
 
 
+class SplitChunksFn(TrimsHeapPerBundle, beam.DoFn):
+    """`split_chunk` on a worker that has just received its share of the chunks."""
+
+    def process(self, blob: bytes, n: int):
+        self.trim_heap()
+        yield from split_chunk(blob, n)
+
+
 class WriteShardFn(beam.DoFn):
-    """Writes one shard: its elements sorted by key, under a content-hashed name."""
+    """Writes one shard: its elements sorted by key, under a content-hashed name.
+
+    Each shard starts by returning the free C heap (`release_free_heap`): the
+    shuffle's parse leftovers, then the last shard's decoded rows. Without it,
+    a worker that writes five 10,000-row shards ended 60-70 MB higher.
+    """
 
     def __init__(self, prefix: str, suffix: str, encode: Callable[[list[bytes]], bytes]):
         self.prefix, self.suffix, self.encode = prefix, suffix, encode
 
     def process(self, element: tuple[int, Iterable], n: int):
         index, blobs = element
+        release_free_heap()
         # (key, line) tuples: a tie in key is broken by the line, so the order is total
         items = sorted(item for blob in blobs if blob is not None for item in unpack_chunk(blob))
         data = self.encode([line for _, line in items])
@@ -241,7 +257,7 @@ class WriteSortedShards(beam.PTransform):
             | "ShardCount" >> beam.Map(lambda c: fixed or max(1, math.ceil(c / ROWS_PER_SHARD)))
         )
         n_side = beam.pvalue.AsSingleton(n)
-        keyed = chunks | "KeyByShard" >> beam.FlatMap(split_chunk, n=n_side)
+        keyed = chunks | "KeyByShard" >> beam.ParDo(SplitChunksFn(), n=n_side)
         every_shard = n | "EveryShard" >> beam.FlatMap(lambda n: [(i, None) for i in range(n)])
         return (
             (keyed, every_shard)

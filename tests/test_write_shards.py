@@ -149,3 +149,20 @@ def test_chunks_split_by_shard_keep_every_key_and_line():
     regrouped = [(i, kv) for i, part in parts for kv in unpack_chunk(part)]
     assert all(shard_of(k, 3) == i for i, (k, _) in regrouped)
     assert sorted(kv for _, kv in regrouped) == sorted(items)
+
+
+def test_split_stage_trims_the_heap_once_a_bundle(monkeypatch):
+    """The shuffle's parse leftovers are returned on a bundle's first chunk, not on every one."""
+    from relbridge.pipeline import heap
+
+    calls = []
+    monkeypatch.setattr(heap, "release_free_heap", lambda: calls.append(1))
+    fn = write_shards.SplitChunksFn()
+    blob = pack_chunk([("a", b'{"x":1}'), ("b", b'{"x":2}')])
+    for bundle in range(2):
+        fn.start_bundle()
+        out = [kv for _ in range(3) for kv in fn.process(blob, 2)]
+        assert sorted(kv for _, part in out for kv in unpack_chunk(part)) == sorted(
+            [("a", b'{"x":1}'), ("b", b'{"x":2}')] * 3
+        )
+        assert len(calls) == bundle + 1
