@@ -124,16 +124,23 @@ def release_free_heap() -> bool:
     frees but keeps, so a worker starts its stage larger the larger its share:
     after reading 100,000 pairs, the two workers held 273/344 MB, and 214/257 MB
     once trimmed (10,000 pairs: 156/171 against 140/165 MB). The pipeline
-    calls this once a bundle, after its input has arrived.
+    calls this once a bundle after a shuffle's input has arrived
+    (`relbridge.pipeline.heap`), and before each shard it writes.
     """
+    trim = _malloc_trim()
+    return bool(trim(0)) if trim else False
+
+
+@functools.cache
+def _malloc_trim():
+    """glibc's ``malloc_trim``, looked up once a process; None off glibc."""
     import ctypes
     import ctypes.util
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.malloc_trim(0))
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
     except (OSError, AttributeError):  # not glibc: nothing to do
-        return False
+        return None
 
 
 def bound_native_caches(entries: int = NATIVE_CACHE_ENTRIES) -> None:

@@ -32,6 +32,7 @@ TOKENIZER_CONFIG = "tokenizer_config.json"
 CHUNK_BYTES = 16 << 20
 """Bytes read at a time: the most of the file the process holds at once."""
 
+_ADDED_TOKEN_FIELDS = ("content", "single_word", "lstrip", "rstrip", "normalized", "special")
 _DTYPES = {
     "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
     "I64": torch.int64, "I32": torch.int32, "U8": torch.uint8, "BOOL": torch.bool,
@@ -70,18 +71,23 @@ def safetensors_header(path: str) -> tuple[dict[str, dict], int]:
     return header, base
 
 
-def read_safetensors_into(path: str, targets: dict[str, torch.Tensor]) -> None:
+def read_safetensors_into(
+    path: str, targets: dict[str, torch.Tensor], parsed: tuple[dict, int] | None = None
+) -> None:
     """Copies every tensor of a safetensors file into ``targets[name]``, cast to its dtype.
 
     ``targets`` must name exactly the file's tensors, with the same shapes; the
-    bytes are read `CHUNK_BYTES` at a time, never mapped.
+    bytes are read `CHUNK_BYTES` at a time, never mapped. ``parsed`` is the
+    file's `safetensors_header`, where the caller has read it already.
 
     Raises:
       ValueError: ``PATH: reason`` for a malformed file or a tensor that does not fit.
     """
-    header, base = safetensors_header(path)
+    header, base = parsed or safetensors_header(path)
     if set(header) != set(targets):
-        raise ValueError(f"{path}: its tensors are not the model's ({len(header)} against {len(targets)})")
+        raise ValueError(
+            f"{path}: its tensors are not the model's ({len(header)} against {len(targets)})"
+        )
     if sys.byteorder != "little":
         raise ValueError(f"{path}: safetensors data is little-endian; this machine is not")
     with open(path, "rb", buffering=0) as f, torch.no_grad():
@@ -126,11 +132,11 @@ def load_encoder(path: str, dtype: torch.dtype | None = None):
 
     with no_init_weights():  # every weight is read from the file below; random init takes 2.6 s
         model = AutoModel.from_config(AutoConfig.from_pretrained(path), dtype=dtype)
-    state = model.state_dict()
-    if set(safetensors_header(weights)[0]) != set(state):
+    state, parsed = model.state_dict(), safetensors_header(weights)
+    if set(parsed[0]) != set(state):
         logger.debug("%s: tensor names differ from the model's; loading through transformers", path)
         return AutoModel.from_pretrained(path, dtype=dtype)
-    read_safetensors_into(weights, state)
+    read_safetensors_into(weights, state, parsed)
     return model.eval()
 
 
@@ -146,6 +152,3 @@ def save_tokenizer(tokenizer, directory: str) -> None:
     }
     with open(path, "w", encoding="utf-8") as f:
         json.dump(config, f, indent=2, ensure_ascii=False)
-
-
-_ADDED_TOKEN_FIELDS = ("content", "single_word", "lstrip", "rstrip", "normalized", "special")
