@@ -48,7 +48,9 @@ from relbridge.data_specs.relations import NA
 from relbridge.data_specs.relx import read_relx, words_with_spans
 from relbridge.data_specs.schema import token_offsets
 from relbridge.models.evaluate import NO_RELATION, relx_f1
-from relbridge.models.extract import THRESHOLD_FILE, MentionFinder, extract_with_mentions
+from relbridge.models.extract import (
+    CONFIDENCES, THRESHOLD_FILE, MentionFinder, extract_with_mentions, mention_factor,
+)  # fmt: skip
 from relbridge.models.tagging import SPAN_THRESHOLDS
 
 logger = logging.getLogger(__name__)
@@ -254,6 +256,7 @@ def _dev_output(
 
     model = load_model(model_dir)
     model.span_threshold = span_threshold
+    model.confidence = "relation"  # the relation probabilities; calibrate weights them itself
     records, mentions = extract_with_mentions(model, texts, batch_size, 0.0, mentions_of)
     words = [prepare_sentence(i, t, mentions_of).words for i, t in enumerate(texts)]
     tagged = tag_mentions(model, words, batch_size, "span", with_probability=True)
@@ -263,6 +266,19 @@ def _dev_output(
         for start, end, _, p in found:
             probability[i, (offsets[start][0], offsets[end - 1][1])] = p
     return records, mentions, probability
+
+
+def _weighted(record: dict[str, Any], found, probability: dict) -> dict[str, Any]:
+    """``record`` with its confidence times its arguments' `mention_factor` (KB mentions: 1)."""
+    i = record["sentence"]
+    kb = {(m[0], m[1]) for m in found if m[3]}
+
+    def p(span) -> float:
+        span = tuple(span)
+        return 1.0 if span in kb else probability.get((i, span), 1.0)
+
+    factor = mention_factor(p(record["subject_span"]), p(record["object_span"]))
+    return dict(record, confidence=record["confidence"] * factor)
 
 
 def calibrate(
@@ -275,6 +291,7 @@ def calibrate(
     save: bool = True,
     triple_cost: float = TRIPLE_COST,
     span_thresholds: Sequence[float] = SPAN_THRESHOLDS,
+    confidence: str = "relation_x_mentions",
 ) -> dict[str, Any]:
     """Chooses the raw-text span and relation thresholds on a dev file and saves them beside the model.
 
@@ -297,17 +314,26 @@ def calibrate(
     finder, a tagger span that a longer KB name displaced at the lowest span
     threshold stays displaced at the others: a slight approximation.
 
+    ``confidence`` (one of `relbridge.models.extract.CONFIDENCES`, saved with
+    the thresholds) is what the relation threshold applies to: the relation
+    probability, or by default that times the geometric mean of the two
+    arguments' span probabilities (a KB mention counts as 1).
+
     Returns:
-      ``{"threshold", "span_threshold", "chosen_on", "sentences",
+      ``{"threshold", "span_threshold", "confidence", "chosen_on", "sentences",
       "gold_facts_per_sentence", "curve": [{span_threshold, threshold, relx_f1,
       precision_lower_bound, triple_recall, triples_per_sentence}]}``.
     """
     gold = gold_sentences(dev_path, ids)
     if not gold:
         raise ValueError(f"{dev_path}: no sentences to calibrate on")
+    if confidence not in CONFIDENCES:
+        raise ValueError(f"confidence must be one of {CONFIDENCES}, got {confidence!r}")
     records, mentions, probability = _dev_output(
         model_dir, [g.text for g in gold], min(span_thresholds), mentions_of, batch_size
     )
+    if confidence == "relation_x_mentions":
+        records = [_weighted(r, mentions[r["sentence"]], probability) for r in records]
     curve = []
     for tau in sorted(span_thresholds):
         kept = [
@@ -331,6 +357,7 @@ def calibrate(
     result = {
         "threshold": best["threshold"],
         "span_threshold": span_threshold,
+        "confidence": confidence,
         "chosen_on": os.path.abspath(dev_path),
         "sentences": len(gold),
         "gold_facts_per_sentence": facts,
