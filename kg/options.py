@@ -69,6 +69,8 @@ class InferenceConfig:
         ``relbridge extract`` takes it, so that the run id changes when a
         recalibration changes it. Workers use the resolved config as it is, so
         the records match the run id even if the file changes during the job.
+      confidence: what the threshold applies to (`relbridge.models.extract.CONFIDENCES`),
+        resolved with the thresholds.
     """
 
     model: str
@@ -79,6 +81,7 @@ class InferenceConfig:
     share_model: str = "auto"
     kb: str | None = None
     span_threshold: float | None = None
+    confidence: str = "relation"
 
     def __post_init__(self):
         if self.batch_size < 1:
@@ -89,8 +92,8 @@ class InferenceConfig:
             raise ValueError("--share-model must be auto, yes or no")
 
     def with_calibrated_threshold(self) -> InferenceConfig:
-        """This config resolved as ``relbridge extract`` resolves it: ``threshold`` None and
-        ``span_threshold`` from ``threshold.json`` beside the model.
+        """This config resolved as ``relbridge extract`` resolves it: ``threshold`` None,
+        ``span_threshold`` and ``confidence`` from ``threshold.json`` beside the model.
 
         `relbridge.models.extract.calibration` reads the file (written by
         ``relbridge evaluate --raw-text --calibrate``); a model without one keeps
@@ -104,7 +107,10 @@ class InferenceConfig:
             threshold = float(saved.get("threshold", 0.0))
         span = saved.get("span_threshold")
         return dataclasses.replace(
-            self, threshold=threshold, span_threshold=None if span is None else float(span)
+            self,
+            threshold=threshold,
+            span_threshold=None if span is None else float(span),
+            confidence=saved.get("confidence", "relation"),
         )
 
 

@@ -5,6 +5,7 @@ import json
 from single_thread import one_torch_thread  # noqa: F401 (autouse)
 from test_models import RELX_TEXT
 
+from relbridge.models.extract import CONFIDENCES
 from relbridge.models.benchmark import kbp37_test_ids, relx_benchmark_config, run_relx_benchmark
 from relbridge.models.extractor import ModelConfig, RelationExtractor
 from relbridge.models.optim import freeze_lower as _freeze_lower
@@ -53,7 +54,8 @@ def test_benchmark_runs_and_reports_every_language(tiny_encoder, tmp_path):
     assert en["sentences"] == 2 and 0 <= en["relx_f1"] <= 100 and 0 <= en["mention_recall"] <= 100
     threshold = json.loads((out / "model" / "threshold.json").read_text())
     assert threshold["threshold"] == summary["raw_text_threshold"]
-    assert threshold["chosen_on"].endswith("dev.txt") and len(threshold["curve"]) == 7 * 20
+    assert threshold["chosen_on"].endswith("dev.txt")
+    assert len(threshold["curve"]) == len(CONFIDENCES) * 7 * 20
 
 
 def test_presets_and_overrides(tmp_path):

@@ -253,3 +253,29 @@ def test_kg_build_decodes_spans_at_the_calibrated_span_threshold_as_extract_does
     assert sorted(map(_key, got)) == sorted(map(_key, expected))
     saved = json.loads((tmp / "out_span" / "kg_config.json").read_text())
     assert saved["inference"]["span_threshold"] == 0.15  # in the config, so in the run id
+
+
+def test_kg_build_weights_confidence_by_the_mentions_as_extract_does(setup):
+    """A model calibrated with mention-weighted confidence: both commands weight it, alike."""
+    from relbridge.models.extract import THRESHOLD_FILE
+
+    tmp = setup
+    model, good, mentions = _model_copy(tmp, "model_weighted")
+    calibrated = {"threshold": 0.0, "span_threshold": 0.15}
+    (tmp / "model_weighted" / THRESHOLD_FILE).write_text(json.dumps(calibrated))
+    plain, _ = extract_file(model, good, mentions_of=mentions)
+    calibrated["confidence"] = "relation_x_mentions"
+    (tmp / "model_weighted" / THRESHOLD_FILE).write_text(json.dumps(calibrated))
+    expected, _ = extract_file(model, good, mentions_of=mentions)
+
+    def confidences(records):
+        return sorted((_key(r), round(r["confidence"], 4)) for r in records)
+
+    assert [k for k, _ in confidences(expected)] == [k for k, _ in confidences(plain)]
+    assert sum(r["confidence"] for r in expected) < sum(r["confidence"] for r in plain)
+    stats = run(_argv(tmp, out="out_weighted", model="model_weighted"))
+    assert stats["balanced"]
+    got = [r for r in _read(tmp, "records", out="out_weighted") if r["source_file"] == good]
+    assert confidences(got) == confidences(expected)
+    saved = json.loads((tmp / "out_weighted" / "kg_config.json").read_text())
+    assert saved["inference"]["confidence"] == "relation_x_mentions"

@@ -1,5 +1,7 @@
 """Raw-text scores (models/raw_text.py): the metric definitions on tiny in-code sentences."""
 
+import json
+
 import pytest
 
 from relbridge.models.raw_text import GoldSentence, gold_sentences, pair_prediction, raw_text_scores
@@ -113,8 +115,9 @@ def test_calibration_takes_the_highest_threshold_that_keeps_the_comparable_score
     sure = {(0, span): 0.9 for span in (BILLY, AUSTRALIA, LED)}
     monkeypatch.setattr(raw_text, "_dev_output", lambda *a, **k: (records, mentions, sure))
     result = raw_text.calibrate(
-        str(tmp_path), "dev.txt", thresholds=(0.0, 0.5, 0.7, 0.9), save=False, span_thresholds=(0.3,)
-    )
+        str(tmp_path), "dev.txt", thresholds=(0.0, 0.5, 0.7, 0.9), save=False,
+        span_thresholds=(0.3,), confidences=("relation",),
+    )  # fmt: skip
     assert [c["relx_f1"] > 0 for c in result["curve"]] == [True, True, True, False]
     assert result["threshold"] == 0.7
     assert [c["triples_per_sentence"] for c in result["curve"]] == [3, 2, 1, 0]
@@ -142,3 +145,36 @@ def test_calibration_takes_the_highest_span_threshold_that_keeps_the_gold_argume
         # at 0.3 the LED mention is gone, and with it the triple about the unannotated pair
         assert at[0.3, 0.0]["triples_per_sentence"] == (0 if australia < 0.3 else 1)
         assert at[0.1, 0.0]["triples_per_sentence"] == 2
+
+
+def test_calibration_weights_each_record_by_its_mentions(monkeypatch, tmp_path):
+    import relbridge.models.raw_text as raw_text
+
+    # The gold fact between two sure names, and a likelier relation between a sure
+    # name and a doubtful one (span probability 0.2, still above the span threshold).
+    records = [
+        _record(0, BILLY, "per:employee_of", AUSTRALIA, 0.8),
+        _record(0, BILLY, "per:title", LED, 0.9),
+    ]
+    mentions = [[(*BILLY, "", False), (*AUSTRALIA, "", False), (*LED, "", False)]]
+    probs = {(0, BILLY): 0.9, (0, AUSTRALIA): 0.9, (0, LED): 0.2}
+    monkeypatch.setattr(raw_text, "gold_sentences", lambda path, ids=None: [GOLD[0]])
+    monkeypatch.setattr(raw_text, "_dev_output", lambda *a, **k: (records, mentions, probs))
+    triples = {}
+    for confidence in ("relation", "relation_x_mentions"):
+        result = raw_text.calibrate(
+            str(tmp_path), "dev.txt", thresholds=(0.5,), save=True, span_thresholds=(0.1,),
+            confidences=(confidence,),
+        )  # fmt: skip
+        triples[confidence] = result["curve"][0]["triples_per_sentence"]
+        assert result["confidence"] == confidence
+        assert json.loads((tmp_path / "threshold.json").read_text())["confidence"] == confidence
+    # weighted, the doubtful pair falls to 0.9 x sqrt(0.9 x 0.2) = 0.38, below 0.5
+    assert triples == {"relation": 2, "relation_x_mentions": 1}
+    # offered both, calibration takes the weighted one: the same relx_f1 with one triple less
+    result = raw_text.calibrate(
+        str(tmp_path), "dev.txt", thresholds=(0.5,), save=False, span_thresholds=(0.1,)
+    )
+    assert result["confidence"] == "relation_x_mentions" and len(result["curve"]) == 2
+    with pytest.raises(ValueError, match="confidences"):
+        raw_text.calibrate(str(tmp_path), "dev.txt", confidences=("other",))
