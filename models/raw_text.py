@@ -26,8 +26,10 @@ one annotated pair:
 Spans compare as character spans of the clean text; a gold span is first
 trimmed to the words it covers, as the marked evaluation does.
 
-`calibrate` chooses the tagger's span threshold and the relation threshold for
-raw text on a dev file (KBP37 dev, never RELX): the pair with the best raw-text
+`calibrate` chooses the tagger's span threshold, the relation threshold and
+what that threshold applies to (the relation probability, or that weighted by
+the mentions' span probabilities: `relbridge.models.extract.CONFIDENCES`) for
+raw text on a dev file (KBP37 dev, never RELX): the choice with the best raw-text
 ``relx_f1`` less `TRIPLE_COST` points per triple per sentence beyond the true
 facts, so that the output stays near the facts in number, not near the
 candidate pairs. They are saved beside the model
