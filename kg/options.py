@@ -144,6 +144,9 @@ class KgBuildConfig:
     def derive_run_id(self) -> str:
         """A hash of the input and every setting but the output and refresh flag: stable per input."""
         settings = {k: v for k, v in self.to_dict().items() if k not in ("output", "refresh", "overwrite", "run_id")}
+        if settings["inference"]["confidence"] == "relation":
+            # what confidence meant before it was a setting: outputs made then keep their run id
+            del settings["inference"]["confidence"]
         text = json.dumps(settings, sort_keys=True, default=list)
         return hashlib.sha1(text.encode()).hexdigest()[:10]
 

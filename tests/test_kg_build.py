@@ -279,3 +279,26 @@ def test_kg_build_weights_confidence_by_the_mentions_as_extract_does(setup):
     assert confidences(got) == confidences(expected)
     saved = json.loads((tmp / "out_weighted" / "kg_config.json").read_text())
     assert saved["inference"]["confidence"] == "relation_x_mentions"
+
+
+def test_the_run_id_of_a_plain_confidence_config_is_what_it_was_before_the_setting(tmp_path):
+    """Outputs built before `confidence` was a setting keep their run id: a refresh finds them."""
+    import hashlib
+
+    from relbridge.kg.options import InferenceConfig, KgBuildConfig, ReadConfig
+
+    model = tmp_path / "model"
+    model.mkdir()
+    cfg = KgBuildConfig(ReadConfig(("in.txt",)), "out", InferenceConfig(str(model)))
+    assert cfg.inference.confidence == "relation"  # no threshold.json beside the model
+    before = cfg.to_dict()
+    for key in ("output", "refresh", "overwrite", "run_id"):
+        before.pop(key)
+    del before["inference"]["confidence"]
+    text = json.dumps(before, sort_keys=True, default=list)
+    assert cfg.run_id == hashlib.sha1(text.encode()).hexdigest()[:10]
+    calibrated = {"threshold": 0.0, "span_threshold": None, "confidence": "relation_x_mentions"}
+    (model / "threshold.json").write_text(json.dumps(calibrated))
+    weighted = KgBuildConfig(ReadConfig(("in.txt",)), "out", InferenceConfig(str(model)))
+    assert weighted.inference.confidence == "relation_x_mentions"
+    assert weighted.run_id != cfg.run_id
