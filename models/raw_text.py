@@ -272,14 +272,17 @@ def _dev_output(
     return records, mentions, probability
 
 
-def _weighted(record: dict[str, Any], found, probability: dict) -> dict[str, Any]:
-    """``record`` with its confidence times its arguments' `mention_factor` (KB mentions: 1)."""
+def _weighted(record: dict[str, Any], kb_spans: set, probability: dict) -> dict[str, Any]:
+    """``record`` with its confidence times its arguments' `mention_factor`.
+
+    ``kb_spans``: its sentence's KB mentions (factor 1); ``probability``: the
+    tagger's span probabilities, keyed ``(sentence, (char start, char end))``.
+    """
     i = record["sentence"]
-    kb = {(m[0], m[1]) for m in found if m[3]}
 
     def p(span) -> float:
         span = tuple(span)
-        return 1.0 if span in kb else probability.get((i, span), 1.0)
+        return 1.0 if span in kb_spans else probability.get((i, span), 1.0)
 
     factor = mention_factor(p(record["subject_span"]), p(record["object_span"]))
     return dict(record, confidence=record["confidence"] * factor)
@@ -340,11 +343,12 @@ def calibrate(
     plain, mentions, probability = _dev_output(
         model_dir, [g.text for g in gold], min(span_thresholds), mentions_of, batch_size
     )
+    kb_spans = [{(m[0], m[1]) for m in found if m[3]} for found in mentions]
+    weighted = [_weighted(r, kb_spans[r["sentence"]], probability) for r in plain]
+    scored = {"relation": plain, "relation_x_mentions": weighted}  # weighted once, not per tau
     curve = []
     for confidence, tau in itertools.product(confidences, sorted(span_thresholds)):
-        records = plain
-        if confidence == "relation_x_mentions":
-            records = [_weighted(r, mentions[r["sentence"]], probability) for r in plain]
+        records = scored[confidence]
         kept = [
             [m for m in found if m[3] or probability.get((i, (m[0], m[1])), 0.0) >= tau]
             for i, found in enumerate(mentions)
