@@ -99,18 +99,15 @@ class InferenceConfig:
         ``relbridge evaluate --raw-text --calibrate``); a model without one keeps
         every relation above 0 and marginal decoding.
         """
-        from relbridge.models.extract import calibration
+        from relbridge.models.extract import calibrated_decoding, calibration
 
         saved = calibration(self.model)
         threshold = self.threshold
         if threshold is None:
             threshold = float(saved.get("threshold", 0.0))
-        span = saved.get("span_threshold")
+        span_threshold, confidence = calibrated_decoding(saved)
         return dataclasses.replace(
-            self,
-            threshold=threshold,
-            span_threshold=None if span is None else float(span),
-            confidence=saved.get("confidence", "relation"),
+            self, threshold=threshold, span_threshold=span_threshold, confidence=confidence
         )
 
 

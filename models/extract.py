@@ -352,11 +352,18 @@ def load_model(model_dir: str, precision: str = "auto"):
     ``model.confidence`` is one of `CONFIDENCES`.
     """
     model = load_for_inference(model_dir, precision)
-    saved = calibration(model_dir)
-    span_threshold = saved.get("span_threshold")
-    model.span_threshold = None if span_threshold is None else float(span_threshold)
-    model.confidence = saved.get("confidence", "relation")
+    model.span_threshold, model.confidence = calibrated_decoding(calibration(model_dir))
     return model
+
+
+def calibrated_decoding(saved: dict[str, Any]) -> tuple[float | None, str]:
+    """The span threshold (None: marginal decoding) and the confidence of a `calibration`.
+
+    A file written before the confidence was calibrated means ``"relation"``.
+    """
+    span_threshold = saved.get("span_threshold")
+    span_threshold = None if span_threshold is None else float(span_threshold)
+    return span_threshold, saved.get("confidence", CONFIDENCES[0])
 
 
 def mention_factor(p1: float, p2: float) -> float:
