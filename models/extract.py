@@ -59,7 +59,8 @@ from relbridge.models.data import PairInstance, _overlap
 from relbridge.models.markers import PairSpec
 from relbridge.models.scoring import ScoringConfig, load_for_inference, score_pairs
 from relbridge.models.evaluate import decode_joint, marked_prior, predict_pairs
-from relbridge.models.tagging import tag_mentions
+from relbridge.models import prefix
+from relbridge.models.tagging import decode_mentions, tag_mentions
 from relbridge.runtime.devices import autocast_for
 
 logger = logging.getLogger(__name__)
@@ -218,12 +219,7 @@ def extract_prepared(
             mentions_found[s.index] = [(*_char_span(offsets, w), "", False) for w in (w1, w2)]
     weighted = getattr(model, "confidence", "relation") == "relation_x_mentions"
     weighted = weighted and getattr(model, "span_threshold", None) is not None
-    found = (
-        tag_mentions(model, [w for _, _, w in untagged], batch_size, precision=scoring.precision,
-                     with_probability=weighted)  # fmt: skip
-        if untagged
-        else []
-    )
+    found, passes = _tag(model, [w for _, _, w in untagged], batch_size, scoring, weighted)
     schema = schema or TypeSchema.from_relation_names(names)
     candidate_sets = []
     counts = {"candidate_pairs_before": 0, "candidate_pairs": 0, "encoder_passes": len(pairs)}
@@ -252,8 +248,8 @@ def extract_prepared(
         with torch.inference_mode(), autocast_for(model, scoring.precision):
             probs.append(marked_prior(predict_pairs(model, pairs, batch_size), model))
     if candidate_sets:
-        scored, passes = score_pairs(model, candidate_sets, scoring)
-        counts["encoder_passes"] += passes
+        scored, n_passes = score_pairs(model, candidate_sets, scoring, passes)
+        counts["encoder_passes"] += n_passes
         for (i, text, words), (_, specs), pr, factor in zip(
             untagged, candidate_sets, scored, factors
         ):
@@ -300,6 +296,27 @@ def extract_prepared(
             )
     records.sort(key=lambda r: r["sentence"])
     return records, mentions_found
+
+
+def _tag(model, sentences_words, batch_size, scoring, with_probability):
+    """The tagger's mentions of each sentence, and its tagging passes where pairs can reuse them.
+
+    On the fast path of a levitated model the tagging pass keeps the text's
+    keys and values, over which `score_pairs` then scores the pairs
+    (`relbridge.models.prefix`); otherwise the passes are None.
+    """
+    if not sentences_words:
+        return [], None
+    if scoring.exact or not prefix.cacheable(model):
+        found = tag_mentions(model, sentences_words, batch_size, precision=scoring.precision,
+                             with_probability=with_probability)  # fmt: skip
+        return found, None
+    passes = prefix.text_passes(model, sentences_words, batch_size, scoring.precision)
+    found = decode_mentions(
+        model, [p.tag_logits for p in passes], [p.word_ids for p in passes],
+        [len(words) for words in sentences_words], with_probability,
+    )  # fmt: skip
+    return found, passes
 
 
 CHUNK_SIZE = 64

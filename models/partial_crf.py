@@ -180,15 +180,39 @@ def span_posteriors(
     Returns:
       ``(probability, start, end, type)`` for every span up to ``max_len`` words.
     """
-    em = emissions.float().unsqueeze(0)
-    mask = torch.ones(em.shape[:2], dtype=torch.bool)
+    return batch_span_posteriors([emissions], tags, transitions, max_len)[0]
+
+
+def batch_span_posteriors(
+    emissions: Sequence[torch.Tensor],
+    tags: Sequence[str],
+    transitions: torch.Tensor,
+    max_len: int = 12,
+) -> list[list[tuple[float, int, int, str]]]:
+    """`span_posteriors` of many sentences ((N_i, K) each, N_i >= 1) at once.
+
+    One forward-backward over the right-padded batch gives each sentence the
+    scores it gets alone (a padded step carries the last one), in a fraction of
+    the per-word steps: the steps, not the arithmetic, cost on a CPU.
+    """
+    lengths = torch.tensor([len(e) for e in emissions])
+    em = torch.nn.utils.rnn.pad_sequence([e.float() for e in emissions], batch_first=True)
+    mask = torch.arange(em.size(1)).unsqueeze(0) < lengths.unsqueeze(1)  # (B, N)
     start, trans = _scores(em, tags, transitions.float())
-    alpha, beta = _forward(em, mask, trans, start)[0], _backward(em, mask, trans)[0]
-    em, n = em[0], em.size(1)
+    alpha, beta = _forward(em, mask, trans, start), _backward(em, mask, trans)  # (B, N, K)
+    return [
+        _sentence_spans(em[b, :n], alpha[b, :n], beta[b, :n], start, trans, tags, max_len)
+        for b, n in enumerate(lengths.tolist())
+    ]
+
+
+def _sentence_spans(em, alpha, beta, start, trans, tags, max_len) -> list:
+    """One sentence's span posteriors from its (N, K) emissions, alpha and beta."""
+    n = em.size(0)
     log_z = torch.logsumexp(alpha[-1], dim=-1)
     first = torch.arange(n).unsqueeze(1)  # span start i (rows)
     length = torch.arange(n).unsqueeze(0) - first + 1  # words in [i, j] for last word j (columns)
-    keep = (length >= 1) & (length <= max_len)
+    keep = ((length >= 1) & (length <= max_len)).nonzero().tolist()
     out = []
     for ty in sorted({t[2:] for t in tags if t != "O"}):
         b, i_tag = tags.index("B-" + ty), tags.index("I-" + ty)
@@ -210,8 +234,8 @@ def span_posteriors(
             enter.unsqueeze(1) + leave_b.unsqueeze(0),
             enter.unsqueeze(1) + inside + leave_i.unsqueeze(0),
         ) - log_z
-        for i, j in keep.nonzero().tolist():
-            out.append((float(log_p[i, j].exp()), i, j + 1, ty))
+        probs = log_p.exp().tolist()  # one conversion, not one per span
+        out += [(probs[i][j], i, j + 1, ty) for i, j in keep]
     return out
 
 

@@ -6,6 +6,10 @@
   sentence costs one encoder pass however many pairs it has. Inputs are sorted
   by length and batched up to ``batch_tokens`` tokens (attention is quadratic in
   the input length, so a token budget, not a count, keeps batches even).
+* **over the tagging pass** (the default where `relbridge.models.prefix.cacheable`):
+  as the packed path, but the text is not encoded again: the tagging pass kept every
+  layer's keys and values of the text, and a pass over the pairs' marker tokens alone
+  attends to them (`relbridge.models.prefix`), ``pairs_per_row`` pairs a row.
 * **exact**: every pair in its own encoder pass, in the input form the model was
   trained on (`RelationExtractor.encode_pair`): the reference the fast path is
   checked against, and the only path for models trained with inline markers.
@@ -26,7 +30,7 @@ import torch
 from relbridge.runtime.devices import (
     PRECISIONS, autocast_for, bound_native_caches, computes_in_bf16, wants_bf16,
 )  # fmt: skip
-from relbridge.models import markers
+from relbridge.models import markers, prefix
 from relbridge.models.data import PairInstance
 from relbridge.models.evaluate import predict_pairs
 
@@ -39,12 +43,13 @@ class ScoringConfig:
 
     exact: bool = False
     pairs_per_pass: int = 48
+    pairs_per_row: int = 8
     batch_tokens: int = 4096
     precision: str = "auto"  # auto | fp32 | bf16
 
     def __post_init__(self):
-        if self.pairs_per_pass < 1 or self.batch_tokens < 16:
-            raise ValueError("pairs_per_pass must be >= 1 and batch_tokens >= 16")
+        if self.pairs_per_pass < 1 or self.pairs_per_row < 1 or self.batch_tokens < 16:
+            raise ValueError("pairs_per_pass and pairs_per_row must be >= 1, batch_tokens >= 16")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
 
@@ -94,6 +99,7 @@ def score_pairs(
     model,
     sentences: Sequence[tuple[Sequence[str], Sequence[markers.PairSpec]]],
     cfg: ScoringConfig = ScoringConfig(),
+    passes: Sequence[prefix.TextPass] | None = None,
 ) -> tuple[list[np.ndarray], int]:
     """Probabilities of both directions of every pair: one (P, 2, R) array per sentence.
 
@@ -101,15 +107,30 @@ def score_pairs(
         model: a `RelationExtractor` in eval mode.
         sentences: per sentence, its words and its candidate pairs.
         cfg: the path and batching.
+        passes: the sentences' tagging passes (`relbridge.models.prefix.text_passes`),
+            for a levitated model on the fast path; a sentence too long for one
+            packed input is scored by the packed path.
 
     Returns:
-        The arrays, and the number of encoder passes (inputs) they took.
+        The arrays, and the number of encoder passes they took (a marker row over
+        a cached text counts as one).
     """
     model.eval()
     with torch.inference_mode(), autocast_for(model, cfg.precision):
         if cfg.exact or model.cfg.marker_mode != "levitated":
             return _score_exact(model, sentences)
-        return _score_packed(model, sentences, cfg)
+        if passes is None:
+            return _score_packed(model, sentences, cfg)
+        cached = [s for s, p in enumerate(passes) if prefix.fits(model, p)]
+        rest = [s for s in range(len(sentences)) if not prefix.fits(model, passes[s])]
+        out, rows = prefix.score_over_text(
+            model, [sentences[s] for s in cached], [passes[s] for s in cached], cfg, _marker_ids
+        )
+        packed, count = _score_packed(model, [sentences[s] for s in rest], cfg)
+        merged: list[np.ndarray] = [None] * len(sentences)  # type: ignore[list-item]
+        for s, probs in zip(cached + rest, out + packed):
+            merged[s] = probs
+        return merged, rows + count
 
 
 def _score_exact(model, sentences) -> tuple[list[np.ndarray], int]:
@@ -182,24 +203,12 @@ def _run_batch(model, batch: list[_Input], out: list[np.ndarray], device) -> Non
     ids = torch.full((len(batch), width), pad, dtype=torch.long)
     positions = torch.full((len(batch), width), model.position_offset, dtype=torch.long)
     groups = torch.full((len(batch), width), -1, dtype=torch.long)
-    rows, e1, e2 = [], [], []
     for b, x in enumerate(batch):
         ids[b, : len(x.ids)] = torch.tensor(x.ids)
         positions[b, : len(x.ids)] = torch.tensor(x.positions)
         groups[b, : len(x.ids)] = torch.tensor(x.groups)
-        for s1, s2 in x.starts:
-            rows.append(b)
-            e1.append(s1)
-            e2.append(s2)
     hidden = model.encode(
         {"input_ids": ids.to(device), "position_ids": positions.to(device),
          "groups": groups.to(device)}
     )  # (B, T, H)  # fmt: skip
-    reps = model.pair_representations(
-        hidden, *(torch.tensor(v, device=device) for v in (e1, e2, rows))
-    )  # (N, 2, 2H)
-    probs = torch.softmax(model.rel_head(reps).float(), dim=-1).cpu().numpy()  # (N, 2, R)
-    at = 0
-    for x in batch:
-        out[x.sentence][x.pairs] = probs[at : at + len(x.pairs)]
-        at += len(x.pairs)
+    prefix.scatter_probabilities(model, hidden, [s for x in batch for s in x.starts], batch, out)

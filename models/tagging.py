@@ -54,7 +54,7 @@ import torch
 
 from relbridge.data_specs.formats import bio_spans
 from relbridge.models.data import TagInstance
-from relbridge.models.partial_crf import marginals, span_posteriors
+from relbridge.models.partial_crf import batch_span_posteriors, marginals
 from relbridge.runtime.devices import autocast_for
 from relbridge.runtime.metrics import prf
 
@@ -90,10 +90,7 @@ def tag_mentions(
     """
     from relbridge.runtime.progress import ProgressBar
 
-    threshold = getattr(model, "span_threshold", None)
-    decode = decode or ("span" if threshold is not None else "marginal")
-    if decode not in DECODINGS:
-        raise ValueError(f"decode must be one of {DECODINGS}, got {decode!r}")
+    decode, threshold = _decoding(model, decode)
     model.eval()
     device = next(model.parameters()).device
     order = sorted(range(len(sentences_words)), key=lambda i: len(sentences_words[i]))
@@ -106,32 +103,61 @@ def tag_mentions(
             items = [model.encode_tags(list(sentences_words[i])) for i in chunk]
             batch = {k: v.to(device) for k, v in model.collate(items).items()}
             logits = model(batch, labels=False)["tag_logits"].float().cpu()  # (B, T, tags)
-            for row, item, i in zip(logits, items, chunk):
-                out[i] = _decode_row(model, row, item.word_ids, len(sentences_words[i]), decode,
-                                     threshold, with_probability)  # fmt: skip
+            found = _decode_rows(
+                model, logits, [item.word_ids for item in items],
+                [len(sentences_words[i]) for i in chunk], decode, threshold, with_probability,
+            )  # fmt: skip
+            for i, mentions in zip(chunk, found):
+                out[i] = mentions
     bar.close()
     return out
 
 
-def _decode_row(model, row, word_ids, n_words, decode, threshold, with_probability) -> list:
-    """One sentence's mentions from its subword tag logits ``row`` (T, tags)."""
-    first: dict[int, int] = {}
-    for t, w in enumerate(word_ids):
-        if w is not None and w not in first:
-            first[w] = t
-    word_logits = row[[first.get(w, 0) for w in range(n_words)]]
-    seen = len(first)  # words past the maximum length have no logits: outside
-    if decode == "span":
-        spans = _span_posteriors(model, word_logits[:seen])
-        at = SPAN_THRESHOLDS[0] if threshold is None else threshold
-        return decode_spans(spans, at, with_probability)
+def _decoding(model, decode: str | None) -> tuple[str, float | None]:
+    """`tag_mentions`' decoding (``decode`` or the model's default) and span threshold."""
+    threshold = getattr(model, "span_threshold", None)
+    decode = decode or ("span" if threshold is not None else "marginal")
+    if decode not in DECODINGS:
+        raise ValueError(f"decode must be one of {DECODINGS}, got {decode!r}")
+    return decode, threshold
+
+
+def decode_mentions(
+    model, logits, word_ids, n_words, with_probability: bool = False, decode: str | None = None
+) -> list[list]:
+    """Sentences' mentions from their subword tag logits, as `tag_mentions` finds them.
+
+    For a tagging pass run elsewhere (`relbridge.models.prefix.text_passes`): per
+    sentence, ``logits[i]`` (T, tags), ``word_ids[i]`` and ``n_words[i]``.
+    """
+    decode, threshold = _decoding(model, decode)
+    return _decode_rows(model, logits, word_ids, n_words, decode, threshold, with_probability)
+
+
+def _decode_rows(model, rows, word_ids, n_words, decode, threshold, with_probability) -> list:
+    """Sentences' mentions from their subword tag logits ``rows[i]`` (T, tags)."""
     tags = model.cfg.tags
-    word_probs = _word_probs(model, word_logits)
-    unseen = [w for w in range(n_words) if w not in first]
-    word_probs[unseen] = torch.nn.functional.one_hot(
-        torch.tensor(tags.index("O")), len(tags)
-    ).float()
-    return decode_tags(word_probs.numpy(), tags, decode)
+    word_logits, seen, unseen = [], [], []
+    for row, ids, n in zip(rows, word_ids, n_words):
+        first: dict[int, int] = {}
+        for t, w in enumerate(ids):
+            if w is not None and w not in first:
+                first[w] = t
+        word_logits.append(row[[first.get(w, 0) for w in range(n)]])
+        seen.append(len(first))  # words past the maximum length have no logits: outside
+        unseen.append([w for w in range(n) if w not in first])
+    if decode == "span":
+        at = SPAN_THRESHOLDS[0] if threshold is None else threshold
+        spans = _span_posteriors(model, [w[:k] for w, k in zip(word_logits, seen)])
+        return [decode_spans(s, at, with_probability) for s in spans]
+    out = []
+    for logits_, missing in zip(word_logits, unseen):
+        word_probs = _word_probs(model, logits_)
+        word_probs[missing] = torch.nn.functional.one_hot(
+            torch.tensor(tags.index("O")), len(tags)
+        ).float()
+        out.append(decode_tags(word_probs.numpy(), tags, decode))
+    return out
 
 
 def _crf_transitions(model) -> torch.Tensor | None:
@@ -150,15 +176,19 @@ def _word_probs(model, word_logits: torch.Tensor) -> torch.Tensor:
     return marginals(word_logits.unsqueeze(0), mask, model.cfg.tags, transitions)[0]
 
 
-def _span_posteriors(model, word_logits: torch.Tensor) -> list[tuple[float, int, int, str]]:
-    """`span_posteriors` of one sentence under the head's CRF (a softmax head: no transitions)."""
-    if not len(word_logits):
-        return []
+def _span_posteriors(model, word_logits: Sequence[torch.Tensor]) -> list[list]:
+    """`span_posteriors` of sentences under the head's CRF (a softmax head: no transitions)."""
     tags = model.cfg.tags
     transitions = _crf_transitions(model)
     if transitions is None:
         transitions = torch.zeros(len(tags), len(tags))
-    return span_posteriors(word_logits.float(), tags, transitions)
+    found = [i for i, w in enumerate(word_logits) if len(w)]
+    out: list[list] = [[] for _ in word_logits]
+    if found:
+        spans = batch_span_posteriors([word_logits[i] for i in found], tags, transitions)
+        for i, s in zip(found, spans):
+            out[i] = s
+    return out
 
 
 def decode_spans(

@@ -5,6 +5,7 @@ import torch
 
 from relbridge.models import markers
 from relbridge.models.extractor import ModelConfig, RelationExtractor
+from tiny_models import scoring_cases
 
 WORDS = ["Angela", "Merkel", "was", "born", "in", "Berlin", "and", "Macron", "in", "Paris"]
 PAIRS = [
@@ -98,13 +99,7 @@ def test_fast_path_equals_exact_path(tiny_encoder):
     from relbridge.models.scoring import ScoringConfig, score_pairs
 
     model = _model(tiny_encoder)
-    long_words = ["Paris"] * 150 + ["Merkel", "in", "Berlin"]
-    sentences = [
-        (WORDS, PAIRS),
-        (["Macron", "and", "Merkel"], [markers.PairSpec((0, 1), (2, 3))]),
-        (["nothing", "here"], []),
-        (long_words, [markers.PairSpec((150, 151), (152, 153))]),  # longer than max_seq_len
-    ]
+    sentences = scoring_cases()
     cfg = ScoringConfig(pairs_per_pass=2, batch_tokens=64, precision="fp32")
     fast, fast_passes = score_pairs(model, sentences, cfg)
     exact, exact_passes = score_pairs(model, sentences, ScoringConfig(exact=True, precision="fp32"))

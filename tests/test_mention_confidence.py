@@ -27,7 +27,7 @@ def model(tiny_encoder, monkeypatch):
     def tag(model, sentences, batch_size=16, precision="auto", with_probability=False):
         return [[m if with_probability else m[:3] for m in TAGGED] for _ in sentences]
 
-    def score(model, sentences, cfg):
+    def score(model, sentences, cfg, passes=None):
         out = []
         for _, pairs in sentences:
             model.scored += [(p.e1, p.e2) for p in pairs]

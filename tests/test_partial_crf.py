@@ -189,3 +189,18 @@ def test_span_posteriors_respect_max_len_and_a_one_word_sentence():
     assert (i, j, t) == (0, 1, "PER") and p == pytest.approx(torch.tensor([0.0, 2.0]).softmax(0)[1].item())
     spans = span_posteriors(torch.randn(6, 3), TAGS, torch.zeros(3, 3), max_len=2)
     assert max(j - i for _, i, j, _ in spans) == 2 and len(spans) == 6 + 5
+
+
+def test_span_posteriors_of_a_padded_batch_are_each_sentences_own():
+    from relbridge.models.partial_crf import batch_span_posteriors
+
+    torch.manual_seed(3)
+    tags = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG")
+    trans = torch.randn(5, 5)
+    sentences = [torch.randn(n, 5) for n in (7, 1, 4)]
+    batched = batch_span_posteriors(sentences, tags, trans)
+    for em, got in zip(sentences, batched):
+        alone = batch_span_posteriors([em], tags, trans)[0]
+        assert [s[1:] for s in got] == [s[1:] for s in alone]
+        assert [s[0] for s in got] == pytest.approx([s[0] for s in alone], abs=1e-6)
+    assert len(batched[1]) == 2  # one word: one span per type

@@ -115,3 +115,19 @@ def build_tiny_encoder(
     )
     BertModel(config).save_pretrained(path)
     return path
+
+
+def scoring_cases():
+    """Word-split sentences with candidate pairs for the pair scorers: several pairs, one, none,
+    and one sentence longer than ``max_seq_len`` (128) subwords."""
+    from relbridge.models.markers import PairSpec
+
+    words = ["Angela", "Merkel", "was", "born", "in", "Berlin", "and", "Macron", "in", "Paris"]
+    pairs = [PairSpec((0, 2), (5, 6)), PairSpec((7, 8), (9, 10)), PairSpec((0, 2), (7, 8))]
+    long_words = ["Paris"] * 150 + ["Merkel", "in", "Berlin"]
+    return [
+        (words, pairs),
+        (["Macron", "and", "Merkel"], [PairSpec((0, 1), (2, 3))]),
+        (["nothing", "here"], []),
+        (long_words, [PairSpec((150, 151), (152, 153))]),
+    ]
