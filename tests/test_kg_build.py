@@ -302,3 +302,28 @@ def test_the_run_id_of_a_plain_confidence_config_is_what_it_was_before_the_setti
     weighted = KgBuildConfig(ReadConfig(("in.txt",)), "out", InferenceConfig(str(model)))
     assert weighted.inference.confidence == "relation_x_mentions"
     assert weighted.run_id != cfg.run_id
+
+
+def test_kg_build_scores_a_levitated_model_over_the_tagging_pass_as_extract_does(setup):
+    """kg's RunInference handler takes extract's fast path: records as extract's and --exact's."""
+    from relbridge.models.extractor import CONFIG_FILE
+    from relbridge.models.scoring import ScoringConfig
+
+    tmp = setup
+    model, good, mentions = _model_copy(tmp, "model_levitated")
+    config = json.loads((tmp / "model_levitated" / CONFIG_FILE).read_text())
+    config["marker_mode"] = "levitated"  # the same weights, read with levitated markers
+    (tmp / "model_levitated" / CONFIG_FILE).write_text(json.dumps(config))
+    from relbridge.models.extract import iter_extract_file
+
+    fast_stats, exact_stats = {}, {}
+    fast = list(iter_extract_file(model, good, stats=fast_stats, mentions_of=mentions))
+    exact = list(iter_extract_file(
+        model, good, stats=exact_stats, mentions_of=mentions, scoring=ScoringConfig(exact=True)
+    ))  # fmt: skip
+    assert len(fast) > 3 and sorted(map(_key, fast)) == sorted(map(_key, exact))
+    assert fast_stats["encoder_passes"] < exact_stats["encoder_passes"]
+    stats = run(_argv(tmp, out="out_levitated", model="model_levitated"))
+    assert stats["balanced"]
+    got = [r for r in _read(tmp, "records", out="out_levitated") if r["source_file"] == good]
+    assert sorted(map(_key, got)) == sorted(map(_key, fast))
