@@ -16,6 +16,7 @@ per subword in bf16), so callers pass a chunk of sentences at a time.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -42,6 +43,17 @@ class TextPass:
 
     def __len__(self) -> int:
         return len(self.word_ids)
+
+    @functools.cached_property
+    def bounds(self) -> tuple[dict[int, int], dict[int, int]]:
+        """Per word with subwords, the index of its first and of its last subword."""
+        first: dict[int, int] = {}
+        last: dict[int, int] = {}
+        for t, w in enumerate(self.word_ids):
+            if w is not None:
+                first.setdefault(w, t)
+                last[w] = t
+        return first, last
 
 
 def cacheable(model) -> bool:
@@ -153,12 +165,7 @@ class _Row:
 def _rows(model, sentences, passes, cfg, marker_ids) -> list[_Row]:
     rows = []
     for s, ((_, pairs), text) in enumerate(zip(sentences, passes)):
-        first: dict[int, int] = {}
-        last: dict[int, int] = {}
-        for t, w in enumerate(text.word_ids):
-            if w is not None:
-                first.setdefault(w, t)
-                last[w] = t
+        first, last = text.bounds
         for lo in range(0, len(pairs), cfg.pairs_per_row):
             chunk = list(range(lo, min(lo + cfg.pairs_per_row, len(pairs))))
             ids, positions = [], []
@@ -179,8 +186,8 @@ def score_over_text(
 
     Args:
       model: a levitated `RelationExtractor` in eval mode (`cacheable`).
-      sentences: per sentence, its words and candidate pairs; every span must
-        lie within its text pass (`fits`).
+      sentences: per sentence, its words and candidate pairs, each sentence
+        one that `fits` its text pass.
       passes: the sentences' `text_passes`.
       cfg: a `relbridge.models.scoring.ScoringConfig` (``pairs_per_row``, ``batch_tokens``).
       marker_ids: ``(model, pair) -> (open E1, close E1, open E2, close E2)`` ids.
@@ -272,7 +279,11 @@ def _bias(groups: torch.Tensor, text_len: torch.Tensor, width_t: int, dtype) -> 
     return bias.unsqueeze(1)
 
 
-def fits(model, text: TextPass) -> bool:
-    """Whether the text pass holds the whole sentence within the packed path's budget."""
-    return len(text) <= model.max_len - 4
+def fits(model, text: TextPass, pairs: Sequence) -> bool:
+    """Whether the text pass holds the whole sentence within the packed path's budget, and
+    every span boundary of ``pairs`` has a subword to put its marker at."""
+    first, last = text.bounds
+    return len(text) <= model.max_len - 4 and all(
+        start in first and end - 1 in last for p in pairs for start, end in (p.e1, p.e2)
+    )
 

@@ -109,7 +109,8 @@ def score_pairs(
         cfg: the path and batching.
         passes: the sentences' tagging passes (`relbridge.models.prefix.text_passes`),
             for a levitated model on the fast path; a sentence too long for one
-            packed input is scored by the packed path.
+            packed input, or with a span word that has no subword, is scored by the
+            packed path.
 
     Returns:
         The arrays, and the number of encoder passes they took (a marker row over
@@ -121,8 +122,9 @@ def score_pairs(
             return _score_exact(model, sentences)
         if passes is None:
             return _score_packed(model, sentences, cfg)
-        cached = [s for s, p in enumerate(passes) if prefix.fits(model, p)]
-        rest = [s for s in range(len(sentences)) if not prefix.fits(model, passes[s])]
+        fits = [prefix.fits(model, p, pairs) for p, (_, pairs) in zip(passes, sentences)]
+        cached = [s for s, ok in enumerate(fits) if ok]
+        rest = [s for s, ok in enumerate(fits) if not ok]
         out, rows = prefix.score_over_text(
             model, [sentences[s] for s in cached], [passes[s] for s in cached], cfg, _marker_ids
         )

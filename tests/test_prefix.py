@@ -4,6 +4,7 @@ import numpy as np
 import torch
 
 from relbridge.models import prefix
+from relbridge.models.markers import PairSpec
 from relbridge.models.extractor import ModelConfig, RelationExtractor
 from relbridge.models.scoring import ScoringConfig, score_pairs
 from relbridge.models.tagging import tag_mentions
@@ -56,7 +57,12 @@ def test_cached_path_equals_packed_and_exact(tiny_encoder):
     model = _model(tiny_encoder)
     sentences = scoring_cases()
     passes = _passes(model, [w for w, _ in sentences])
-    assert [prefix.fits(model, p) for p in passes] == [True, True, True, False]
+    assert [prefix.fits(model, p, pairs) for p, (_, pairs) in zip(passes, sentences)] == [
+        True, True, True, False
+    ]  # fmt: skip
+    no_subword = prefix.TextPass([None, 0, 2, None], None, (), ())  # word 1 has no subword
+    assert prefix.fits(model, no_subword, [PairSpec((0, 1), (2, 3))])
+    assert not prefix.fits(model, no_subword, [PairSpec((0, 2), (2, 3))])
     cached, rows = score_pairs(model, sentences, FP32, passes)
     packed, _ = score_pairs(model, sentences, FP32)
     exact, _ = score_pairs(model, sentences, ScoringConfig(exact=True, precision="fp32"))
