@@ -1,4 +1,4 @@
-"""Raw-text extraction throughput: the fast (packed) path, the exact path, and a baseline.
+"""Raw-text extraction throughput: the fast path, the exact path, and a baseline.
 
 Runs ``relbridge extract`` as a user would, once per path, each in its own process,
 on the first ``--limit`` sentences of a text file (or one column of a TSV such as

@@ -187,7 +187,8 @@ def register(subparsers) -> None:
         "--exact",
         action="store_true",
         help="score every candidate pair in its own encoder pass (the reference path; "
-        "default: pairs packed as levitated markers, one pass per sentence)",
+        "default for a model trained with levitated markers: the pairs' markers read the "
+        "tagging pass's cached text; an inline-marker model always takes one pass per pair)",
     )
     p.add_argument(
         "--max-pair-distance",

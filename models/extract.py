@@ -141,7 +141,7 @@ def extract(
         None: the model's calibrated threshold (`calibrated_threshold`), else 0.
       mentions_of: for untagged sentences, a KB mention finder whose words and
         mentions are used beside the tagger's (see the module docstring).
-      scoring: the fast (packed) or exact path (`relbridge.models.scoring`).
+      scoring: the fast or the exact path (`relbridge.models.scoring`).
       candidates: how candidate pairs are pruned (`relbridge.models.candidates`).
       schema: the relation schema for type pruning (default: from the relation names).
       stats: when given, gets the counts ``candidate_pairs_before``,
