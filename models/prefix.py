@@ -197,18 +197,16 @@ def score_over_text(
     rows = _rows(model, sentences, passes, cfg, marker_ids)
     rows.sort(key=lambda r: (len(r.ids), len(passes[r.sentence])))
     batch: list[_Row] = []
+    widest = 0  # the batch's longest text and markers: what every row pads to
     for row in rows + [None]:
-        if batch and (row is None or _cost(passes, batch + [row]) > cfg.batch_tokens):
+        width = 0 if row is None else len(passes[row.sentence]) + len(row.ids)
+        if batch and (row is None or (len(batch) + 1) * max(widest, width) > cfg.batch_tokens):
             _run(model, batch, passes, out)
-            batch = []
+            batch, widest = [], 0
         if row is not None:
             batch.append(row)
+            widest = max(widest, width)
     return out, len(rows)
-
-
-def _cost(passes, rows) -> int:
-    """Tokens a batch of rows pads to (text and markers)."""
-    return len(rows) * max(len(passes[r.sentence]) + len(r.ids) for r in rows)
 
 
 def _run(model, rows: list[_Row], passes: Sequence[TextPass], out: list[np.ndarray]) -> None:
