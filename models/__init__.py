@@ -8,7 +8,10 @@
   AdamW, weight average), `checkpoint` (weights-only, atomic, resumable) and
   `trainer` (`train(cfg) -> dict`, the loop);
 * `evaluate`, `tagging`: scores; `extract`, `triples`: raw-text extraction and
-  KG triples; `benchmark`: KBP37 -> RELX.
+  KG triples; `benchmark`: KBP37 -> RELX;
+* pair scoring for raw text: `candidates` (which pairs), `markers` (inline and
+  levitated inputs), `scoring` (the fast and exact paths) and `prefix` (levitated
+  markers over the tagging pass's cached text, the fast path).
 
 Imports only `relbridge.data_specs`, `relbridge.runtime` and `relbridge.text`;
 never Beam.
