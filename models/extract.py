@@ -312,10 +312,8 @@ def _tag(model, sentences_words, batch_size, scoring, with_probability):
                              with_probability=with_probability)  # fmt: skip
         return found, None
     passes = prefix.text_passes(model, sentences_words, batch_size, scoring.precision)
-    found = decode_mentions(
-        model, [p.tag_logits for p in passes], [p.word_ids for p in passes],
-        [len(words) for words in sentences_words], with_probability,
-    )  # fmt: skip
+    logits, firsts = [p.tag_logits for p in passes], [p.text.first for p in passes]
+    found = decode_mentions(model, logits, firsts, with_probability)
     return found, passes
 
 

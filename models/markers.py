@@ -123,14 +123,23 @@ def position_offset(encoder: torch.nn.Module) -> int:
 def layout(tokenizer, words: Sequence[str]) -> TextLayout:
     """Tokenizes ``words`` once (specials included) and maps each word to its subwords."""
     enc = tokenizer(list(words), is_split_into_words=True, add_special_tokens=True, truncation=False)
-    first, last = [-1] * len(words), [-1] * len(words)
-    for i, w in enumerate(enc.word_ids()):
+    return TextLayout(list(enc["input_ids"]), *subword_bounds(enc.word_ids(), len(words)))
+
+
+def subword_bounds(word_ids: Sequence[int | None], n_words: int) -> tuple[list[int], list[int]]:
+    """Per word, the index of its first and of its last subword (-1: the word has none).
+
+    ``word_ids``: per subword, its word's index (None for specials), as a fast
+    tokenizer's ``word_ids()`` gives them.
+    """
+    first, last = [-1] * n_words, [-1] * n_words
+    for i, w in enumerate(word_ids):
         if w is None:
             continue
         if first[w] < 0:
             first[w] = i
         last[w] = i
-    return TextLayout(list(enc["input_ids"]), first, last)
+    return first, last
 
 
 def window(text: TextLayout, spans: Sequence[Span], budget: int) -> tuple[int, int] | None:

@@ -16,13 +16,13 @@ per subword in bf16), so callers pass a chunk of sentences at a time.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from relbridge.models import markers
 from relbridge.runtime.devices import autocast_for
 
 
@@ -31,29 +31,18 @@ class TextPass:
     """One sentence's tagging pass.
 
     Attributes:
-      word_ids: per subword (specials included), its word's index or None.
+      text: its subwords (specials included) and each word's first and last subword.
       tag_logits: (T, tags) float32, the tagging head's logits.
       keys, values: per encoder layer, (heads, T, head size): the text's attention keys and values.
     """
 
-    word_ids: list[int | None]
+    text: markers.TextLayout
     tag_logits: torch.Tensor
     keys: tuple[torch.Tensor, ...]
     values: tuple[torch.Tensor, ...]
 
     def __len__(self) -> int:
-        return len(self.word_ids)
-
-    @functools.cached_property
-    def bounds(self) -> tuple[dict[int, int], dict[int, int]]:
-        """Per word with subwords, the index of its first and of its last subword."""
-        first: dict[int, int] = {}
-        last: dict[int, int] = {}
-        for t, w in enumerate(self.word_ids):
-            if w is not None:
-                first.setdefault(w, t)
-                last[w] = t
-        return first, last
+        return len(self.text.input_ids)
 
 
 def cacheable(model) -> bool:
@@ -141,8 +130,9 @@ def _text_passes(model, sentences_words, batch_size) -> list[TextPass]:
         logits = model.tag_head(model.tag_norm(hidden)).float().cpu()  # (B, T, tags)
         for b, (i, item) in enumerate(zip(chunk, items)):
             n = len(item.input_ids)
+            bounds = markers.subword_bounds(item.word_ids, len(sentences_words[i]))
             out[i] = TextPass(
-                item.word_ids,
+                markers.TextLayout(item.input_ids, *bounds),
                 logits[b, :n],
                 tuple(k[b, :, :n] for k, _ in cache.layers),  # (heads, n, size) each
                 tuple(v[b, :, :n] for _, v in cache.layers),
@@ -165,7 +155,7 @@ class _Row:
 def _rows(model, sentences, passes, cfg, marker_ids) -> list[_Row]:
     rows = []
     for s, ((_, pairs), text) in enumerate(zip(sentences, passes)):
-        first, last = text.bounds
+        first, last = text.text.first, text.text.last
         for lo in range(0, len(pairs), cfg.pairs_per_row):
             chunk = list(range(lo, min(lo + cfg.pairs_per_row, len(pairs))))
             ids, positions = [], []
@@ -280,8 +270,8 @@ def _bias(groups: torch.Tensor, text_len: torch.Tensor, width_t: int, dtype) -> 
 def fits(model, text: TextPass, pairs: Sequence) -> bool:
     """Whether the text pass holds the whole sentence within the packed path's budget, and
     every span boundary of ``pairs`` has a subword to put its marker at."""
-    first, last = text.bounds
+    first, last = text.text.first, text.text.last
     return len(text) <= model.max_len - 4 and all(
-        start in first and end - 1 in last for p in pairs for start, end in (p.e1, p.e2)
+        first[start] >= 0 and last[end - 1] >= 0 for p in pairs for start, end in (p.e1, p.e2)
     )
 

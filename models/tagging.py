@@ -54,6 +54,7 @@ import torch
 
 from relbridge.data_specs.formats import bio_spans
 from relbridge.models.data import TagInstance
+from relbridge.models.markers import subword_bounds
 from relbridge.models.partial_crf import batch_span_posteriors, marginals
 from relbridge.runtime.devices import autocast_for
 from relbridge.runtime.metrics import prf
@@ -103,10 +104,11 @@ def tag_mentions(
             items = [model.encode_tags(list(sentences_words[i])) for i in chunk]
             batch = {k: v.to(device) for k, v in model.collate(items).items()}
             logits = model(batch, labels=False)["tag_logits"].float().cpu()  # (B, T, tags)
-            found = _decode_rows(
-                model, logits, [item.word_ids for item in items],
-                [len(sentences_words[i]) for i in chunk], decode, threshold, with_probability,
-            )  # fmt: skip
+            firsts = [
+                subword_bounds(item.word_ids, len(sentences_words[i]))[0]
+                for i, item in zip(chunk, items)
+            ]
+            found = _decode_rows(model, logits, firsts, decode, threshold, with_probability)
             for i, mentions in zip(chunk, found):
                 out[i] = mentions
     bar.close()
@@ -123,29 +125,27 @@ def _decoding(model, decode: str | None) -> tuple[str, float | None]:
 
 
 def decode_mentions(
-    model, logits, word_ids, n_words, with_probability: bool = False, decode: str | None = None
+    model, logits, firsts, with_probability: bool = False, decode: str | None = None
 ) -> list[list]:
     """Sentences' mentions from their subword tag logits, as `tag_mentions` finds them.
 
     For a tagging pass run elsewhere (`relbridge.models.prefix.text_passes`): per
-    sentence, ``logits[i]`` (T, tags), ``word_ids[i]`` and ``n_words[i]``.
+    sentence, ``logits[i]`` (T, tags) and ``firsts[i]``, each word's first subword
+    (-1: none; `relbridge.models.markers.subword_bounds`).
     """
     decode, threshold = _decoding(model, decode)
-    return _decode_rows(model, logits, word_ids, n_words, decode, threshold, with_probability)
+    return _decode_rows(model, logits, firsts, decode, threshold, with_probability)
 
 
-def _decode_rows(model, rows, word_ids, n_words, decode, threshold, with_probability) -> list:
+def _decode_rows(model, rows, firsts, decode, threshold, with_probability) -> list:
     """Sentences' mentions from their subword tag logits ``rows[i]`` (T, tags)."""
     tags = model.cfg.tags
     word_logits, seen, unseen = [], [], []
-    for row, ids, n in zip(rows, word_ids, n_words):
-        first: dict[int, int] = {}
-        for t, w in enumerate(ids):
-            if w is not None and w not in first:
-                first[w] = t
-        word_logits.append(row[[first.get(w, 0) for w in range(n)]])
-        seen.append(len(first))  # words past the maximum length have no logits: outside
-        unseen.append([w for w in range(n) if w not in first])
+    for row, first in zip(rows, firsts):
+        word_logits.append(row[[max(t, 0) for t in first]])
+        unseen.append([w for w, t in enumerate(first) if t < 0])
+        # words past the maximum length have no logits: outside
+        seen.append(len(first) - len(unseen[-1]))
     if decode == "span":
         at = SPAN_THRESHOLDS[0] if threshold is None else threshold
         spans = _span_posteriors(model, [w[:k] for w, k in zip(word_logits, seen)])

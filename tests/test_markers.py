@@ -126,3 +126,9 @@ def test_a_bf16_encoder_scores_as_the_float32_one_and_is_always_autocast(tiny_en
         probs, _ = score_pairs(half, sentences, ScoringConfig(exact=exact, precision="fp32"))
         assert np.abs(probs[0] - reference[0]).max() < 0.05
     assert len(tag_mentions(half, [WORDS], precision="fp32")) == 1
+
+
+def test_subword_bounds_of_words_with_none_one_and_several_subwords():
+    # [CLS] w0 w2 w2 [SEP]: word 1 has no subword, word 3 is past the end
+    first, last = markers.subword_bounds([None, 0, 2, 2, None], 4)
+    assert first == [1, -1, 2, -1] and last == [1, -1, 3, -1]

@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from relbridge.models import prefix
+from relbridge.models import markers, prefix
 from relbridge.models.markers import PairSpec
 from relbridge.models.extractor import ModelConfig, RelationExtractor
 from relbridge.models.scoring import ScoringConfig, score_pairs
@@ -48,8 +48,8 @@ def test_text_pass_tags_as_tag_mentions(tiny_encoder):
     assert [len(p) for p in passes] == [len(model.encode_tags(w).input_ids) for w in sentences]
     layers = model.encoder.config.num_hidden_layers
     assert len(passes[0].keys) == len(passes[0].values) == layers
-    logits, word_ids = [p.tag_logits for p in passes], [p.word_ids for p in passes]
-    found = decode_mentions(model, logits, word_ids, list(map(len, sentences)))
+    assert [len(p.text.first) for p in passes] == list(map(len, sentences))
+    found = decode_mentions(model, [p.tag_logits for p in passes], [p.text.first for p in passes])
     assert found == tag_mentions(model, sentences, precision="fp32")
 
 
@@ -60,7 +60,9 @@ def test_cached_path_equals_packed_and_exact(tiny_encoder):
     assert [prefix.fits(model, p, pairs) for p, (_, pairs) in zip(passes, sentences)] == [
         True, True, True, False
     ]  # fmt: skip
-    no_subword = prefix.TextPass([None, 0, 2, None], None, (), ())  # word 1 has no subword
+    # words 0 and 2 have a subword each, word 1 has none
+    text = markers.TextLayout([0, 5, 6, 2], first=[1, -1, 2], last=[1, -1, 2])
+    no_subword = prefix.TextPass(text, None, (), ())
     assert prefix.fits(model, no_subword, [PairSpec((0, 1), (2, 3))])
     assert not prefix.fits(model, no_subword, [PairSpec((0, 2), (2, 3))])
     cached, rows = score_pairs(model, sentences, FP32, passes)
