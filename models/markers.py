@@ -60,6 +60,15 @@ class TextLayout:
 INLINE_KWARGS = {"is_split_into_words": True, "add_special_tokens": True, "truncation": False}
 
 
+def pair_marker_ids(model, pair: PairSpec) -> tuple[int, int, int, int]:
+    """The token ids of a pair's (open E1, close E1, open E2, close E2) markers in ``model``
+    (a `RelationExtractor`: typed markers take each entity's type)."""
+    (open1, close1), (open2, close2) = (
+        model._markers("E1", pair.e1_type), model._markers("E2", pair.e2_type)
+    )  # fmt: skip
+    return tuple(model.marker_ids[m] for m in (open1, close1, open2, close2))
+
+
 def fit_inline(
     tokenizer, words: list[str], max_len: int, lo: int, hi: int, gap: tuple[int, int] | None = None
 ) -> list[int]:

@@ -152,7 +152,7 @@ class _Row:
     positions: list[int]
 
 
-def _rows(model, sentences, passes, cfg, marker_ids) -> list[_Row]:
+def _rows(model, sentences, passes, cfg) -> list[_Row]:
     rows = []
     for s, ((_, pairs), text) in enumerate(zip(sentences, passes)):
         first, last = text.text.first, text.text.last
@@ -161,7 +161,7 @@ def _rows(model, sentences, passes, cfg, marker_ids) -> list[_Row]:
             ids, positions = [], []
             for k in chunk:
                 pair = pairs[k]
-                ids += marker_ids(model, pair)
+                ids += markers.pair_marker_ids(model, pair)
                 for start, end in (pair.e1, pair.e2):
                     positions += [first[start], last[end - 1]]
             rows.append(_Row(s, chunk, ids, [model.position_offset + p for p in positions]))
@@ -169,7 +169,7 @@ def _rows(model, sentences, passes, cfg, marker_ids) -> list[_Row]:
 
 
 def score_over_text(
-    model, sentences, passes: Sequence[TextPass], cfg, marker_ids
+    model, sentences, passes: Sequence[TextPass], cfg
 ) -> tuple[list[np.ndarray], int]:
     """Both directions' probabilities of every pair, one (P, 2, R) array per sentence,
     and the number of marker rows they took.
@@ -180,11 +180,10 @@ def score_over_text(
         one that `fits` its text pass.
       passes: the sentences' `text_passes`.
       cfg: a `relbridge.models.scoring.ScoringConfig` (``pairs_per_row``, ``batch_tokens``).
-      marker_ids: ``(model, pair) -> (open E1, close E1, open E2, close E2)`` ids.
     """
     n_rel = len(model.inventory)
     out = [np.zeros((len(pairs), 2, n_rel), dtype=np.float32) for _, pairs in sentences]
-    rows = _rows(model, sentences, passes, cfg, marker_ids)
+    rows = _rows(model, sentences, passes, cfg)
     rows.sort(key=lambda r: (len(r.ids), len(passes[r.sentence])))
     batch: list[_Row] = []
     widest = 0  # the batch's longest text and markers: what every row pads to

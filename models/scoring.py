@@ -126,7 +126,7 @@ def score_pairs(
         cached = [s for s, ok in enumerate(fits) if ok]
         rest = [s for s, ok in enumerate(fits) if not ok]
         out, rows = prefix.score_over_text(
-            model, [sentences[s] for s in cached], [passes[s] for s in cached], cfg, _marker_ids
+            model, [sentences[s] for s in cached], [passes[s] for s in cached], cfg
         )
         packed, count = _score_packed(model, [sentences[s] for s in rest], cfg)
         merged: list[np.ndarray] = [None] * len(sentences)  # type: ignore[list-item]
@@ -149,13 +149,6 @@ def _score_exact(model, sentences) -> tuple[list[np.ndarray], int]:
     return out, len(flat)
 
 
-def _marker_ids(model, pair: markers.PairSpec) -> tuple[int, int, int, int]:
-    (open1, close1), (open2, close2) = model._markers("E1", pair.e1_type), model._markers(
-        "E2", pair.e2_type
-    )
-    return tuple(model.marker_ids[m] for m in (open1, close1, open2, close2))
-
-
 def _inputs(model, sentences, cfg: ScoringConfig) -> tuple[list[_Input], list[tuple[int, int]]]:
     """Packed inputs, and the (sentence, pair) that only fit one pair per pass."""
     inputs, single = [], []
@@ -167,9 +160,8 @@ def _inputs(model, sentences, cfg: ScoringConfig) -> tuple[list[_Input], list[tu
         for lo in range(0, len(pairs), cfg.pairs_per_pass):
             chunk = list(range(lo, min(lo + cfg.pairs_per_pass, len(pairs))))
             specs = [pairs[k] for k in chunk]
-            packed = markers.pack(
-                text, specs, [_marker_ids(model, p) for p in specs], model.position_offset, budget
-            )
+            ids = [markers.pair_marker_ids(model, p) for p in specs]
+            packed = markers.pack(text, specs, ids, model.position_offset, budget)
             if packed is None or len(text.input_ids) > budget:
                 single += [(s, k) for k in chunk]  # windowed per pair, as encode_pair does
             else:
