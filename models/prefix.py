@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from relbridge.models import markers
+from relbridge.models.tagging import tagging_batches
 from relbridge.runtime.devices import autocast_for
 
 
@@ -112,12 +113,8 @@ def text_passes(
 
 def _text_passes(model, sentences_words, batch_size) -> list[TextPass]:
     device = next(model.parameters()).device
-    order = sorted(range(len(sentences_words)), key=lambda i: len(sentences_words[i]))
     out: list[TextPass | None] = [None] * len(sentences_words)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        items = [model.encode_tags(list(sentences_words[i])) for i in chunk]
-        batch = model.collate(items)
+    for chunk, items, batch in tagging_batches(model, sentences_words, batch_size):
         width = batch["input_ids"].size(1)
         positions = model.position_offset + torch.arange(width).expand(len(chunk), width)
         cache = _Recorded()

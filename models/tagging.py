@@ -94,15 +94,12 @@ def tag_mentions(
     decode, threshold = _decoding(model, decode)
     model.eval()
     device = next(model.parameters()).device
-    order = sorted(range(len(sentences_words)), key=lambda i: len(sentences_words[i]))
     out: list[list] = [[] for _ in sentences_words]
     bar = ProgressBar(len(sentences_words), progress or "", "sentence", enabled=bool(progress))
     with torch.inference_mode(), autocast_for(model, precision):
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
+        for chunk, items, batch in tagging_batches(model, sentences_words, batch_size):
             bar.update(len(chunk))
-            items = [model.encode_tags(list(sentences_words[i])) for i in chunk]
-            batch = {k: v.to(device) for k, v in model.collate(items).items()}
+            batch = {k: v.to(device) for k, v in batch.items()}
             logits = model(batch, labels=False)["tag_logits"].float().cpu()  # (B, T, tags)
             firsts = [
                 subword_bounds(item.word_ids, len(sentences_words[i]))[0]
@@ -113,6 +110,18 @@ def tag_mentions(
                 out[i] = mentions
     bar.close()
     return out
+
+
+def tagging_batches(model, sentences_words: Sequence[Sequence[str]], batch_size: int):
+    """Word-split sentences as tagging inputs, in order of length (a batch pads little).
+
+    Yields ``(indices, encoded inputs, collated batch)``, ``batch_size`` sentences at a time.
+    """
+    order = sorted(range(len(sentences_words)), key=lambda i: len(sentences_words[i]))
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        items = [model.encode_tags(list(sentences_words[i])) for i in chunk]
+        yield chunk, items, model.collate(items)
 
 
 def _decoding(model, decode: str | None) -> tuple[str, float | None]:
