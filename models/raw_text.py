@@ -28,7 +28,7 @@ trimmed to the words it covers, as the marked evaluation does.
 
 `calibrate` chooses the tagger's span threshold, the relation threshold and
 what that threshold applies to (the relation probability, or that weighted by
-the mentions' span probabilities: `relbridge.models.extract.CONFIDENCES`) for
+the mentions' span probabilities: `relbridge.models.extract.CALIBRATED`) for
 raw text on a dev file (KBP37 dev, never RELX): the choice with the best raw-text
 ``relx_f1`` less `TRIPLE_COST` points per triple per sentence beyond the true
 facts, so that the output stays near the facts in number, not near the
@@ -52,7 +52,8 @@ from relbridge.data_specs.relx import read_relx, words_with_spans
 from relbridge.data_specs.schema import token_offsets
 from relbridge.models.evaluate import NO_RELATION, relx_f1
 from relbridge.models.extract import (
-    CONFIDENCES, THRESHOLD_FILE, MentionFinder, extract_with_mentions, mention_factor,
+    CALIBRATED, CONFIDENCES, THRESHOLD_FILE, MentionFinder, extract_with_mentions,
+    mention_factor, span_probabilities,
 )  # fmt: skip
 from relbridge.models.tagging import SPAN_THRESHOLDS
 
@@ -254,7 +255,8 @@ def _dev_output(
     batch_size: int,
 ) -> tuple[list[dict[str, Any]], list[list[tuple[int, int, str, bool]]], dict]:
     """`extract_with_mentions` at relation threshold 0 with spans decoded at ``span_threshold``,
-    and each tagger mention's span probability, keyed ``(sentence, (char start, char end))``."""
+    and each mention's probability of being one name (`span_probabilities` under
+    ``relation_x_names``), keyed ``(sentence, (char start, char end))``."""
     from relbridge.models.extract import load_model, prepare_sentence
     from relbridge.models.tagging import tag_mentions
 
@@ -262,27 +264,29 @@ def _dev_output(
     model.span_threshold = span_threshold
     model.confidence = "relation"  # the relation probabilities; calibrate weights them itself
     records, mentions = extract_with_mentions(model, texts, batch_size, 0.0, mentions_of)
-    words = [prepare_sentence(i, t, mentions_of).words for i, t in enumerate(texts)]
-    tagged = tag_mentions(model, words, batch_size, "span", with_probability=True)
+    prepared = [prepare_sentence(i, t, mentions_of) for i, t in enumerate(texts)]
+    tagged = tag_mentions(
+        model, [s.words for s in prepared], batch_size, "span", with_probability=True
+    )
     probability = {}
-    for i, (text, found) in enumerate(zip(texts, tagged)):
-        offsets = token_offsets(text, words[i])
-        for start, end, _, p in found:
+    for i, (text, sentence, found) in enumerate(zip(texts, prepared, tagged)):
+        offsets = token_offsets(text, sentence.words)
+        spans = span_probabilities(found, sentence.kb_mentions, "relation_x_names")
+        for (start, end), p in spans.items():
             probability[i, (offsets[start][0], offsets[end - 1][1])] = p
     return records, mentions, probability
 
 
-def _weighted(record: dict[str, Any], kb_spans: set, probability: dict) -> dict[str, Any]:
+def _weighted(record: dict[str, Any], probability: dict) -> dict[str, Any]:
     """``record`` with its confidence times its arguments' `mention_factor`.
 
-    ``kb_spans``: its sentence's KB mentions (factor 1); ``probability``: the
-    tagger's span probabilities, keyed ``(sentence, (char start, char end))``.
+    ``probability``: the mentions' probabilities of being one name, keyed
+    ``(sentence, (char start, char end))`` (`_dev_output`).
     """
     i = record["sentence"]
 
     def p(span) -> float:
-        span = tuple(span)
-        return 1.0 if span in kb_spans else probability.get((i, span), 1.0)
+        return probability.get((i, tuple(span)), 1.0)
 
     factor = mention_factor(p(record["subject_span"]), p(record["object_span"]))
     return dict(record, confidence=record["confidence"] * factor)
@@ -298,7 +302,7 @@ def calibrate(
     save: bool = True,
     triple_cost: float = TRIPLE_COST,
     span_thresholds: Sequence[float] = SPAN_THRESHOLDS,
-    confidences: Sequence[str] = CONFIDENCES,
+    confidences: Sequence[str] = CALIBRATED,
 ) -> dict[str, Any]:
     """Chooses the raw-text span and relation thresholds on a dev file and saves them beside the model.
 
@@ -323,12 +327,12 @@ def calibrate(
 
     The relation threshold applies to a record's confidence, and calibration
     also chooses what that is, from ``confidences``
-    (`relbridge.models.extract.CONFIDENCES`): the relation probability, or that
-    times the geometric mean of the two arguments' span probabilities (a KB
-    mention counts as 1). Each is scored over the same grid and the best entry
+    (`relbridge.models.extract.CALIBRATED`): the relation probability, or that
+    times the geometric mean of the two arguments' probabilities of being one
+    name (a KB alias's too). Each is scored over the same grid and the best entry
     wins (on a tie, the plain relation probability). With the RELX benchmark's
-    model and no KB, the weighted confidence won on KBP37 dev; with the
-    Wikidata KB's mentions the plain one did.
+    model the weighted confidence won on KBP37 dev, with and without the
+    Wikidata KB's mentions.
 
     Returns:
       ``{"threshold", "span_threshold", "confidence", "chosen_on", "sentences",
@@ -338,14 +342,13 @@ def calibrate(
     gold = gold_sentences(dev_path, ids)
     if not gold:
         raise ValueError(f"{dev_path}: no sentences to calibrate on")
-    if not confidences or any(c not in CONFIDENCES for c in confidences):
-        raise ValueError(f"confidences must be some of {CONFIDENCES}, got {confidences!r}")
+    if not confidences or any(c not in CALIBRATED for c in confidences):
+        raise ValueError(f"confidences must be some of {CALIBRATED}, got {confidences!r}")
     plain, mentions, probability = _dev_output(
         model_dir, [g.text for g in gold], min(span_thresholds), mentions_of, batch_size
     )
-    kb_spans = [{(m[0], m[1]) for m in found if m[3]} for found in mentions]
-    weighted = [_weighted(r, kb_spans[r["sentence"]], probability) for r in plain]
-    scored = {"relation": plain, "relation_x_mentions": weighted}  # weighted once, not per tau
+    weighted = [_weighted(r, probability) for r in plain]
+    scored = {"relation": plain, "relation_x_names": weighted}  # weighted once, not per tau
     curve = []
     for confidence, tau in itertools.product(confidences, sorted(span_thresholds)):
         records = scored[confidence]

@@ -48,7 +48,7 @@ Gold mentions without a type (RELX's) count for the span scores only.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -60,6 +60,20 @@ from relbridge.runtime.devices import autocast_for
 from relbridge.runtime.metrics import prf
 
 Mention = tuple[int, int, str]
+
+
+class Tagged(NamedTuple):
+    """A sentence's mentions with their span probabilities (``with_probability``).
+
+    ``mentions``: ``(start, end, type, posterior probability)``, as decoded.
+    ``names[(start, end)]``: the posterior probability that words ``[start, end)``
+    are exactly one mention of any type (the typed `span_posteriors` summed over
+    types), for every span the head scores. It is how sure the tagger is of a span
+    it did not choose, e.g. a KB alias (`relbridge.models.extract.span_probabilities`).
+    """
+
+    mentions: list[tuple[int, int, str, float]]
+    names: dict[tuple[int, int], float]
 
 
 DECODINGS = ("span", "marginal", "argmax")
@@ -81,8 +95,7 @@ def tag_mentions(
 
     ``decode``: ``"span"``, ``"marginal"`` or ``"argmax"`` (see the module docstring);
     None: ``"span"`` when the model has a ``span_threshold``, else ``"marginal"``.
-    ``with_probability``: with ``"span"``, each mention is ``(start, end, type,
-    posterior probability)``.
+    ``with_probability``: each sentence is a `Tagged` (``"span"`` decoding only).
     ``progress``: a name to show progress under (`ProgressBar`); None shows none.
     ``precision``: the encoder's (`relbridge.runtime.devices.autocast_for`), as the
     pair scorer's; the CRF itself always runs in float32.
@@ -91,7 +104,7 @@ def tag_mentions(
     """
     from relbridge.runtime.progress import ProgressBar
 
-    decode, threshold = _decoding(model, decode)
+    decode, threshold = _decoding(model, decode, with_probability)
     model.eval()
     device = next(model.parameters()).device
     out: list[list] = [[] for _ in sentences_words]
@@ -124,12 +137,14 @@ def tagging_batches(model, sentences_words: Sequence[Sequence[str]], batch_size:
         yield chunk, items, model.collate(items)
 
 
-def _decoding(model, decode: str | None) -> tuple[str, float | None]:
+def _decoding(model, decode: str | None, with_probability: bool) -> tuple[str, float | None]:
     """`tag_mentions`' decoding (``decode`` or the model's default) and span threshold."""
     threshold = getattr(model, "span_threshold", None)
     decode = decode or ("span" if threshold is not None else "marginal")
     if decode not in DECODINGS:
         raise ValueError(f"decode must be one of {DECODINGS}, got {decode!r}")
+    if with_probability and decode != "span":
+        raise ValueError(f"span probabilities need span decoding, not {decode!r}")
     return decode, threshold
 
 
@@ -142,7 +157,7 @@ def decode_mentions(
     sentence, ``logits[i]`` (T, tags) and ``firsts[i]``, each word's first subword
     (-1: none; `relbridge.models.markers.subword_bounds`).
     """
-    decode, threshold = _decoding(model, decode)
+    decode, threshold = _decoding(model, decode, with_probability)
     return _decode_rows(model, logits, firsts, decode, threshold, with_probability)
 
 
@@ -158,7 +173,9 @@ def _decode_rows(model, rows, firsts, decode, threshold, with_probability) -> li
     if decode == "span":
         at = SPAN_THRESHOLDS[0] if threshold is None else threshold
         spans = _span_posteriors(model, [w[:k] for w, k in zip(word_logits, seen)])
-        return [decode_spans(s, at, with_probability) for s in spans]
+        if with_probability:
+            return [Tagged(decode_spans(s, at, True), _names(s)) for s in spans]
+        return [decode_spans(s, at) for s in spans]
     out = []
     for logits_, missing in zip(word_logits, unseen):
         word_probs = _word_probs(model, logits_)
@@ -198,6 +215,14 @@ def _span_posteriors(model, word_logits: Sequence[torch.Tensor]) -> list[list]:
         for i, s in zip(found, spans):
             out[i] = s
     return out
+
+
+def _names(spans: Sequence[tuple[float, int, int, str]]) -> dict[tuple[int, int], float]:
+    """`Tagged.names` of a sentence's typed span posteriors."""
+    names: dict[tuple[int, int], float] = {}
+    for p, start, end, _ in spans:
+        names[start, end] = names.get((start, end), 0.0) + p
+    return names
 
 
 def decode_spans(

@@ -264,7 +264,7 @@ def test_kg_build_weights_confidence_by_the_mentions_as_extract_does(setup):
     calibrated = {"threshold": 0.0, "span_threshold": 0.15}
     (tmp / "model_weighted" / THRESHOLD_FILE).write_text(json.dumps(calibrated))
     plain, _ = extract_file(model, good, mentions_of=mentions)
-    calibrated["confidence"] = "relation_x_mentions"
+    calibrated["confidence"] = "relation_x_names"
     (tmp / "model_weighted" / THRESHOLD_FILE).write_text(json.dumps(calibrated))
     expected, _ = extract_file(model, good, mentions_of=mentions)
 
@@ -278,7 +278,7 @@ def test_kg_build_weights_confidence_by_the_mentions_as_extract_does(setup):
     got = [r for r in _read(tmp, "records", out="out_weighted") if r["source_file"] == good]
     assert confidences(got) == confidences(expected)
     saved = json.loads((tmp / "out_weighted" / "kg_config.json").read_text())
-    assert saved["inference"]["confidence"] == "relation_x_mentions"
+    assert saved["inference"]["confidence"] == "relation_x_names"
 
 
 def test_the_run_id_of_a_plain_confidence_config_is_what_it_was_before_the_setting(tmp_path):

@@ -8,11 +8,14 @@ import torch
 
 from relbridge.models import extract as extract_mod
 from relbridge.models.extractor import ModelConfig, RelationExtractor
+from relbridge.models.tagging import Tagged
 
 TEXT = "Angela Merkel was born in Berlin and Macron in Paris"
 # word spans and the tagger's posterior of each being one mention
 TAGGED = [(0, 2, "PER", 0.9), (5, 6, "LOC", 0.4), (7, 8, "PER", 0.1), (9, 10, "LOC", 0.8)]
 P = {(0, 13): 0.9, (26, 32): 0.4, (37, 43): 0.1, (47, 52): 0.8}  # the same, by character span
+# the tagger's posterior of other word spans being one name, of any type
+NAMES = {(s, e): p for s, e, _, p in TAGGED} | {(7, 10): 0.3, (3, 4): 0.01}
 RELATION_P = 0.6  # every pair: relation "r" from the first to the second argument
 
 
@@ -25,7 +28,9 @@ def model(tiny_encoder, monkeypatch):
     model.scored = []
 
     def tag(model, sentences, batch_size=16, precision="auto", with_probability=False):
-        return [[m if with_probability else m[:3] for m in TAGGED] for _ in sentences]
+        if with_probability:
+            return [Tagged(list(TAGGED), dict(NAMES)) for _ in sentences]
+        return [[m[:3] for m in TAGGED] for _ in sentences]
 
     def score(model, sentences, cfg, passes=None):
         out = []
@@ -50,7 +55,7 @@ def test_confidence_is_the_relation_probability_times_the_mentions_geometric_mea
     model.confidence = "relation"
     plain = _confidences(extract_mod.extract(model, [TEXT], threshold=0.0))
     assert len(plain) == 6 and all(c == pytest.approx(RELATION_P) for c in plain.values())
-    model.confidence = "relation_x_mentions"
+    model.confidence = "relation_x_names"
     weighted = _confidences(extract_mod.extract(model, [TEXT], threshold=0.0))
     assert weighted == {
         (s, o): pytest.approx(RELATION_P * math.sqrt(P[s] * P[o]), abs=1e-5) for s, o in plain
@@ -58,7 +63,7 @@ def test_confidence_is_the_relation_probability_times_the_mentions_geometric_mea
 
 
 def test_pairs_whose_mentions_keep_them_below_the_threshold_are_never_scored(model):
-    model.confidence = "relation_x_mentions"
+    model.confidence = "relation_x_names"
     stats: dict[str, int] = {}
     records = extract_mod.extract(model, [TEXT], threshold=0.35, stats=stats)
     # mention factors: Merkel-Berlin .6, Merkel-Macron .3, Merkel-Paris .85, Berlin-Macron .2,
@@ -69,18 +74,40 @@ def test_pairs_whose_mentions_keep_them_below_the_threshold_are_never_scored(mod
     assert set(_confidences(records)) == {((0, 13), (26, 32)), ((0, 13), (47, 52))}
 
 
-def test_a_kb_mention_counts_as_certain(model):
-    model.confidence = "relation_x_mentions"
+def _kb(text):
+    # "Macron in Paris" (0.3 as one name) and "born" (0.01): KB aliases that the tagger doubts
+    return text.split(), [(7, 10, "ORG"), (3, 4, "MISC")]
 
-    def kb(text):
-        return text.split(), [(7, 8, "PER")]  # Macron, whom the tagger doubts (0.1)
 
-    confidences = _confidences(extract_mod.extract(model, [TEXT], threshold=0.0, mentions_of=kb))
-    assert confidences[(37, 43), (47, 52)] == pytest.approx(RELATION_P * math.sqrt(0.8), abs=1e-5)
+def test_a_kb_mention_weighs_as_the_tagger_reads_its_words_as_one_name(model):
+    model.confidence = "relation_x_names"
+    confidences = _confidences(extract_mod.extract(model, [TEXT], threshold=0.0, mentions_of=_kb))
+    merkel, born, macron_in_paris = (0, 13), (18, 22), (37, 52)
+    assert confidences[merkel, macron_in_paris] == pytest.approx(
+        RELATION_P * math.sqrt(0.9 * 0.3), abs=1e-5
+    )
+    assert confidences[merkel, born] == pytest.approx(RELATION_P * math.sqrt(0.9 * 0.01), abs=1e-5)
+
+
+def test_a_kb_mention_counts_as_certain_under_the_earlier_confidence(model):
+    model.confidence = "relation_x_mentions"  # as calibrated before relation_x_names
+    confidences = _confidences(extract_mod.extract(model, [TEXT], threshold=0.0, mentions_of=_kb))
+    assert confidences[(0, 13), (37, 52)] == pytest.approx(RELATION_P * math.sqrt(0.9), abs=1e-5)
+
+
+def test_span_probabilities():
+    tagged = Tagged([(0, 2, "PER", 0.9)], {(0, 2): 0.95, (3, 4): 0.2})
+    kb = [(3, 4, "LOC"), (5, 7, "ORG")]  # the tagger never scored (5, 7): 0
+    assert extract_mod.span_probabilities(tagged, kb, "relation_x_names") == {
+        (0, 2): 0.9, (3, 4): 0.2, (5, 7): 0.0,
+    }  # fmt: skip
+    assert extract_mod.span_probabilities(tagged, kb, "relation_x_mentions") == {
+        (0, 2): 0.9, (3, 4): 1.0, (5, 7): 1.0,
+    }  # fmt: skip
 
 
 def test_a_model_without_a_span_threshold_keeps_the_relation_probability(model):
-    model.confidence = "relation_x_mentions"
+    model.confidence = "relation_x_names"
     model.span_threshold = None  # marginal decoding has no span probabilities
     confidences = _confidences(extract_mod.extract(model, [TEXT], threshold=0.0))
     assert len(confidences) == 6

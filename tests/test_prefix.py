@@ -1,6 +1,7 @@
 """Pairs scored over the tagging pass's cache: the same tags, probabilities and records."""
 
 import numpy as np
+import pytest
 import torch
 
 from relbridge.models import markers, prefix
@@ -51,6 +52,27 @@ def test_text_pass_tags_as_tag_mentions(tiny_encoder):
     assert [len(p.text.first) for p in passes] == list(map(len, sentences))
     found = decode_mentions(model, [p.tag_logits for p in passes], [p.text.first for p in passes])
     assert found == tag_mentions(model, sentences, precision="fp32")
+
+
+def test_text_pass_gives_the_span_probabilities_of_tag_mentions(tiny_encoder):
+    from relbridge.models.tagging import decode_mentions
+
+    model = _model(tiny_encoder)
+    sentences = [WORDS, ["Macron", "and", "Merkel"]]
+    with pytest.raises(ValueError, match="span decoding"):  # marginal decoding has none
+        tag_mentions(model, sentences, with_probability=True)
+    model.span_threshold = 0.05
+    passes = _passes(model, sentences)
+    logits, firsts = [p.tag_logits for p in passes], [p.text.first for p in passes]
+    cached = decode_mentions(model, logits, firsts, with_probability=True)
+    tagged = tag_mentions(model, sentences, precision="fp32", with_probability=True)
+    for got, want, words in zip(cached, tagged, sentences):
+        assert [m[:3] for m in got.mentions] == [m[:3] for m in want.mentions]
+        assert got.names == pytest.approx(want.names, abs=1e-5)
+        assert want.mentions and len(want.names) == len(words) * (len(words) + 1) // 2
+        for start, end, _, p in want.mentions:  # one type's share of "one name of any type"
+            assert 0.05 <= p <= want.names[start, end] + 1e-6
+        assert all(0.0 <= p <= 1.0 + 1e-5 for p in want.names.values())
 
 
 def test_cached_path_equals_packed_and_exact(tiny_encoder):

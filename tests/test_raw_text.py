@@ -161,7 +161,7 @@ def test_calibration_weights_each_record_by_its_mentions(monkeypatch, tmp_path):
     monkeypatch.setattr(raw_text, "gold_sentences", lambda path, ids=None: [GOLD[0]])
     monkeypatch.setattr(raw_text, "_dev_output", lambda *a, **k: (records, mentions, probs))
     triples = {}
-    for confidence in ("relation", "relation_x_mentions"):
+    for confidence in ("relation", "relation_x_names"):
         result = raw_text.calibrate(
             str(tmp_path), "dev.txt", thresholds=(0.5,), save=True, span_thresholds=(0.1,),
             confidences=(confidence,),
@@ -170,11 +170,11 @@ def test_calibration_weights_each_record_by_its_mentions(monkeypatch, tmp_path):
         assert result["confidence"] == confidence
         assert json.loads((tmp_path / "threshold.json").read_text())["confidence"] == confidence
     # weighted, the doubtful pair falls to 0.9 x sqrt(0.9 x 0.2) = 0.38, below 0.5
-    assert triples == {"relation": 2, "relation_x_mentions": 1}
+    assert triples == {"relation": 2, "relation_x_names": 1}
     # offered both, calibration takes the weighted one: the same relx_f1 with one triple less
     result = raw_text.calibrate(
         str(tmp_path), "dev.txt", thresholds=(0.5,), save=False, span_thresholds=(0.1,)
     )
-    assert result["confidence"] == "relation_x_mentions" and len(result["curve"]) == 2
+    assert result["confidence"] == "relation_x_names" and len(result["curve"]) == 2
     with pytest.raises(ValueError, match="confidences"):
         raw_text.calibrate(str(tmp_path), "dev.txt", confidences=("other",))
