@@ -218,7 +218,7 @@ def extract_prepared(
             offsets = meta[-1][2]
             mentions_found[s.index] = [(*_char_span(offsets, w), "", False) for w in (w1, w2)]
     confidence = getattr(model, "confidence", "relation")
-    weighted = confidence != "relation" and getattr(model, "span_threshold", None) is not None
+    weighted = confidence in CONFIDENCES[1:] and getattr(model, "span_threshold", None) is not None
     found, passes = _tag(model, [w for _, _, w in untagged], batch_size, scoring, weighted)
     schema = schema or TypeSchema.from_relation_names(names)
     candidate_sets = []
