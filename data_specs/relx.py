@@ -182,3 +182,40 @@ def words_with_spans(
         inside = [i for i, (s, e) in enumerate(pieces) if s >= cs and e <= ce]
         word_spans.append((inside[0], inside[-1] + 1) if inside else (-1, -1))
     return words, word_spans
+
+
+_ELIDED = re.compile(
+    r"^((?:[cdjlmnst]|\w*qu|dell|dall|nell|sull|coll|all|quell|un)['’])(?=[^\W\d_])", re.I
+)
+"""An elided article or pronoun glued to the next word: French ``l'``, ``d'``,
+``qu'``, ``jusqu'``, Italian ``dell'``, ``all'``, ``un'``, Catalan ``l'``."""
+
+
+def raw_words(text: str) -> list[str]:
+    """The words of untagged text: `words_with_spans`' words, split as a marked span splits them.
+
+    In marked text a span boundary is a word boundary, so a name keeps no
+    elided article (``l'`` of ``l'Université``) and no apostrophe suffix
+    (``'s`` of ``Obama's``, Turkish ``'da`` of ``Ankara'da``). Untagged text
+    has no boundaries to force, so those are split off here, or a name glued
+    to them could never be found exactly. A suffix is split off a capitalised
+    word or a number only, and only when it is lowercase (``O'Brien`` stays).
+
+    >>> raw_words("Il a rejoint l'Université de Montréal, dell'ONU et Obama's team.")[3:7]
+    ["l'", 'Université', 'de', 'Montréal']
+    >>> raw_words("Il a rejoint l'Université de Montréal, dell'ONU et Obama's team.")[8:]
+    ["dell'", 'ONU', 'et', 'Obama', "'s", 'team', '.']
+    """
+    words = []
+    for word in words_with_spans(text)[0]:
+        elided = _ELIDED.match(word)
+        if elided:
+            words.append(elided.group(1))
+            word = word[elided.end() :]
+        stem, _, suffix = word.rpartition("'") if "'" in word else word.rpartition("’")
+        if stem[:1].isupper() or stem[:1].isdigit():
+            if suffix.isalpha() and suffix.islower() and not any(c in stem for c in "'’"):
+                words += [stem, word[len(stem) :]]
+                continue
+        words.append(word)
+    return words

@@ -52,7 +52,7 @@ import torch
 
 from relbridge.data_specs.formats import InputError, corpus_format, open_lines
 from relbridge.data_specs.relations import NA
-from relbridge.data_specs.relx import strip_markers, words_with_spans
+from relbridge.data_specs.relx import raw_words, strip_markers, words_with_spans
 from relbridge.data_specs.schema import token_offsets
 from relbridge.models.candidates import CandidateConfig, TypeSchema, candidate_pairs
 from relbridge.models.data import PairInstance, _overlap
@@ -116,7 +116,7 @@ def prepare_sentence(
             raise ValueError("marked entities cover no word or overlap")
         return PreparedSentence(index, text, tuple(words), (tuple(w1), tuple(w2)))
     text = sentence.strip()
-    words, kb_mentions = mentions_of(text) if mentions_of else (words_with_spans(text)[0], [])
+    words, kb_mentions = mentions_of(text) if mentions_of else (raw_words(text), [])
     return PreparedSentence(index, text, tuple(words), None, tuple(map(tuple, kb_mentions)))
 
 

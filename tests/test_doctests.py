@@ -6,6 +6,7 @@ import importlib
 import pytest
 
 MODULES = [
+    "relbridge.data_specs.relx",
     "relbridge.projection.link_rules",
     "relbridge.projection.span_search",
     "relbridge.projection.projection_eval",

@@ -178,3 +178,16 @@ def test_calibration_weights_each_record_by_its_mentions(monkeypatch, tmp_path):
     assert result["confidence"] == "relation_x_names" and len(result["curve"]) == 2
     with pytest.raises(ValueError, match="confidences"):
         raw_text.calibrate(str(tmp_path), "dev.txt", confidences=("other",))
+
+
+def test_untagged_words_split_off_what_a_marked_boundary_would():
+    from relbridge.data_specs.relx import raw_words, words_with_spans
+    from relbridge.models.extract import prepare_sentence
+
+    text = "Il a rejoint l'Université de Montréal, puis Obama's team."
+    assert "l'Université" in words_with_spans(text)[0]  # the word pattern alone: one word
+    words = prepare_sentence(0, text).words
+    assert words[3:5] == ("l'", "Université") and words[9:11] == ("Obama", "'s")
+    # a name's inner apostrophe stays, as do contractions and lowercase stems
+    assert raw_words("O'Brien don't aujourd'hui") == ["O'Brien", "don't", "aujourd'hui"]
+    assert raw_words("Ankara'da 2019'da ABD'nin") == ["Ankara", "'da", "2019", "'da", "ABD", "'nin"]
