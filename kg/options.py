@@ -167,8 +167,9 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
                         "relbridge extract (default: auto)")
     p.add_argument("--share-model", choices=("auto", "yes", "no"), default="auto",
                    help="one model per worker process, shared by its threads (default: auto)")  # fmt: skip
-    p.add_argument("--min-confidence", type=float, default=0.5,
-                   help="mentions below this confidence make no triple (default: 0.5)")  # fmt: skip
+    p.add_argument("--min-confidence", type=float, default=None,
+                   help="mentions below this confidence make no triple (default: the relation "
+                        "threshold the records were extracted at, else 0.5)")  # fmt: skip
     p.add_argument("--aggregate", choices=AGGREGATIONS, default="max",
                    help="a triple's confidence from its mentions' (default: max)")  # fmt: skip
     p.add_argument("--max-evidence", type=int, default=5, help="mentions kept per triple (default: 5)")
@@ -182,20 +183,42 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
                    help="replace an --output that holds another run (other input or settings; default: off)")  # fmt: skip
 
 
+def default_min_confidence(inference: InferenceConfig) -> float:
+    """``--min-confidence`` by default: the relation threshold the records are extracted at.
+
+    Extraction already drops what is below it: ``--threshold``, else the one
+    calibrated beside the model (`relbridge.models.raw_text.calibrate`, the
+    operating point chosen for raw text). A fixed 0.5 above a calibrated 0.1 (a
+    mention-weighted model) dropped every record of the demo's held-out text.
+    Only a model with neither, whose records reach down to 0, keeps the 0.5 floor
+    (and the run id it had before this default).
+    """
+    from relbridge.models.extract import calibrated_threshold
+
+    if inference.threshold is not None:
+        return inference.threshold
+    threshold = calibrated_threshold(inference.model)
+    return 0.5 if threshold is None else threshold
+
+
 def config_from_args(args: argparse.Namespace) -> KgBuildConfig:
     langs = tuple(c.strip() for c in args.kb_alias_langs.split(",") if c.strip())
     if langs and not args.kb:
         raise ValueError("--kb-alias-langs only acts with --kb")
+    inference = InferenceConfig(
+        args.model, args.batch_size, args.threshold, args.device, args.dtype, args.share_model,
+        args.kb,
+    )
+    min_confidence = args.min_confidence
+    if min_confidence is None:
+        min_confidence = default_min_confidence(inference)
     return KgBuildConfig(
         read=ReadConfig(tuple(args.input)),
         output=args.output.rstrip("/"),
-        inference=InferenceConfig(
-            args.model, args.batch_size, args.threshold, args.device, args.dtype, args.share_model,
-            args.kb,
-        ),
+        inference=inference,
         split=SplitConfig(args.lang, args.split),
         mentions=MentionConfig(args.kb, args.lang, langs),
-        triples=TriplesConfig(args.min_confidence, args.aggregate, args.max_evidence),
+        triples=TriplesConfig(min_confidence, args.aggregate, args.max_evidence),
         graph=args.graph,
         base_iri=args.base_iri,
         num_shards=args.num_shards,

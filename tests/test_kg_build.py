@@ -327,3 +327,28 @@ def test_kg_build_scores_a_levitated_model_over_the_tagging_pass_as_extract_does
     assert stats["balanced"]
     got = [r for r in _read(tmp, "records", out="out_levitated") if r["source_file"] == good]
     assert sorted(map(_key, got)) == sorted(map(_key, fast))
+
+
+def test_min_confidence_defaults_to_the_threshold_the_records_are_extracted_at(tmp_path):
+    """Extraction already applied the calibrated (or given) threshold; 0.5 only without one."""
+    import argparse
+
+    from relbridge.kg.options import add_build_arguments, config_from_args
+
+    model = tmp_path / "model"
+    model.mkdir()
+    parser = argparse.ArgumentParser()
+    add_build_arguments(parser)
+    argv = ["--input", "in.txt", "--output", str(tmp_path / "out"), "--model", str(model)]
+
+    def config(*extra):
+        return config_from_args(parser.parse_args([*argv, *extra]))
+
+    uncalibrated = config()
+    assert uncalibrated.triples.min_confidence == 0.5
+    assert uncalibrated.run_id == config("--min-confidence", "0.5").run_id  # as before the default
+    assert config("--threshold", "0.3").triples.min_confidence == 0.3
+    (model / "threshold.json").write_text(json.dumps({"threshold": 0.1, "span_threshold": 0.1}))
+    calibrated = config()
+    assert calibrated.inference.threshold == calibrated.triples.min_confidence == 0.1
+    assert config("--min-confidence", "0.7").triples.min_confidence == 0.7
