@@ -1,7 +1,7 @@
 """`relbridge triples`: extract records -> one knowledge-graph triple per fact.
 
 ``relbridge triples --input triples.jsonl [more.jsonl ...] --output kg.jsonl
-[--kb DIR [--kb-aliases OUTPUT/aliases.jsonl]] [--min-confidence 0.5]
+[--kb DIR [--kb-aliases OUTPUT/aliases.jsonl]] [--min-confidence P]
 [--aggregate max|noisy-or] [--max-evidence 5] [--only-new]`` links the mentions' entities to the KB, merges the mentions of
 each (subject, relation, object) and writes the triples, most confident first
 (see `relbridge.models.triples`). It prints the counts as one JSON line.
@@ -41,9 +41,10 @@ def register(subparsers) -> None:
     p.add_argument(
         "--min-confidence",
         type=float,
-        default=0.5,
+        default=None,
         help="mentions below this relation confidence are counted as below_threshold and left out "
-        "(default: 0.5)",
+        "(default: the threshold calibrated beside the model that wrote every record, since "
+        "extract already cut there; else 0.5)",
     )
     add_alias_arguments(p)
     p.add_argument(
@@ -129,6 +130,20 @@ def _records(paths: list[str]) -> Iterator[tuple[str, dict]]:
                     raise InputError(path, n, f"invalid JSON: {e.msg}") from None
 
 
+def _records_threshold(paths: list[str]) -> float:
+    """The threshold calibrated beside the one model that wrote every record, else 0.5.
+
+    ``extract`` cuts at that threshold already (`relbridge.models.extract.load_model`),
+    and a weighted model calibrates far below 0.5; ``kg build`` defaults likewise.
+    """
+    from relbridge.models.extract import calibrated_threshold
+
+    models = {record.get("model") for _, record in _records(paths)}
+    model = models.pop() if len(models) == 1 else None
+    threshold = calibrated_threshold(model) if model and os.path.isdir(model) else None
+    return 0.5 if threshold is None else threshold
+
+
 def _triples(args: argparse.Namespace) -> int:
     from relbridge.data_specs.formats import load_kb
     from relbridge.models.triples import TriplesConfig, aggregate_triples
@@ -137,8 +152,11 @@ def _triples(args: argparse.Namespace) -> int:
         raise ValueError("--only-new needs --kb")
     if args.kb_aliases and not args.kb:
         raise ValueError("--kb-aliases needs --kb")
+    min_confidence = args.min_confidence
+    if min_confidence is None:
+        min_confidence = _records_threshold(args.input)
     cfg = TriplesConfig(
-        args.min_confidence, args.aggregate, args.max_evidence, check_types=args.check_types
+        min_confidence, args.aggregate, args.max_evidence, check_types=args.check_types
     )
     kb = with_harvested_aliases(load_kb(args.kb), args)[0] if args.kb else None
     triples, counts = aggregate_triples(_records(args.input), cfg, kb)

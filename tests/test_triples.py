@@ -302,3 +302,23 @@ def test_cli_links_merges_and_keeps_only_new_facts(tmp_path, capsys):
     assert f"{second}:1: invalid JSON" in capsys.readouterr().err
     assert main(["triples", "--input", str(first), "--output", str(out), "--only-new"]) == 2
     assert "--only-new needs --kb" in capsys.readouterr().err
+
+
+def test_cli_keeps_what_the_records_model_was_calibrated_to_keep(tmp_path, capsys):
+    """Without --min-confidence: the threshold beside the records' model, else 0.5."""
+    model = tmp_path / "model"
+    model.mkdir()
+    src, out = tmp_path / "in.jsonl", tmp_path / "kg.jsonl"
+    records = [_rec("Merkel", "per:city_of_birth", "Hamburg", 0.3, 1, model=str(model)),
+               _rec("Kim", "per:city_of_birth", "Lyon", 0.12, 2, model=str(model))]  # fmt: skip
+    src.write_text("".join(json.dumps(r) + "\n" for r in records))
+    argv = ["triples", "--input", str(src), "--output", str(out)]
+
+    def written(*extra):
+        assert main([*argv, *extra]) == 0
+        return json.loads(capsys.readouterr().out)["written"]
+
+    assert written() == 0  # an uncalibrated model: the 0.5 floor
+    (model / "threshold.json").write_text(json.dumps({"threshold": 0.1}))
+    assert written() == 2
+    assert written("--min-confidence", "0.2") == 1
