@@ -131,17 +131,12 @@ def _records(paths: list[str]) -> Iterator[tuple[str, dict]]:
 
 
 def _records_threshold(paths: list[str]) -> float:
-    """The threshold calibrated beside the one model that wrote every record, else 0.5.
-
-    ``extract`` cuts at that threshold already (`relbridge.models.extract.load_model`),
-    and a weighted model calibrates far below 0.5; ``kg build`` defaults likewise.
-    """
-    from relbridge.models.extract import calibrated_threshold
+    """`records_threshold` of the one model that wrote every record (records name it), else 0.5."""
+    from relbridge.models.extract import records_threshold
 
     models = {record.get("model") for _, record in _records(paths)}
     model = models.pop() if len(models) == 1 else None
-    threshold = calibrated_threshold(model) if model and os.path.isdir(model) else None
-    return 0.5 if threshold is None else threshold
+    return records_threshold(model if model and os.path.isdir(model) else None)
 
 
 def _triples(args: argparse.Namespace) -> int:

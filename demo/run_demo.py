@@ -138,7 +138,7 @@ def extract_knowledge_graph(cfg: DemoConfig, model_dir: str) -> dict:
     leaves a sentence's other facts unannotated, so the precision is a lower bound.
     """
     from relbridge.data_specs.formats import load_kb
-    from relbridge.models.extract import calibrated_threshold, extract_with_mentions
+    from relbridge.models.extract import extract_with_mentions, records_threshold
     from relbridge.models.raw_text import gold_sentences, raw_text_scores
     from relbridge.models.triples import TriplesConfig, aggregate_triples
     from relbridge.kb import TextMentions
@@ -166,11 +166,9 @@ def extract_knowledge_graph(cfg: DemoConfig, model_dir: str) -> dict:
         records += found
     with open(os.path.join(out, "records.jsonl"), "w", encoding="utf-8") as f:
         f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    # records below the calibrated threshold are already gone: keep the rest (`kg build` does too)
-    threshold = calibrated_threshold(model_dir)
     triples, counts = aggregate_triples(
         ((f"{r['source_file']}:{r['line']}", r) for r in records),
-        TriplesConfig(min_confidence=0.5 if threshold is None else threshold),
+        TriplesConfig(min_confidence=records_threshold(model_dir)),  # as `kg build` does
         kb,
     )
     with open(os.path.join(out, "triples.jsonl"), "w", encoding="utf-8") as f:

@@ -183,25 +183,9 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
                    help="replace an --output that holds another run (other input or settings; default: off)")  # fmt: skip
 
 
-def default_min_confidence(inference: InferenceConfig) -> float:
-    """``--min-confidence`` by default: the relation threshold the records are extracted at.
-
-    Extraction already drops what is below it: ``--threshold``, else the one
-    calibrated beside the model (`relbridge.models.raw_text.calibrate`, the
-    operating point chosen for raw text). A fixed 0.5 above a calibrated 0.1 (a
-    mention-weighted model) dropped every record of the demo's held-out text.
-    Only a model with neither, whose records reach down to 0, keeps the 0.5 floor
-    (and the run id it had before this default).
-    """
-    from relbridge.models.extract import calibrated_threshold
-
-    if inference.threshold is not None:
-        return inference.threshold
-    threshold = calibrated_threshold(inference.model)
-    return 0.5 if threshold is None else threshold
-
-
 def config_from_args(args: argparse.Namespace) -> KgBuildConfig:
+    from relbridge.models.extract import records_threshold
+
     langs = tuple(c.strip() for c in args.kb_alias_langs.split(",") if c.strip())
     if langs and not args.kb:
         raise ValueError("--kb-alias-langs only acts with --kb")
@@ -210,8 +194,8 @@ def config_from_args(args: argparse.Namespace) -> KgBuildConfig:
         args.kb,
     )
     min_confidence = args.min_confidence
-    if min_confidence is None:
-        min_confidence = default_min_confidence(inference)
+    if min_confidence is None:  # a model with neither threshold keeps 0.5, and its old run id
+        min_confidence = records_threshold(args.model, args.threshold)
     return KgBuildConfig(
         read=ReadConfig(tuple(args.input)),
         output=args.output.rstrip("/"),

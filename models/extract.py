@@ -342,6 +342,22 @@ def calibrated_threshold(model_dir: str) -> float | None:
     return None if threshold is None else float(threshold)
 
 
+def records_threshold(model_dir: str | None, threshold: float | None = None) -> float:
+    """The confidence that a model's raw-text records reach: ``threshold`` if given,
+    else the one calibrated beside the model (`calibrated_threshold`); a model with
+    neither writes records down to 0 and gets `TriplesConfig`'s 0.5 floor.
+
+    ``kg build``, ``relbridge triples`` and the demo turn no fewer records into
+    triples than extraction kept: a fixed 0.5 above a mention-weighted model's
+    calibrated 0.1 had dropped every record of the demo's held-out text.
+    """
+    from relbridge.models.triples import TriplesConfig
+
+    if threshold is None and model_dir is not None:
+        threshold = calibrated_threshold(model_dir)
+    return TriplesConfig.min_confidence if threshold is None else threshold
+
+
 CONFIDENCES = ("relation", "relation_x_names", "relation_x_mentions")
 """What an untagged record's ``confidence`` is (``threshold.json``'s ``confidence``).
 
