@@ -4,8 +4,9 @@ Tokenizing and KB alias matching are one call of
 `relbridge.models.extract.prepare_sentence`, the function ``relbridge
 extract`` calls, with the same `TextMentions` finder (``--kb``: the
 pipeline's tokenizer for ``--lang`` and the KB's aliases; without a KB,
-extract's word pattern). The tagging head's mentions need the model, so they
-are found in the `ExtractRelations` stage, in the same batches as the pairs.
+extract's word pattern, `relbridge.data_specs.relx.raw_words`). The tagging
+head's mentions need the model, so they are found in the `ExtractRelations`
+stage, in the same batches as the pairs.
 A sentence whose marked entities cover no word, or overlap, is a dead letter.
 """
 
