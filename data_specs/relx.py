@@ -206,16 +206,14 @@ def raw_words(text: str) -> list[str]:
     >>> raw_words("Il a rejoint l'Université de Montréal, dell'ONU et Obama's team.")[8:]
     ["dell'", 'ONU', 'et', 'Obama', "'s", 'team', '.']
     """
+    from relbridge.data_specs.tokenizer import split_apostrophe_suffix
+
     words = []
     for word in words_with_spans(text)[0]:
         elided = _ELIDED.match(word)
         if elided:
             words.append(elided.group(1))
             word = word[elided.end() :]
-        stem, _, suffix = word.rpartition("'") if "'" in word else word.rpartition("’")
-        if stem[:1].isupper() or stem[:1].isdigit():
-            if suffix.isalpha() and suffix.islower() and not any(c in stem for c in "'’"):
-                words += [stem, word[len(stem) :]]
-                continue
-        words.append(word)
+        named = word[:1].isupper() or word[:1].isdigit()
+        words += split_apostrophe_suffix(word) if named else [word]
     return words
