@@ -394,8 +394,8 @@ def span_probabilities(
     or 1 under the ``relation_x_mentions`` confidence.
     """
     probability = {(start, end): p for start, end, _, p in tagged.mentions}
+    sure = confidence == "relation_x_mentions"
     for start, end, *_ in kb_mentions:
-        sure = confidence == "relation_x_mentions"
         probability[start, end] = 1.0 if sure else tagged.names.get((start, end), 0.0)
     return probability
 
