@@ -33,11 +33,42 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from relbridge.data_specs.formats import Entity, InputError, KnowledgeBase, open_lines
+from relbridge.data_specs.schema import ProjectedMention, ShardRow
 
 logger = logging.getLogger(__name__)
 
 MAX_PAIR_IDS = 20
 """Pair ids kept per harvested name (the count covers all of them)."""
+
+
+def looks_like_name(text: str) -> bool:
+    """Whether a source mention's text can be a name: it has a letter, and a capital
+    if its script has case (``human`` and ``2019`` are not; ``iPhone``, ``习近平`` are).
+
+    >>> [looks_like_name(t) for t in ("human", "2019", "iPhone", "习近平", "U.S.")]
+    [False, False, True, True, True]
+    """
+    letters = [c for c in text if c.isalpha()]
+    cased = [c for c in letters if c.lower() != c.upper()]
+    return bool(letters) and (not cased or any(c.isupper() for c in cased))
+
+
+def name_problem(row: ShardRow, mention: ProjectedMention) -> str | None:
+    """Why a projected mention's words are not a name of its KB entity, or None if they are.
+
+    ``"retyped"``: projection gave it another type than its source (``belgischen``
+    for *Belgium*, ``MISC``); ``"not_a_name"``: its source text is no name
+    (`looks_like_name`: raw KB aliases such as ``human`` or ``attack`` match
+    common words, whose translations ``Menschen`` or ``Angriff`` are no names
+    either). The harvested aliases and the tagger's projected training mentions
+    (`relbridge.models.units.projected_tagging`) keep only names.
+    """
+    source = row.src_mentions[mention.source_index]
+    if mention.type != source.type:
+        return "retyped"
+    if not looks_like_name(source.text or " ".join(row.src_tokens[source.start : source.end])):
+        return "not_a_name"
+    return None
 
 
 @dataclass(frozen=True)

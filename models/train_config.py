@@ -49,6 +49,14 @@ class DataConfig:
         default=(),
         metadata={"help": "KBP37/RELX-format training files (instead of, or besides, shards)."},
     )
+    tagging_shards: str = field(
+        default="",
+        metadata={
+            "help": "shard directory or glob whose projected target-language mentions train the "
+            "tagging head only (no relation pairs): name boundaries in languages the "
+            "labelled data lacks."
+        },
+    )
     dev: tuple[str, ...] = field(
         default=(),
         metadata={

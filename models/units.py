@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from relbridge.data_specs import read_shards
+from relbridge.data_specs.aliases import name_problem
 from relbridge.data_specs.relations import NA
 from relbridge.models.data import (
     LanguageBalancedSampler,
     RelationData,
+    TagInstance,
     hash_fraction,
     make_bags,
     read_data,
@@ -52,6 +56,8 @@ def load_training_data(cfg: TrainConfig) -> tuple[RelationData, RelationData]:
             logger.info("%s: %d unannotated-pair negatives", path, len(negatives))
             marked = RelationData(marked.pairs + negatives, marked.tags, marked.skipped)
         train.extend(marked)
+    if d.tagging_shards:
+        train.extend(projected_tagging(d.tagging_shards, train.entity_types()))
     if d.dev:
         dev = RelationData()
         for path in d.dev:
@@ -81,6 +87,32 @@ def load_training_data(cfg: TrainConfig) -> tuple[RelationData, RelationData]:
     if not train.pairs:
         raise ValueError("no training pairs")
     return train, dev
+
+
+def projected_tagging(path: str, types: set[str]) -> RelationData:
+    """The target-language names of shards as tagging instances (`DataConfig.tagging_shards`).
+
+    Only the target side: its mentions are projected from KB-matched source names,
+    so they teach the tagger where names begin and end in a language that the
+    labelled data lacks (German ``Universität von Minnesota``), while the source
+    side's KB-alias boundaries would compete with the labelled data's own. Only
+    names (`relbridge.data_specs.aliases.name_problem`: not ``Menschen`` for the
+    alias *human*), and not a relation pair. A type that the labelled data lacks
+    becomes untyped, so these mentions cannot change the model's entity types.
+    Words that no name covers stay unknown to the partial-label CRF.
+    """
+    tags = []
+    for row in read_shards(path):
+        spans = tuple(
+            (m.start, m.end, m.type if m.type in types else "")
+            for m in row.tgt_mentions
+            if name_problem(row, m) is None
+        )
+        if spans:
+            tags.append(TagInstance(row.pair_id, row.tgt_lang, tuple(row.tgt_tokens), spans))
+    logger.info("%s: %d sentences with projected names %s", path, len(tags),
+                dict(Counter(t.lang for t in tags)))  # fmt: skip
+    return RelationData(tags=tags)
 
 
 @dataclass(frozen=True)

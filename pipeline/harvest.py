@@ -13,10 +13,10 @@ add to the KB so that German text links to entities with English names only.
 
 A name is the target text under the projected span (raw characters, so a
 Chinese name has no spaces added between its words). Two kinds of projected
-mention are counted instead of harvested: one that projection retyped is not
-a name of its entity (``belgischen`` for *Belgium*, typed ``MISC``;
-``harvest:retyped``), and one whose source text is no name (`looks_like_name`:
-raw KB aliases such as ``human``, ``attack`` or ``1`` match common words and
+mention are counted instead of harvested (`relbridge.data_specs.aliases.name_problem`):
+one that projection retyped is not a name of its entity (``belgischen`` for
+*Belgium*, typed ``MISC``; ``harvest:retyped``), and one whose source text is
+no name: raw KB aliases such as ``human``, ``attack`` or ``1`` match common words and
 numbers, whose translations, ``Menschen`` or ``Angriff``, would then link every
 German sentence to an entity; ``harvest:not_a_name``).
 
@@ -45,6 +45,7 @@ from relbridge.data_specs.aliases import (
     MAX_PAIR_IDS,
     HarvestedName,
     entity_lines,
+    name_problem,
     parse_alias_lines,
 )
 from relbridge.data_specs.schema import ShardRow, token_offsets
@@ -74,18 +75,6 @@ class HarvestConfig:
     previous: str | None = None
 
 
-def looks_like_name(text: str) -> bool:
-    """Whether a source mention's text can be a name: it has a letter, and a capital
-    if its script has case (``human`` and ``2019`` are not; ``iPhone``, ``习近平`` are).
-
-    >>> [looks_like_name(t) for t in ("human", "2019", "iPhone", "习近平", "U.S.")]
-    [False, False, True, True, True]
-    """
-    letters = [c for c in text if c.isalpha()]
-    cased = [c for c in letters if c.lower() != c.upper()]
-    return bool(letters) and (not cased or any(c.isupper() for c in cased))
-
-
 def projected_names(row: ShardRow) -> Iterator[tuple[NameKey, Stats] | str]:
     """The (entity, language, name) of each projected mention of a row, with its stats.
 
@@ -98,13 +87,11 @@ def projected_names(row: ShardRow) -> Iterator[tuple[NameKey, Stats] | str]:
     except ValueError:  # tokens not substrings of the text: fall back to joined tokens
         offsets = None
     for m in row.tgt_mentions:
+        problem = name_problem(row, m)
+        if problem:
+            yield problem
+            continue
         source = row.src_mentions[m.source_index]
-        if m.type != source.type:
-            yield "retyped"
-            continue
-        if not looks_like_name(source.text or " ".join(row.src_tokens[source.start : source.end])):
-            yield "not_a_name"
-            continue
         if offsets is not None:
             name = row.tgt_text[offsets[m.start][0] : offsets[m.end - 1][1]]
         else:

@@ -6,6 +6,7 @@ import importlib
 import pytest
 
 MODULES = [
+    "relbridge.data_specs.aliases",
     "relbridge.data_specs.relx",
     "relbridge.projection.link_rules",
     "relbridge.projection.span_search",
@@ -13,7 +14,6 @@ MODULES = [
     "relbridge.models.extract",
     "relbridge.models.tagging",
     "relbridge.models.triples",
-    "relbridge.pipeline.harvest",
     "relbridge.runtime.metrics",
 ]
 

@@ -339,3 +339,33 @@ def test_markers_start_as_the_encoders_punctuation(tiny_encoder):
     for row, symbol in zip(markers, (at, at, hash_, hash_)):
         assert torch.nn.functional.cosine_similarity(row, words[symbol], dim=0) > 0.99
     assert not torch.equal(markers[0], markers[1])
+
+
+def test_tagging_shards_add_only_projected_names_untyped_to_labelled_data(tmp_path):
+    import dataclasses
+
+    from relbridge.models.train_config import TrainConfig
+    from relbridge.models.units import load_training_data
+
+    relx = tmp_path / "RELX_en.txt"
+    relx.write_text(RELX_TEXT, encoding="utf-8")
+    rows = toy_rows()
+    # toy:1's object matched a lowercase alias: "paris" is no name, so its projection trains nothing
+    paris = dataclasses.replace(rows[1].src_mentions[1], text="paris")
+    rows[1] = dataclasses.replace(rows[1], src_mentions=(rows[1].src_mentions[0], paris))
+    os.makedirs(tmp_path / "shards")
+    table = pa.Table.from_pylist([r.to_row() for r in rows], schema=SHARD_SCHEMA)
+    pq.write_table(table, tmp_path / "shards" / "part-0.parquet")
+    cfg = TrainConfig.from_flat(
+        output=str(tmp_path / "o"), relx_train=(str(relx),), dev_fraction=0,
+        tagging_shards=str(tmp_path / "shards"),
+    )  # fmt: skip
+    train, _ = load_training_data(cfg)
+    labelled = read_relx_data(str(relx))
+    assert train.pairs == labelled.pairs  # no relation pair comes from the tagging shards
+    projected = {t.id: t for t in train.tags[len(labelled.tags) :]}
+    assert {t.lang for t in projected.values()} == {"de"} and len(projected) == len(FACTS)
+    assert projected["toy:0"].tokens[0:2] == ("Angela", "Merkel")
+    assert projected["toy:0"].mentions == ((0, 2, ""), (4, 5, ""))
+    assert projected["toy:1"].mentions == ((0, 2, ""),)
+    assert train.entity_types() == set()  # KBP37's untyped tagger stays untyped
