@@ -21,7 +21,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from relbridge.data_specs.formats import InputError
+from relbridge.data_specs.formats import InputError, open_lines
 
 Alignment = list[tuple[tuple[int, ...], tuple[int, ...]]]
 
@@ -54,15 +54,24 @@ def parse_unit(text: str, path: str = "<alignment>", line: int = 0):
     return _indices(parts[0], path, line), _indices(parts[1], path, line), score
 
 
-def read_alignment(path: str) -> Alignment:
-    """The units of an alignment file (blank lines skipped)."""
+def read_numbered_alignment(path: str) -> list[tuple[int, tuple[int, ...], tuple[int, ...]]]:
+    """``(line, src, tgt)`` of each unit of an alignment file (blank lines skipped).
+
+    Read with `open_lines`: a byte-order mark is dropped, and a line that is not
+    UTF-8 raises an `InputError` naming ``path:line``.
+    """
     units = []
-    with open(path, encoding="utf-8") as f:
-        for number, text in enumerate(f, start=1):
+    with open_lines(path) as lines:
+        for number, text in enumerate(lines, start=1):
             if text.strip():
                 src, tgt, _ = parse_unit(text, path, number)
-                units.append((src, tgt))
+                units.append((number, src, tgt))
     return units
+
+
+def read_alignment(path: str) -> Alignment:
+    """The units of an alignment file (blank lines skipped)."""
+    return [(src, tgt) for _, src, tgt in read_numbered_alignment(path)]
 
 
 def format_unit(src: Sequence[int], tgt: Sequence[int], score: float | None = None) -> str:

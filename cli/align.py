@@ -60,6 +60,25 @@ def add_align_flags(parser, fields: tuple[str, ...] = _FIELDS) -> None:
     )  # fmt: skip
 
 
+def write_atomically(path: str, chunks) -> None:
+    """Writes ``chunks`` (strings) to ``path`` whole or not at all.
+
+    A temporary file beside ``path`` (created under the umask, like any output)
+    is renamed over it when complete; on failure it is removed and ``path``, old
+    or absent, is left as it was.
+    """
+    import os
+
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(chunks)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def register(subparsers) -> None:
     from relbridge.runtime.flags import add_flags
 

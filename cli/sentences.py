@@ -81,6 +81,7 @@ def register(subparsers) -> None:
 
 def _documents(args) -> list[tuple[list[str], list[str]]]:
     """Reads each --src/--tgt pair into sentence lists."""
+    from relbridge.data_specs.formats import open_lines
     from relbridge.pipeline.align_sentences import split_document
 
     if len(args.src) != len(args.tgt):
@@ -89,14 +90,15 @@ def _documents(args) -> list[tuple[list[str], list[str]]]:
     for src_path, tgt_path in zip(args.src, args.tgt):
         sides = []
         for path, lang in zip((src_path, tgt_path), args.split or (None, None)):
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
+            with open_lines(path) as lines:  # not UTF-8: FILE:LINE, not a bare codec error
+                text = "".join(lines)
             if lang is None:  # one sentence per line, kept as is: gold indices count lines
-                sides.append(
-                    [line.strip() for line in text.rstrip("\n").split("\n")] if text else []
-                )
+                sents = [line.strip() for line in text.rstrip("\n").split("\n")] if text else []
             else:
-                sides.append(split_document(text, lang, presplit=False))
+                sents = split_document(text, lang, presplit=False)
+            if not any(sents):  # nothing to align: a wrong or truncated file, not a result
+                raise ValueError(f"{path}: no sentences (an empty document cannot be aligned)")
+            sides.append(sents)
         docs.append((sides[0], sides[1]))
     return docs
 
@@ -140,6 +142,7 @@ def _write_units(path: str, results) -> None:
     import sys
 
     from relbridge.alignment.sentence_eval import format_unit
+    from relbridge.cli.align import write_atomically
 
     text = "\n\n".join(
         "\n".join(format_unit(u.src, u.tgt, u.score) for u in units) for units in results
@@ -147,13 +150,7 @@ def _write_units(path: str, results) -> None:
     if path == "-":
         sys.stdout.write(text + "\n")
         return
-    import os
-    import tempfile
-
-    folder = os.path.dirname(os.path.abspath(path))
-    with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, encoding="utf-8") as f:
-        f.write(text + "\n")  # written whole, then renamed: a reader never sees half a file
-    os.replace(f.name, path)
+    write_atomically(path, [text + "\n"])
 
 
 def _align(args: argparse.Namespace) -> int:
@@ -168,16 +165,23 @@ def _align(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from relbridge.alignment.sentence_eval import read_alignment, score_alignments
+    from relbridge.alignment.sentence_eval import read_numbered_alignment, score_alignments
 
     if len(args.gold) != len(args.src):
         raise ValueError(f"{len(args.src)} documents but {len(args.gold)} --gold files")
-    golds = [read_alignment(path) for path in args.gold]  # bad gold stops before the encoder
+    numbered = [read_numbered_alignment(path) for path in args.gold]  # before the encoder
+    for path, units in zip(args.gold, numbered):
+        if not units:
+            raise ValueError(f"{path}: no alignment units (an empty gold scores nothing)")
     docs = _documents(args)
-    for path, gold, (src, tgt) in zip(args.gold, golds, docs):
-        for s, t in gold:
+    for path, units, (src, tgt) in zip(args.gold, numbered, docs):
+        for line, s, t in units:
             if any(i >= len(src) for i in s) or any(j >= len(tgt) for j in t):
-                raise ValueError(f"{path}: unit {list(s)}:{list(t)} is outside the documents")
+                raise ValueError(
+                    f"{path}:{line}: unit {list(s)}:{list(t)} is outside the documents "
+                    f"({len(src)} and {len(tgt)} sentences)"
+                )
+    golds = [[(s, t) for _, s, t in units] for units in numbered]
     results, seconds = _align_all(args, docs)
     if args.output:
         _write_units(args.output, results)
