@@ -160,8 +160,14 @@ def _eval_align(args: argparse.Namespace) -> int:
     )
 
     cfg = config_from_args(args)
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {args.limit}")
     pairs = read_pairs(args.pairs, limit=args.limit)
-    gold = read_pharaoh(args.gold, one_based=args.gold_one_based)[: len(pairs)]
+    if not pairs:  # an AER of 0.0 over nothing would read as a perfect score
+        raise ValueError(f"{args.pairs}: no sentence pairs")
+    gold = read_pharaoh(args.gold, one_based=args.gold_one_based)
+    if args.limit is not None:  # the gold's first N lines, as the pairs' first N
+        gold = gold[: args.limit]
     if len(gold) != len(pairs):
         raise ValueError(f"{args.gold} has {len(gold)} lines for {len(pairs)} pairs")
     check_gold_fits(gold, pairs, args.gold, args.gold_one_based)
@@ -173,8 +179,7 @@ def _eval_align(args: argparse.Namespace) -> int:
     by_method = {m: alignment_scores([r.by_method.get(m) for r in results], gold) for m in methods}
     first = alignment_scores([r.links for r in results], gold)
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.writelines(format_pharaoh(r.links or ()) + "\n" for r in results)
+        write_atomically(args.output, (format_pharaoh(r.links or ()) + "\n" for r in results))
     failed = [(n, r.error) for n, r in enumerate(results) if r.links is None]
     for n, error in failed[:10]:
         logger.warning("pair %d not aligned: %s", n + 1, error)

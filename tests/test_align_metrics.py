@@ -195,3 +195,48 @@ def test_eval_align_cli_statistical_links(tiny_encoder, tmp_path):
     assert report["aer"] == report["by_method"]["eflomal"]["aer"]
     assert report["config"]["statistical"] == "only"
     assert report["config"]["eflomal"]["extra_corpus"] == str(extra)
+
+
+def test_cli_rejects_gold_and_pairs_that_do_not_match(tmp_path, capsys):
+    """Extra gold lines (a gold file for another pairs file) and nothing to score are errors,
+    not a silently truncated gold or an AER of 0.0 over no pairs."""
+    from relbridge.cli.main import main
+
+    pairs, gold = tmp_path / "t.src-tgt", tmp_path / "t.gold"
+    pairs.write_text("a b ||| c\n", encoding="utf-8")
+    gold.write_text("0-0\n1-0\n", encoding="utf-8")
+    argv = ["eval-align", "--pairs", str(pairs), "--gold", str(gold)]
+    assert main(argv) == 2
+    assert "t.gold has 2 lines for 1 pairs" in capsys.readouterr().err
+    pairs.write_text("", encoding="utf-8")
+    gold.write_text("", encoding="utf-8")
+    assert main(argv) == 2
+    assert f"{pairs}: no sentence pairs" in capsys.readouterr().err
+    pairs.write_text("a b ||| c\n", encoding="utf-8")
+    gold.write_text("0-0\n", encoding="utf-8")
+    assert main([*argv, "--limit", "0"]) == 2
+    assert "--limit must be at least 1" in capsys.readouterr().err
+
+
+def test_cli_writes_links_whole(tiny_encoder, tmp_path, monkeypatch):
+    """--output appears complete or not at all: a failed write keeps the old file."""
+    from relbridge.alignment import metrics
+
+    out = tmp_path / "links.txt"
+    flags = ("--model", tiny_encoder, "--layer", "2", "--statistical", "off", "--device", "cpu",
+             "--output", str(out))  # fmt: skip
+    _eval_align(tmp_path, "Paris ||| Paris\nBerlin ||| Berlin\n", "0-0\n0-0\n", *flags)
+    assert out.read_text() == "0-0\n0-0\n"
+    real, written = metrics.format_pharaoh, []
+
+    def fails_on_the_second_line(links):
+        if written:
+            raise OSError("disk full")
+        written.append(links)
+        return real(links)
+
+    monkeypatch.setattr(metrics, "format_pharaoh", fails_on_the_second_line)
+    with pytest.raises(OSError, match="disk full"):
+        _eval_align(tmp_path, "Paris ||| Paris\nBerlin ||| Berlin\n", "0-0\n0-0\n", *flags)
+    assert out.read_text() == "0-0\n0-0\n"
+    assert sorted(os.listdir(tmp_path)) == ["links.txt", "t.gold", "t.src-tgt"]
