@@ -86,6 +86,11 @@ def _documents(args) -> list[tuple[list[str], list[str]]]:
 
     if len(args.src) != len(args.tgt):
         raise ValueError(f"{len(args.src)} --src files but {len(args.tgt)} --tgt files")
+    if args.split:  # the splitter takes any code; a typo would split by no language's rules
+        from relbridge.data_specs.tokenizer import check_language
+
+        for lang, side in zip(args.split, ("source", "target")):
+            check_language(lang, side)
     docs = []
     for src_path, tgt_path in zip(args.src, args.tgt):
         sides = []

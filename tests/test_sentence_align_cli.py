@@ -82,3 +82,11 @@ def test_units_file_is_readable_like_any_output(docs, tiny_encoder):
     assert stat.S_IMODE(out.stat().st_mode) == 0o644
     assert len(out.read_text().splitlines()) == 2
     assert sorted(os.listdir(docs)) == ["a.de", "a.en", "units.txt"]
+
+
+def test_a_mistyped_split_language_is_an_error(docs, capsys):
+    argv = ["align-sentences", "--src", str(docs / "a.en"), "--tgt", str(docs / "a.de"),
+            "--split", "en", "deutsch", "--model", str(docs / "no-model"),
+            "--output", "-"]  # fmt: skip
+    assert main(argv) == 2
+    assert "unknown target language code 'deutsch'" in _error(capsys)
