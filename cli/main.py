@@ -90,10 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (ValueError, OSError) as error:  # bad input or a missing file: one line, not a traceback
-        logger.debug("traceback", exc_info=True)
+        logger.debug("traceback", exc_info=True)  # --log-level DEBUG shows where it came from
         print(f"relbridge {args.command}: error: {error}", file=sys.stderr)
-        if not logger.isEnabledFor(logging.DEBUG):
-            print("(run with --log-level DEBUG for the traceback)", file=sys.stderr)
         return 2
 
 
