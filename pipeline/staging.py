@@ -273,6 +273,11 @@ class StagedFolder:
                 self.output,
             )
         try:
+            if self.local and os.path.lexists(self.output) and not os.path.isdir(self.output):
+                # the swap would put the folder in its place and delete it (a typo'd corpus)
+                raise ValueError(
+                    f"{self.output} exists and is not a folder: choose another {self._lock.flag}"
+                )
             remove_leftovers(self.output, tuple(self.layout.data))
             self.check()
         except BaseException:

@@ -243,3 +243,18 @@ def test_a_refresh_of_a_renamed_corpus_file_warns_and_names_corpus_name(
     # known by file and line) and line 5 is added as toy:5 beside toy-v2:5
     assert stats["run"]["rows"] == 2 and stats["run"]["skipped_existing"] == 3
     assert not [r for r in caplog.records if "skipped nothing" in r.getMessage()]
+
+
+def test_an_output_that_is_a_file_is_refused_and_kept(tmp_path, tiny_encoder, capsys):
+    """``--output`` naming a file (the corpus itself, by a typo) never replaces that file."""
+    from relbridge.cli.main import main
+
+    argv = base_argv(tmp_path, tiny_encoder, CORPUS)
+    corpus = argv[argv.index("--corpus") + 1]
+    argv[argv.index("--output") + 1] = corpus
+    before = Path(corpus).read_bytes()
+    assert main(["run", *argv]) == 2
+    err = capsys.readouterr().err
+    assert f"{corpus} exists and is not a folder" in err and "Traceback" not in err
+    assert Path(corpus).read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
