@@ -18,3 +18,17 @@ class InputError(ValueError):
         self.line = line
         self.reason = reason
         self.raw = raw
+
+
+def unicode_text(value: str, what: str, source_file: str, line: int) -> str:
+    """``value`` unchanged, or `InputError` where it holds a lone surrogate.
+
+    JSON's ``\\ud800`` escapes decode to such code points, which are no text:
+    UTF-8, Parquet and every later stage refuse them.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        code = f"\\u{ord(value[e.start]):04x}"
+        raise InputError(source_file, line, f"{what} holds a lone surrogate ({code})") from None
+    return value

@@ -50,7 +50,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from relbridge.data_specs.errors import InputError
+from relbridge.data_specs.errors import InputError, unicode_text
 from relbridge.data_specs.relation_map import LEVELS_FILE, read_mapped_triples
 from relbridge.data_specs.relations import KBP37_RELATIONS, NA
 
@@ -166,10 +166,7 @@ def parse_tsv_pair(text: str, corpus: str, source_file: str, line: int) -> Bitex
 
 
 def parse_jsonl_pair(text: str, corpus: str, source_file: str, line: int) -> BitextRecord:
-    """Parses ``{"src": ..., "tgt": ..., "id": optional}``.
-
-    An id is a string or an integer; null means none, as a missing field does.
-    """
+    """Parses ``{"src": ..., "tgt": ..., "id": optional}`` (the id: `json_record_id`)."""
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
@@ -179,17 +176,20 @@ def parse_jsonl_pair(text: str, corpus: str, source_file: str, line: int) -> Bit
     missing = [k for k in ("src", "tgt") if not isinstance(obj.get(k), str)]
     if missing:
         raise InputError(source_file, line, f"missing or non-string field(s): {', '.join(missing)}")
+    record_id = json_record_id(obj, source_file, line)
+    src, tgt = (unicode_text(obj[k], f'"{k}"', source_file, line).strip() for k in ("src", "tgt"))
+    return _checked(BitextRecord(corpus, source_file, line, src, tgt, record_id))
+
+
+def json_record_id(obj: dict, source_file: str, line: int) -> str:
+    """The ``"id"`` of a JSONL record, stripped: a string or an integer; null or none: ``""``."""
     record_id = obj.get("id")
     if record_id is None:  # null: no id, as when the field is missing
-        record_id = ""
-    elif isinstance(record_id, bool) or not isinstance(record_id, str | int):
-        raise InputError(
-            source_file, line, f"id must be a string or an integer, got {json.dumps(record_id)}"
-        )
-    record_id = str(record_id).strip()
-    return _checked(
-        BitextRecord(corpus, source_file, line, obj["src"].strip(), obj["tgt"].strip(), record_id)
-    )
+        return ""
+    if isinstance(record_id, bool) or not isinstance(record_id, str | int):
+        got = json.dumps(record_id)
+        raise InputError(source_file, line, f"id must be a string or an integer, got {got}")
+    return unicode_text(str(record_id), '"id"', source_file, line).strip()
 
 
 def make_text_pair(

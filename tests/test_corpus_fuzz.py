@@ -135,3 +135,19 @@ def test_a_jsonl_id_is_a_string_or_an_integer(ident, expected):
         record = parse_jsonl_pair(text, "c", "c.jsonl", 3)
         assert record.record_id == expected
         assert record.pair_id != "c:None"
+
+
+@pytest.mark.parametrize("field", ["src", "tgt", "id"])
+def test_a_lone_surrogate_in_a_jsonl_corpus_line_is_a_bad_line(tmp_path, field):
+    """JSON's ``\\ud800`` is valid JSON but no text: it crashed the run in Tokenize."""
+    from relbridge.data_specs.formats import InputError
+    from relbridge.pipeline.ingest import IngestConfig, read_records
+
+    record = {"src": "Merkel was born in Hamburg .", "tgt": "Merkel wurde geboren .", "id": "a"}
+    record[field] += "\ud800"
+    corpus = tmp_path / "c.jsonl"
+    good = json.dumps({"src": "a", "tgt": "b"})
+    corpus.write_text(json.dumps(record) + "\n" + good + "\n")  # json.dumps escapes it
+    bad, ok = read_records(str(corpus), IngestConfig(str(corpus), "en", "de"))
+    assert isinstance(bad, InputError) and f'"{field}" holds a lone surrogate (\\ud800)' in str(bad)
+    assert bad.line == 1 and bad.raw == json.dumps(record) and ok.src == "a"
