@@ -4,8 +4,8 @@ Input is a list of document pairs, either
 
 * a manifest TSV, one ``doc_id<TAB>src_path<TAB>tgt_path`` per line (paths on any
   Beam filesystem; a relative path is taken from the manifest's folder), or
-* JSONL, one ``{"src": text, "tgt": text, "id": optional}`` per line (without an
-  id, a hash of the two texts).
+* JSONL, one ``{"src": text, "tgt": text, "id": optional}`` per line (an id is a
+  string or an integer; without one, or with null, a hash of the two texts).
 
 Each document is split into sentences by `relbridge.text.sentences` (the splitter
 raw-text extraction uses), or taken a line per sentence with ``presplit``; both
@@ -38,7 +38,8 @@ from apache_beam.utils.shared import Shared
 
 from relbridge.alignment.sentence_align import SentenceAlignConfig, Unit
 from relbridge.alignment.sentence_embed import SentenceEmbedConfig
-from relbridge.data_specs.formats import BitextRecord, InputError, decode_lines
+from relbridge.data_specs.errors import unicode_text
+from relbridge.data_specs.formats import BitextRecord, InputError, decode_lines, json_record_id
 from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG, dead_letter
 from relbridge.pipeline.ingest import binary_lines
 from relbridge.pipeline.progress import Progress
@@ -140,8 +141,9 @@ def parse_document_line(text: str, source_file: str, line: int, is_jsonl: bool) 
             isinstance(obj.get(k), str) for k in ("src", "tgt")
         ):
             raise InputError(source_file, line, 'expected {"src": text, "tgt": text, "id"?}')
-        doc_id = str(obj.get("id", "")).strip() or _content_id(obj["src"], obj["tgt"])
-        return DocumentPair(doc_id, source_file, line, obj["src"], obj["tgt"])
+        src, tgt = (unicode_text(obj[k], f'"{k}"', source_file, line) for k in ("src", "tgt"))
+        doc_id = json_record_id(obj, source_file, line) or _content_id(src, tgt)
+        return DocumentPair(doc_id, source_file, line, src, tgt)
     cols = text.rstrip("\r\n").split("\t")
     if len(cols) != 3 or not all(c.strip() for c in cols):
         raise InputError(source_file, line, "expected doc_id<TAB>src_path<TAB>tgt_path")
@@ -257,7 +259,8 @@ class ReadDocumentListFn(beam.DoFn):
                     raise InputError(path, line, "blank line")
                 doc = parse_document_line(text, path, line, self.cfg.is_jsonl)
             except InputError as e:
-                letter = dead_letter(STAGE, e.reason, e.source_file, e.line, {"raw": e.raw})
+                raw = e.raw if e.raw is not None else text.rstrip("\r\n")  # the line as read
+                letter = dead_letter(STAGE, e.reason, e.source_file, e.line, {"raw": raw})
                 yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, letter)
                 continue
             yield doc.doc_id, doc

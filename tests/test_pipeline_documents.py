@@ -15,6 +15,7 @@ from relbridge.data_specs.formats import BitextRecord, InputError
 from relbridge.pipeline.align_sentences import (
     AlignSentencesConfig,
     DocumentPair,
+    ReadDocumentListFn,
     parse_document_line,
     sentence_counts,
     split_document,
@@ -220,3 +221,33 @@ def test_refresh_skips_documents_already_aligned(tmp_path, tiny_encoder):
     assert (own["rows"], own["dead_letters"], own["skipped_existing"]) == (0, 0, 3)
     assert stats["balanced"] and (stats["rows"], stats["dead_letters"]) == (4, 4)
     assert len(_letters(out)) == 4  # no letter written twice
+
+
+@pytest.mark.parametrize(
+    "ident,expected",
+    [(None, None), ("", None), (7, "7"), (" a7 ", "a7"), (["a"], InputError), (True, InputError)],
+)
+def test_a_document_id_is_a_string_or_an_integer(ident, expected):
+    """``"id": null`` means no id (a content hash), never the id "None" for every such line."""
+    texts = [json.dumps({"src": f"a{i}", "tgt": "b", "id": ident}) for i in range(2)]
+    if expected is InputError:
+        with pytest.raises(InputError, match="d.jsonl:1: id must be a string or an integer"):
+            parse_document_line(texts[0], "d.jsonl", 1, is_jsonl=True)
+        return
+    ids = [parse_document_line(t, "d.jsonl", 1, is_jsonl=True).doc_id for t in texts]
+    if expected is None:
+        assert len(ids[0]) == 16 and ids[0] != ids[1]  # one content hash per document
+    else:
+        assert ids == [expected, expected]
+
+
+def test_a_lone_surrogate_in_a_jsonl_document_is_a_bad_line_with_its_raw_text(tmp_path):
+    listing = tmp_path / "d.jsonl"
+    lines = ['{"src": "a \\ud800 b", "tgt": "c"}', '{"src": "a", "tgt": "c", "id": "\\udc00"}']
+    listing.write_text("\n".join([*lines, "not json"]) + "\n")
+    fn = ReadDocumentListFn(AlignSentencesConfig(str(listing), "en", "de"))
+    letters = [out.value for out in fn.process(str(listing))]
+    assert [d["line"] for d in letters] == [1, 2, 3]
+    assert "lone surrogate (\\ud800)" in letters[0]["reason"]
+    assert '"id" holds a lone surrogate' in letters[1]["reason"]
+    assert [d["record"]["raw"] for d in letters] == [*lines, "not json"]  # the line as read
