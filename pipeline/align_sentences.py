@@ -186,9 +186,24 @@ def unit_outputs(
     units: Iterable[Unit],
     cfg: AlignSentencesConfig,
 ) -> Iterator[BitextRecord | dict]:
-    """Records for the units that pass ``min_score``; dead letters for every other sentence."""
+    """Records for the units that pass ``min_score``; dead letters for every other sentence.
+
+    A document pair with no sentence on either side is one dead letter, so
+    that its manifest line, too, ends somewhere (and a refresh skips it).
+    """
     src_join = "" if cfg.src_lang in NO_SPACE_LANGS else " "
     tgt_join = "" if cfg.tgt_lang in NO_SPACE_LANGS else " "
+    if not src_sents and not tgt_sents:
+        detail = {
+            "corpus": cfg.name,
+            "doc_id": doc.doc_id,
+            "src_sentence_ids": [],
+            "tgt_sentence_ids": [],
+            "src": doc.src,
+            "tgt": doc.tgt,
+        }
+        reason = f"document {doc.doc_id} has no sentence on either side"
+        yield dead_letter(STAGE, reason, doc.source_file, doc.line, detail)
     for unit in units:
         src = src_join.join(src_sents[i] for i in unit.src)
         tgt = tgt_join.join(tgt_sents[j] for j in unit.tgt)

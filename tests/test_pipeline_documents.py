@@ -22,6 +22,7 @@ from relbridge.pipeline.align_sentences import (
     unit_outputs,
 )
 from relbridge.pipeline.main import run
+from relbridge.pipeline.output import is_sentence_letter
 
 SENTS = [
     "Angela Merkel was born in Hamburg .",
@@ -221,6 +222,19 @@ def test_refresh_skips_documents_already_aligned(tmp_path, tiny_encoder):
     assert (own["rows"], own["dead_letters"], own["skipped_existing"]) == (0, 0, 3)
     assert stats["balanced"] and (stats["rows"], stats["dead_letters"]) == (4, 4)
     assert len(_letters(out)) == 4  # no letter written twice
+
+
+def test_an_empty_document_pair_is_one_dead_letter():
+    """A manifest line whose two documents hold no sentence must not vanish."""
+    cfg = AlignSentencesConfig("d.tsv", "en", "de")
+    doc = DocumentPair("d9", "d.tsv", 4, " \n", "")
+    (letter,) = unit_outputs(doc, [], [], [], cfg)
+    assert (letter["source_file"], letter["line"]) == ("d.tsv", 4)
+    assert letter["stage"] == "AlignSentences"
+    assert "no sentence" in letter["reason"]
+    assert is_sentence_letter(letter)  # a refresh knows the document as handled
+    assert (letter["record"]["corpus"], letter["record"]["doc_id"]) == ("d", "d9")
+    assert sentence_counts([letter]) == {"sentence_alignment:unaligned_sentences": 0}
 
 
 @pytest.mark.parametrize(
