@@ -41,7 +41,7 @@ from relbridge.alignment.sentence_embed import SentenceEmbedConfig
 from relbridge.data_specs.errors import unicode_text
 from relbridge.data_specs.formats import BitextRecord, InputError, decode_lines, json_record_id
 from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG, dead_letter
-from relbridge.pipeline.ingest import binary_lines
+from relbridge.pipeline.ingest import binary_lines, local_absolute
 from relbridge.pipeline.progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class AlignSentencesConfig:
         return base or "documents"
 
     def input_files(self) -> list[str]:
-        matches = FileSystems.match([self.documents])[0].metadata_list
+        matches = FileSystems.match([local_absolute(self.documents)])[0].metadata_list
         if not matches:
             raise FileNotFoundError(f"no document list matches {self.documents}")
         return sorted(m.path for m in matches)

@@ -100,18 +100,30 @@ class IngestConfig:
     def input_files(self) -> list[str]:
         """Expands the corpus into the files to read (pairs of files for ``text``)."""
         if self.resolved_format == "text":
-            pair = self.file_pair or (
+            names = self.file_pair or (
                 f"{self.corpus}.{self.src_lang}",
                 f"{self.corpus}.{self.tgt_lang}",
             )
+            pair = tuple(local_absolute(p) for p in names)
             missing = [p for p in pair if not FileSystems.exists(p)]
             if missing:
                 raise FileNotFoundError(f"corpus file(s) not found: {', '.join(missing)}")
             return [f"{pair[0]}\t{pair[1]}"]
-        matches = FileSystems.match([self.corpus])[0].metadata_list
+        matches = FileSystems.match([local_absolute(self.corpus)])[0].metadata_list
         if not matches:
             raise FileNotFoundError(f"no corpus file matches {self.corpus}")
         return sorted(m.path for m in matches)
+
+
+def local_absolute(path: str) -> str:
+    """A local path or glob made absolute; another filesystem's path unchanged.
+
+    Provenance (``source_file``) then names one file from any working
+    directory, so that a refresh started elsewhere knows the earlier dead
+    letters; and Beam's local match finds nothing for a relative glob
+    without a folder (``c*.tsv``).
+    """
+    return os.path.abspath(path) if FileSystems.get_scheme(path) is None else path
 
 
 def binary_lines(f) -> Iterator[bytes]:

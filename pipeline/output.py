@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from apache_beam.io.filesystems import FileSystems
 
 from relbridge.pipeline.harvest import ALIASES
-from relbridge.pipeline.ingest import open_text
+from relbridge.pipeline.ingest import local_absolute, open_text
 from relbridge.pipeline.staging import (
     STATS,
     Layout,
@@ -136,8 +136,8 @@ def existing_outputs(output: str) -> Handled:
             for text in letters:
                 if text.strip():
                     letter = json.loads(text)
-                    if not is_sentence_letter(letter):
-                        lines.add((letter["source_file"], letter["line"]))
+                    if not is_sentence_letter(letter):  # older runs kept relative paths
+                        lines.add((local_absolute(letter["source_file"]), letter["line"]))
                     elif "corpus" in letter["record"]:
                         documents.add((letter["record"]["corpus"], letter["record"]["doc_id"]))
     return Handled(frozenset(ids), frozenset(lines), frozenset(documents))

@@ -268,3 +268,26 @@ def test_label_with_kb_transform(tmp_path):
             ),
             equal_to([(["Q1", "Q2"], [(0, 1, "per:city_of_birth"), (1, 0, NA)])]),
         )
+
+
+def test_a_relative_corpus_names_its_files_absolutely(tmp_path, monkeypatch):
+    """From any working directory, one file has one name: a refresh started elsewhere found
+    none of its earlier dead letters and wrote every bad line again; and Beam's local match
+    found nothing for a relative glob without a folder."""
+    from relbridge.pipeline.align_sentences import AlignSentencesConfig
+
+    for name in ("a.tsv", "b.tsv", "c.en", "c.de", "docs.tsv"):
+        (tmp_path / name).write_text("x\ty\n")
+    monkeypatch.chdir(tmp_path)
+    assert IngestConfig("*.tsv", "en", "de").input_files() == [
+        str(tmp_path / "a.tsv"), str(tmp_path / "b.tsv"), str(tmp_path / "docs.tsv")
+    ]  # fmt: skip
+    assert IngestConfig("c", "en", "de").input_files() == [f"{tmp_path}/c.en\t{tmp_path}/c.de"]
+    assert IngestConfig("c.en,c.de", "en", "de").input_files() == [
+        f"{tmp_path}/c.en\t{tmp_path}/c.de"
+    ]
+    cfg = IngestConfig("a.tsv", "en", "de")
+    (item,) = read_records(cfg.input_files()[0], cfg)
+    assert item.source_file == str(tmp_path / "a.tsv")
+    docs = AlignSentencesConfig("docs.tsv", "en", "de")
+    assert docs.input_files() == [str(tmp_path / "docs.tsv")] and docs.name == "docs"
