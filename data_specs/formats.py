@@ -294,7 +294,7 @@ def _text_field(value: Any, what: str, source_file: str, line: int, optional: bo
     if not isinstance(value, str):
         got = "null" if value is None else type(value).__name__
         raise InputError(source_file, line, f"{what} must be a string, got {got}")
-    value = value.strip()
+    value = unicode_text(value, what, source_file, line).strip()
     if not value and not optional:
         raise InputError(source_file, line, f"{what} is empty")
     return value

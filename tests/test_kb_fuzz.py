@@ -182,3 +182,15 @@ def test_a_repeated_entity_line_is_a_warning_and_an_inventory_allows_its_names(t
     (kb / "relations.json").write_text('{"relations": "P108"}')
     with pytest.raises(InputError, match=r"relations.json:1: expected"):
         load_kb(str(kb))
+
+
+def test_a_lone_surrogate_in_a_jsonl_kb_is_an_error_naming_its_line(tmp_path):
+    """``"\\ud800"`` is valid JSON but no text: the index builder failed without a file or line."""
+    rng = random.Random(0)
+    line = json.dumps({"id": "Q9", "type": "MISC", "aliases": {"en": ["Te\ud800a"]}}).encode()
+    path, number = write_kb(tmp_path, "kb", rng, "entities.jsonl", line)
+    message = rf"{re.escape(path)}:{number}: an alias of Q9 \(\"en\"\) holds a lone surrogate"
+    with pytest.raises(InputError, match=message):
+        load_kb(str(tmp_path / "kb"))
+    with pytest.raises(InputError, match=message):
+        build_index(str(tmp_path / "kb"), str(tmp_path / "i.idx"), [])
