@@ -25,16 +25,15 @@ import hashlib
 import json
 import logging
 import os
-import pickle
 import random
 import shutil
-import zipfile
 from typing import Any
 
 import numpy as np
 import torch
 
 from relbridge.models.train_config import TrainConfig
+from relbridge.runtime.loading import load_weights_only
 
 logger = logging.getLogger(__name__)
 
@@ -92,25 +91,7 @@ def plain(value: Any) -> Any:
 
 def load_checkpoint(path: str) -> dict[str, Any]:
     """Reads a checkpoint without unpickling code; a bad file is ``ValueError('PATH: reason')``."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        planted = [line for line in lines if "global" in line.lower()]
-        if planted:  # a pickle that names a function or class: never unpickled
-            raise ValueError(
-                f"{path}: not a relbridge checkpoint: it holds objects other than tensors and "
-                f"plain containers, refused unread ({planted[0][:200]}); remove it or use "
-                "another output"
-            ) from None
-        detail = next((line for line in lines if line.startswith("Unsupported")), lines[0])
-        raise ValueError(f"{path}: unreadable checkpoint ({detail[:200]})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-        raise ValueError(
-            f"{path}: unreadable checkpoint (truncated or not written by torch.save: {first}); "
-            "remove it or use another output"
-        ) from None
+    ckpt = load_weights_only(path, "checkpoint", advice="remove it or use another output")
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in _PARTS):
         raise ValueError(f"{path}: not a relbridge training checkpoint (no {' or '.join(_PARTS)})")
     return ckpt

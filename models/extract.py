@@ -62,6 +62,7 @@ from relbridge.models.evaluate import decode_joint, marked_prior, predict_pairs
 from relbridge.models import prefix
 from relbridge.models.tagging import Tagged, decode_mentions, tag_mentions
 from relbridge.runtime.devices import autocast_for
+from relbridge.runtime.loading import read_json_object
 
 logger = logging.getLogger(__name__)
 
@@ -328,12 +329,20 @@ THRESHOLD_FILE = "threshold.json"
 
 
 def calibration(model_dir: str) -> dict[str, Any]:
-    """What `relbridge.models.raw_text.calibrate` saved beside a model ({} if nothing)."""
+    """What `relbridge.models.raw_text.calibrate` saved beside a model ({} if nothing).
+
+    Raises:
+      ValueError: ``PATH: reason`` for a damaged file (not a JSON object, or a
+        threshold that is no number).
+    """
     path = os.path.join(model_dir, THRESHOLD_FILE)
     if not os.path.isfile(path):
         return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    saved = read_json_object(path)
+    for key in ("threshold", "span_threshold"):
+        if not isinstance(saved.get(key), int | float | None) or isinstance(saved.get(key), bool):
+            raise ValueError(f"{path}: {key} must be a number or null, not {saved[key]!r}")
+    return saved
 
 
 def calibrated_threshold(model_dir: str) -> float | None:

@@ -50,7 +50,8 @@ from relbridge.data_specs.relations import NA, RelationInventory
 from relbridge.models import markers as levitated
 from relbridge.models.partial_crf import UNKNOWN as UNKNOWN_TAG
 from relbridge.models.partial_crf import not_tag, partial_crf_loss
-from relbridge.runtime.loading import load_encoder, save_tokenizer
+from relbridge.runtime.loading import load_encoder, load_weights_only, read_json_object
+from relbridge.runtime.loading import save_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -557,17 +558,14 @@ class RelationExtractor(nn.Module):
                 f"{directory} is not a trained relbridge model: it has no {CONFIG_FILE} "
                 "('relbridge train --output DIR' writes the model to DIR/model)"
             )
-        with open(config, encoding="utf-8") as f:
-            data = json.load(f)
+        data = read_json_object(config, ("encoder", "relations"))
         data["encoder"] = os.path.join(directory, data["encoder"])
         data.update(overrides)
-        inventory = RelationInventory.load(os.path.join(directory, RELATIONS_FILE))
-        if tuple(data["relations"]) != inventory.names:
-            raise ValueError(f"{RELATIONS_FILE} and {CONFIG_FILE} disagree on the relations")
+        relations = read_json_object(os.path.join(directory, RELATIONS_FILE), ("relations",))
+        if tuple(data["relations"]) != tuple(relations["relations"]):
+            raise ValueError(f"{directory}: {RELATIONS_FILE} and {CONFIG_FILE} disagree")
+        heads = load_weights_only(os.path.join(directory, HEADS_FILE), "heads file", dict)
         model = cls(ModelConfig.from_json(data), encoder_dtype)
-        heads = torch.load(
-            os.path.join(directory, HEADS_FILE), map_location="cpu", weights_only=True
-        )
         if not any(k.startswith("tag_norm.") for k in heads):
             logger.warning(
                 "%s was trained before the tagging head had its LayerNorm; "
@@ -575,10 +573,13 @@ class RelationExtractor(nn.Module):
                 directory,
             )
             model.tag_norm = nn.Identity()
-        missing, unexpected = model.load_state_dict(heads, strict=False)
+        try:
+            missing, unexpected = model.load_state_dict(heads, strict=False)
+        except RuntimeError as error:  # a tensor shaped for another model (a multi-line message)
+            missing, unexpected = [], [" ".join(str(error).split())]
         missing = [k for k in missing if not k.startswith("encoder.") and k != "marked_na_bias"]
         if missing or unexpected:
-            raise ValueError(f"heads file mismatch: missing {missing}, unexpected {unexpected}")
+            raise ValueError(f"{directory}/{HEADS_FILE} does not fit: {missing=}, {unexpected=}")
         return model.eval()
 
 

@@ -12,6 +12,10 @@ Two costs of the stock loaders, measured on e5-small (2 EPYC cores):
   and then parses that whole file in Python at every load to find them (XLM-R:
   17 MB, 0.5 s and 50 MB). `save_tokenizer` also records them in
   ``tokenizer_config.json``, where the loader looks first.
+
+`load_weights_only` and `read_json_object` read a model's own small files
+(heads, checkpoints, configs) so that a damaged or planted one is one line,
+``PATH: reason`` (a `ValueError`), never a traceback and never unpickled code.
 """
 
 from __future__ import annotations
@@ -20,8 +24,11 @@ import json
 import logging
 import math
 import os
+import pickle
 import struct
 import sys
+import zipfile
+from typing import Any
 
 import torch
 
@@ -37,6 +44,65 @@ _DTYPES = {
     "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
     "I64": torch.int64, "I32": torch.int32, "U8": torch.uint8, "BOOL": torch.bool,
 }  # fmt: skip
+
+
+def load_weights_only(path: str, what: str, expect: type | None = None, advice: str = "") -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, with one-line errors.
+
+    Args:
+      path: the file (a missing one is the `OSError` that ``open`` raises).
+      what: the kind of file, for the messages (``checkpoint``, ``heads file``).
+      expect: when given, the type the loaded object must have.
+      advice: what the user can do, ending the message of a damaged file.
+
+    Raises:
+      ValueError: ``PATH: reason``: a pickle that names a function or class
+        (refused unread), a truncated or foreign file, or another type than ``expect``.
+    """
+    advice = f"; {advice}" if advice else ""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        planted = [line for line in lines if "global" in line.lower()]
+        if planted:  # a pickle that names a function or class: never unpickled
+            raise ValueError(
+                f"{path}: not a relbridge {what}: it holds objects other than tensors and "
+                f"plain containers, refused unread ({planted[0][:200]}){advice}"
+            ) from None
+        detail = next((line for line in lines if line.startswith("Unsupported")), lines[0])
+        raise ValueError(f"{path}: unreadable {what} ({detail[:200]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
+        if isinstance(error, OSError) and not os.path.isfile(path):
+            raise  # missing, or a directory: open's own message names the path
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise ValueError(
+            f"{path}: unreadable {what} (truncated or not written by torch.save: {first})"
+            f"{advice}"
+        ) from None
+    if expect is not None and not isinstance(obj, expect):
+        raise ValueError(f"{path}: not a relbridge {what} (a {type(obj).__name__})")
+    return obj
+
+
+def read_json_object(path: str, keys: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The JSON object in ``path``, which must hold ``keys``.
+
+    Raises:
+      ValueError: ``PATH:LINE: reason`` where the file is not JSON, ``PATH:
+        reason`` where it is no object or lacks a key.
+    """
+    with open(path, encoding="utf-8") as f:
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{e.lineno}: not JSON: {e.msg}") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not JSON: not UTF-8 text") from None
+    if not isinstance(data, dict) or any(k not in data for k in keys):
+        wanted = f" with keys {', '.join(keys)}" if keys else ""
+        raise ValueError(f"{path}: expected a JSON object{wanted}")
+    return data
 
 
 def safetensors_header(path: str) -> tuple[dict[str, dict], int]:

@@ -91,3 +91,86 @@ def test_inference_model_is_loaded_in_bf16_as_converted(tiny_encoder, tmp_path):
     assert next(loaded.encoder.parameters()).dtype == torch.bfloat16
     assert next(loaded.rel_head.parameters()).dtype == torch.float32
     _same_state(loaded, reference)
+
+
+class _Planted:
+    """Unpickling this runs os.makedirs(path): what a planted heads.pt could do."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (os.makedirs, (self.path,))
+
+
+@pytest.fixture(scope="module")
+def saved_model(tiny_encoder, tmp_path_factory):
+    torch.manual_seed(0)
+    model = RelationExtractor(ModelConfig(encoder=tiny_encoder, relations=("NA", "per:spouse")))
+    path = tmp_path_factory.mktemp("saved") / "model"
+    model.save_pretrained(str(path))
+    return path
+
+
+def _damaged(saved_model, tmp_path, name, content):
+    model = tmp_path / "model"
+    shutil.copytree(saved_model, model)
+    if callable(content):
+        content(model / name)
+    else:
+        (model / name).write_bytes(content)
+    return model
+
+
+def _other_shapes(path):
+    other = RelationExtractor(ModelConfig(encoder=str(path.parent / "encoder"),
+                                          relations=("NA", "per:spouse", "org:founded_by")))  # fmt: skip
+    torch.save({k: v for k, v in other.state_dict().items() if not k.startswith("encoder.")}, path)
+
+
+@pytest.mark.parametrize(
+    "name, content, reason",
+    [
+        ("heads.pt", b"garbage\n", "heads.pt: unreadable heads file"),
+        ("heads.pt", lambda p: p.write_bytes(p.read_bytes()[:200]), "heads.pt: unreadable heads"),
+        ("heads.pt", lambda p: torch.save(torch.zeros(2), p), "heads.pt: not a relbridge heads"),
+        ("heads.pt", _other_shapes, "heads.pt does not fit"),
+        ("extractor_config.json", b"{", "extractor_config.json:1: not JSON"),
+        ("extractor_config.json", b"{}", "extractor_config.json: expected a JSON object with"),
+        ("relations.json", b"[1]", "relations.json: expected a JSON object"),
+    ],
+)
+def test_a_damaged_model_file_is_a_one_line_error_naming_it(
+    saved_model, tmp_path, name, content, reason
+):
+    model = _damaged(saved_model, tmp_path, name, content)
+    with pytest.raises(ValueError) as caught:
+        RelationExtractor.from_pretrained(str(model))
+    assert reason in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_planted_heads_file_is_refused_unread(saved_model, tmp_path):
+    marker = tmp_path / "pwned"
+    model = _damaged(saved_model, tmp_path, "heads.pt",
+                     lambda p: torch.save({"x": _Planted(str(marker))}, p))  # fmt: skip
+    with pytest.raises(ValueError, match="heads.pt: not a relbridge heads file: it holds objects"):
+        RelationExtractor.from_pretrained(str(model))
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [(b"{bad", "threshold.json:1: not JSON"), (b"[0.5]", "threshold.json: expected a JSON"),
+     (b'{"threshold": "high"}', "threshold.json: threshold must be a number")],
+)  # fmt: skip
+def test_extract_with_a_damaged_threshold_file_exits_2_naming_it(
+    saved_model, tmp_path, capsys, content, reason
+):
+    from relbridge.cli.main import main
+
+    model = _damaged(saved_model, tmp_path, "threshold.json", content)
+    (tmp_path / "in.txt").write_text("Angela Merkel was born in Berlin .\n")
+    argv = ["extract", "--model", str(model), "--input", str(tmp_path / "in.txt")]
+    assert main([*argv, "--output", str(tmp_path / "out.jsonl")]) == 2
+    assert reason in capsys.readouterr().err.splitlines()[0]
+    assert not (tmp_path / "out.jsonl").exists()
