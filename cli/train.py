@@ -320,13 +320,18 @@ def _mention_finders(args: argparse.Namespace):
 
 
 def _read_ids(path: str, key: str) -> set[str]:
+    """The ids of ``--ids``: a JSON list, a JSON object's ``key`` list, else one id per line."""
     with open_lines(path) as f:
         lines = list(f)
     try:
         data = json.loads("".join(lines))
     except json.JSONDecodeError:
+        data = None
+    if not isinstance(data, list | dict):  # a lone id (``17647``) is JSON too, but a line
         return {line.strip() for line in lines if line.strip()}
     if isinstance(data, dict):
+        if not isinstance(data.get(key), list):
+            raise ValueError(f"{path}: no {key!r} list of ids (--ids-key; keys: {list(data)})")
         data = data[key]
     return {str(x) for x in data}
 

@@ -1,0 +1,28 @@
+"""`relbridge evaluate | extract | train`: argument and input handling, on tiny files."""
+
+import pytest
+
+from relbridge.cli.train import _read_ids
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("17647\n", {"17647"}),  # one id that happens to parse as a JSON number
+        ("17647\n2\n", {"17647", "2"}),
+        ('["a", 3]', {"a", "3"}),
+        ('{"test": [1, 2], "dev": [3]}', {"1", "2"}),
+        ("\n", set()),
+    ],
+)
+def test_ids_files_one_per_line_or_json(tmp_path, text, expected):
+    path = tmp_path / "ids.txt"
+    path.write_text(text)
+    assert _read_ids(str(path), "test") == expected
+
+
+def test_an_ids_object_without_the_key_is_a_one_line_error(tmp_path):
+    path = tmp_path / "ids.json"
+    path.write_text('{"dev": [1]}')
+    with pytest.raises(ValueError, match=r"ids.json: no 'test' list of ids .*\['dev'\]"):
+        _read_ids(str(path), "test")
