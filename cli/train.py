@@ -266,10 +266,9 @@ def register(subparsers) -> None:
 def _train(args: argparse.Namespace) -> int:
     from relbridge.models.trainer import TrainConfig, train
 
-    settings = {}
-    if args.config:
-        with open(args.config, encoding="utf-8") as f:
-            settings.update(json.load(f))
+    from relbridge.runtime.loading import read_json_object
+
+    settings = read_json_object(args.config) if args.config else {}
     settings.update(_given_settings(args))
     cfg = TrainConfig.from_json(settings)
     stats = train(cfg)

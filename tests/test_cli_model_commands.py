@@ -26,3 +26,15 @@ def test_an_ids_object_without_the_key_is_a_one_line_error(tmp_path):
     path.write_text('{"dev": [1]}')
     with pytest.raises(ValueError, match=r"ids.json: no 'test' list of ids .*\['dev'\]"):
         _read_ids(str(path), "test")
+
+
+@pytest.mark.parametrize(
+    "text, reason", [("{bad", "run.json:1: not JSON"), ("[1]", "run.json: expected a JSON object")]
+)
+def test_a_malformed_train_config_is_one_line_naming_the_file(tmp_path, capsys, text, reason):
+    from relbridge.cli.main import main
+
+    (tmp_path / "run.json").write_text(text)
+    assert main(["train", "--config", str(tmp_path / "run.json")]) == 2
+    first = capsys.readouterr().err.splitlines()[0]
+    assert first.startswith("relbridge train: error: ") and f"{tmp_path}/{reason}" in first
