@@ -320,6 +320,21 @@ def setting_fields() -> list[tuple[str, dataclasses.Field, Any, str]]:
     return out
 
 
+def _check_type(flat: str, value: Any, hint: Any) -> None:
+    """A setting of another type than its field's (a JSON file's ``"epochs": "3"``) is an error."""
+    if hint is bool:
+        ok = isinstance(value, bool)
+    elif hint in (int, float):  # an int is a float too; a bool is neither
+        ok = isinstance(value, int if hint is int else int | float) and not isinstance(value, bool)
+    elif hint is str:
+        ok = isinstance(value, str)
+    else:  # tuple[str, ...]
+        ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+    if not ok:
+        wanted = hint.__name__ if hint in (bool, int, float, str) else "a list of strings"
+        raise ValueError(f"{flat} must be {wanted}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Training settings in four groups; the defaults suit a few thousand sentences on 2 CPU cores."""
@@ -351,7 +366,11 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TrainConfig:
-        """Flat names (the ``--config`` file, ``train_config.json``) or nested groups."""
+        """Flat names (the ``--config`` file, ``train_config.json``) or nested groups.
+
+        Raises:
+          ValueError: an unknown name, or a value of another JSON type than the setting's.
+        """
         flat = {k: v for k, v in data.items() if k not in GROUPS}
         for group in GROUPS.keys() & data.keys():
             if not isinstance(data[group], dict):
@@ -364,6 +383,10 @@ class TrainConfig:
             if unknown:
                 raise ValueError(f"unknown TrainConfig {group} fields: {sorted(unknown)}")
             flat.update({names[k]: v for k, v in data[group].items()})
+        hints = {name: hint for name, _, hint, _ in setting_fields()}
+        for name, value in flat.items():
+            if name in hints:  # an unknown name is from_flat's error
+                _check_type(name, value, hints[name])
         return cls.from_flat(**flat)
 
     def flat(self) -> dict[str, Any]:

@@ -29,3 +29,23 @@ def test_unknown_or_misplaced_settings_are_named():
         TrainConfig.from_json({"output": "o", "shards": "s", "model": {"relations": ["NA"]}})
     with pytest.raises(ValueError, match="output is required"):
         TrainConfig.from_flat(shards="s")
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ({"epochs": "3"}, "epochs must be int, got '3'"),
+        ({"lr": None}, "lr must be float, got None"),
+        ({"progress": 1}, "progress must be bool, got 1"),
+        ({"output": 5}, "output must be str, got 5"),
+        ({"relx_train": "RELX_en.txt"}, "relx_train must be a list of strings"),  # not its letters
+        ({"optim": {"batch_size": 2.5}}, "batch_size must be int, got 2.5"),
+    ],
+)
+def test_a_json_setting_of_the_wrong_type_is_named(setting, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig.from_json({"output": "o", "shards": "s", **setting})
+
+
+def test_json_numbers_fit_float_settings():
+    assert TrainConfig.from_json({"output": "o", "shards": "s", "lr": 1}).optim.lr == 1
