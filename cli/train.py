@@ -435,10 +435,15 @@ def _extract(args: argparse.Namespace) -> int:
     )
     written = 0
     partial = f"{args.output}.partial"  # records land as they come; the name only when complete
-    with open(partial, "w", encoding="utf-8") as f:
-        for record in records:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-            written += 1
+    try:
+        with open(partial, "w", encoding="utf-8") as f:
+            for record in records:
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+                written += 1
+    except BaseException:  # bad input, a missing model, Ctrl-C: no half-written file stays behind
+        if os.path.isfile(partial):
+            os.unlink(partial)
+        raise
     os.replace(partial, args.output)
     summary = {**stats, "records": written, "output": args.output}
     if mentions_of is not None:

@@ -38,3 +38,15 @@ def test_a_malformed_train_config_is_one_line_naming_the_file(tmp_path, capsys, 
     assert main(["train", "--config", str(tmp_path / "run.json")]) == 2
     first = capsys.readouterr().err.splitlines()[0]
     assert first.startswith("relbridge train: error: ") and f"{tmp_path}/{reason}" in first
+
+
+def test_a_failed_extract_leaves_no_partial_file(tmp_path, capsys):
+    from relbridge.cli.main import main
+
+    (tmp_path / "in.txt").write_text("Angela Merkel was born in Berlin .\n")
+    out = tmp_path / "out.jsonl"
+    argv = ["extract", "--input", str(tmp_path / "in.txt"), "--output", str(out)]
+    assert main([*argv, "--model", str(tmp_path / "no-model")]) == 2
+    assert "no-model is not a trained relbridge model" in capsys.readouterr().err
+    assert main([*argv[:1], "--input", str(tmp_path), *argv[3:], "--model", "m"]) == 2  # a folder
+    assert list(tmp_path.iterdir()) == [tmp_path / "in.txt"]
