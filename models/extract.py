@@ -539,7 +539,9 @@ def iter_extract_file(
     Memory stays flat in the input's length: ``chunk_size`` sentences are read,
     extracted and yielded at a time (records keep their input order). The input
     is checked in a first pass, so a bad line is reported (file and line)
-    before the model loads; the model loads once. ``stats`` gets ``sentences`` and the counts of `extract`.
+    before the model loads; the model loads once. ``stats`` gets ``sentences``, the counts of
+    `extract`, and ``skipped``: the sentences that could not be read (marked entities that
+    cover no word or overlap), each also logged with its file and line.
 
     Args:
       model_dir: the model directory.
@@ -554,6 +556,7 @@ def iter_extract_file(
     stats = {} if stats is None else stats
     total = sum(1 for _ in read_sentences(path))  # a bad line fails here, before the model loads
     model = load_model(model_dir)
+    mentions_of = options.pop("mentions_of", None)
     options.setdefault("schema", kb_schema(options.pop("kb_dir", None), model.inventory.names))
     if options.get("threshold") is None:  # the threshold calibrated for this model, if any
         options["threshold"] = calibrated_threshold(model_dir) or 0.0
@@ -561,7 +564,14 @@ def iter_extract_file(
     inputs = read_sentences(path)
     stats["scoring_started_at"] = time.time()  # model and mention finder are loaded
     while chunk := list(itertools.islice(inputs, chunk_size)):
-        records = extract(model, [s for _, _, s in chunk], stats=stats, **options)
+        prepared = []
+        for k, (n, _, sentence) in enumerate(chunk):
+            try:
+                prepared.append(prepare_sentence(k, sentence, mentions_of))
+            except ValueError as error:  # named by file and line, and counted
+                logger.warning("%s:%d: %s; skipped", path, n, error)
+                stats["skipped"] = stats.get("skipped", 0) + 1
+        records, _ = extract_prepared(model, prepared, stats=stats, **options)
         stats["sentences"] = stats.get("sentences", 0) + len(chunk)
         bar.update(len(chunk))
         for record in records:

@@ -1,8 +1,11 @@
 """`relbridge evaluate | extract | train`: argument and input handling, on tiny files."""
 
 import pytest
+import test_loading
 
 from relbridge.cli.train import _read_ids
+
+saved_model = test_loading.saved_model  # a fixture: a tiny saved model
 
 
 @pytest.mark.parametrize(
@@ -50,3 +53,18 @@ def test_a_failed_extract_leaves_no_partial_file(tmp_path, capsys):
     assert "no-model is not a trained relbridge model" in capsys.readouterr().err
     assert main([*argv[:1], "--input", str(tmp_path), *argv[3:], "--model", "m"]) == 2  # a folder
     assert list(tmp_path.iterdir()) == [tmp_path / "in.txt"]
+
+
+def test_extract_counts_and_locates_the_sentences_it_skips(saved_model, tmp_path, capsys):
+    import json
+
+    from relbridge.cli.main import main
+
+    lines = ["<e1>Merkel</e1> met <e2>Macron</e2> .", "", "<e1> </e1>Merkel met <e2>Macron</e2> ."]
+    (tmp_path / "in.txt").write_text("\n".join(lines) + "\n")
+    argv = ["extract", "--model", str(saved_model), "--input", str(tmp_path / "in.txt")]
+    assert main([*argv, "--output", str(tmp_path / "out.jsonl")]) == 0
+    out, err = capsys.readouterr()
+    summary = json.loads(out)
+    assert (summary["sentences"], summary["records"], summary["skipped"]) == (2, 1, 1)
+    assert f"{tmp_path / 'in.txt'}:3: marked entities cover no word" in err
