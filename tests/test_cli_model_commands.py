@@ -68,3 +68,24 @@ def test_extract_counts_and_locates_the_sentences_it_skips(saved_model, tmp_path
     summary = json.loads(out)
     assert (summary["sentences"], summary["records"], summary["skipped"]) == (2, 1, 1)
     assert f"{tmp_path / 'in.txt'}:3: marked entities cover no word" in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["extract", "--model", "m", "--input", "i", "--output", "o", "--batch-size", "-3"],
+        ["extract", "--model", "m", "--input", "i", "--output", "o", "--batch-size", "0"],
+        ["evaluate", "--model", "m", "--data", "d", "--batch-size", "0"],
+        ["benchmark", "relx", "--kbp37", "k", "--relx", "r", "--raw-text-sentences", "-1"],
+        ["extract", "--model", "m", "--input", "i", "--output", "o", "--batch-size", "x"],
+    ],
+)
+def test_counts_out_of_range_are_usage_errors(argv, capsys):
+    from relbridge.cli.main import main
+
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+    assert caught.value.code == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith(f"relbridge {argv[0]}") and f"{argv[-2]}: " in err
+    assert ("must be at least" in err) != (argv[-1] == "x")
