@@ -419,6 +419,8 @@ def _extract(args: argparse.Namespace) -> int:
     from relbridge.models.extract import iter_extract_file
     from relbridge.models.scoring import ScoringConfig
 
+    if os.path.exists(args.output) and os.path.samefile(args.input, args.output):
+        raise ValueError(f"{args.output}: --output is the --input file; it would be replaced")
     mentions_of = None
     if args.kb:
         if not args.lang:

@@ -89,3 +89,13 @@ def test_counts_out_of_range_are_usage_errors(argv, capsys):
     err = capsys.readouterr().err.splitlines()[-1]
     assert err.startswith(f"relbridge {argv[0]}") and f"{argv[-2]}: " in err
     assert ("must be at least" in err) != (argv[-1] == "x")
+
+
+def test_extract_refuses_to_write_over_its_input(tmp_path, capsys):
+    from relbridge.cli.main import main
+
+    path = tmp_path / "in.txt"
+    path.write_text("Angela Merkel was born in Berlin .\n")
+    assert main(["extract", "--model", "m", "--input", str(path), "--output", str(path)]) == 2
+    assert "--output is the --input file" in capsys.readouterr().err
+    assert path.read_text() == "Angela Merkel was born in Berlin .\n"
