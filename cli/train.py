@@ -357,6 +357,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     from relbridge.models.evaluate import evaluate, without_diagnostics
 
     ids = _read_ids(args.ids, args.ids_key) if args.ids else None
+    if args.raw_text and (args.pr_curve or args.report):
+        raise ValueError("--pr-curve and --report only act without --raw-text")
+    folder = os.path.dirname(os.path.abspath(args.pr_curve or "."))
+    if args.pr_curve and (os.path.isdir(args.pr_curve) or not os.path.isdir(folder)):
+        raise ValueError(f"{args.pr_curve}: not a file in an existing folder (--pr-curve)")
     if args.raw_text:
         print(json.dumps(_evaluate_raw_text(args, ids), indent=2))
         return 0

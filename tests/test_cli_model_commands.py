@@ -99,3 +99,21 @@ def test_extract_refuses_to_write_over_its_input(tmp_path, capsys):
     assert main(["extract", "--model", "m", "--input", str(path), "--output", str(path)]) == 2
     assert "--output is the --input file" in capsys.readouterr().err
     assert path.read_text() == "Angela Merkel was born in Berlin .\n"
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--pr-curve", "{tmp}/no-folder/pr.png"], "no-folder/pr.png: not a file in an existing"),
+        (["--pr-curve", "{tmp}"], ": not a file in an existing folder"),
+        (["--raw-text", "--pr-curve", "{tmp}/pr.png"], "--pr-curve and --report only act without"),
+        (["--raw-text", "--report", "{tmp}/r.html"], "--pr-curve and --report only act without"),
+    ],
+)
+def test_evaluate_checks_its_figure_flags_before_it_scores(tmp_path, capsys, flags, message):
+    """Not after minutes of scoring, when the metrics would be lost with the error."""
+    from relbridge.cli.main import main
+
+    argv = ["evaluate", "--model", "m", "--data", "RELX_en.txt"]
+    assert main([*argv, *(f.format(tmp=tmp_path) for f in flags)]) == 2
+    assert message in capsys.readouterr().err.splitlines()[0]
