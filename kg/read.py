@@ -81,7 +81,8 @@ def read_lines(
 
     Yields, for every line, one of ``"blank"``, ``"skipped_existing"``,
     ``"bad"`` or ``"read"`` (so the counts add up to the file's lines), and
-    before that key the `TextLine` or `InputError` of a read or bad line.
+    before that key the `TextLine` of a read line or the `InputError` of a bad
+    one (also of a bad line handled before, which no `TextLine.ordinal` counts).
     """
     for n, text in enumerate(decode_lines(lines, path, first_line), first_line):
         if not isinstance(text, InputError):
@@ -90,8 +91,7 @@ def read_lines(
             except InputError as error:
                 text = error
         if isinstance(text, InputError):
-            if not in_ranges(n, handled):
-                yield text
+            yield text  # also when handled before: the caller then skips it, knowing it bad
             yield "skipped_existing" if in_ranges(n, handled) else "bad"
             continue
         if not text:
@@ -143,14 +143,17 @@ def scan_file(
     start = FileRange(path, 1, 0, 0, None)
     n = ordinal = 0
     to_read = False
+    error = None
     for item in read_lines(path, iter(tally), handled):
         if not isinstance(item, str):
-            if isinstance(item, InputError):
-                yield item
+            error = item if isinstance(item, InputError) else None
             continue
+        if error and item == "bad":  # a bad line handled before was dead-lettered then
+            yield error
         yield item
         n += 1
-        ordinal += item in ("read", "skipped_existing")
+        ordinal += item == "read" or (item == "skipped_existing" and not error)
+        error = None
         to_read |= item == "read"
         if splittable and n % lines_per_range == 0:
             if to_read:

@@ -52,6 +52,18 @@ def test_ranges_read_back_exactly_the_lines_of_one_pass(per_range, handled):
     assert all(r.stop is None or r.start < r.stop for r in ranges)
 
 
+def test_a_refresh_numbers_its_lines_as_a_full_run_does():
+    """A bad line an earlier run handled is no sentence: ordinals past it match a full run's."""
+    handled = ((1, 7),)  # line 7, '{"text": 3}', was dead-lettered before
+    full = {t.line: t.ordinal for t in _one_pass()}
+    for per_range in (1, 2, 3):
+        items = list(scan_file("f", iter(io.BytesIO(DATA).readlines()), handled, True, per_range))
+        ranges = [x for x in items if isinstance(x, FileRange)]
+        got = [t for r in ranges for t in read_range(r, io.BytesIO(DATA), handled)]
+        assert [(t.line, t.ordinal) for t in got] == [(t, full[t]) for t in (8, 9, 11)]
+        assert [x.line for x in items if isinstance(x, InputError)] == [10]  # not 7 again
+
+
 def test_a_range_with_nothing_to_read_is_not_emitted():
     items = list(scan_file("f", iter(io.BytesIO(DATA).readlines()), [(1, 11)], True, 2))
     assert not [x for x in items if isinstance(x, FileRange)]
