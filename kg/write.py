@@ -33,7 +33,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from relbridge.kg.rdf import RdfConfig, to_nquads
 from relbridge.pipeline.dead_letter import to_json
-from relbridge.pipeline.staging import STATS, Layout, StagedFolder
+from relbridge.pipeline.staging import STATS, Layout, StagedFolder, delete_paths
 from relbridge.pipeline.stats import SumCountsFn, dead_letter_stats, summed
 
 logger = logging.getLogger(__name__)
@@ -202,4 +202,13 @@ class KgOutputFolder(StagedFolder):
         """Makes the staged output the output; returns the ``stats.json`` the job wrote."""
         with FileSystems.open(FileSystems.join(self.staging, STATS)) as f:
             stats = json.loads(f.read())
+        if self.refresh:  # a refresh adds no empty files beside the old ones, as run's does:
+            # one that finds nothing new leaves the handled lines, so the batch id, as they were,
+            # and the next such refresh would stage files of the same names again
+            staged = LAYOUT.data_files(self.staging, LAYOUT.kept_on_refresh)
+            delete_paths([p for p in staged if _size(p) == 0])
         return super().publish(lambda folder, output: stats)
+
+
+def _size(path: str) -> int:
+    return FileSystems.match([path])[0].metadata_list[0].size_in_bytes

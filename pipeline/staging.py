@@ -338,7 +338,9 @@ class StagedFolder:
             return
         if self.refresh:
             for path in self.layout.data_files(self.output, self.layout.kept_on_refresh):
-                os.link(path, os.path.join(self.staging, os.path.relpath(path, self.output)))
+                staged = os.path.join(self.staging, os.path.relpath(path, self.output))
+                if not os.path.exists(staged):  # else this run's file of that name replaces it,
+                    os.link(path, staged)  # as `_copy_in` does on object stores
         for entry in sorted(set(os.listdir(self.output)) - self.layout.own_entries):
             src, dst = os.path.join(self.output, entry), os.path.join(self.staging, entry)
             if os.path.isdir(src) and not os.path.islink(src):

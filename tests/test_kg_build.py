@@ -352,3 +352,33 @@ def test_min_confidence_defaults_to_the_threshold_the_records_are_extracted_at(t
     calibrated = config()
     assert calibrated.inference.threshold == calibrated.triples.min_confidence == 0.1
     assert config("--min-confidence", "0.7").triples.min_confidence == 0.7
+
+
+
+def test_refreshes_that_find_nothing_new_succeed_again_and_again(tmp_path):
+    """A refresh with no new line keeps the handled lines (so its batch id) as they were: it adds
+    no empty files, or the next such refresh would stage a file of the same name and fail."""
+    from relbridge.kg.write import KgOutputFolder
+
+    out = tmp_path / "out"
+
+    def publish(batch, refresh, text=""):
+        with KgOutputFolder(str(out), "run1", refresh=refresh) as folder:
+            staging = folder.stage(batch)
+            for sub in ("records", "dead_letter", "handled", "triples"):
+                name = "run1" if sub == "triples" else batch  # triples: rewritten by every run
+                os.makedirs(os.path.join(staging, sub))
+                path = os.path.join(staging, sub, f"part-{name}-00000-of-00001.jsonl")
+                with open(path, "w") as f:
+                    f.write(text)
+            with open(os.path.join(staging, "stats.json"), "w") as f:
+                json.dump({"run_id": "run1", "batch_id": batch}, f)
+            folder.publish()
+        return sorted(os.path.relpath(p, out) for p in glob.glob(str(out / "*" / "*")))
+
+    first = publish("run1", False, "{}\n")
+    assert publish("batch2", True) == publish("batch2", True) == first  # nothing new, twice
+    assert "records/part-batch2-00000-of-00001.jsonl" in publish("batch2", True, "{}\n")
+    (out / "records" / "part-batch3-00000-of-00001.jsonl").write_text("")  # an older version's
+    publish("batch3", True, "{}\n")
+    assert (out / "records" / "part-batch3-00000-of-00001.jsonl").read_text() == "{}\n"
