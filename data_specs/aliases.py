@@ -151,7 +151,10 @@ def _names(obj, source_file: str, line: int) -> Iterator[HarvestedName]:
         }
     for lang, entries in _mapping(harvested, '"harvested"', bad).items():
         for entry in entries:
-            alias = entry.get("alias") if isinstance(entry, dict) else entry
+            if not isinstance(entry, dict):
+                raise bad(f'entity {entity_id}: a harvested name must be an object '
+                          f'{{"alias": ..., "count": ..., "confidence": ...}}, got {entry!r}')  # fmt: skip
+            alias = entry.get("alias")
             if not isinstance(alias, str) or not alias.strip():
                 raise bad(f"entity {entity_id}: an alias must be a non-empty string, got {alias!r}")
             count, conf = entry.get("count", 1), entry.get("confidence", 1.0)

@@ -92,6 +92,7 @@ def test_alias_files_are_checked_and_filtered(tmp_path):
     for bad, reason in [
         ('{"id": "Q1", "aliases": {"de": "USA"}}', "must map a language to a list"),
         ('{"id": "Q1", "harvested": {"de": [{"alias": "USA", "count": 0}]}}', "count must be"),
+        ('{"id": "Q1", "harvested": {"de": ["USA"]}}', "a harvested name must be an object"),
         ('{"id": null, "aliases": {}}', "expected an entity"),
         ("{broken", "invalid JSON"),
     ]:
