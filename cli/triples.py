@@ -134,9 +134,15 @@ def _records_threshold(paths: list[str]) -> float:
     """`records_threshold` of the one model that wrote every record (records name it), else 0.5."""
     from relbridge.models.extract import records_threshold
 
-    models = {record.get("model") for _, record in _records(paths)}
+    # a record that is no extract record counts as one of no model; aggregation names its line
+    models = {_model_of(record) for _, record in _records(paths)}
     model = models.pop() if len(models) == 1 else None
     return records_threshold(model if model and os.path.isdir(model) else None)
+
+
+def _model_of(record) -> str | None:
+    model = record.get("model") if isinstance(record, dict) else None
+    return model if isinstance(model, str) else None
 
 
 def _triples(args: argparse.Namespace) -> int:

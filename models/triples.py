@@ -270,7 +270,11 @@ def _check_record(record: Any, where: str) -> dict:
     keys = ("subject", "relation", "object", "confidence")
     if not isinstance(record, dict) or any(k not in record for k in keys):
         raise ValueError(f"{where}: expected an extract record with {', '.join(keys)}")
-    if not isinstance(record["confidence"], int | float) or not 0 <= record["confidence"] <= 1:
+    for key in keys[:3]:
+        if not isinstance(record[key], str) or not record[key].strip():
+            raise ValueError(f"{where}: {key} must be a non-empty string, got {record[key]!r}")
+    p = record["confidence"]
+    if isinstance(p, bool) or not isinstance(p, int | float) or not 0 <= p <= 1:
         raise ValueError(f"{where}: confidence must be a number in [0, 1]")
     return record
 

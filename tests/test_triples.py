@@ -264,11 +264,28 @@ def test_no_relation_records_are_counted_never_published(tmp_path, capsys):
 @pytest.mark.parametrize(
     "record,message",
     [({"subject": "a", "relation": "r"}, "f:3: expected an extract record"),
-     ({"subject": "a", "relation": "r", "object": "b", "confidence": 2}, "f:3: confidence")],
+     ({"subject": "a", "relation": "r", "object": "b", "confidence": 2}, "f:3: confidence"),
+     ({"subject": None, "relation": "r", "object": "b", "confidence": 1}, "f:3: subject must"),
+     ({"subject": "a", "relation": ["r"], "object": "b", "confidence": 1}, "f:3: relation must"),
+     ({"subject": "a", "relation": "r", "object": 7, "confidence": 1}, "f:3: object must"),
+     ({"subject": "a", "relation": "r", "object": "b", "confidence": True}, "f:3: confidence")],
 )  # fmt: skip
 def test_bad_records_name_their_line(record, message):
     with pytest.raises(ValueError, match=message):
         aggregate_triples([("f:3", record)])
+
+
+@pytest.mark.parametrize("line", ["[1, 2]", '{"subject": null, "relation": "r", "object": "b", '
+                                  '"confidence": 0.9, "model": ["m"]}'])  # fmt: skip
+def test_cli_names_the_line_of_a_record_that_is_no_extract_record(tmp_path, capsys, line):
+    """One line, FILE:LINE: reason, and exit status 2: never a traceback."""
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps(_rec("Merkel", "per:city_of_birth", "Hamburg", 0.9, 1)) + "\n"
+                   + line + "\n")  # fmt: skip
+    argv = ["triples", "--input", str(src), "--output", str(tmp_path / "kg.jsonl")]
+    assert main(argv) == 2
+    assert f"error: {src}:2: " in capsys.readouterr().err
+    assert not (tmp_path / "kg.jsonl").exists()
 
 
 def test_cli_links_merges_and_keeps_only_new_facts(tmp_path, capsys):
