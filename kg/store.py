@@ -76,12 +76,21 @@ def graphs_of(path: str) -> set[str]:
     with open(path, "rb") as f:
         try:
             for n, quad in enumerate(ox.parse(f, format=ox.RdfFormat.N_QUADS), 1):
-                if isinstance(quad.graph_name, ox.DefaultGraph):
-                    raise InputError(path, n, "a quad in the default graph: name the run's graph")
+                if not isinstance(quad.graph_name, ox.NamedNode):  # default graph, blank node
+                    reason = "a quad outside a named graph: name the run's graph"
+                    raise InputError(path, _statement_line(path, n), reason)
                 graphs.add(quad.graph_name.value)
         except SyntaxError as error:
             raise InputError(path, getattr(error, "lineno", 0) or 0, str(error)) from None
     return graphs
+
+
+def _statement_line(path: str, n: int) -> int:
+    """The line of the ``n``-th quad of an N-Quads file (one a line; blank and comment lines
+    hold none)."""
+    with open(path, "rb") as f:
+        statements = (k for k, text in enumerate(f, 1) if text.strip()[:1] not in (b"", b"#"))
+        return next(itertools.islice(statements, n - 1, None), n)
 
 
 def load_graphs(files: Sequence[str], store_dir: str) -> dict[str, Any]:

@@ -253,3 +253,15 @@ def test_kg_load_of_a_corrupt_shard_is_one_line_naming_file_and_line(tmp_path, c
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith(f"relbridge kg: error: {corrupt}:2: ")
     assert not (tmp_path / "store").exists()  # nothing loaded, not even the good shards
+
+
+@pytest.mark.parametrize("graph", ["", " _:g"])  # the default graph, a blank node
+def test_kg_load_names_the_line_of_a_quad_outside_a_named_graph(tmp_path, capsys, graph):
+    from relbridge.cli.main import main
+
+    path = tmp_path / "run.nq"
+    path.write_text("# a comment\n\n<http://a/s> <http://a/p> <http://a/o> <http://a/g> .\n"
+                    f"<http://a/s> <http://a/p> <http://a/o>{graph} .\n")  # fmt: skip
+    assert main(["kg", "load", "--input", str(path), "--store", str(tmp_path / "store")]) == 2
+    err = capsys.readouterr().err.splitlines()[0]
+    assert err.startswith(f"relbridge kg: error: {path}:4: a quad outside a named graph")
