@@ -100,7 +100,17 @@ def _export(args: argparse.Namespace) -> int:
         properties = KBP37_PROPERTIES
         if args.property_map:
             with open(args.property_map, encoding="utf-8") as f:
-                properties = json.load(f)
+                try:
+                    properties = json.load(f)
+                except json.JSONDecodeError as e:
+                    properties = f"not JSON ({e.msg})"
+            if not isinstance(properties, dict) or not all(
+                isinstance(v, str) for v in properties.values()
+            ):
+                raise ValueError(
+                    f"{args.property_map}:1: expected {{relation: Wikidata property}}, "
+                    f"got {str(properties)[:60]}"
+                )
         counts = export_quickstatements(
             args.store, args.output, properties, args.stated_in, args.graph
         )

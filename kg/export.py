@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
@@ -138,7 +139,7 @@ def export_quickstatements(
     graph: str | None = None,
 ) -> dict[str, int]:
     """Writes QuickStatements V1 lines of the linked facts (see the module docstring)."""
-    if stated_in is not None and not stated_in[1:].isdigit():
+    if stated_in is not None and not re.fullmatch(r"Q[1-9][0-9]*", stated_in):
         raise ValueError(f"--stated-in must be a Wikidata item id (Q...), got {stated_in!r}")
     lines, skipped = [], 0
     for s in _statements(store_dir, graph):

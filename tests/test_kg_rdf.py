@@ -265,3 +265,19 @@ def test_kg_load_names_the_line_of_a_quad_outside_a_named_graph(tmp_path, capsys
     assert main(["kg", "load", "--input", str(path), "--store", str(tmp_path / "store")]) == 2
     err = capsys.readouterr().err.splitlines()[0]
     assert err.startswith(f"relbridge kg: error: {path}:4: a quad outside a named graph")
+
+
+def test_quickstatements_export_checks_stated_in_and_the_property_map(tmp_path, capsys):
+    from relbridge.cli.main import main
+    from relbridge.kg.export import export_quickstatements
+
+    _, store = _store(tmp_path, to_nquads([_triple(subject="Q1", obj="Q2", object_id="Q2")], CFG))
+    with pytest.raises(ValueError, match="--stated-in must be a Wikidata item"):
+        export_quickstatements(store, str(tmp_path / "qs.txt"), stated_in="P5")  # a property
+    argv = ["kg", "export", "--store", store, "--format", "quickstatements",
+            "--output", str(tmp_path / "qs.txt"), "--property-map"]  # fmt: skip
+    for text in ('["P19"]', "{broken"):
+        (tmp_path / "map.json").write_text(text)
+        assert main([*argv, str(tmp_path / "map.json")]) == 2
+        assert f"error: {tmp_path / 'map.json'}:1: expected" in capsys.readouterr().err
+    assert not (tmp_path / "qs.txt").exists()
