@@ -135,7 +135,7 @@ def run_config(
     graph = cfg.graph or graph_for_run(cfg.run_id, cfg.base_iri)
     with KgOutputFolder(cfg.output, cfg.run_id, cfg.overwrite, cfg.refresh) as out:
         # under the lock: the earlier output stays as it is until publish swaps it
-        handled, earlier = earlier_outputs(out.output) if cfg.refresh else ({}, [])
+        handled, earlier = earlier_outputs(out.output) if out.refresh else ({}, [])
         batch_id = cfg.run_id
         if handled:
             key = json.dumps(sorted(handled.items()), default=list)

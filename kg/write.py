@@ -186,17 +186,28 @@ class KgOutputFolder(StagedFolder):
         self.overwrite = overwrite
 
     def check(self) -> None:
-        """Refuses to replace another run's output unless ``overwrite``."""
+        """Refuses to replace another run's output unless ``overwrite``.
+
+        A refresh with ``overwrite`` of another run's output is a full run: the
+        other run's records, extracted with other settings, and its handled
+        lines are not this run's, so none of them is kept or skipped.
+        """
         stats = FileSystems.join(self.output, STATS)
-        if self.overwrite or not FileSystems.exists(stats):
+        if not FileSystems.exists(stats):
             return
         with FileSystems.open(stats) as f:
             other = json.loads(f.read()).get("run_id")
-        if other != self.run_id:
+        if other == self.run_id:
+            return
+        if not self.overwrite:
             raise ValueError(
                 f"{self.output} holds run {other} (other input or settings): pass --overwrite to "
                 "replace it, or choose another --output"
             )
+        if self.refresh:
+            logger.warning("--overwrite: %s holds run %s, so this refresh starts over",
+                           self.output, other)  # fmt: skip
+            self.refresh = False
 
     def publish(self) -> dict:
         """Makes the staged output the output; returns the ``stats.json`` the job wrote."""

@@ -382,3 +382,28 @@ def test_refreshes_that_find_nothing_new_succeed_again_and_again(tmp_path):
     (out / "records" / "part-batch3-00000-of-00001.jsonl").write_text("")  # an older version's
     publish("batch3", True, "{}\n")
     assert (out / "records" / "part-batch3-00000-of-00001.jsonl").read_text() == "{}\n"
+
+
+def test_a_refresh_with_overwrite_of_another_runs_output_starts_over(tmp_path):
+    """Records extracted with other settings are not this run's: none is kept or skipped."""
+    from relbridge.kg.write import KgOutputFolder
+
+    out = tmp_path / "out"
+
+    def publish(run_id, refresh, overwrite=False):
+        with KgOutputFolder(str(out), run_id, overwrite, refresh) as folder:
+            staging = folder.stage(run_id)
+            os.makedirs(os.path.join(staging, "records"))
+            with open(os.path.join(staging, "records", f"part-{run_id}-0-of-1.jsonl"), "w") as f:
+                f.write("{}\n")
+            with open(os.path.join(staging, "stats.json"), "w") as f:
+                json.dump({"run_id": run_id}, f)
+            folder.publish()
+            return folder.refresh
+
+    assert publish("old", False) is False
+    assert publish("old", True) is True  # its own output: a refresh adds to it
+    with pytest.raises(ValueError, match="--overwrite"):
+        publish("new", True)
+    assert publish("new", True, overwrite=True) is False
+    assert os.listdir(out / "records") == ["part-new-0-of-1.jsonl"]
