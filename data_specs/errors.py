@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
+import zlib
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 
@@ -32,3 +35,14 @@ def unicode_text(value: str, what: str, source_file: str, line: int) -> str:
         code = f"\\u{ord(value[e.start]):04x}"
         raise InputError(source_file, line, f"{what} holds a lone surrogate ({code})") from None
     return value
+
+
+def whole_gzip_lines(lines: Iterable[bytes], source_file: str) -> Iterator[bytes]:
+    """The lines of an open ``.gz`` file; one cut short, or no gzip at all, raises `InputError`
+    at the line where it stops (gzip and zlib name no file, and ``EOFError`` is no input error)."""
+    read = 0
+    try:
+        for read, data in enumerate(lines, 1):
+            yield data
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise InputError(source_file, read + 1, f"not a whole gzip file ({e})") from None

@@ -50,7 +50,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from relbridge.data_specs.errors import InputError, unicode_text
+from relbridge.data_specs.errors import InputError, unicode_text, whole_gzip_lines
 from relbridge.data_specs.relation_map import LEVELS_FILE, read_mapped_triples
 from relbridge.data_specs.relations import KBP37_RELATIONS, NA
 
@@ -96,9 +96,9 @@ def strict_lines(lines: Iterable[bytes], source_file: str) -> Iterator[str]:
 @contextmanager
 def open_lines(path: str) -> Iterator[Iterator[str]]:
     """A local file's UTF-8 lines (`strict_lines`), for ``with``; ``.gz`` files are decompressed."""
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        yield strict_lines(f, path)
+    gz = path.endswith(".gz")
+    with (gzip.open if gz else open)(path, "rb") as f:
+        yield strict_lines(whole_gzip_lines(f, path) if gz else f, path)
 
 
 @dataclass(frozen=True)

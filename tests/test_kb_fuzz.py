@@ -155,6 +155,23 @@ def test_the_cli_prints_one_line_and_exits_2(tmp_path, capsys):
     assert "Traceback" not in "\n".join(err)
 
 
+@pytest.mark.parametrize("cut", [True, False])  # cut short; no gzip at all
+def test_a_broken_gzip_kb_file_is_one_error_naming_its_file_and_line(tmp_path, cut):
+    import gzip
+
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    text = "".join(f"Q{i}\tPER\ten\tName {i}\n" for i in range(1, 20001)).encode()
+    (kb / "entities.tsv.gz").write_bytes(gzip.compress(text)[:-100] if cut else b"not gzip")
+    (kb / "triples.tsv").write_text("")
+    for load in (load_kb, lambda d: build_index(d, str(tmp_path / "i.idx"), [])):
+        with pytest.raises(InputError) as caught:
+            load(str(kb))
+        assert re.fullmatch(rf"{re.escape(str(kb / 'entities.tsv.gz'))}:\d+: not a whole gzip.*",
+                            str(caught.value))  # fmt: skip
+        assert (caught.value.line > 1) == cut  # a cut file stops after the lines it holds
+
+
 def test_a_string_for_an_alias_list_is_never_read_as_letters(tmp_path):
     rng = random.Random(0)
     line = json.dumps({"id": "Q9", "type": "MISC", "aliases": {"en": "Tea"}}).encode()
