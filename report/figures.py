@@ -28,6 +28,15 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
+def plain(text: Any) -> str:
+    """``text`` for matplotlib to draw as written: a ``$`` pair would start mathtext.
+
+    Corpus words, pair ids and relation names are input; ``$x_$`` must neither
+    render as a formula nor fail to parse (which would lose the whole report).
+    """
+    return str(text).replace("$", r"\$")
+
+
 def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
@@ -38,11 +47,11 @@ def bar_chart(
     """Horizontal bars, first item on top, each labelled with its value."""
     fig = Figure(figsize=(7.5, 0.9 + 0.32 * len(items)))
     ax = fig.add_subplot()
-    names = [name for name, _ in items][::-1]
+    names = [plain(name) for name, _ in items][::-1]
     values = [value for _, value in items][::-1]
     bars = ax.barh(names, values, color=color)
     ax.bar_label(bars, labels=[f"{v:,}" for v in values], padding=3, fontsize=8)
-    ax.set_title(title)
+    ax.set_title(plain(title))
     ax.set_xlabel(xlabel)
     ax.margins(x=0.15)
     ax.spines[["top", "right"]].set_visible(False)
@@ -81,8 +90,8 @@ def labels_per_language(labels: Mapping[str, Mapping[str, int]], top: int = 25) 
     y = np.arange(len(names))
     for k, lang in enumerate(langs):
         values = [labels[lang].get(name, 0) for name in names]
-        ax.barh(y + k * height, values, height, label=lang, color=PALETTE[k % len(PALETTE)])
-    ax.set_yticks(y + height * (len(langs) - 1) / 2, names, fontsize=8)
+        ax.barh(y + k * height, values, height, label=plain(lang), color=PALETTE[k % len(PALETTE)])
+    ax.set_yticks(y + height * (len(langs) - 1) / 2, [plain(n) for n in names], fontsize=8)
     ax.set_title("Relation instances per label and language (NA left out)")
     ax.set_xlabel("relation instances")
     ax.legend(title="language", loc="lower right")
@@ -149,10 +158,10 @@ def alignment_figure(row: Mapping[str, Any], char_w: float = 0.085) -> bytes:
                 if i in colours
                 else None
             )
-            ax.text((x0 + x1) / 2, y, token, ha="center", va="center", family="monospace",
+            ax.text((x0 + x1) / 2, y, plain(token), ha="center", va="center", family="monospace",
                     fontsize=9, bbox=box)  # fmt: skip
-    ax.text(0, 1.35, f"{row['pair_id']} ({row['src_lang']} -> {row['tgt_lang']})", fontsize=8,
-            color="#555555")  # fmt: skip
+    heading = plain(f"{row['pair_id']} ({row['src_lang']} -> {row['tgt_lang']})")
+    ax.text(0, 1.35, heading, fontsize=8, color="#555555")
     return _png(fig)
 
 
@@ -189,14 +198,14 @@ def pr_curves(
     for k, (name, (recall, precision, auc)) in enumerate(curves.items()):
         if len(recall):
             ax.plot(recall, precision, color=PALETTE[k % len(PALETTE)], linewidth=1.6,
-                    label=f"{name} (AUC {auc:.1f})")  # fmt: skip
+                    label=plain(f"{name} (AUC {auc:.1f})"))  # fmt: skip
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
     ax.set_xticks(np.linspace(0, 1, 6))
     ax.set_yticks(np.linspace(0, 1, 6))
     ax.set_xlabel("recall (share of gold facts found)")
     ax.set_ylabel("precision")
-    ax.set_title(title)
+    ax.set_title(plain(title))
     ax.grid(alpha=0.3)
     if ax.get_lines():
         ax.legend(loc="lower left")
@@ -211,11 +220,11 @@ def confusion_matrix(labels: Sequence[str], matrix: Sequence[Sequence[int]], tit
     fig = Figure(figsize=(size + 1.0, size))
     ax = fig.add_subplot()
     image = ax.imshow(np.log1p(counts), cmap="Blues")
-    ax.set_xticks(range(n), labels, rotation=60, ha="right", fontsize=7)
-    ax.set_yticks(range(n), labels, fontsize=7)
+    ax.set_xticks(range(n), [plain(t) for t in labels], rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(n), [plain(t) for t in labels], fontsize=7)
     ax.set_xlabel("predicted")
     ax.set_ylabel("gold")
-    ax.set_title(title)
+    ax.set_title(plain(title))
     high = np.log1p(counts).max() / 2 if counts.size else 0
     for i in range(n):
         for j in range(n):

@@ -93,3 +93,46 @@ def test_report_loads_in_a_browser(tmp_path):
     report = write_report(str(tmp_path / "r.html"), training=write_training(tmp_path / "t"),
                           evaluations={"RELX de": evaluation()})  # fmt: skip
     check_in_browser(report, tmp_path)
+
+
+def write_pipeline(path, src_tokens, tgt_tokens, pair_id="c:1", label="per:spouse"):
+    """A one-row pipeline output: stats.json, one shard, one dead letter."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from relbridge.data_specs.schema import (
+        SHARD_SCHEMA, Mention, ProjectedMention, RelationInstance, ShardRow,
+    )  # fmt: skip
+
+    (path / "shards").mkdir(parents=True)
+    (path / "dead_letter").mkdir()
+    row = ShardRow(
+        pair_id=pair_id, corpus="c", source_file="c.tsv", line=1, src_lang="en", tgt_lang="de",
+        src_text=" ".join(src_tokens), tgt_text=" ".join(tgt_tokens),
+        src_tokens=tuple(src_tokens), tgt_tokens=tuple(tgt_tokens), alignment=((0, 0), (1, 1)),
+        src_mentions=(Mention(0, 1, "Q1", "PER", src_tokens[0]),
+                      Mention(1, 2, "Q2", "PER", src_tokens[1])),
+        tgt_mentions=(ProjectedMention(0, 1, "Q1", "PER", tgt_tokens[0], 0, 0.9),
+                      ProjectedMention(1, 2, "Q2", "PER", tgt_tokens[1], 1, 0.8)),
+        relations=(RelationInstance(0, 1, label, 0, 1, True, True),),
+    )  # fmt: skip
+    table = pa.Table.from_pylist([row.to_row()], SHARD_SCHEMA)
+    pq.write_table(table, str(path / "shards" / "part-0.parquet"))
+    letter = {"stage": "ReadBitext", "reason": "bad <b>tab</b>", "source_file": "<i>c.tsv",
+              "line": 2, "record": "x"}  # fmt: skip
+    (path / "dead_letter" / "part-0.jsonl").write_text(json.dumps(letter) + "\n")
+    stats = {"input_records": 2, "rows": 1, "dead_letters": 1, "balanced": True,
+             "counts": {"dead_letter:ReadBitext": 1, "src_mentions": 2, "tgt_mentions": 2,
+                        "relation_instances": 1, "projected_relation_instances": 1}}  # fmt: skip
+    (path / "stats.json").write_text(json.dumps(stats))
+    return str(path)
+
+
+def test_corpus_text_is_drawn_as_written(tmp_path):
+    """Dollar signs in words, ids and labels are text, not mathtext (which may not parse)."""
+    out = write_pipeline(tmp_path / "run", ["$x_$", "<script>"], ["$\\foo$", "</td>"],
+                         pair_id="c:$1$", label="per:$^$")  # fmt: skip
+    html = Path(write_report(str(tmp_path / "r.html"), pipeline=out)).read_text()
+    assert 'alt="sentence pair c:$1$ with alignment"' in html  # the sample pair was drawn
+    assert "<script>" not in html.split("<script>\n  // Self-check")[0]
+    assert "&lt;i&gt;c.tsv:2" in html and "bad &lt;b&gt;tab&lt;/b&gt;" in html
