@@ -91,7 +91,15 @@ def row(name: str, s: dict, n: int, agreement: float | None) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def main() -> None:
+def header(args: argparse.Namespace, n: int) -> str:
+    """What was measured: the sentences, the model, the KB and the baseline's executable."""
+    column = f" (column {args.column})" if args.column is not None else ""
+    baseline = f", baseline {args.baseline_relbridge}" if args.baseline_relbridge else ""
+    kb = args.kb or "-"
+    return f"{n} sentences of {args.input}{column}, model {args.model}, KB {kb}{baseline}"
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="trained model directory")
     parser.add_argument("--input", required=True, help="text file, or TSV with --column")
@@ -102,11 +110,13 @@ def main() -> None:
     parser.add_argument("--kb-alias-langs", help="KB alias languages to match")
     parser.add_argument("--baseline-relbridge", help="relbridge executable of the baseline")
     parser.add_argument("--skip-exact", action="store_true", help="leave out the exact path")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     relbridge = shutil.which("relbridge") or os.path.join(os.path.dirname(sys.executable), "relbridge")
     with tempfile.TemporaryDirectory() as tmp:
         source = os.path.join(tmp, "input.txt")
         n = write_input(args.input, args.column, args.limit, source)
+        if n == 0:
+            parser.error(f"{args.input}: no sentences to extract from")
         runs = {}
         if args.baseline_relbridge:
             runs["baseline"] = (run_path(args.baseline_relbridge, args, source,
@@ -119,8 +129,7 @@ def main() -> None:
         if "exact" in runs:
             a, b = (triples(os.path.join(tmp, runs[k][1])) for k in ("fast", "exact"))
             agreement = len(a & b) / max(len(a | b), 1)
-    print(f"{n} sentences of {args.input}" + (f" (column {args.column})" if args.column is not None else "")
-          + f", model {args.model}, KB {args.kb or '-'}")  # fmt: skip
+    print(header(args, n))
     print("| path | startup s | sentences/s after startup | wall s | pairs/sentence before pruning"
           " | pairs/sentence | encoder passes/sentence | records/sentence | peak RSS MB | agree with exact |")
     print("|---|---|---|---|---|---|---|---|---|---|")
