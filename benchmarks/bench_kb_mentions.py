@@ -23,7 +23,20 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def main() -> None:
+def read_texts(path: str, column: int, limit: int) -> list[str]:
+    """The first ``limit`` non-blank texts of a TSV column (lines without that column skipped)."""
+    texts = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            cells = line.rstrip("\n").split("\t")
+            if len(texts) == limit:
+                break
+            if len(cells) > column and cells[column].strip():
+                texts.append(cells[column].strip())
+    return texts
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kb", required=True)
     parser.add_argument("--sentences", required=True, help="a TSV of sentences")
@@ -31,11 +44,12 @@ def main() -> None:
     parser.add_argument("--lang", default="en")
     parser.add_argument("--limit", type=int, default=2000)
     parser.add_argument("--reference", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     from relbridge.kb import MatchProfile, TextMentions, ensure_index, open_kb
 
-    with open(args.sentences, encoding="utf-8") as f:
-        texts = [line.rstrip("\n").split("\t")[args.column].strip() for line in f][: args.limit]
+    texts = read_texts(args.sentences, args.column, args.limit)
+    if not texts:
+        parser.error(f"{args.sentences}: no sentences in column {args.column}")
     profile = MatchProfile(args.lang, ())
     import spacy  # noqa: F401 (imported before the clock: both matchers need it)
 
