@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from relbridge.cli.train import _at_least
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -19,7 +21,10 @@ def register(subparsers) -> None:
         "--model", default=None, help="encoder (default: the bundled multilingual-e5-small)"
     )
     parser.add_argument(
-        "--epochs", type=int, default=None, help="training epochs (default: the demo's own)"
+        "--epochs",
+        type=_at_least(1),
+        default=None,
+        help="training epochs (default: the demo's own)",
     )
     parser.set_defaults(func=_demo, accepts_extra_args=True)
 
@@ -27,7 +32,7 @@ def register(subparsers) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from relbridge.demo.run_demo import DemoConfig, run_demo
 
-    kwargs = {"epochs": args.epochs} if args.epochs else {}
+    kwargs = {"epochs": args.epochs} if args.epochs is not None else {}
     summary = run_demo(
         DemoConfig(
             output=args.output, model=args.model, pipeline_args=tuple(args.extra_args), **kwargs

@@ -72,3 +72,16 @@ def test_demo_report_names_every_step_and_loads_in_a_browser(demo, tmp_path):
     assert "diagnostics" not in json.dumps(summary)  # the printed summary stays short
     image = check_in_browser(str(out / "report.html"), tmp_path)
     assert image.shape[1] == 1200
+
+
+def test_demo_epochs_below_one_is_a_usage_error(monkeypatch, capsys):
+    """``--epochs 0`` used to run the demo's own 3 epochs; -1 failed only after the pipeline."""
+    import relbridge.demo.run_demo as run_demo_module
+    from relbridge.cli.main import main
+
+    monkeypatch.setattr(run_demo_module, "run_demo", lambda cfg: pytest.fail(f"ran {cfg}"))
+    for value in ("0", "-1"):
+        with pytest.raises(SystemExit) as stop:
+            main(["demo", "--epochs", value])
+        assert stop.value.code == 2
+        assert f"--epochs: must be at least 1, got {value}" in capsys.readouterr().err
