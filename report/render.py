@@ -227,9 +227,14 @@ def write_report(
         return path
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(html)
-    os.replace(tmp, path)  # a reader never sees half a report
+    try:
+        with open(tmp, "wb") as f:
+            f.write(html)
+        os.replace(tmp, path)  # a reader never sees half a report
+    except BaseException:
+        if os.path.exists(tmp):  # a full disk or a folder at ``path``: no stray partial copy
+            os.remove(tmp)
+        raise
     logger.info("report: %s", path)
     return path
 

@@ -136,3 +136,10 @@ def test_corpus_text_is_drawn_as_written(tmp_path):
     assert 'alt="sentence pair c:$1$ with alignment"' in html  # the sample pair was drawn
     assert "<script>" not in html.split("<script>\n  // Self-check")[0]
     assert "&lt;i&gt;c.tsv:2" in html and "bad &lt;b&gt;tab&lt;/b&gt;" in html
+
+
+def test_a_report_that_cannot_be_written_leaves_no_partial_file(tmp_path):
+    (tmp_path / "report.html").mkdir()  # e.g. a folder where the report should go
+    with pytest.raises(OSError):
+        write_report(str(tmp_path / "report.html"), scores={"s": {"x": 1}})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]
