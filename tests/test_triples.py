@@ -335,7 +335,11 @@ def test_cli_keeps_what_the_records_model_was_calibrated_to_keep(tmp_path, capsy
         assert main([*argv, *extra]) == 0
         return json.loads(capsys.readouterr().out)["written"]
 
+    (tmp_path / "kg.jsonl.tmp").write_text("a user's file")  # the old fixed temporary name
     assert written() == 0  # an uncalibrated model: the 0.5 floor
+    assert (tmp_path / "kg.jsonl.tmp").read_text() == "a user's file"
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == ["in.jsonl", "kg.jsonl", "kg.jsonl.tmp", "model"]  # no temporary file of ours
     (model / "threshold.json").write_text(json.dumps({"threshold": 0.1}))
     assert written() == 2
     assert written("--min-confidence", "0.2") == 1
