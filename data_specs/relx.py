@@ -16,6 +16,7 @@ whose direction flips when a translation reorders the entities.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -25,7 +26,26 @@ from relbridge.data_specs.relations import NA
 NO_RELATION = "no_relation"
 _MARKER = re.compile(r"\s*</?e[12]>\s*")
 _LABEL = re.compile(r"^(?P<rel>[a-z]+:[\w/]+)\((?P<a>e[12]),(?P<b>e[12])\)$")
-_WORD = re.compile(r"\w+(?:[-'’.]\w+)*|[^\w\s]", re.UNICODE)
+
+
+def _in_word_class() -> str:
+    """``\\w`` plus what Python's ``\\w`` lacks inside words, as a regex class.
+
+    Combining marks (Unicode category M: Devanagari vowel signs and virama, Thai
+    vowels, Arabic harakat, the accents of NFD text) and the zero-width
+    (non-)joiner of Persian and Indic words; without them ``हिन्दी`` or an NFD
+    ``José`` fell apart into letters and marks. Marks live in planes 0, 1 and 14.
+    """
+    marks = [
+        chr(cp)
+        for cp in (*range(0x20000), *range(0xE0000, 0xE1000))
+        if unicodedata.category(chr(cp))[0] == "M" or cp in (0x200C, 0x200D)
+    ]
+    return "[\\w" + "".join(re.escape(c) for c in marks) + "]"
+
+
+_IN_WORD = _in_word_class()
+_WORD = re.compile(rf"{_IN_WORD}+(?:[-'’.]{_IN_WORD}+)*|[^\w\s]", re.UNICODE)
 
 
 @dataclass(frozen=True)

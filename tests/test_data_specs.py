@@ -145,6 +145,17 @@ def test_relx_markers_are_stripped_and_directions_resolved():
     assert words[spans[0][0] : spans[0][1]] == ["Paris"]
 
 
+def test_words_keep_their_combining_marks_and_joiners():
+    # Python's \\w has no combining marks: Hindi, Thai and NFD text fell apart
+    import unicodedata
+
+    nfd = unicodedata.normalize("NFD", "José à Saint-Étienne")
+    text = f"हिन्दी में {nfd} می\u200cخواهم"
+    words, spans = words_with_spans(text, [(0, 6)])
+    assert words == ["हिन्दी", "में", *nfd.split(), "می\u200cخواهم"]
+    assert spans == [(0, 1)]
+
+
 def test_relx_reports_missing_markers():
     bad = '5\t"no markers here"\nno_relation\n'
     with pytest.raises(InputError, match=r"x.txt:1: each of"):
