@@ -90,7 +90,7 @@ def _documents(args) -> list[tuple[list[str], list[str]]]:
         from relbridge.data_specs.tokenizer import check_language
 
         for lang, side in zip(args.split, ("source", "target")):
-            check_language(lang, side)
+            check_language(lang, side, tokenizer=False)
     docs = []
     for src_path, tgt_path in zip(args.src, args.tgt):
         sides = []

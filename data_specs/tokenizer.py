@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import cache
 
 SEGMENTER_CONFIG = {
     "zh": {"nlp": {"tokenizer": {"segmenter": "jieba"}}},
@@ -26,11 +27,14 @@ apostrophe (``Obama'nın``, ``ABD'nin``, ``2019'da``); spaCy keeps such words wh
 _APOSTROPHE_SUFFIX = re.compile(r"^(.*\w)(['’][^\W\d_]+)$")
 
 
-def check_language(lang: str, side: str = "") -> None:
+def check_language(lang: str, side: str = "", tokenizer: bool = True) -> None:
     """Raises ValueError unless spaCy has a tokenizer for ``lang``.
 
     Checked when the config is built, in the launcher, so a mistyped code stops
     the run before anything is written instead of failing on every worker.
+    With ``tokenizer`` (what every caller but the sentence splitter needs) the
+    tokenizer is also built once, so that a language whose spaCy tokenizer
+    needs a library that is not installed (Thai, Korean, Vietnamese) stops here too.
     """
     import spacy.util
 
@@ -42,13 +46,35 @@ def check_language(lang: str, side: str = "") -> None:
             "tokenizer for it (use an ISO 639-1 code such as en, de, zh; 'xx' is spaCy's "
             "multi-language fallback)"
         ) from None
+    if tokenizer:
+        _check_blank(lang)
+
+
+@cache
+def _check_blank(lang: str) -> None:
+    _blank(lang)
+
+
+def _blank(lang: str):
+    """``spacy.blank`` for ``lang``; ValueError where its tokenizer's library is missing."""
+    import spacy
+
+    try:
+        return spacy.blank(lang, config=SEGMENTER_CONFIG.get(lang, {}))
+    except ImportError as error:  # spaCy's answer when e.g. pythainlp, mecab-ko or pyvi is absent
+        raise ValueError(
+            f"language {lang!r}: spaCy's tokenizer for it needs a library that is not "
+            f"installed ({error})"
+        ) from None
 
 
 def make_tokenizer(lang: str) -> Callable[[str], list[str]]:
-    """Returns a function mapping text to its word tokens in ``lang``."""
-    import spacy
+    """Returns a function mapping text to its word tokens in ``lang``.
 
-    nlp = spacy.blank(lang, config=SEGMENTER_CONFIG.get(lang, {}))
+    Raises:
+      ValueError: spaCy's tokenizer for ``lang`` needs a library that is not installed.
+    """
+    nlp = _blank(lang)
     split_suffix = lang in APOSTROPHE_SUFFIX_LANGS
 
     def tokenize(text: str) -> list[str]:

@@ -157,6 +157,21 @@ def test_an_unknown_language_code_is_refused_when_the_config_is_built():
     assert TokenizeConfig("xx", "tr").tgt_lang == "tr"  # spaCy's multi-language fallback
 
 
+def test_a_language_whose_tokenizer_library_is_missing_is_refused_when_the_config_is_built():
+    # spaCy knows Thai, but its tokenizer needs pythainlp: refused up front, not on every worker
+    import importlib.util
+
+    from relbridge.data_specs.tokenizer import check_language
+
+    if importlib.util.find_spec("pythainlp") is not None:
+        pytest.skip("pythainlp is installed: Thai tokenizes")
+    with pytest.raises(ValueError, match="'th'.*not installed"):
+        TokenizeConfig("en", "th")
+    with pytest.raises(ValueError, match="'th'.*not installed"):
+        make_tokenizer("th")
+    check_language("th", tokenizer=False)  # the sentence splitter needs no tokenizer
+
+
 def test_tokenize_transform_outputs_rows_and_dead_letters():
     records = [
         BitextRecord("c", "f", 1, "Merkel spoke .", "Merkel sprach ."),
