@@ -45,8 +45,9 @@ from relbridge.kb.matching import KEY_SEP, Candidate, KbView, fold_for, longest_
 
 logger = logging.getLogger(__name__)
 
-INDEX_FORMAT = "relbridge.kb-index.v2"
-"""v2: facts are read through the KB's relation_map.json (v1 kept the source's property ids)."""
+INDEX_FORMAT = "relbridge.kb-index.v3"
+"""v3: alias keys are NFC with ``’`` as ``'`` (`fold_for`); v2: facts are read through the
+KB's relation_map.json (v1 kept the source's property ids)."""
 _CHUNK = 900  # host parameters per IN (...) query, under SQLite's oldest limit of 999
 
 
@@ -62,7 +63,7 @@ class MatchProfile:
     Attributes:
       lang: the text's language (its tokenizer splits the aliases; its stop list).
       alias_langs: whose aliases to match; ``()``: every language of the KB.
-      case_sensitive: compare words as written, else ``str.lower``.
+      case_sensitive: compare words as written (NFC, ``’`` as ``'``), else ``str.lower``.
       skip_function_words: leave out one-word aliases in ``lang``'s stop list.
     """
 

@@ -13,7 +13,10 @@ Rules, in order:
     stop list: ``it``, ``one``, ``his``, ``May``) are not matched, unless
     written in capitals (``US``, ``IT``): KBs hold such aliases (a film called
     *It*, pronoun entities in RELX), and they match nearly every sentence.
-  * Case-insensitive matching compares ``str.lower`` forms of the words.
+  * Words are compared in Unicode NFC, with the typographic apostrophe ``’``
+    read as ``'`` (an NFD ``José`` or a news text's ``O’Brien`` names the KB's
+    ``José``, ``O'Brien``); case-insensitive matching compares the ``str.lower``
+    forms of those.
 
 `AliasMatcher` is the in-memory reference (a spaCy ``PhraseMatcher`` over a
 loaded `KnowledgeBase`): it is what `relbridge.kb.index.KbIndex` must agree
@@ -23,6 +26,7 @@ with, mention for mention, and what the scale benchmark compares against.
 from __future__ import annotations
 
 import logging
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import permutations
@@ -59,9 +63,17 @@ def is_function_word_alias(words: Sequence[str], stop_words: frozenset[str]) -> 
     return word.casefold() in stop_words and not (len(word) > 1 and word.isupper())
 
 
+_APOSTROPHES = str.maketrans({"\u2019": "'"})
+
+
+def _normalize(text: str) -> str:
+    return unicodedata.normalize("NFC", text).translate(_APOSTROPHES)
+
+
 def fold_for(case_sensitive: bool):
-    """The function that makes words comparable: identity, or ``str.lower`` (spaCy's LOWER)."""
-    return (lambda text: text) if case_sensitive else str.lower
+    """The function that makes words comparable: NFC with ``’`` as ``'``, then ``str.lower``
+    (spaCy's LOWER) unless ``case_sensitive``."""
+    return _normalize if case_sensitive else (lambda text: _normalize(text).lower())
 
 
 def alias_key(words: Sequence[str], case_sensitive: bool) -> str:
@@ -146,7 +158,8 @@ class AliasMatcher:
         return Doc(self._vocab, words=list(words))
 
     def __call__(self, tokens: Sequence[str]) -> list[Candidate]:
-        doc = self._doc(tokens)
+        fold = fold_for(self._case_sensitive)
+        doc = self._doc([fold(t) for t in tokens])
         spans = longest_leftmost((s, e) for _, s, e in self._matcher(doc))
         return [
             Candidate(s, e, self._ids[alias_key(tokens[s:e], self._case_sensitive)])

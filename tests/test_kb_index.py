@@ -117,6 +117,26 @@ def test_the_index_agrees_with_the_reference_on_generated_collisions(tmp_path, s
     assert found > 50
 
 
+def test_an_nfd_or_typographic_apostrophe_spelling_matches_the_kbs_alias(tmp_path):
+    # text in NFD or with ’ named no alias written in NFC with ' (the linker's names did)
+    import unicodedata
+
+    entities = {
+        "P": Entity("P", "PER", {"en": ("Conan O'Brien",)}),
+        "L": Entity("L", "LOC", {"en": ("Saint-Étienne",)}),
+    }
+    kb = KnowledgeBase(entities, frozenset())
+    index = open_kb(save_kb(kb, tmp_path / "kb"), [MatchProfile("en", ())])
+    text = unicodedata.normalize("NFD", "Conan O’Brien played in Saint-Étienne.")
+    for finder in (TextMentions(kb, "en"), TextMentions(index, "en")):
+        words, found = finder(text)
+        assert [(" ".join(words[s:e]), t) for s, e, t in found] == [
+            ("Conan O’Brien", "PER"),
+            (unicodedata.normalize("NFD", "Saint - Étienne"), "LOC"),
+        ]
+        assert all(word in text for word in words)  # the words stay the text's own
+
+
 def test_text_mentions_and_lookups_agree_with_the_loaded_kb(tmp_path):
     kb, _ = generated_kb(random.Random(7))
     index = open_kb(save_kb(kb, tmp_path / "kb"), [MatchProfile("en", ())])
