@@ -26,6 +26,12 @@ apostrophe (``Obama'nın``, ``ABD'nin``, ``2019'da``); spaCy keeps such words wh
 
 _APOSTROPHE_SUFFIX = re.compile(r"^(.*\w)(['’][^\W\d_]+)$")
 
+MAX_BYTES = {"ja": 49_149}
+"""The longest text (UTF-8 bytes) a language's segmenter takes in one call: SudachiPy
+raises on longer input, so longer text is tokenized piece by piece (`_pieces`)."""
+
+_BREAK = re.compile(r"[\s。！？、，]")
+
 
 def check_language(lang: str, side: str = "", tokenizer: bool = True) -> None:
     """Raises ValueError unless spaCy has a tokenizer for ``lang``.
@@ -76,14 +82,32 @@ def make_tokenizer(lang: str) -> Callable[[str], list[str]]:
     """
     nlp = _blank(lang)
     split_suffix = lang in APOSTROPHE_SUFFIX_LANGS
+    max_bytes = MAX_BYTES.get(lang)
 
     def tokenize(text: str) -> list[str]:
-        words = [t.text for t in nlp.make_doc(text) if not t.is_space]
+        pieces = _pieces(text, max_bytes) if max_bytes else [text]
+        words = [t.text for piece in pieces for t in nlp.make_doc(piece) if not t.is_space]
         return (
             [w for word in words for w in split_apostrophe_suffix(word)] if split_suffix else words
         )
 
     return tokenize
+
+
+def _pieces(text: str, max_bytes: int) -> list[str]:
+    """``text`` cut into pieces of at most ``max_bytes`` UTF-8 bytes, in order.
+
+    Each cut follows the last space or CJK punctuation of its piece when one
+    lies in the piece's second half, else falls between two characters.
+    """
+    pieces = []
+    while len(text.encode()) > max_bytes:
+        cut = len(text.encode()[:max_bytes].decode(errors="ignore"))
+        breaks = [m.end() for m in _BREAK.finditer(text, cut // 2, cut)]
+        cut = breaks[-1] if breaks else cut
+        pieces.append(text[:cut])
+        text = text[cut:]
+    return [*pieces, text]
 
 
 def split_apostrophe_suffix(word: str) -> list[str]:

@@ -144,6 +144,16 @@ def test_tokenizers_per_language(lang, text, expected):
     assert make_tokenizer(lang)(text) == expected
 
 
+def test_japanese_text_longer_than_sudachis_limit_is_tokenized_in_pieces():
+    # SudachiPy raises on input over 49,149 bytes: a long line crashed Tokenize and extract
+    from relbridge.data_specs.schema import token_offsets
+
+    text = "東京に行った。" * 3000  # 63,000 bytes
+    words = make_tokenizer("ja")(text)
+    assert words[:5] == ["東京", "に", "行っ", "た", "。"] and len(words) == 5 * 3000
+    assert len(token_offsets(text, words)) == len(words)
+
+
 def test_tokenize_pair_rejects_overlong_sentences():
     cfg = TokenizeConfig("en", "de", max_words=3)
     record = BitextRecord("c", "f", 1, "one two three four", "eins")
