@@ -433,7 +433,8 @@ def _extract(args: argparse.Namespace) -> int:
         from relbridge.data_specs.tokenizer import check_language
         from relbridge.kb import TextMentions
 
-        check_language(args.lang)
+        # TextMentions builds the tokenizer next, in this process: no second build to check it
+        check_language(args.lang, tokenizer=False)
         langs = [code.strip() for code in (args.kb_alias_langs or "").split(",") if code.strip()]
         if args.kb_aliases:  # harvested names join the KB in memory; an index holds its own only
             from relbridge.data_specs.formats import load_kb
