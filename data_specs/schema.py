@@ -304,6 +304,24 @@ def read_shards(path_or_glob: str) -> list[ShardRow]:
         raise FileNotFoundError(f"no Parquet shards match {pattern}")
     rows: list[ShardRow] = []
     for name in files:
+        try:
+            columns = pq.read_schema(name).names
+        except pa.ArrowInvalid as error:  # a damaged file: name it, as a ValueError
+            raise ValueError(f"{name}: not a Parquet file ({error})") from error
+        missing = [c for c in SHARD_SCHEMA.names if c not in columns]
+        missing = [c for c in missing if c not in _OPTIONAL_COLUMNS]
+        if missing:  # read with the schema, they would be nulls and fail as a TypeError
+            raise ValueError(f"{name}: not a relbridge shard: no column {', '.join(missing)}")
         table = pq.read_table(name, schema=SHARD_SCHEMA)
-        rows.extend(ShardRow.from_row(r) for r in table.to_pylist())
+        for number, row in enumerate(table.to_pylist(), start=1):
+            try:
+                rows.append(ShardRow.from_row(row))
+            except ValueError as error:  # an empty span
+                raise ValueError(f"{name}: row {number}: {error}") from error
     return rows
+
+
+_OPTIONAL_COLUMNS = {
+    "fallback_alignment", "doc_id", "src_sentence_ids", "tgt_sentence_ids", "sentence_score",
+}  # fmt: skip
+"""Columns that older shards lack (`ShardRow.from_row` reads them as absent)."""

@@ -187,3 +187,24 @@ def test_batches_group_similar_lengths_and_cover_every_pair_once():
     assert padded < 0.75 * unsorted  # far less padding than random batches
     assert batches == epoch(0)  # the seed fixes the order
     assert batches != epoch(1)
+
+
+def test_a_shard_without_a_column_or_damaged_is_one_error_naming_it(tmp_path):
+    table = pa.Table.from_pylist([ROW.to_row()], schema=SHARD_SCHEMA)
+    (tmp_path / "old").mkdir()  # older shards lack the newer columns: still read
+    pq.write_table(table.drop(["doc_id", "fallback_alignment"]), tmp_path / "old" / "a.parquet")
+    assert read_shards(str(tmp_path / "old")) == [ROW]
+    (tmp_path / "cut").mkdir()
+    pq.write_table(table.drop(["relations"]), tmp_path / "cut" / "a.parquet")
+    with pytest.raises(ValueError, match=r"cut/a\.parquet: .*no column relations"):
+        read_shards(str(tmp_path / "cut"))  # was a TypeError from the nulls read in its place
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "a.parquet").write_bytes(b"PAR1 not a shard")
+    with pytest.raises(ValueError, match=r"bad/a\.parquet: not a Parquet file"):
+        read_shards(str(tmp_path / "bad"))
+    row = ROW.to_row()
+    row["src_mentions"][0]["end"] = row["src_mentions"][0]["start"]  # an empty span
+    table = pa.Table.from_pylist([row], schema=SHARD_SCHEMA)
+    pq.write_table(table, tmp_path / "bad" / "a.parquet")
+    with pytest.raises(ValueError, match=r"bad/a\.parquet: row 1: empty"):
+        read_shards(str(tmp_path / "bad"))
