@@ -85,8 +85,13 @@ def load_training_data(cfg: TrainConfig) -> tuple[RelationData, RelationData]:
         kept = {dev.pairs[i].id for i in keep}
         dev = RelationData([dev.pairs[i] for i in keep], [t for t in dev.tags if t.id in kept])
     if not train.pairs:
-        raise ValueError("no training pairs")
+        raise ValueError(f"{training_paths(cfg)}: no training pairs")
     return train, dev
+
+
+def training_paths(cfg: TrainConfig) -> str:
+    """The training data's paths, for an error about all of it."""
+    return " ".join(filter(None, (cfg.data.shards, *cfg.data.relx_train)))
 
 
 def projected_tagging(path: str, types: set[str]) -> RelationData:
@@ -162,6 +167,9 @@ def build_units(
         for b, bag in enumerate(bags):
             langs = [kept[i].lang for i, _ in bag.members]
             units.append(Unit("bag", b, max(set(langs), key=langs.count)))
+    if not units:  # the sampler would fail with a bare "no instances to sample"
+        why = "no pair fits max_seq_len" if not kept else "no bag: no pair has both KB ids"
+        raise ValueError(f"{training_paths(cfg)}: no training pairs ({why})")
     units += [Unit("tag", i, t.lang) for i, t in enumerate(data.tags[: len(tag_enc)])]
     return units, pair_enc, tag_enc, bags
 

@@ -117,3 +117,23 @@ def test_evaluate_checks_its_figure_flags_before_it_scores(tmp_path, capsys, fla
     argv = ["evaluate", "--model", "m", "--data", "RELX_en.txt"]
     assert main([*argv, *(f.format(tmp=tmp_path) for f in flags)]) == 2
     assert message in capsys.readouterr().err.splitlines()[0]
+
+
+def test_data_with_nothing_to_train_on_is_one_line_naming_it(tiny_encoder, tmp_path, capsys):
+    from test_models import RELX_TEXT
+
+    from relbridge.cli.main import main
+
+    empty, relx = tmp_path / "empty_en.txt", tmp_path / "RELX_en.txt"
+    empty.write_text("")
+    relx.write_text(RELX_TEXT)
+    argv = ["--log-level", "ERROR", "train", "--output", str(tmp_path / "o")]
+    argv += ["--model", tiny_encoder, "--no-progress"]
+    assert main([*argv, "--relx-train", str(empty)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"relbridge train: error: {empty}: no training pairs"]
+    # RELX pairs have no KB ids, so no bags: was a bare "no instances to sample"
+    assert main([*argv, "--relx-train", str(relx), "--aggregation", "attention"]) == 2
+    err = capsys.readouterr().err  # (transformers' "Loading weights" bar comes first)
+    assert "Traceback" not in err and err.count("error:") == 1
+    assert f"{relx}: no training pairs (no bag: no pair has both KB" in err.splitlines()[-1]
