@@ -146,6 +146,32 @@ def check_resumable(ckpt: dict[str, Any], path: str, cfg: TrainConfig, data_id: 
         )
 
 
+def check_output(cfg: TrainConfig) -> None:
+    """Refuses an output whose model another run trained, when no checkpoint there says so.
+
+    With a checkpoint, `check_resumable` compares the settings; without one (it
+    was removed, or the folder came from elsewhere) the model's own
+    ``train_config.json`` does, so that a new run cannot silently replace a
+    model trained with other settings. ``resume`` off replaces it on purpose.
+    """
+    output = cfg.run.output
+    model_dir = os.path.join(output, MODEL_DIR)
+    if not cfg.run.resume or os.path.exists(os.path.join(output, CHECKPOINT)):
+        return
+    if not os.path.isdir(model_dir):
+        return
+    try:
+        with open(os.path.join(model_dir, TRAIN_CONFIG), encoding="utf-8") as f:
+            saved = json.load(f)
+    except (OSError, ValueError):  # no or an unreadable record: not known to be this run's
+        saved = None
+    if not isinstance(saved, dict) or config_diff(saved, cfg):
+        raise ValueError(
+            f"{model_dir}: a model trained with other settings, and no {CHECKPOINT} beside it; "
+            "use another output, or --no-resume to replace it"
+        )
+
+
 def save_model_dir(model, cfg: TrainConfig) -> str:
     """Writes ``<output>/model`` via a temporary directory, replacing the old one.
 

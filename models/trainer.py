@@ -248,6 +248,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
+    ckpt_io.check_output(cfg)
     device = _start(cfg)
     train_data, dev_data = load_training_data(cfg)
     model = _build_model(cfg, train_data, dev_data)

@@ -81,3 +81,16 @@ def test_a_completed_run_keeps_only_a_record_unless_asked(tiny_encoder, tmp_path
     assert again["global_step"] == stats["global_step"] and heads.stat().st_mtime_ns == before
     with pytest.raises(ValueError, match="different settings"):  # other settings are still refused
         train(cfg.replace(lr=cfg.optim.lr / 2))
+
+
+def test_a_new_run_does_not_replace_a_model_whose_checkpoint_is_gone(tiny_encoder, tmp_path):
+    shards = write_toy_shards(tmp_path / "shards")
+    cfg = _cfg(tiny_encoder, shards, tmp_path / "run", epochs=1, save_every=0)
+    train(cfg)
+    os.remove(tmp_path / "run" / CHECKPOINT)  # removed to save space, or the folder was copied
+    heads = tmp_path / "run" / "model" / "heads.pt"
+    before = heads.read_bytes()
+    with pytest.raises(ValueError, match=r"run/model: a model trained with other settings"):
+        train(cfg.replace(lr=cfg.optim.lr / 2))  # was: trained and replaced the model
+    assert heads.read_bytes() == before
+    assert train(cfg.replace(epochs=2, resume=False))["completed"]  # on purpose: replaced
