@@ -152,11 +152,16 @@ class _Run:
         self.optimizer, self.scheduler, self.average = optimizer, scheduler, average
         self.data_id = data_id
         self.path = os.path.join(cfg.run.output, CHECKPOINT)
-        self.losses: list[float] = []  # step losses since the last dev evaluation
         self.state: dict[str, Any] = {
             "epoch": 0, "step_in_epoch": 0, "global_step": 0, "best": None, "bad_evals": 0,
             "history": [],
         }  # fmt: skip
+
+    @property
+    def losses(self) -> list[float]:
+        """Step losses since the last dev evaluation, in the loop state (so in the checkpoint:
+        a resumed run's training curve is the uninterrupted run's)."""
+        return self.state.setdefault("losses", [])
 
     def averaged(self):
         """Context in which the model holds the weights to evaluate and keep."""

@@ -428,3 +428,16 @@ def test_a_text_line_that_starts_with_a_brace_is_text_except_in_jsonl(tmp_path):
     jsonl.write_text(text, encoding="utf-8")
     with pytest.raises(InputError, match=r"in.jsonl:1: expected a sentence or"):
         list(read_sentences(str(jsonl)))
+
+
+def test_a_resumed_run_has_the_training_curve_of_an_uninterrupted_one(tiny_encoder, tmp_path):
+    shards = write_toy_shards(tmp_path / "shards")
+    kw = {"epochs": 2, "dev": (shards,), "patience": 0}
+    full = train(_cfg(tiny_encoder, shards, tmp_path / "full", **kw))
+    train(_cfg(tiny_encoder, shards, tmp_path / "resumed", stop_after_steps=3, **kw))
+    resumed = train(_cfg(tiny_encoder, shards, tmp_path / "resumed", **kw))
+    steps, losses = ([[h[k] for h in s["history"]] for s in (full, resumed)] for k in (
+        "global_step", "train_loss"))  # fmt: skip
+    assert steps[0] == steps[1] == [5, 10]
+    # the first evaluation after the resume averaged only the steps since it
+    assert losses[1] == pytest.approx(losses[0], abs=1e-4)
