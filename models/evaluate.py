@@ -423,6 +423,7 @@ def evaluate(
     """
     from relbridge.models.extractor import RelationExtractor
 
+    paths: list[str] = []
     if isinstance(data, RelationData):
         instances = data.filter(ids, lang) if ids is not None or lang else data
     else:
@@ -431,7 +432,8 @@ def evaluate(
         for path in paths:
             instances.extend(read_data(path, data_format, lang=lang, ids=ids))
     if not instances.pairs:
-        raise ValueError("no pairs to evaluate")
+        kept = " with the given ids" if ids is not None else ""
+        raise ValueError(f"{' '.join(paths) or 'data'}: no pairs to evaluate{kept}")
     model = RelationExtractor.from_pretrained(model_dir)
     result = evaluate_model(model, instances, batch_size, progress=True, details=details)
     result["model"] = model_dir

@@ -176,3 +176,17 @@ def test_marginal_tag_decoding_keeps_names_whole():
     assert (
         decode_tags(np.array([[0.5, 0.3, 0.2, 0.0, 0.0]]), tags) == []
     )  # O at one half is outside
+
+
+def test_data_with_no_pair_to_evaluate_is_one_error_naming_it(tmp_path):
+    from test_models import RELX_TEXT
+
+    from relbridge.models.evaluate import evaluate
+
+    relx = tmp_path / "RELX_en.txt"
+    relx.write_text(RELX_TEXT, encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"^{relx}: no pairs to evaluate with the given ids$"):
+        evaluate(str(tmp_path / "no-model"), str(relx), ids={"99"})  # before the model loads
+    (tmp_path / "empty_en.txt").write_text("")
+    with pytest.raises(ValueError, match=r"empty_en.txt: no pairs to evaluate$"):
+        evaluate(str(tmp_path / "no-model"), str(tmp_path / "empty_en.txt"))
