@@ -204,8 +204,8 @@ def run_record(ckpt: dict[str, Any]) -> dict[str, Any]:
 
 
 def finished_run(ckpt: dict[str, Any], output: str) -> dict[str, Any] | None:
-    """The statistics of a completed run that left only its record, or None to train afresh."""
-    if "model" in ckpt or not ckpt.get("completed"):
+    """The statistics of a completed run (record or full checkpoint), or None to train afresh."""
+    if not ckpt.get("completed"):
         return None
     stats = os.path.join(output, TRAIN_STATS)
     if os.path.isfile(stats) and os.path.isdir(os.path.join(output, MODEL_DIR)):

@@ -173,7 +173,7 @@ class _Run:
             return None
         ckpt = ckpt_io.load_checkpoint(self.path)
         ckpt_io.check_resumable(ckpt, self.path, self.cfg, self.data_id)
-        if "model" not in ckpt:  # a completed run's record: nothing left to resume
+        if ckpt.get("completed") or "model" not in ckpt:  # a completed run: nothing to resume
             finished = ckpt_io.finished_run(ckpt, self.cfg.run.output)
             if finished is not None:
                 logger.info("%s holds this run, completed; nothing to do", self.cfg.run.output)
@@ -204,6 +204,7 @@ class _Run:
             "config": ckpt_io.plain(self.cfg.flat()),
             "data": self.data_id,
             "model_config": self.model.cfg.to_json(),
+            "completed": completed,  # kept whole (keep_checkpoint), a rerun still has nothing to do
         }
         if completed and not self.cfg.run.keep_checkpoint:
             ckpt = ckpt_io.run_record(ckpt)

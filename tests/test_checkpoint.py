@@ -94,3 +94,15 @@ def test_a_new_run_does_not_replace_a_model_whose_checkpoint_is_gone(tiny_encode
         train(cfg.replace(lr=cfg.optim.lr / 2))  # was: trained and replaced the model
     assert heads.read_bytes() == before
     assert train(cfg.replace(epochs=2, resume=False))["completed"]  # on purpose: replaced
+
+
+def test_a_rerun_of_a_completed_run_with_its_full_checkpoint_keeps_its_stats(
+    tiny_encoder, tmp_path
+):
+    shards = write_toy_shards(tmp_path / "shards")
+    cfg = _cfg(tiny_encoder, shards, tmp_path / "run", epochs=1, keep_checkpoint=True)
+    stats = train(cfg)
+    saved = (tmp_path / "run" / "train_stats.json").read_text()
+    again = train(cfg)  # was: a no-op pass that rewrote the stats (no throughput, no loss)
+    assert again == stats and (tmp_path / "run" / "train_stats.json").read_text() == saved
+    assert {"model", "optimizer"} <= load_checkpoint(str(tmp_path / "run" / CHECKPOINT)).keys()
