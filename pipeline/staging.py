@@ -68,8 +68,21 @@ def match_paths(pattern: str) -> list[str]:
 
 
 def delete_paths(paths: list[str]) -> None:
-    if paths:
-        FileSystems.delete(paths)
+    """Deletes files and folders (with what they hold) on any filesystem.
+
+    Local paths are removed directly: Beam's local delete matches each path as a
+    glob, so it fails on a name with ``[`` in it.
+    """
+    remote = [p for p in paths if not is_local(p)]
+    for path in paths:
+        if not is_local(path):
+            continue
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+    if remote:
+        FileSystems.delete(remote)
 
 
 def glob_dirs(folder: str, pattern: str) -> list[str]:
@@ -224,7 +237,8 @@ def staging_path(output: str, run_id: str) -> str:
 def remove_leftovers(output: str, data_dirs=()) -> None:
     """What killed runs into ``output`` left: staging folders, and beam-temp folders in OUTPUT."""
     parent, name = FileSystems.split(output)
-    staging, temp = f".{name}.staging-*", "beam-temp-*"
+    # the name escaped: an output "run[1]" must not match (and delete) the staging of "run1"
+    staging, temp = f".{glob.escape(name)}.staging-*", "beam-temp-*"
     if is_local(output):  # a local match lists files; the folders themselves go
         old = glob_dirs(parent, staging)
         for sub in data_dirs:

@@ -145,6 +145,15 @@ def test_a_crashed_rerun_keeps_the_old_output_whole_and_readable(tmp_path, tiny_
     assert after["everything"] != before["everything"]  # the new run's files
 
 
+def test_leftover_cleanup_of_one_output_leaves_a_similar_names_staging_alone(tmp_path):
+    from relbridge.pipeline.staging import remove_leftovers
+
+    (tmp_path / ".run[1].staging-a").mkdir()  # this output's killed run
+    (tmp_path / ".run1.staging-b").mkdir()  # a run into "run1", which "run[1]" matches as a glob
+    remove_leftovers(str(tmp_path / "run[1]"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".run1.staging-b"]
+
+
 def test_leftovers_of_a_killed_run_are_removed_by_the_rerun(tmp_path, tiny_encoder):
     out = tmp_path / "out"
     argv = base_argv(tmp_path, tiny_encoder, CORPUS)
