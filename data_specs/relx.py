@@ -25,7 +25,8 @@ from relbridge.data_specs.relations import NA
 
 NO_RELATION = "no_relation"
 _MARKER = re.compile(r"\s*</?e[12]>\s*")
-_LABEL = re.compile(r"^(?P<rel>[a-z]+:[\w/]+)\((?P<a>e[12]),(?P<b>e[12])\)$")
+_LABEL = re.compile(r"^(?P<rel>[a-z]+:[\w/]+)\((?P<a>e[12]),(?P<b>(?!(?P=a))e[12])\)$")
+"""``r(e1,e2)`` or ``r(e2,e1)``: a relation between the two entities, never one with itself."""
 
 
 def _in_word_class() -> str:

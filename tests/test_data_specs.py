@@ -162,6 +162,15 @@ def test_relx_reports_missing_markers():
         list(parse_relx(bad.splitlines(), "x.txt"))
 
 
+@pytest.mark.parametrize("label", ["per:title(e1,e1)", "per:title(e2,e2)", "per:title"])
+def test_relx_refuses_a_label_that_relates_no_two_entities(label):
+    record = f'5\t"<e1> Ann </e1> met <e2> Bob </e2> ."\n{label}\n'
+    with pytest.raises(InputError, match=r"x.txt:2: unknown label format"):
+        list(parse_relx(record.splitlines(), "x.txt"))
+    good = record.replace(label, "per:title(e2,e1)")
+    assert [r.label for r in parse_relx(good.splitlines(), "x.txt")] == ["per:title(e2,e1)"]
+
+
 def test_strip_markers_keeps_word_separation():
     text, spans = strip_markers("The <e1> A B </e1> met <e2> C </e2> .")
     assert text == "The A B met C ."
