@@ -60,25 +60,6 @@ def add_align_flags(parser, fields: tuple[str, ...] = _FIELDS) -> None:
     )  # fmt: skip
 
 
-def write_atomically(path: str, chunks) -> None:
-    """Writes ``chunks`` (strings) to ``path`` whole or not at all.
-
-    A temporary file beside ``path`` (created under the umask, like any output)
-    is renamed over it when complete; on failure it is removed and ``path``, old
-    or absent, is left as it was.
-    """
-    import os
-
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(chunks)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def register(subparsers) -> None:
     from relbridge.runtime.flags import add_flags
 
@@ -158,6 +139,7 @@ def _eval_align(args: argparse.Namespace) -> int:
         read_pairs,
         read_pharaoh,
     )
+    from relbridge.runtime.files import atomic_file
 
     cfg = config_from_args(args)
     if args.limit is not None and args.limit < 1:
@@ -179,7 +161,8 @@ def _eval_align(args: argparse.Namespace) -> int:
     by_method = {m: alignment_scores([r.by_method.get(m) for r in results], gold) for m in methods}
     first = alignment_scores([r.links for r in results], gold)
     if args.output:
-        write_atomically(args.output, (format_pharaoh(r.links or ()) + "\n" for r in results))
+        with atomic_file(args.output) as f:
+            f.writelines(format_pharaoh(r.links or ()) + "\n" for r in results)
     failed = [(n, r.error) for n, r in enumerate(results) if r.links is None]
     for n, error in failed[:10]:
         logger.warning("pair %d not aligned: %s", n + 1, error)

@@ -147,7 +147,7 @@ def _write_units(path: str, results) -> None:
     import sys
 
     from relbridge.alignment.sentence_eval import format_unit
-    from relbridge.cli.align import write_atomically
+    from relbridge.runtime.files import atomic_file
 
     text = "\n\n".join(
         "\n".join(format_unit(u.src, u.tgt, u.score) for u in units) for units in results
@@ -155,7 +155,8 @@ def _write_units(path: str, results) -> None:
     if path == "-":
         sys.stdout.write(text + "\n")
         return
-    write_atomically(path, [text + "\n"])
+    with atomic_file(path) as f:
+        f.write(text + "\n")
 
 
 def _align(args: argparse.Namespace) -> int:

@@ -146,9 +146,9 @@ def _model_of(record) -> str | None:
 
 
 def _triples(args: argparse.Namespace) -> int:
-    from relbridge.cli.align import write_atomically
     from relbridge.data_specs.formats import load_kb
     from relbridge.models.triples import TriplesConfig, aggregate_triples
+    from relbridge.runtime.files import atomic_file
 
     if args.only_new and not args.kb:
         raise ValueError("--only-new needs --kb")
@@ -164,7 +164,7 @@ def _triples(args: argparse.Namespace) -> int:
     triples, counts = aggregate_triples(_records(args.input), cfg, kb)
     if args.only_new:
         triples = [t for t in triples if t["in_kb"] is False]
-    # whole or not at all, under a temporary name of this process (two runs never share it)
-    write_atomically(args.output, (json.dumps(t, ensure_ascii=False) + "\n" for t in triples))
+    with atomic_file(args.output) as f:  # whole or not at all; two runs never share its temp
+        f.writelines(json.dumps(t, ensure_ascii=False) + "\n" for t in triples)
     print(json.dumps({**counts, "written": len(triples), "output": args.output}))
     return 0

@@ -32,6 +32,7 @@ from typing import Any
 
 from relbridge.kg.rdf import WIKIDATA_ENTITY, iri_id
 from relbridge.kg.store import query
+from relbridge.runtime.files import atomic_file
 
 KBP37_PROPERTIES = {
     "per:city_of_birth": "P19",
@@ -78,14 +79,13 @@ def _statements(store_dir: str, graph: str | None) -> list[dict[str, Any]]:
 
 
 def _write_csv(path: str, header: list[str], rows) -> int:
-    tmp, n = f"{path}.tmp", 0
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
+    n = 0
+    with atomic_file(path, newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
         for row in rows:
             writer.writerow(["" if v is None else v for v in row])
             n += 1
-    os.replace(tmp, path)
     return n
 
 
@@ -152,8 +152,6 @@ def export_quickstatements(
                        if str(e.get("sourceFile", "")).startswith(("http://", "https://"))})  # fmt: skip
         refs += [f"S854\t{_qs_string(u)}" for u in urls]
         lines.append("\t".join([subj, prop, obj, *refs]) + "\n")
-    tmp = f"{output}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_file(output) as f:
         f.writelines(sorted(set(lines)))
-    os.replace(tmp, output)
     return {"statements": len(set(lines)), "skipped": skipped}
