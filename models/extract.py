@@ -177,16 +177,28 @@ def extract_with_mentions(
     if threshold is None:
         threshold = calibrated_threshold(model_dir) if isinstance(model_dir, str) else None
         threshold = 0.0 if threshold is None else threshold
+    prepared = prepare_sentences(sentences, mentions_of)
+    records, by_index = extract_prepared(
+        model, prepared, batch_size, threshold, scoring, candidates, schema, stats
+    )
+    return records, [by_index.get(i, []) for i in range(len(sentences))]
+
+
+def prepare_sentences(
+    sentences: Sequence[str], mentions_of: MentionFinder | None = None,
+    where: Callable[[int], str] | None = None, stats: dict[str, int] | None = None,
+) -> list[PreparedSentence]:  # fmt: skip
+    """`prepare_sentence` of each sentence; one it cannot read (marked entities that cover no
+    word or overlap) is logged as ``where(i)`` (``sentence i``) and counted in ``stats``."""
     prepared = []
     for i, sentence in enumerate(sentences):
         try:
             prepared.append(prepare_sentence(i, sentence, mentions_of))
         except ValueError as error:
-            logger.warning("sentence %d: %s; skipped", i, error)
-    records, by_index = extract_prepared(
-        model, prepared, batch_size, threshold, scoring, candidates, schema, stats
-    )
-    return records, [by_index.get(i, []) for i in range(len(sentences))]
+            logger.warning("%s: %s; skipped", where(i) if where else f"sentence {i}", error)
+            if stats is not None:  # as ``skipped``
+                stats["skipped"] = stats.get("skipped", 0) + 1
+    return prepared
 
 
 def extract_prepared(
@@ -564,13 +576,9 @@ def iter_extract_file(
     inputs = read_sentences(path)
     stats["scoring_started_at"] = time.time()  # model and mention finder are loaded
     while chunk := list(itertools.islice(inputs, chunk_size)):
-        prepared = []
-        for k, (n, _, sentence) in enumerate(chunk):
-            try:
-                prepared.append(prepare_sentence(k, sentence, mentions_of))
-            except ValueError as error:  # named by file and line, and counted
-                logger.warning("%s:%d: %s; skipped", path, n, error)
-                stats["skipped"] = stats.get("skipped", 0) + 1
+        prepared = prepare_sentences(  # a skipped sentence is named by file and line, and counted
+            [s for _, _, s in chunk], mentions_of, lambda k: f"{path}:{chunk[k][0]}", stats
+        )
         records, _ = extract_prepared(model, prepared, stats=stats, **options)
         stats["sentences"] = stats.get("sentences", 0) + len(chunk)
         bar.update(len(chunk))
