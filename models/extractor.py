@@ -98,9 +98,7 @@ class ModelConfig:
         metadata={"help": "subword budget per input, markers included (64-256; 128 suits CPU)."},
     )
     dropout: float = field(default=0.1, metadata={"help": "dropout before both heads (0-0.3)."})
-    relation_weight: float = field(
-        default=1.0, metadata={"help": "weight of the relation loss (>= 0)."}
-    )
+    relation_weight: float = field(default=1.0, metadata={"help": "relation loss weight (>= 0)."})
     tagging_weight: float = field(
         default=0.2,
         metadata={"help": "weight of the BIO tagging loss (>= 0; 0 skips tagging inputs)."},
@@ -196,17 +194,18 @@ class RelationExtractor(nn.Module):
 
     Args:
       cfg: the model configuration (``cfg.encoder``: what `AutoTokenizer` loads).
-      encoder_dtype: the dtype of the encoder's stored weights (`load_encoder`).
+      encoder_dtype, inference: the dtype of the encoder's stored weights, and whether
+        it is loaded for inference only (`relbridge.runtime.loading.load_encoder`).
     """
 
-    def __init__(self, cfg: ModelConfig, encoder_dtype: torch.dtype | None = None):
+    def __init__(self, cfg: ModelConfig, encoder_dtype=None, inference: bool = False):
         super().__init__()
         from transformers import AutoTokenizer
 
         self.cfg = cfg
         self.inventory = cfg.inventory
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.encoder)
-        self.encoder = load_encoder(cfg.encoder, encoder_dtype)
+        self.encoder = load_encoder(cfg.encoder, encoder_dtype, inference)
         markers = marker_tokens(cfg)
         self.tokenizer.add_tokens(markers, special_tokens=True)
         if self.encoder.get_input_embeddings().num_embeddings < len(self.tokenizer):
@@ -550,7 +549,7 @@ class RelationExtractor(nn.Module):
             json.dump(cfg, f, indent=2, ensure_ascii=False)
 
     @classmethod
-    def from_pretrained(cls, directory: str, encoder_dtype=None, **overrides) -> RelationExtractor:
+    def from_pretrained(cls, directory: str, encoder_dtype=None, inference=False, **overrides):
         """Loads a directory written by `save_pretrained` (in eval mode; `__init__`'s args)."""
         config = os.path.join(directory, CONFIG_FILE)
         if not os.path.isfile(config):
@@ -565,7 +564,7 @@ class RelationExtractor(nn.Module):
         if tuple(data["relations"]) != tuple(relations["relations"]):
             raise ValueError(f"{directory}: {RELATIONS_FILE} and {CONFIG_FILE} disagree")
         heads = load_weights_only(os.path.join(directory, HEADS_FILE), "heads file", dict)
-        model = cls(ModelConfig.from_json(data), encoder_dtype)
+        model = cls(ModelConfig.from_json(data), encoder_dtype, inference)
         if not any(k.startswith("tag_norm.") for k in heads):
             logger.warning(
                 "%s was trained before the tagging head had its LayerNorm; "

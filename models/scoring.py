@@ -81,7 +81,7 @@ def load_for_inference(model_dir: str, precision: str = "auto", device: str = "c
     from relbridge.models.extractor import RelationExtractor
 
     dtype = torch.bfloat16 if wants_bf16(precision, device) else None
-    model = RelationExtractor.from_pretrained(model_dir, encoder_dtype=dtype).to(device)
+    model = RelationExtractor.from_pretrained(model_dir, dtype, inference=True).to(device)
     return for_inference(model, precision)
 
 

@@ -181,14 +181,23 @@ def _read_exactly(f, view: memoryview, path: str) -> None:
         done += n
 
 
-def load_encoder(path: str, dtype: torch.dtype | None = None):
+def load_encoder(path: str, dtype: torch.dtype | None = None, inference: bool = False):
     """``AutoModel.from_pretrained(path)`` (eval mode), its weights stored in ``dtype``.
 
     For a reduced ``dtype`` and a single ``model.safetensors`` whose tensors are
     exactly the model's, the model is built uninitialised in ``dtype`` and the
     file streamed into it (`read_safetensors_into`); anything else (float32,
     sharded or ``.bin`` weights, renamed or tied tensors) goes to transformers.
+    With ``inference``, a BERT-style encoder that
+    `relbridge.runtime.bert_encoder` computes exactly is loaded as that instead,
+    which spares the 2 s of importing transformers' model code.
     """
+    if inference:
+        from relbridge.runtime.bert_encoder import load_bert_style
+
+        encoder = load_bert_style(path, dtype)
+        if encoder is not None:
+            return encoder
     from transformers import AutoConfig, AutoModel
 
     weights = os.path.join(path, WEIGHTS_FILE)
