@@ -434,7 +434,7 @@ def evaluate(
     if not instances.pairs:
         kept = " with the given ids" if ids is not None else ""
         raise ValueError(f"{' '.join(paths) or 'data'}: no pairs to evaluate{kept}")
-    model = RelationExtractor.from_pretrained(model_dir)
+    model = RelationExtractor.from_pretrained(model_dir, inference=True)  # float32, as trained
     result = evaluate_model(model, instances, batch_size, progress=True, details=details)
     result["model"] = model_dir
     return result
