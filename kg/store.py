@@ -45,7 +45,8 @@ import pyoxigraph as ox
 
 from relbridge.data_specs.formats import InputError
 from relbridge.kg.rdf import PREFIXES, XSD
-from relbridge.pipeline.staging import OutputLock, remove_leftovers, staging_path, swap_in
+from relbridge.pipeline.staging import remove_leftovers, staging_path
+from relbridge.runtime.files import OutputLock, swap_in
 
 logger = logging.getLogger(__name__)
 

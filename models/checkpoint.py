@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from relbridge.models.train_config import TrainConfig
+from relbridge.runtime.files import swap_in
 from relbridge.runtime.loading import load_weights_only
 
 logger = logging.getLogger(__name__)
@@ -173,21 +174,19 @@ def check_output(cfg: TrainConfig) -> None:
 
 
 def save_model_dir(model, cfg: TrainConfig) -> str:
-    """Writes ``<output>/model`` via a temporary directory, replacing the old one.
+    """Writes ``<output>/model`` via a temporary directory, swapped in for the old one.
 
-    The training config goes beside the model (``train_config.json``), so every
-    saved model says how it was trained.
+    A reader sees the old model or the new one, never neither (`swap_in`: one
+    atomic exchange on Linux). The training config goes beside the model
+    (``train_config.json``), so every saved model says how it was trained.
     """
     final = os.path.join(cfg.run.output, MODEL_DIR)
-    tmp, old = final + ".tmp", final + ".old"
+    tmp = final + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(final + ".old", ignore_errors=True)  # what a crash in earlier versions left
     model.save_pretrained(tmp)
     write_json(os.path.join(tmp, TRAIN_CONFIG), cfg.flat())
-    if os.path.exists(final):
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
+    swap_in(tmp, final)
     return final
 
 

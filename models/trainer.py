@@ -63,6 +63,7 @@ from relbridge.models.units import (
 )
 from relbridge.runtime.devices import native_bf16, resolve_device
 from relbridge.runtime.encoders import resolve_model
+from relbridge.runtime.files import OutputLock
 
 logger = logging.getLogger(__name__)
 
@@ -250,7 +251,16 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
       ``history`` (one dev evaluation per entry), counts, wall time, throughput,
       ``completed`` (False when stopped by ``stop_after_steps``) and
       ``stopped_early``.
+
+    Raises:
+      ValueError: another run holds ``cfg.run.output`` (a lock beside it, which
+        the kernel drops when that run dies), or trained it with other settings.
     """
+    with OutputLock(cfg.run.output, f"train (pid {os.getpid()})"):
+        return _train(cfg)
+
+
+def _train(cfg: TrainConfig) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     started = time.perf_counter()

@@ -36,21 +36,18 @@ What a command owns in its folder is its `Layout`.
 
 from __future__ import annotations
 
-import ctypes
-import errno
-import fcntl
 import glob
 import json
 import logging
 import os
 import shutil
-import socket
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.localfilesystem import LocalFileSystem
+
+from relbridge.runtime.files import OutputLock, swap_in
 
 logger = logging.getLogger(__name__)
 
@@ -127,105 +124,6 @@ class Layout:
             if only is None or sub in only:
                 found += match_paths(FileSystems.join(folder, sub, pattern))
         return found
-
-
-class OutputLock:
-    """An exclusive lock on a local output folder, held by one run at a time.
-
-    ``flock`` on ``<parent>/.<name>.relbridge.lock``; the file says who holds
-    it (run id, pid, host, start time) for the error message of the next run.
-    The kernel releases it when the process dies, however it dies.
-    """
-
-    def __init__(self, output: str, run_id: str, flag: str = "--output"):
-        parent, name = os.path.split(os.path.abspath(output))
-        self.output = output
-        self.flag = flag
-        self.path = os.path.join(parent, f".{name}.relbridge.lock")
-        self.holder = {
-            "run_id": run_id,
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                other = _read_holder(fd)
-                os.close(fd)
-                raise ValueError(
-                    f"{self.output} is in use by another run (run {other.get('run_id', '?')}, "
-                    f"pid {other.get('pid', '?')} on {other.get('host', '?')}, "
-                    f"since {other.get('since', '?')}): wait for it to end or choose another "
-                    f"{self.flag}"
-                ) from None
-            try:  # the holder before us may have unlinked the file we opened
-                if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
-                    break
-            except FileNotFoundError:
-                pass
-            os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps(self.holder).encode())
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.unlink(self.path)
-            os.close(self._fd)
-            self._fd = None
-
-    def __enter__(self) -> OutputLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-
-
-def _read_holder(fd: int) -> dict:
-    try:
-        return json.loads(os.pread(fd, 4096, 0) or b"{}")
-    except ValueError:
-        return {}
-
-
-def _exchange(a: str, b: str) -> bool:
-    """Swaps two paths atomically (Linux ``renameat2``); False where unsupported."""
-    rename = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
-    if rename is None:
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    if rename(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-        return False
-    raise OSError(err, os.strerror(err), a)
-
-
-def swap_in(staging: str, output: str) -> None:
-    """Makes the local folder ``staging`` the folder ``output`` and deletes the old one.
-
-    Atomic where ``renameat2`` exchanges; elsewhere ``output`` is absent (never
-    partial) between two renames.
-    """
-    if not os.path.exists(output):
-        os.rename(staging, output)
-        return
-    if _exchange(staging, output):
-        shutil.rmtree(staging)  # now the old output
-        return
-    replaced = f"{staging}-replaced"
-    os.rename(output, replaced)
-    os.rename(staging, output)
-    shutil.rmtree(replaced)
 
 
 def staging_path(output: str, run_id: str) -> str:

@@ -106,3 +106,30 @@ def test_a_rerun_of_a_completed_run_with_its_full_checkpoint_keeps_its_stats(
     again = train(cfg)  # was: a no-op pass that rewrote the stats (no throughput, no loss)
     assert again == stats and (tmp_path / "run" / "train_stats.json").read_text() == saved
     assert {"model", "optimizer"} <= load_checkpoint(str(tmp_path / "run" / CHECKPOINT)).keys()
+
+
+def test_a_second_run_into_a_folder_in_training_is_refused(tiny_encoder, tmp_path):
+    """Two trainers in one folder would overwrite each other's checkpoint and model."""
+    from relbridge.runtime.files import OutputLock
+
+    shards = write_toy_shards(tmp_path / "shards")
+    cfg = _cfg(tiny_encoder, shards, tmp_path / "run", epochs=1, save_every=0)
+    with OutputLock(str(tmp_path / "run"), "train (pid 7)"):  # the first run, still training
+        with pytest.raises(ValueError, match=r"run is in use by another run \(run train \(pid 7\)"):
+            train(cfg)
+    assert not (tmp_path / "run" / "model").exists()
+    assert train(cfg)["completed"]  # the lock goes with its holder
+    assert sorted(os.listdir(tmp_path)) == ["run", "shards"]  # no lock file left beside it
+
+
+def test_a_saved_model_is_swapped_in_whole(tiny_encoder, tmp_path):
+    """The new model replaces the old in one step; leftovers of a crash are cleared."""
+    shards = write_toy_shards(tmp_path / "shards")
+    cfg = _cfg(tiny_encoder, shards, tmp_path / "run", epochs=1, save_every=0)
+    train(cfg)
+    (tmp_path / "run" / "model.old").mkdir()  # a crash of an earlier version left it
+    train(cfg.replace(epochs=2, resume=False))
+    entries = set(os.listdir(tmp_path / "run"))
+    assert "model" in entries and not {"model.old", "model.tmp"} & entries
+    saved = (tmp_path / "run" / "model" / "train_config.json").read_text()
+    assert '"epochs": 2' in saved

@@ -227,7 +227,7 @@ def test_a_failed_kg_build_leaves_the_earlier_output_whole(setup, monkeypatch):
 
 
 def test_a_second_kg_build_into_a_locked_output_stops_with_exit_2(setup, capsys):
-    from relbridge.pipeline.staging import OutputLock
+    from relbridge.runtime.files import OutputLock
 
     tmp = setup
     with OutputLock(str(tmp / "out"), "other-run"):

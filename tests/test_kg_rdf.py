@@ -163,7 +163,7 @@ def test_a_killed_load_leaves_the_store_as_it_was_and_the_next_load_cleans_up(tm
 
 
 def test_a_second_load_into_a_locked_store_stops(tmp_path):
-    from relbridge.pipeline.staging import OutputLock
+    from relbridge.runtime.files import OutputLock
 
     good = _shards(tmp_path)[:2]
     with OutputLock(str(tmp_path / "store"), "kg load (pid 1)", flag="--store"):
