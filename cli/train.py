@@ -420,12 +420,19 @@ def _evaluate_raw_text(args: argparse.Namespace, ids: set[str] | None) -> dict:
 
 
 def _extract(args: argparse.Namespace) -> int:
+    if os.path.exists(args.output) and os.path.samefile(args.input, args.output):
+        raise ValueError(f"{args.output}: --output is the --input file; it would be replaced")
+    from relbridge.runtime.files import OutputLock
+
+    with OutputLock(args.output, f"extract (pid {os.getpid()})"):  # one OUTPUT.partial writer
+        return _extract_locked(args)
+
+
+def _extract_locked(args: argparse.Namespace) -> int:
     from relbridge.models.candidates import CandidateConfig
     from relbridge.models.extract import iter_extract_file
     from relbridge.models.scoring import ScoringConfig
 
-    if os.path.exists(args.output) and os.path.samefile(args.input, args.output):
-        raise ValueError(f"{args.output}: --output is the --input file; it would be replaced")
     mentions_of = None
     if args.kb:
         if not args.lang:

@@ -137,3 +137,18 @@ def test_data_with_nothing_to_train_on_is_one_line_naming_it(tiny_encoder, tmp_p
     err = capsys.readouterr().err  # (transformers' "Loading weights" bar comes first)
     assert "Traceback" not in err and err.count("error:") == 1
     assert f"{relx}: no training pairs (no bag: no pair has both KB" in err.splitlines()[-1]
+
+
+def test_a_second_extract_into_the_same_output_is_refused(tmp_path, capsys):
+    """Two extracts would write one OUTPUT.partial in turns and rename a mix of both."""
+    from relbridge.cli.main import main
+    from relbridge.runtime.files import OutputLock
+
+    (tmp_path / "in.txt").write_text("Angela Merkel was born in Berlin .\n")
+    out = tmp_path / "out.jsonl"
+    argv = ["extract", "--model", "m", "--input", str(tmp_path / "in.txt"), "--output", str(out)]
+    with OutputLock(str(out), "extract (pid 7)"):
+        assert main(argv) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "out.jsonl is in use by another run (run extract (pid 7)" in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
