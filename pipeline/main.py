@@ -35,6 +35,7 @@ from relbridge.pipeline.preflight import check_dataflow, is_dataflow, pipeline_o
 from relbridge.pipeline.output import (
     Handled,
     OutputFolder,
+    check_refresh,
     existing_outputs,
     warn_if_refresh_missed,
     write_config,
@@ -159,6 +160,8 @@ def run_config(
     check_model_name(cfg.align.model)
     cfg = dataclasses.replace(cfg, label=prepare_kb(cfg.label))
     with OutputFolder(cfg.write, overwrite=cfg.overwrite, refresh=cfg.skip_existing) as out:
+        if cfg.skip_existing:
+            check_refresh(cfg.write.output, cfg.to_dict())
         done = existing_outputs(cfg.write.output) if cfg.skip_existing else Handled()
         if done:
             run_id = done.refresh_run_id(cfg.write.run_id)

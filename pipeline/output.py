@@ -103,6 +103,58 @@ class Handled:
         return hashlib.sha1((run_id + self.fingerprint()).encode()).hexdigest()[:10]
 
 
+WHERE_AND_HOW = {
+    "": ("write", "overwrite", "skip_existing"),
+    "ingest": ("corpus", "corpus_format", "corpus_name"),
+    "documents": ("documents", "corpus_name"),
+    "label": ("index", "index_cache"),  # the KB's cached index: the kb path stays compared
+    "align": ("num_threads", "compile"),
+}
+"""Settings a refresh may change: which input and output, and how to compute the same result."""
+
+
+def refresh_conflicts(earlier: dict, config: dict) -> list[str]:
+    """The settings (dotted names) in which a refresh's config differs from the output's.
+
+    Input, output and compute settings (`WHERE_AND_HOW`) may differ, and a
+    setting one of the two configs lacks (an older or newer version) is not
+    counted; any other difference would put rows made two ways in one folder.
+    """
+    out = []
+    for key in sorted(earlier.keys() & config.keys()):
+        if key in WHERE_AND_HOW[""]:
+            continue
+        a, b = earlier[key], config[key]
+        if isinstance(a, dict) and isinstance(b, dict):
+            skip = WHERE_AND_HOW.get(key, ())
+            out += [f"{key}.{name}" for name in refresh_conflicts(
+                {k: v for k, v in a.items() if k not in skip},
+                {k: v for k, v in b.items() if k not in skip},
+            )]  # fmt: skip
+        elif a != b:
+            out.append(key)
+    return out
+
+
+def check_refresh(output: str, config: dict) -> None:
+    """Refuses a refresh (``--skip-existing``) of an output made with other settings."""
+    path = FileSystems.join(output, CONFIG)
+    if not FileSystems.exists(path):
+        return
+    with FileSystems.open(path) as f:
+        try:
+            earlier = json.loads(f.read())
+        except ValueError:
+            raise ValueError(f"{path}: not JSON; the output's settings are unknown") from None
+    conflicts = refresh_conflicts(earlier, json.loads(json.dumps(config, default=str)))
+    if conflicts:
+        raise ValueError(
+            f"{output} was made with other settings ({', '.join(conflicts[:4])}"
+            f"{', ...' if len(conflicts) > 4 else ''}): --skip-existing would mix rows made "
+            "two ways; rerun with those settings, or with --overwrite instead, or another --output"
+        )
+
+
 def is_sentence_letter(letter: dict) -> bool:
     """Whether a dead letter holds sentences of an aligned document (not a whole input line).
 

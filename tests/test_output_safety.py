@@ -267,3 +267,19 @@ def test_an_output_that_is_a_file_is_refused_and_kept(tmp_path, tiny_encoder, ca
     assert f"{corpus} exists and is not a folder" in err and "Traceback" not in err
     assert Path(corpus).read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_refresh_with_other_settings_is_refused_and_keeps_the_output(tmp_path, tiny_encoder):
+    """--skip-existing adds rows beside the old ones: made two ways, they would mix unseen."""
+    out = tmp_path / "out"
+    run(base_argv(tmp_path, tiny_encoder, CORPUS))
+    before = output_files(out)
+    grown = CORPUS + ["5\tMerkel visited Hamburg .\tMerkel besuchte Hamburg ."]
+    other = ("--skip-existing", "--max-mentions", "3", "--align-statistical", "off")
+    with pytest.raises(ValueError, match=r"made with other settings \(align\..*label\.max_mentions"):
+        run(base_argv(tmp_path, tiny_encoder, grown, *other))
+    assert output_files(out) == before
+    # where the input is and how many threads compute it may change
+    stats = run(base_argv(tmp_path, tiny_encoder, grown, "--skip-existing", name="toy-v2.tsv",
+                          out="out"))  # fmt: skip
+    assert stats["balanced"] and stats["rows"] == shard_rows(out)
