@@ -19,7 +19,6 @@ Pairs never cross sentences: documents are split first (`relbridge.text.sentence
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -141,12 +140,19 @@ def distance(a: Mention, b: Mention) -> int:
 def candidate_pairs(
     mentions: Sequence[Mention], schema: TypeSchema, cfg: CandidateConfig = CandidateConfig()
 ) -> list[tuple[Mention, Mention]]:
-    """The unordered mention pairs (first in word order) worth scoring, in word order."""
+    """The unordered mention pairs (first in word order) worth scoring, in word order.
+
+    Time grows with the pairs within the distance, not with all pairs: in start
+    order, the first mention too far after ``a`` ends ``a``'s partners (a long
+    text's 1,000 mentions are 500k pairs, of which a few percent are near).
+    """
     kept = []
-    for a, b in itertools.combinations(sorted(mentions), 2):
-        if distance(a, b) > cfg.max_distance:
-            continue
-        if cfg.use_types and not (schema.admits(a[2], b[2]) or schema.admits(b[2], a[2])):
-            continue
-        kept.append((a, b))
+    ordered = sorted(mentions)
+    for i, a in enumerate(ordered):
+        for b in (ordered[j] for j in range(i + 1, len(ordered))):
+            if b[0] - a[1] > cfg.max_distance:  # = distance(a, b): b starts after a ends
+                break
+            if cfg.use_types and not (schema.admits(a[2], b[2]) or schema.admits(b[2], a[2])):
+                continue
+            kept.append((a, b))
     return kept

@@ -62,3 +62,26 @@ def test_kb_schema_refines_the_names_with_a_kb_directory_s_relation_map(tmp_path
     ))  # fmt: skip
     assert kb_schema(str(tmp_path), names).signatures == {"per:employee_of": {("PER", "ORG")}}
     assert kb_schema(str(tmp_path / "missing"), names).signatures == kb_schema(None, names).signatures
+
+
+def test_near_pairs_are_found_without_visiting_all_pairs():
+    """The same pairs, in the same order, as checking every pair, overlapping spans included."""
+    import itertools
+    import random
+
+    from relbridge.models.candidates import distance
+
+    rng = random.Random(3)
+    schema = TypeSchema.from_relation_names(["NA", "per:employee_of", "org:founded_by"])
+    for _ in range(200):
+        mentions = []
+        for _ in range(rng.randrange(0, 12)):
+            start = rng.randrange(0, 60)
+            mentions.append((start, start + rng.randrange(1, 4), rng.choice(["PER", "ORG", "LOC"])))
+        cfg = CandidateConfig(max_distance=rng.choice([0, 3, 10, 30]))
+        every = [
+            (a, b) for a, b in itertools.combinations(sorted(mentions), 2)
+            if distance(a, b) <= cfg.max_distance
+            and (schema.admits(a[2], b[2]) or schema.admits(b[2], a[2]))
+        ]  # fmt: skip
+        assert candidate_pairs(mentions, schema, cfg) == every
