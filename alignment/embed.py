@@ -258,7 +258,7 @@ class SentenceEmbedder:
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         if not self.tokenizer.is_fast:
             raise ValueError(f"{model_dir}: a fast tokenizer is needed for word ids")
-        model = load_encoder(model_dir, self.dtype)  # bf16: streamed, no float32 peak
+        model = load_encoder(model_dir, self.dtype, inference=True)  # bf16: streamed
         n_layers = model.config.num_hidden_layers
         if max(self.layers) > n_layers or min(self.layers) < 0:
             raise ValueError(

@@ -12,7 +12,11 @@ have short aliases for configs and the command line:
 | ``match`` | ``simalign.match.v1`` | maximum-weight bipartite matching (simalign "mwmf") |
 | ``softmax`` | ``awesome.softmax.v1`` | awesome-align's bidirectional softmax with a threshold |
 
-The simalign methods reuse simalign's own numpy helpers; ``match`` replaces
+The simalign methods compute what simalign's numpy helpers compute (tests pin
+them to ``SentenceAligner.get_alignment_matrix``, ``iter_max`` and
+``apply_distortion``), without importing simalign, whose module loads
+transformers' model code, networkx and scikit-learn: 2 s in every aligner
+process. ``match`` replaces
 simalign's networkx ``max_weight_matching`` (minutes on long sentences) with
 ``scipy.optimize.linear_sum_assignment``, which finds the same matching: on a
 complete bipartite graph with positive weights a maximum-cardinality matching
@@ -115,23 +119,55 @@ def resolve_method(name: str) -> str:
     return full
 
 
-def _simalign():
-    from simalign import SentenceAligner
-
-    return SentenceAligner
+def best_of_rows_and_columns(sim: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """0/1 ``(m, n)`` matrices: each row's best column, and each column's best row."""
+    m, n = sim.shape
+    rows, cols = np.zeros((m, n)), np.zeros((m, n))
+    rows[np.arange(m), sim.argmax(axis=1)] = 1.0
+    cols[sim.argmax(axis=0), np.arange(n)] = 1.0
+    return rows, cols
 
 
 @METHODS.register("simalign.argmax.v1")
 def argmax_links(scores: PairScores, params: MethodParams) -> np.ndarray:
     """Links where the source unit's best target and the target's best source agree."""
-    fwd, rev = _simalign().get_alignment_matrix(scores.sim)  # (m, n) each
+    fwd, rev = best_of_rows_and_columns(scores.sim)  # (m, n) each
     return (fwd * rev) > 0
 
 
 @METHODS.register("simalign.itermax.v1")
 def itermax_links(scores: PairScores, params: MethodParams) -> np.ndarray:
     """simalign's itermax: repeat argmax over still-unaligned units."""
-    return _simalign().iter_max(scores.sim, max_count=params.itermax_iterations) > 0
+    return iter_max(scores.sim, params.itermax_iterations) > 0
+
+
+def iter_max(sim: np.ndarray, rounds: int = 2, damping: float = 0.9) -> np.ndarray:
+    """simalign's iterative mutual argmax: ``(m, n)`` 0/1 links.
+
+    Round 1 keeps the mutual best links. Each later round looks again only at
+    cells whose row or column has no link yet, their similarity scaled by
+    ``damping`` where one of the two is linked (1 where neither is), and adds
+    the mutual best links among them; it stops after ``rounds`` rounds, when
+    a round adds nothing, or when every row or every column is linked. Pairs
+    with a side of at most 2 units keep round 1.
+    """
+    rows, cols = best_of_rows_and_columns(sim)
+    links = rows * cols  # (m, n)
+    if min(sim.shape) <= 2:
+        return links
+    for _ in range(rounds - 1):
+        free_row = 1.0 - links.sum(axis=1, keepdims=True).clip(0.0, 1.0)  # (m, 1)
+        free_col = 1.0 - links.sum(axis=0, keepdims=True).clip(0.0, 1.0)  # (1, n)
+        if free_row.sum() < 1.0 or free_col.sum() < 1.0:
+            break  # a side is fully linked: nothing can be added
+        weight = (damping * free_row + damping * free_col).clip(0.0, 1.0)  # (m, n)
+        open_cell = 1.0 - (1.0 - free_row) * (1.0 - free_col)  # row or column free
+        rows, cols = best_of_rows_and_columns(sim * weight)
+        added = rows * cols * open_cell
+        if not added.any():
+            break
+        links = links + added
+    return links
 
 
 @METHODS.register("simalign.match.v1")
@@ -162,6 +198,8 @@ def softmax_links(scores: PairScores, params: MethodParams) -> np.ndarray:
 
 def apply_distortion(sim: np.ndarray, ratio: float) -> np.ndarray:
     """simalign's distortion: penalise links far from the diagonal (0 = off)."""
-    if ratio == 0.0:
+    m, n = sim.shape
+    if ratio == 0.0 or m < 2 or n < 2:
         return sim
-    return _simalign().apply_distortion(sim, ratio).astype(sim.dtype)
+    offset = np.arange(n)[None, :] / (n - 1) - np.arange(m)[:, None] / (m - 1)  # (m, n)
+    return (sim * (1.0 - offset**2 * ratio)).astype(sim.dtype)

@@ -143,13 +143,15 @@ class BertStyleEncoder(nn.Module):
         position_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         past_key_values=None,
+        output_hidden_states: bool = False,
     ) -> SimpleNamespace:
         """``last_hidden_state`` (B, T, H) of ``input_ids`` (B, T) or ``inputs_embeds`` (B, T, H).
 
         ``attention_mask``: (B, K) with 1 for tokens to attend to, or a prepared
         (B, 1, T, K) boolean or additive mask. ``past_key_values``: transformers'
         cache protocol (``update(keys, values, layer)`` returns the keys and
-        values to attend over; ``get_seq_length()``).
+        values to attend over; ``get_seq_length()``). ``output_hidden_states``
+        adds ``hidden_states``: the embeddings' output, then every layer's.
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("give exactly one of input_ids and inputs_embeds")
@@ -163,8 +165,12 @@ class BertStyleEncoder(nn.Module):
         x = inputs_embeds + emb.token_type_embeddings(token_types)
         x = emb.LayerNorm(x + emb.position_embeddings(position_ids))  # (B, T, H)
         mask = _attention_mask(attention_mask)
+        states = [x]
         for i, layer in enumerate(self.encoder.layer):
             x = self._block(layer, x, mask, past_key_values, i)
+            states.append(x)
+        if output_hidden_states:
+            return SimpleNamespace(last_hidden_state=x, hidden_states=tuple(states))
         return SimpleNamespace(last_hidden_state=x)
 
     def _positions(self, input_ids, width, cache, device) -> torch.Tensor:

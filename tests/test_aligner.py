@@ -114,6 +114,37 @@ def test_compiled_encoder_gives_the_same_links(aligners):
     assert compiled.align_batch(PAIRS[:1]) == aligners().align_batch(PAIRS[:1])  # other shapes
 
 
+def test_simalign_helpers_are_computed_alike_without_importing_simalign():
+    """argmax, itermax and distortion equal simalign's numpy helpers, ties and tiny sides included."""
+    import subprocess
+    import sys
+
+    from simalign import SentenceAligner
+
+    from relbridge.alignment.methods import apply_distortion, best_of_rows_and_columns, iter_max
+
+    rng = np.random.default_rng(1)
+    for m, n in [(1, 1), (1, 4), (2, 3), (3, 3), (5, 8), (9, 4), (12, 12)]:
+        for sim in (rng.random((m, n)), rng.integers(0, 3, (m, n)) / 2.0):  # the second has ties
+            assert all(map(np.array_equal, best_of_rows_and_columns(sim),
+                           SentenceAligner.get_alignment_matrix(sim)))  # fmt: skip
+            for rounds in (1, 2, 3, 5):
+                assert np.array_equal(iter_max(sim, rounds), SentenceAligner.iter_max(sim, rounds))
+            for ratio in (0.0, 0.5, 1.0):
+                expected = SentenceAligner.apply_distortion(sim, ratio).astype(sim.dtype)
+                assert np.array_equal(apply_distortion(sim, ratio), expected)
+    code = (
+        "import sys, numpy as np\n"
+        "from relbridge.alignment import methods as m\n"
+        "s = np.random.rand(4, 5)\n"
+        "for f in (m.argmax_links, m.itermax_links):\n"
+        "    f(m.PairScores(sim=m.apply_distortion(s, 0.5), dot=s), m.MethodParams())\n"
+        "print('simalign' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_match_equals_networkx_matching():
     from simalign import SentenceAligner
 

@@ -76,10 +76,13 @@ def test_outputs_equal_transformers_model(saved, dtype):
     with torch.inference_mode():
         for case, kwargs in _calls().items():
             kwargs = {k: v.to(dtype) if v.is_floating_point() else v for k, v in kwargs.items()}
-            want = reference(**kwargs).last_hidden_state
-            got = ours(**kwargs).last_hidden_state
-            assert got.dtype == dtype, case
-            assert torch.equal(got, want), (case, (got - want).abs().max())
+            want = reference(**kwargs, output_hidden_states=True)
+            got = ours(**kwargs, output_hidden_states=True)
+            assert got.last_hidden_state.dtype == dtype, case
+            assert len(got.hidden_states) == len(want.hidden_states) == 3, case
+            for a, b in zip(got.hidden_states, want.hidden_states):
+                assert torch.equal(a, b), (case, (a - b).abs().max())
+            assert torch.equal(got.last_hidden_state, want.last_hidden_state), case
 
 
 def test_cache_sees_the_same_keys_and_positions_count_the_past(saved):
