@@ -59,18 +59,22 @@ SELECT ?g ?st ?s ?r ?o ?conf ?n ?inkb WHERE { GRAPH ?g {
   OPTIONAL { ?st rb:inKb ?inkb } } } ORDER BY ?g ?st
 """
 _EVIDENCE = """
-SELECT ?st ?ev ?p ?v WHERE { GRAPH ?g { ?st prov:wasDerivedFrom ?ev . ?ev ?p ?v } }
+SELECT ?g ?st ?ev ?p ?v WHERE { GRAPH ?g { ?st prov:wasDerivedFrom ?ev . ?ev ?p ?v } }
 """
 _NODES = """
-SELECT ?e ?p ?v WHERE { GRAPH ?g { ?e ?p ?v . VALUES ?p { rdfs:label rb:kbId rb:entityType } } }
+SELECT ?g ?e ?p ?v WHERE { GRAPH ?g { ?e ?p ?v . VALUES ?p { rdfs:label rb:kbId rb:entityType } } }
 """
+
+
+def _rows(store_dir: str, sparql: str, graph: str | None) -> list[dict[str, Any]]:
+    """A query's rows from every named graph, or only from ``graph``."""
+    return [r for r in query(store_dir, sparql)[1] if graph is None or r["g"] == graph]
 
 
 def _statements(store_dir: str, graph: str | None) -> list[dict[str, Any]]:
-    _, rows = query(store_dir, _STATEMENTS)
-    statements = [r for r in rows if graph is None or r["g"] == graph]
+    statements = _rows(store_dir, _STATEMENTS, graph)
     evidence: dict[str, dict[str, dict]] = defaultdict(lambda: defaultdict(dict))
-    for r in query(store_dir, _EVIDENCE)[1]:
+    for r in _rows(store_dir, _EVIDENCE, graph):
         evidence[r["st"]][r["ev"]][r["p"].rsplit("#", 1)[-1]] = r["v"]
     for s in statements:
         found = evidence.get(s["st"], {})
@@ -94,7 +98,7 @@ def export_neo4j(store_dir: str, output: str, graph: str | None = None) -> dict[
     statements = _statements(store_dir, graph)
     used = {s[k] for s in statements for k in ("s", "o")}
     props: dict[str, dict[str, str]] = defaultdict(dict)
-    for r in query(store_dir, _NODES)[1]:
+    for r in _rows(store_dir, _NODES, graph):  # names and types as the exported graph has them
         if r["e"] in used:
             key = r["p"].rsplit("#", 1)[-1]
             # an entity named differently by two runs keeps the alphabetically first name

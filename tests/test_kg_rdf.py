@@ -281,3 +281,24 @@ def test_quickstatements_export_checks_stated_in_and_the_property_map(tmp_path, 
         assert main([*argv, str(tmp_path / "map.json")]) == 2
         assert f"error: {tmp_path / 'map.json'}:1: expected" in capsys.readouterr().err
     assert not (tmp_path / "qs.txt").exists()
+
+
+def test_neo4j_export_of_one_graph_names_nodes_as_that_graph_does(tmp_path):
+    """Another run's graph may name the same entity otherwise; --graph exports only its own."""
+    import csv
+
+    from relbridge.kg.export import export_neo4j
+
+    stats, store = _store(tmp_path, to_nquads([_triple(subject_name="Merkel, Angela")], CFG))
+    other = RdfConfig(graph_for_run("run2", BASE), BASE)
+    (tmp_path / "two.nq").write_bytes(to_nquads([_triple(subject_name="A. Merkel")], other))
+    load_graphs([str(tmp_path / "two.nq")], store)
+    for graph, name in ((CFG.graph, "Merkel, Angela"), (other.graph, "A. Merkel")):
+        out = tmp_path / graph.rsplit("/", 1)[-1]
+        assert export_neo4j(store, str(out), graph=graph) == {"nodes": 2, "relationships": 1}
+        with open(out / "nodes.csv", newline="", encoding="utf-8") as f:
+            labels = {row[0]: row[1] for row in list(csv.reader(f))[1:]}
+        assert labels["http://www.wikidata.org/entity/Q1"] == name
+        with open(out / "relationships.csv", newline="", encoding="utf-8") as f:
+            (edge,) = list(csv.reader(f))[1:]
+        assert edge[6] == graph and len(json.loads(edge[7])) == 2  # its own evidence only
