@@ -82,7 +82,7 @@ def register(subparsers) -> None:
 def _documents(args) -> list[tuple[list[str], list[str]]]:
     """Reads each --src/--tgt pair into sentence lists."""
     from relbridge.data_specs.formats import open_lines
-    from relbridge.pipeline.align_sentences import split_document
+    from relbridge.text.sentences import sentences
 
     if len(args.src) != len(args.tgt):
         raise ValueError(f"{len(args.src)} --src files but {len(args.tgt)} --tgt files")
@@ -100,7 +100,7 @@ def _documents(args) -> list[tuple[list[str], list[str]]]:
             if lang is None:  # one sentence per line, kept as is: gold indices count lines
                 sents = [line.strip() for line in text.rstrip("\n").split("\n")] if text else []
             else:
-                sents = split_document(text, lang, presplit=False)
+                sents = sentences(text, lang)  # the splitter run --documents uses
             if not any(sents):  # nothing to align: a wrong or truncated file, not a result
                 raise ValueError(f"{path}: no sentences (an empty document cannot be aligned)")
             sides.append(sents)

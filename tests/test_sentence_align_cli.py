@@ -90,3 +90,23 @@ def test_a_mistyped_split_language_is_an_error(docs, capsys):
             "--output", "-"]  # fmt: skip
     assert main(argv) == 2
     assert "unknown target language code 'deutsch'" in _error(capsys)
+
+
+def test_splitting_documents_does_not_import_beam(tmp_path):
+    """align-sentences splits text as run --documents does, without Beam's 2 s import."""
+    import subprocess
+    import sys
+
+    (tmp_path / "a.txt").write_text("Ein Satz. Noch einer.\n")
+    (tmp_path / "b.txt").write_text("Une phrase. Encore une.\n")
+    code = (
+        "import argparse, sys\n"
+        "from relbridge.cli.sentences import _documents\n"
+        f"a = argparse.Namespace(src=[{str(tmp_path / 'a.txt')!r}], "
+        f"tgt=[{str(tmp_path / 'b.txt')!r}], split=['de', 'fr'])\n"
+        "print(_documents(a), 'apache_beam' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == (
+        "[(['Ein Satz.', 'Noch einer.'], ['Une phrase.', 'Encore une.'])] False"
+    )
