@@ -120,20 +120,18 @@ def refresh_conflicts(earlier: dict, config: dict) -> list[str]:
     setting one of the two configs lacks (an older or newer version) is not
     counted; any other difference would put rows made two ways in one folder.
     """
-    out = []
-    for key in sorted(earlier.keys() & config.keys()):
-        if key in WHERE_AND_HOW[""]:
-            continue
-        a, b = earlier[key], config[key]
-        if isinstance(a, dict) and isinstance(b, dict):
-            skip = WHERE_AND_HOW.get(key, ())
-            out += [f"{key}.{name}" for name in refresh_conflicts(
-                {k: v for k, v in a.items() if k not in skip},
-                {k: v for k, v in b.items() if k not in skip},
-            )]  # fmt: skip
-        elif a != b:
-            out.append(key)
-    return out
+    return [
+        name
+        for key in sorted(earlier.keys() & config.keys() - set(WHERE_AND_HOW[""]))
+        for name in _differences(earlier[key], config[key], key, WHERE_AND_HOW.get(key, ()))
+    ]
+
+
+def _differences(a, b, name: str, skip: tuple[str, ...] = ()) -> list[str]:
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return [] if a == b else [name]
+    shared = sorted(a.keys() & b.keys() - set(skip))
+    return [d for k in shared for d in _differences(a[k], b[k], f"{name}.{k}")]
 
 
 def check_refresh(output: str, config: dict) -> None:
