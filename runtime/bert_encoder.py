@@ -165,11 +165,12 @@ class BertStyleEncoder(nn.Module):
         x = inputs_embeds + emb.token_type_embeddings(token_types)
         x = emb.LayerNorm(x + emb.position_embeddings(position_ids))  # (B, T, H)
         mask = _attention_mask(attention_mask)
-        states = [x]
+        states = [x] if output_hidden_states else None  # kept only when asked: memory
         for i, layer in enumerate(self.encoder.layer):
             x = self._block(layer, x, mask, past_key_values, i)
-            states.append(x)
-        if output_hidden_states:
+            if states is not None:
+                states.append(x)
+        if states is not None:
             return SimpleNamespace(last_hidden_state=x, hidden_states=tuple(states))
         return SimpleNamespace(last_hidden_state=x)
 
