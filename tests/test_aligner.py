@@ -115,7 +115,7 @@ def test_compiled_encoder_gives_the_same_links(aligners):
 
 
 def test_simalign_helpers_are_computed_alike_without_importing_simalign():
-    """argmax, itermax and distortion equal simalign's numpy helpers, ties and tiny sides included."""
+    """argmax, itermax and distortion equal simalign's helpers, ties and tiny sides included."""
     import subprocess
     import sys
 

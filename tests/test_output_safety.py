@@ -276,7 +276,8 @@ def test_a_refresh_with_other_settings_is_refused_and_keeps_the_output(tmp_path,
     before = output_files(out)
     grown = CORPUS + ["5\tMerkel visited Hamburg .\tMerkel besuchte Hamburg ."]
     other = ("--skip-existing", "--max-mentions", "3", "--align-statistical", "off")
-    with pytest.raises(ValueError, match=r"made with other settings \(align\..*label\.max_mentions"):
+    conflicts = r"made with other settings \(align\..*label\.max_mentions"
+    with pytest.raises(ValueError, match=conflicts):
         run(base_argv(tmp_path, tiny_encoder, grown, *other))
     assert output_files(out) == before
     # where the input is and how many threads compute it may change
