@@ -118,7 +118,6 @@ class BertStyleEncoder(nn.Module):
     def __init__(self, cfg: EncoderConfig, pooler: bool = True, dtype=torch.float32):
         super().__init__()
         h = cfg.hidden_size
-        self.cfg = cfg
         self.config = SimpleNamespace(**{f.name: getattr(cfg, f.name) for f in fields(cfg)})
         self.heads = cfg.num_attention_heads
         self.position_offset = cfg.pad_token_id + 1 if cfg.model_type in ROBERTA_TYPES else 0
@@ -181,7 +180,7 @@ class BertStyleEncoder(nn.Module):
             return (past + torch.arange(width, device=device)).unsqueeze(0)
         if input_ids is None:  # RoBERTa from embeddings: sequential, the cache not counted
             return (self.position_offset + torch.arange(width, device=device)).unsqueeze(0)
-        pad = self.cfg.pad_token_id  # RoBERTa from ids: pads keep the pad position
+        pad = self.config.pad_token_id  # RoBERTa from ids: pads keep the pad position
         real = input_ids.ne(pad).int()
         return ((torch.cumsum(real, dim=1).type_as(real) + past) * real).long() + pad
 
