@@ -171,6 +171,20 @@ class OptimConfig:
             "n = 9/(1-ema_decay) (1,790 steps for 0.995), then 1/(1-ema_decay) steps."
         },
     )
+    distill_from: str = field(
+        default="",
+        metadata={
+            "help": "a trained model folder (train's OUT/model) whose relation probabilities on "
+            "the training pairs are soft targets besides the labels (knowledge distillation), "
+            "e.g. an inline-marker model teaching a faster levitated one."
+        },
+    )
+    distill_weight: float = field(
+        default=1.0, metadata={"help": "weight of the distillation term in the relation loss."}
+    )
+    distill_temperature: float = field(
+        default=2.0, metadata={"help": "distillation temperature (1-4; higher: softer targets)."}
+    )
     lora: bool = field(
         default=False, metadata={"help": "train LoRA adapters (peft) instead of the full encoder."}
     )
@@ -199,7 +213,9 @@ class OptimConfig:
             raise ValueError("lora needs at least one lora_targets module name")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        _non_negative(self, "freeze_layers")
+        if self.distill_temperature <= 0:
+            raise ValueError("distill_temperature must be > 0")
+        _non_negative(self, "freeze_layers", "distill_weight")
 
 
 @dataclass(frozen=True)

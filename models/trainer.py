@@ -44,6 +44,7 @@ from relbridge.data_specs.relations import RelationInventory
 from relbridge.models import checkpoint as ckpt_io
 from relbridge.models.checkpoint import CHECKPOINT, MODEL_DIR, TRAIN_CONFIG, TRAIN_STATS
 from relbridge.models.data import RelationData
+from relbridge.models.distill import distillation_loss, teacher_targets
 from relbridge.models.extractor import Encoded, RelationExtractor, masked_cross_entropy
 from relbridge.models.negatives import marked_na_bias
 from relbridge.models.optim import (
@@ -107,14 +108,20 @@ def _micro_batch_loss(
     bags: list,
     cfg: TrainConfig,
     device: torch.device,
+    teacher: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The weighted multi-task loss of one micro-batch of units."""
+    """The weighted multi-task loss of one micro-batch of units.
+
+    ``teacher`` (pairs, 2, R): soft targets per pair encoding (`relbridge.models.distill`);
+    their KL term joins the relation loss, for single pairs and bag members alike.
+    """
     max_bag = cfg.data.max_bag_size
     items: list[Encoded] = []
     bag_units = []
     pair_rows: dict[int, int] = {}
     for u in (units[i] for i in batch_units):
         if u.kind == "pair":
+            pair_rows[u.index] = len(items)
             items.append(pair_enc[u.index])
         elif u.kind == "tag":
             items.append(tag_enc[u.index])
@@ -127,8 +134,15 @@ def _micro_batch_loss(
                     items.append(dataclasses.replace(pair_enc[i], rel_labels=(-100, -100)))
     batch = {k: v.to(device) for k, v in model.collate(items).items()}
     out = model(batch, labels=True)
+    distilled = 0.0
+    if teacher is not None and pair_rows:
+        rows = torch.tensor(list(pair_rows.values()), device=device)
+        distilled = distillation_loss(
+            out["relation_logits"][rows], teacher[list(pair_rows)], cfg.optim.distill_temperature
+        )
+        distilled = model.cfg.relation_weight * cfg.optim.distill_weight * distilled
     if not bag_units:
-        return out["loss"]
+        return out["loss"] + distilled
     # Bags: gather each member's directed representation, then aggregate. (N, 2H)
     rows, dirs, scope = [], [], []
     for b in bag_units:
@@ -142,7 +156,7 @@ def _micro_batch_loss(
     bag_logits = model.aggregate_bags(reps, scope, cfg.data.aggregation, bag_labels)  # (nbags, R)
     tag_loss = model.tagging_loss(out["tag_logits"], batch["tag_labels"])
     rel_loss = masked_cross_entropy(bag_logits, bag_labels)
-    return model.cfg.relation_weight * rel_loss + model.cfg.tagging_weight * tag_loss
+    return model.cfg.relation_weight * rel_loss + model.cfg.tagging_weight * tag_loss + distilled
 
 
 class _Run:
@@ -270,7 +284,13 @@ def _train(cfg: TrainConfig) -> dict[str, Any]:
     model = _build_model(cfg, train_data, dev_data)
     model.marked_na_bias.fill_(marked_na_bias(train_data.pairs))
     model.to(device)
-    units, pair_enc, tag_enc, bags = build_units(model, train_data, cfg)
+    units, pair_enc, tag_enc, bags, pairs = build_units(model, train_data, cfg)
+    teacher = None
+    if cfg.optim.distill_from:
+        teacher = teacher_targets(
+            cfg.optim.distill_from, pairs, model.inventory.names, device,
+            cfg.optim.distill_temperature, batch_size=2 * cfg.optim.batch_size,
+        )  # fmt: skip
     lengths = unit_lengths(units, pair_enc, tag_enc, bags, cfg.data.max_bag_size)
     sampler = UnitSampler(units, lengths, cfg)
     steps_per_epoch = math.ceil(len(sampler.batches(0)) / cfg.optim.grad_accum)
@@ -318,7 +338,9 @@ def _train(cfg: TrainConfig) -> dict[str, Any]:
             step_started = time.perf_counter()
             for m in micro:
                 with autocast:
-                    loss = _micro_batch_loss(model, units, m, pair_enc, tag_enc, bags, cfg, device)
+                    loss = _micro_batch_loss(
+                        model, units, m, pair_enc, tag_enc, bags, cfg, device, teacher
+                    )
                 (loss * len(m) / total_units).backward()
                 loss_sum += loss.item() * len(m)
             last_loss = loss_sum / total_units

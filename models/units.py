@@ -131,12 +131,13 @@ class Unit:
 
 def build_units(
     model: RelationExtractor, data: RelationData, cfg: TrainConfig
-) -> tuple[list[Unit], list[Encoded], list[Encoded], list]:
+) -> tuple[list[Unit], list[Encoded], list[Encoded], list, list]:
     """Encodes the training data once and lists its sampling units.
 
-    Returns (units, pair encodings, tagging encodings, bags). Pair units and bag
-    members index the pair encodings, which hold only the pairs that fit
-    ``max_seq_len``; ``data`` itself is left as it was.
+    Returns (units, pair encodings, tagging encodings, bags, encoded pairs). Pair
+    units and bag members index the pair encodings, which hold only the pairs
+    that fit ``max_seq_len`` (the encoded pairs, in the same order); ``data``
+    itself is left as it was.
     """
     pair_enc, kept = [], []
     for p in data.pairs:
@@ -171,7 +172,7 @@ def build_units(
         why = "no pair fits max_seq_len" if not kept else "no bag: no pair has both KB ids"
         raise ValueError(f"{training_paths(cfg)}: no training pairs ({why})")
     units += [Unit("tag", i, t.lang) for i, t in enumerate(data.tags[: len(tag_enc)])]
-    return units, pair_enc, tag_enc, bags
+    return units, pair_enc, tag_enc, bags, kept
 
 
 class UnitSampler:

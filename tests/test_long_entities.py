@@ -31,11 +31,12 @@ def test_prediction_of_an_unencodable_pair_is_certain_na(tiny_encoder):
 def test_training_skips_unencodable_pairs(tiny_encoder, tmp_path):
     data = RelationData([LONG, SHORT], [])
     cfg = TrainConfig.from_flat(output=str(tmp_path), shards="unused", max_seq_len=24, tagging_weight=0.0)
-    units, pair_enc, _, _ = _build_units(_model(tiny_encoder), data, cfg)
+    units, pair_enc, _, _, kept = _build_units(_model(tiny_encoder), data, cfg)
     assert [p.id for p in data.pairs] == ["long", "short"]  # the caller's data is untouched
     assert len(pair_enc) == 1 and [u.index for u in units if u.kind == "pair"] == [0]
+    assert [p.id for p in kept] == ["short"]  # the pair each encoding was made from
     with_kb = RelationData([dataclasses.replace(p, e1_kb="Q1", e2_kb="Q2") for p in data.pairs], [])
-    _, bag_enc, _, bags = _build_units(
+    _, bag_enc, _, bags, _ = _build_units(
         _model(tiny_encoder), with_kb, cfg.replace(aggregation="attention")
     )
     assert len(bag_enc) == 1 and [i for b in bags for i, _ in b.members] == [0, 0]  # both ways
