@@ -76,3 +76,28 @@ def test_freeze_lower_stops_gradients_below_the_top_layers(tiny_encoder):
     assert all(p.requires_grad for p in layers[1].parameters())
     assert not model.marker_embeddings.weight.requires_grad
     assert model.rel_head.weight.requires_grad
+
+
+def test_fast_student_is_levitated_distilled_and_scored(tiny_encoder, tmp_path):
+    kbp, relx = _toy_dirs(tmp_path)
+    out = tmp_path / "bench"
+    summary = run_relx_benchmark(
+        kbp, relx, str(out), languages=("en", "de"), preset="cpu", fast_student=True,
+        model=tiny_encoder, freeze_layers=1, max_dev_instances=3, eval_every=3, epochs=2,
+        batch_size=2, progress=False, raw_text_sentences=2, calibration_sentences=2,
+    )  # fmt: skip
+    fast = summary["fast_student"]
+    assert set(fast["relx_f1"]) == set(fast["raw_text"]) == {"en", "de"}
+    teacher_mean = sum(summary["relx_f1"].values()) / 2
+    student_mean = sum(fast["relx_f1"].values()) / 2
+    assert abs(fast["relx_f1_mean_below_teacher"] - (teacher_mean - student_mean)) < 0.01
+    student = out / "fast" / "model"
+    assert fast["model_dir"] == str(student)
+    config = json.loads((student / "extractor_config.json").read_text())
+    assert config["marker_mode"] == "levitated"
+    trained = json.loads((student / "train_config.json").read_text())
+    assert trained["distill_from"] == str(out / "model") and trained["epochs"] == 1
+    assert trained["model"] == str(out / "model" / "encoder")
+    assert (student / "threshold.json").exists()  # its own raw-text calibration
+    written = json.loads((out / "benchmark.json").read_text())
+    assert written["fast_student"]["relx_f1"] == fast["relx_f1"]
