@@ -57,6 +57,14 @@ class DataConfig:
             "labelled data lacks."
         },
     )
+    distill_shards: str = field(
+        default="",
+        metadata={
+            "help": "shard directory or glob whose target-language pairs train by distillation "
+            "only (needs distill_from; their distant labels are dropped): the teacher's reading "
+            "of languages the labelled data lacks."
+        },
+    )
     dev: tuple[str, ...] = field(
         default=(),
         metadata={

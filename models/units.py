@@ -8,6 +8,7 @@ function of (seed, epoch) only, which is what makes a resumed run identical.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from collections import Counter
@@ -84,9 +85,38 @@ def load_training_data(cfg: TrainConfig) -> tuple[RelationData, RelationData]:
         # each evaluation would cost more than the relation scores.
         kept = {dev.pairs[i].id for i in keep}
         dev = RelationData([dev.pairs[i] for i in keep], [t for t in dev.tags if t.id in kept])
+    if d.distill_shards:
+        if not cfg.optim.distill_from:
+            raise ValueError("distill_shards needs distill_from: a teacher to score its pairs")
+        train.extend(distillation_pairs(d.distill_shards, train.entity_types()))
     if not train.pairs:
         raise ValueError(f"{training_paths(cfg)}: no training pairs")
     return train, dev
+
+
+def distillation_pairs(path: str, types: set[str]) -> RelationData:
+    """The target-side pairs of shards, unlabelled, for distillation only (`distill_shards`).
+
+    Their entity spans are projected from KB-matched source names; their
+    distant labels say mostly NA because the KB lacks the fact, not because the
+    sentence does, so they are dropped and the teacher's probabilities are the
+    only target. Types that the labelled data lacks become untyped, as in
+    `projected_tagging`. They come after the dev split and the subsampling, so
+    they never count as dev and never as NA.
+    """
+    pairs = [
+        dataclasses.replace(
+            p, label_12=None, label_21=None,
+            e1_type=p.e1_type if p.e1_type in types else "",
+            e2_type=p.e2_type if p.e2_type in types else "",
+        )  # fmt: skip
+        for p in read_data(path, "shards").pairs
+        if p.side == "tgt"
+    ]
+    logger.info("%s: %d target-language pairs for distillation", path, len(pairs))
+    if not pairs:
+        raise ValueError(f"{path}: no target-language pairs to distill on")
+    return RelationData(pairs, [])
 
 
 def training_paths(cfg: TrainConfig) -> str:

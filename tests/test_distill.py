@@ -100,3 +100,19 @@ def test_training_with_a_teacher_runs_and_records_it(tiny_encoder, tmp_path, mon
     assert stats["completed"] and seen and all(s[1:] == seen[0][1:] for s in seen)
     saved = (tmp_path / "student" / "model" / "train_config.json").read_text()
     assert f'"distill_from": "{teacher}"' in saved
+
+
+def test_distill_shards_add_unlabelled_target_pairs_after_the_dev_split(tiny_encoder, tmp_path):
+    from relbridge.models.units import load_training_data
+
+    shards = write_toy_shards(tmp_path / "shards")
+    cfg = _cfg(tiny_encoder, shards, tmp_path / "run", dev_fraction=0.3, distill_shards=shards)
+    with pytest.raises(ValueError, match="needs distill_from"):
+        load_training_data(cfg)
+    train, dev = load_training_data(cfg.replace(distill_from=str(tmp_path / "teacher")))
+    plain, plain_dev = load_training_data(cfg.replace(distill_shards=""))
+    added = train.pairs[len(plain.pairs) :]
+    assert train.pairs[: len(plain.pairs)] == plain.pairs and dev.pairs == plain_dev.pairs
+    assert added and {p.side for p in added} == {"tgt"} and {p.lang for p in added} == {"de"}
+    assert all(p.label_12 is None and p.label_21 is None for p in added)
+    assert train.relations() == plain.relations()  # unlabelled: no relation of their own
