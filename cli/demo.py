@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from relbridge.cli.train import _at_least
+from relbridge.runtime.flags import at_least
 
 
 def register(subparsers) -> None:
@@ -22,7 +22,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--epochs",
-        type=_at_least(1),
+        type=at_least(1),
         default=None,
         help="training epochs (default: the demo's own)",
     )

@@ -19,6 +19,7 @@ import os
 from relbridge.cli.triples import add_alias_arguments, with_harvested_aliases
 from relbridge.data_specs.formats import open_lines
 from relbridge.models.candidates import DEFAULT_MAX_DISTANCE
+from relbridge.runtime.flags import at_least
 
 BENCHMARK_OUTPUT = "out/benchmark_relx"
 
@@ -69,20 +70,6 @@ def _given_settings(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> dic
     return {by_field[k]: v for k, v in given(args, flags).items()}
 
 
-def _at_least(minimum: int):
-    """An argparse type: an integer >= ``minimum`` (a batch size of 0 or -3 is a usage error,
-    not a crash or, with -3, a run that silently scores nothing)."""
-
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-
-    parse.__name__ = "integer"  # argparse names the type in its message: 'invalid integer value'
-    return parse
-
-
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "train",
@@ -123,7 +110,7 @@ def register(subparsers) -> None:
         help="key of the id list when --ids is a JSON object (default: test)",
     )
     p.add_argument(
-        "--batch-size", type=_at_least(1), default=32, help="inference batch size (default: 32)"
+        "--batch-size", type=at_least(1), default=32, help="inference batch size (default: 32)"
     )
     p.add_argument(
         "--pr-curve",
@@ -173,7 +160,7 @@ def register(subparsers) -> None:
         "(source_file, line, id when given, model)",
     )
     p.add_argument(
-        "--batch-size", type=_at_least(1), default=16, help="inference batch size (default: 16)"
+        "--batch-size", type=at_least(1), default=16, help="inference batch size (default: 16)"
     )
     p.add_argument(
         "--threshold",
@@ -264,13 +251,13 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--raw-text-sentences",
-        type=_at_least(0),
+        type=at_least(0),
         default=0,
         help="score raw text on this many sentences of each RELX file (default: 0, all)",
     )
     p.add_argument(
         "--calibration-sentences",
-        type=_at_least(0),
+        type=at_least(0),
         default=0,
         help="choose the raw-text threshold on this many KBP37 dev sentences (default: 0, all)",
     )

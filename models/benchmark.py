@@ -45,6 +45,14 @@ Two presets (``--preset``; explicit flags override either):
 
 ``auto`` (the default) picks ``full`` when CUDA is available, else ``cpu``.
 
+``fast_student`` (``--fast-student``) then trains a second model for
+`extract`'s speed: levitated markers (one encoder pass per sentence for all
+its pairs), one epoch from the trained model's encoder, distilled from the
+trained model (`relbridge.models.distill`), under ``<output>/fast``; it is
+scored like the first, and ``fast_student.relx_f1_mean_below_teacher`` says
+what the speed costs. Measured on 2 cores (the README has the table): about
+0.7 marked RELX points on the mean, more in raw text, so it is not the default.
+
 Run::
 
     relbridge benchmark relx --kbp37 ../shared/data/kbp37 --relx ../shared/data/relx --output out/relx

@@ -183,3 +183,17 @@ def given(args: argparse.Namespace, flags: Iterable[Flag]) -> dict[str, Any]:
             value = False
         out[f.field] = tuple(value) if isinstance(value, list) else value
     return out
+
+
+def at_least(minimum: int):
+    """An argparse type: an integer >= ``minimum`` (a batch size of 0 or -3 is a usage error,
+    not a crash or, with -3, a run that silently scores nothing)."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in its message: 'invalid integer value'
+    return parse
