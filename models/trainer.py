@@ -285,12 +285,6 @@ def _train(cfg: TrainConfig) -> dict[str, Any]:
     model.marked_na_bias.fill_(marked_na_bias(train_data.pairs))
     model.to(device)
     units, pair_enc, tag_enc, bags, pairs = build_units(model, train_data, cfg)
-    teacher = None
-    if cfg.optim.distill_from:
-        teacher = teacher_targets(
-            cfg.optim.distill_from, pairs, model.inventory.names, device,
-            cfg.optim.distill_temperature, batch_size=2 * cfg.optim.batch_size,
-        )  # fmt: skip
     lengths = unit_lengths(units, pair_enc, tag_enc, bags, cfg.data.max_bag_size)
     sampler = UnitSampler(units, lengths, cfg)
     steps_per_epoch = math.ceil(len(sampler.batches(0)) / cfg.optim.grad_accum)
@@ -314,6 +308,12 @@ def _train(cfg: TrainConfig) -> dict[str, Any]:
     finished = run.resume()
     if finished is not None:
         return finished
+    teacher = None  # scored after the resume check: a finished run needs no teacher
+    if cfg.optim.distill_from:
+        teacher = teacher_targets(
+            cfg.optim.distill_from, pairs, model.inventory.names, device,
+            cfg.optim.distill_temperature, batch_size=2 * cfg.optim.batch_size,
+        )  # fmt: skip
     state, grad_accum = run.state, cfg.optim.grad_accum
 
     model.train()

@@ -100,6 +100,13 @@ def test_training_with_a_teacher_runs_and_records_it(tiny_encoder, tmp_path, mon
     assert stats["completed"] and seen and all(s[1:] == seen[0][1:] for s in seen)
     saved = (tmp_path / "student" / "model" / "train_config.json").read_text()
     assert f'"distill_from": "{teacher}"' in saved
+    # A rerun of the finished run has nothing to do, and no teacher to score.
+    monkeypatch.setattr(trainer, "teacher_targets", lambda *a, **k: pytest.fail("scored"))
+    again = trainer.train(
+        _cfg(tiny_encoder, shards, tmp_path / "student", epochs=1, marker_mode="levitated",
+             distill_from=teacher)
+    )  # fmt: skip
+    assert again["global_step"] == stats["global_step"]
 
 
 def test_distill_shards_add_unlabelled_target_pairs_after_the_dev_split(tiny_encoder, tmp_path):
