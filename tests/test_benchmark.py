@@ -101,3 +101,24 @@ def test_fast_student_is_levitated_distilled_and_scored(tiny_encoder, tmp_path):
     assert (student / "threshold.json").exists()  # its own raw-text calibration
     written = json.loads((out / "benchmark.json").read_text())
     assert written["fast_student"]["relx_f1"] == fast["relx_f1"]
+
+
+def test_cli_passes_fast_student_and_prints_its_summary(monkeypatch, tmp_path, capsys):
+    import relbridge.models.benchmark as benchmark
+    from relbridge.cli.main import main
+
+    seen = {}
+
+    def fake(kbp37, relx, output, languages, **kw):
+        seen.update(kw)
+        fast = {"relx_f1": {"en": 50.0}, "relx_f1_mean_below_teacher": 1.0, "scores": {"en": {}}}
+        return {"relx_f1": {"en": 51.0}, "scores": {}, "fast_student": fast}
+
+    monkeypatch.setattr(benchmark, "run_relx_benchmark", fake)
+    out = str(tmp_path / "bench")
+    argv = ["benchmark", "relx", "--kbp37", "k", "--relx", "r", "--output", out]
+    assert main(argv + ["--fast-student"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert seen["fast_student"] is True
+    assert printed["fast_student"] == {"relx_f1": {"en": 50.0}, "relx_f1_mean_below_teacher": 1.0}
+    assert main(argv) == 0 and seen["fast_student"] is False
