@@ -12,6 +12,11 @@ relations are nearly right, which a one-hot label cannot.
 `teacher_targets` scores the training pairs once, before the first step, with
 the teacher in its own input form (`predict_pairs`); `distillation_loss` is the
 temperature-scaled KL term the trainer adds to the relation loss.
+
+Measured (README, "Distilling the inline model"): on RELX the distilled
+levitated student halves its marked-pair gap to the inline teacher (0.74 points
+on the mean against 1.41), but finds fewer names and relates more unmarked
+pairs in raw text, so the flags are off by default.
 """
 
 from __future__ import annotations
