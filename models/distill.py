@@ -88,7 +88,6 @@ def distillation_loss(
     of the temperature (Hinton et al.).
     """
     log_student = torch.log_softmax(logits.float() / temperature, dim=-1)
-    targets = targets.to(log_student.device)
-    kl = (targets * (torch.log(targets.clamp_min(1e-12)) - log_student)).sum(-1)  # (N, 2)
-    return temperature**2 * kl.mean()
+    kl = torch.nn.functional.kl_div(log_student, targets.to(log_student.device), reduction="none")
+    return temperature**2 * kl.sum(-1).mean()  # sum over relations, mean over (N, 2)
 
