@@ -237,14 +237,15 @@ def run_relx_benchmark(
     stats = train(cfg)
     train_s = time.perf_counter() - started
     raw_args = (mention_finders, calibration_sentences, raw_text_sentences) if raw_text else None
-    scores, raw = _scores(stats["model_dir"], kbp37, relx, languages, raw_args)
+    scored = _scores(stats["model_dir"], kbp37, relx, languages, raw_args)
+    scores = scored["scores"]
     eval_s = time.perf_counter() - started - train_s
     if KBP37_TEST[preset] if kbp37_test is None else kbp37_test:
         scores["kbp37_test_minus_relx"] = _relx_scores(
             stats["model_dir"], os.path.join(kbp37, "test.txt"), "en", kbp37_test_ids(kbp37, relx)
         )
     summary = {
-        "relx_f1": {lang: round(scores[lang]["relx_f1"], 2) for lang in languages},
+        "relx_f1": scored["relx_f1"],
         "kbp37_relx_f1": {
             "dev": _dev_score(stats),
             "dev_pairs": stats["dev_pairs"],
@@ -252,8 +253,8 @@ def run_relx_benchmark(
             if "kbp37_test_minus_relx" in scores
             else None,
         },
-        "raw_text": raw.get("scores", {}),
-        "raw_text_threshold": raw.get("calibration", {}).get("threshold"),
+        "raw_text": scored["raw_text"],
+        "raw_text_threshold": scored["raw_text_threshold"],
         "published_mbert": PUBLISHED_MBERT,
         "preset": preset,
         "scores": scores,
@@ -304,33 +305,39 @@ def _fast_student(cfg, teacher_dir, teacher_f1, kbp37, relx, languages, raw_args
     started = time.perf_counter()
     stats = train(student_config(cfg, teacher_dir))
     train_s = time.perf_counter() - started
-    scores, raw = _scores(stats["model_dir"], kbp37, relx, languages, raw_args)
-    relx_f1 = {lang: round(scores[lang]["relx_f1"], 2) for lang in languages}
-    mean = sum(relx_f1.values()) / len(relx_f1)
+    scored = _scores(stats["model_dir"], kbp37, relx, languages, raw_args)
+    below = _mean(teacher_f1) - _mean(scored["relx_f1"])
     return {
         "model_dir": stats["model_dir"],
-        "relx_f1": relx_f1,
-        "relx_f1_mean_below_teacher": round(sum(teacher_f1.values()) / len(teacher_f1) - mean, 2),
+        **scored,
+        "relx_f1_mean_below_teacher": round(below, 2),
         "kbp37_relx_f1_dev": _dev_score(stats),
-        "raw_text": raw.get("scores", {}),
-        "raw_text_threshold": raw.get("calibration", {}).get("threshold"),
-        "scores": scores,
         "train_s": round(train_s, 1),
     }
+
+
+def _mean(values: dict[str, float]) -> float:
+    return sum(values.values()) / len(values)
 
 
 def _dev_score(stats: dict[str, Any]) -> float | None:
     return round(stats["best_dev"]["relx_f1"], 2) if stats["best_dev"] else None
 
 
-def _scores(model_dir, kbp37, relx, languages, raw_args) -> tuple[dict, dict]:
-    """Marked RELX scores per language, and the raw-text block when ``raw_args`` are given."""
+def _scores(model_dir, kbp37, relx, languages, raw_args) -> dict[str, Any]:
+    """A model's marked RELX scores per language, and its raw-text scores when ``raw_args``
+    are given: ``relx_f1`` (rounded), ``raw_text``, ``raw_text_threshold``, ``scores``."""
     scores = {
         lang: _relx_scores(model_dir, os.path.join(relx, f"RELX_{lang}.txt"), lang)
         for lang in languages
     }
     raw = raw_text_block(model_dir, kbp37, relx, languages, *raw_args) if raw_args else {}
-    return scores, raw
+    return {
+        "relx_f1": {lang: round(scores[lang]["relx_f1"], 2) for lang in languages},
+        "raw_text": raw.get("scores", {}),
+        "raw_text_threshold": raw.get("calibration", {}).get("threshold"),
+        "scores": scores,
+    }
 
 
 def _relx_scores(model_dir: str, path: str, lang: str, ids: set[str] | None = None) -> dict:
