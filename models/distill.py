@@ -22,6 +22,7 @@ pairs in raw text, so the flags are off by default.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 
 import torch
@@ -91,3 +92,97 @@ def distillation_loss(
     kl = torch.nn.functional.kl_div(log_student, targets.to(log_student.device), reduction="none")
     return temperature**2 * kl.sum(-1).mean()  # sum over relations, mean over (N, 2)
 
+
+
+def start_from_heads(model: torch.nn.Module, path: str) -> list[str]:
+    """Copies a trained model's heads into ``model`` where they mean the same; returns their names.
+
+    The student starts from the teacher's encoder and, with this, from its
+    heads too: the tagger (LayerNorm, head and CRF transitions: same tags), the
+    relation head (same relations, in the same order) and the marker vectors
+    (same marker tokens). Trained from a fresh tagger for one epoch, the
+    levitated student found about 5 in 100 fewer RELX names in raw text than
+    its teacher. Parameters whose meaning differs keep their fresh values.
+    """
+    from relbridge.models.extractor import CONFIG_FILE, HEADS_FILE, ModelConfig, marker_tokens
+    from relbridge.runtime.loading import load_weights_only, read_json_object
+
+    heads = load_weights_only(os.path.join(path, HEADS_FILE), "heads file", dict)
+    trained = ModelConfig.from_json(read_json_object(os.path.join(path, CONFIG_FILE), ()))
+    same = {
+        "tag_": trained.tags == model.cfg.tags,
+        "rel_": trained.relations == model.cfg.relations,
+        "marker_embeddings.": marker_tokens(trained) == marker_tokens(model.cfg),
+    }
+    own = model.state_dict()
+    copied = [
+        name
+        for name, value in heads.items()
+        if any(name.startswith(p) and ok for p, ok in same.items())
+        and name in own
+        and own[name].shape == value.shape
+    ]
+    with torch.no_grad():
+        for name in copied:
+            own[name].copy_(heads[name])
+    logger.info("started from %s's heads: %s", path, ", ".join(copied) or "none fit")
+    return copied
+
+
+def teacher_tag_logits(
+    path: str, encoded: Sequence, tags: Sequence[str], device: torch.device, batch_size: int = 64
+) -> list[torch.Tensor]:
+    """The teacher's tag logits of each tagging input: one (T_i, K) float32 tensor, on CPU.
+
+    ``encoded`` are the student's tagging encodings (`RelationExtractor.encode_tags`):
+    plain text, which an inline and a levitated model read alike, so the
+    teacher scores the very same token ids. ``tags``: the student's tag names.
+
+    Raises:
+      ValueError: the teacher has other tags.
+    """
+    from relbridge.models.extractor import RelationExtractor
+    from relbridge.runtime.progress import ProgressBar
+
+    teacher = RelationExtractor.from_pretrained(path, inference=True).to(device)
+    if tuple(teacher.cfg.tags) != tuple(tags):
+        raise ValueError(f"{path}: the teacher tags {teacher.cfg.tags}, the student {tuple(tags)}")
+    out: list[torch.Tensor] = [torch.empty(0)] * len(encoded)
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids))
+    bf16 = torch.autocast(device.type, dtype=torch.bfloat16, enabled=native_bf16(device.type))
+    logger.info("scoring %d tagging inputs with the teacher %s", len(encoded), path)
+    with torch.inference_mode(), bf16, ProgressBar(len(order), "teacher tags", "input") as bar:
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            batch = {k: v.to(device) for k, v in teacher.collate([encoded[i] for i in idx]).items()}
+            logits = teacher(batch, labels=False)["tag_logits"].float().cpu()  # (b, T, K)
+            for row, i in enumerate(idx):
+                out[i] = logits[row, : len(encoded[i].input_ids)].clone()
+            bar.update(len(idx))
+    return out
+
+
+def tag_distillation_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    rows: Sequence[int],
+    targets: Sequence[torch.Tensor],
+    temperature: float,
+) -> torch.Tensor:
+    """``T^2 * KL`` from the teacher's tag distribution, the mean over the words of ``rows``.
+
+    ``logits`` (B, T, K) and ``labels`` (B, T) are the student's batch; a word
+    is each position whose label is not -100 (a word's first subword, labelled
+    or unknown); ``targets[j]`` (T_j, K) are the teacher's logits of row ``rows[j]``.
+    Matching the emissions keeps the student's tagger reading names as its
+    teacher does, CRF transitions included when both start from the same ones.
+    """
+    student, teacher = [], []
+    for row, target in zip(rows, targets):
+        words = labels[row, : len(target)] != -100
+        student.append(logits[row, : len(target)][words])
+        teacher.append(target.to(logits.device)[words])
+    student_log = torch.log_softmax(torch.cat(student).float() / temperature, dim=-1)
+    teacher_p = torch.softmax(torch.cat(teacher).float() / temperature, dim=-1)
+    kl = torch.nn.functional.kl_div(student_log, teacher_p, reduction="none").sum(-1)
+    return temperature**2 * kl.mean()

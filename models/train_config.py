@@ -187,8 +187,23 @@ class OptimConfig:
             "e.g. an inline-marker model teaching a faster levitated one."
         },
     )
+    heads_from: str = field(
+        default="",
+        metadata={
+            "help": "a trained model folder whose tagger, relation head and markers the new model "
+            "starts from where tags, relations and markers agree (with --model set to its "
+            "encoder: training goes on from that model, e.g. in another marker mode)."
+        },
+    )
     distill_weight: float = field(
         default=1.0, metadata={"help": "weight of the distillation term in the relation loss."}
+    )
+    distill_tag_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "with distill_from: weight (times tagging_weight) of a KL term that fits the "
+            "tagger's word tag distributions to the teacher's (0: off)."
+        },
     )
     distill_temperature: float = field(
         default=2.0, metadata={"help": "distillation temperature (1-4; higher: softer targets)."}

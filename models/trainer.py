@@ -44,7 +44,13 @@ from relbridge.data_specs.relations import RelationInventory
 from relbridge.models import checkpoint as ckpt_io
 from relbridge.models.checkpoint import CHECKPOINT, MODEL_DIR, TRAIN_CONFIG, TRAIN_STATS
 from relbridge.models.data import RelationData
-from relbridge.models.distill import distillation_loss, teacher_targets
+from relbridge.models.distill import (
+    distillation_loss,
+    start_from_heads,
+    tag_distillation_loss,
+    teacher_tag_logits,
+    teacher_targets,
+)
 from relbridge.models.extractor import Encoded, RelationExtractor, masked_cross_entropy
 from relbridge.models.negatives import marked_na_bias
 from relbridge.models.optim import (
@@ -93,6 +99,8 @@ def _build_model(cfg: TrainConfig, train_data: RelationData, dev_data: RelationD
         base_encoder=cfg.model.encoder,
     )
     model = RelationExtractor(model_cfg)
+    if cfg.optim.heads_from:
+        start_from_heads(model, cfg.optim.heads_from)
     freeze_lower(model, cfg.optim.freeze_layers)
     if cfg.optim.lora:
         apply_lora(model, cfg.optim)
@@ -109,21 +117,26 @@ def _micro_batch_loss(
     cfg: TrainConfig,
     device: torch.device,
     teacher: torch.Tensor | None = None,
+    teacher_tags: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """The weighted multi-task loss of one micro-batch of units.
 
     ``teacher`` (pairs, 2, R): soft targets per pair encoding (`relbridge.models.distill`);
     their KL term joins the relation loss, for single pairs and bag members alike.
+    ``teacher_tags``: the teacher's tag logits per tagging encoding; their KL
+    term joins the tagging loss.
     """
     max_bag = cfg.data.max_bag_size
     items: list[Encoded] = []
     bag_units = []
     pair_rows: dict[int, int] = {}
+    tag_rows: dict[int, int] = {}
     for u in (units[i] for i in batch_units):
         if u.kind == "pair":
             pair_rows[u.index] = len(items)
             items.append(pair_enc[u.index])
         elif u.kind == "tag":
+            tag_rows[u.index] = len(items)
             items.append(tag_enc[u.index])
         else:
             bag_units.append(u.index)
@@ -141,6 +154,12 @@ def _micro_batch_loss(
             out["relation_logits"][rows], teacher[list(pair_rows)], cfg.optim.distill_temperature
         )
         distilled = model.cfg.relation_weight * cfg.optim.distill_weight * distilled
+    if teacher_tags is not None and tag_rows:
+        tags = tag_distillation_loss(
+            out["tag_logits"], batch["tag_labels"], list(tag_rows.values()),
+            [teacher_tags[i] for i in tag_rows], cfg.optim.distill_temperature,
+        )  # fmt: skip
+        distilled = distilled + model.cfg.tagging_weight * cfg.optim.distill_tag_weight * tags
     if not bag_units:
         return out["loss"] + distilled
     # Bags: gather each member's directed representation, then aggregate. (N, 2H)
@@ -314,6 +333,11 @@ def _train(cfg: TrainConfig) -> dict[str, Any]:
             cfg.optim.distill_from, pairs, model.inventory.names, device,
             cfg.optim.distill_temperature, batch_size=2 * cfg.optim.batch_size,
         )  # fmt: skip
+    teacher_tags = None
+    if cfg.optim.distill_from and cfg.optim.distill_tag_weight > 0:
+        teacher_tags = teacher_tag_logits(
+            cfg.optim.distill_from, tag_enc, model.cfg.tags, device, 2 * cfg.optim.batch_size
+        )
     state, grad_accum = run.state, cfg.optim.grad_accum
 
     model.train()
@@ -339,8 +363,9 @@ def _train(cfg: TrainConfig) -> dict[str, Any]:
             for m in micro:
                 with autocast:
                     loss = _micro_batch_loss(
-                        model, units, m, pair_enc, tag_enc, bags, cfg, device, teacher
-                    )
+                        model, units, m, pair_enc, tag_enc, bags, cfg, device, teacher,
+                        teacher_tags,
+                    )  # fmt: skip
                 (loss * len(m) / total_units).backward()
                 loss_sum += loss.item() * len(m)
             last_loss = loss_sum / total_units

@@ -8,7 +8,14 @@ from test_trainer import _cfg
 
 from relbridge.models import trainer
 from relbridge.models.data import PairInstance, RelationData
-from relbridge.models.distill import distillation_loss, soften, teacher_targets
+from relbridge.models.distill import (
+    distillation_loss,
+    soften,
+    start_from_heads,
+    tag_distillation_loss,
+    teacher_tag_logits,
+    teacher_targets,
+)
 from relbridge.models.evaluate import predict_pairs
 from relbridge.models.extractor import ModelConfig, RelationExtractor
 from relbridge.models.units import Unit, build_units
@@ -44,6 +51,33 @@ def test_distillation_loss_is_zero_at_the_targets_and_pulls_towards_them():
     assert logits.grad[0, 0].argmin() == 0 and logits.grad[0, 1].argmin() == 2
 
 
+def test_tag_distillation_reads_only_the_words_of_the_given_rows():
+    labels = torch.tensor([[-100, 2, -100, 0, -100], [-100, 1, 1, -100, -100]])  # (2, 5)
+    teacher = [torch.randn(4, 3), torch.randn(4, 3)]  # row 0 is 4 subwords long; row 1 too
+    logits = torch.randn(2, 5, 3)
+    logits[0, :4] = teacher[0]
+    logits[1, :4] = teacher[1]
+    logits[0, 0] = logits[0, 2] = logits[0, 4] = 9.0  # not words: they must not count
+    assert tag_distillation_loss(logits, labels, [0, 1], teacher, 2.0).abs() < 1e-6
+    moved = logits.clone()
+    moved[1, 2] = torch.tensor([5.0, -5.0, 0.0])
+    assert tag_distillation_loss(moved, labels, [0], teacher[:1], 2.0).abs() < 1e-6
+    assert tag_distillation_loss(moved, labels, [1], teacher[1:], 2.0) > 0.1
+
+
+def test_teacher_tag_logits_are_the_teachers_own_per_input(tiny_encoder, tmp_path):
+    path = _saved(tiny_encoder, tmp_path / "teacher", ("NA", "born_in"))
+    teacher = RelationExtractor.from_pretrained(path, inference=True)
+    encoded = [teacher.encode_tags(t.split()) for t in ("Bach lived in Leipzig .", "Merkel")]
+    got = teacher_tag_logits(path, encoded, teacher.cfg.tags, torch.device("cpu"))
+    assert [g.shape for g in got] == [(len(e.input_ids), len(teacher.cfg.tags)) for e in encoded]
+    with torch.inference_mode():
+        alone = teacher(teacher.collate(encoded[1:]), labels=False)["tag_logits"][0].float()
+    assert torch.allclose(got[1], alone, atol=5e-2)  # bf16 autocast where the CPU has it
+    with pytest.raises(ValueError, match="the teacher tags"):
+        teacher_tag_logits(path, encoded, ("O", "B-PER", "I-PER"), torch.device("cpu"))
+
+
 def _saved(tiny_encoder, path, relations, **kw):
     model = RelationExtractor(ModelConfig(encoder=tiny_encoder, relations=relations, **kw))
     model.save_pretrained(str(path))
@@ -61,6 +95,26 @@ def test_teacher_targets_follow_the_students_relation_order(tiny_encoder, tmp_pa
     assert torch.allclose(got, want, atol=2e-2)  # bf16 autocast where the CPU has it
     with pytest.raises(ValueError, match="only the data: \\['org:founded'\\]"):
         teacher_targets(path, PAIRS, ("NA", "born_in", "org:founded"), torch.device("cpu"), 1.0)
+
+
+def test_start_from_heads_copies_the_heads_that_mean_the_same(tiny_encoder, tmp_path):
+    path = _saved(tiny_encoder, tmp_path / "teacher", ("NA", "born_in", "lived_in"))
+    teacher = RelationExtractor.from_pretrained(path)
+
+    def student(relations):
+        cfg = ModelConfig(encoder=tiny_encoder, relations=relations, marker_mode="levitated")
+        return RelationExtractor(cfg)
+
+    same = student(("NA", "born_in", "lived_in"))
+    copied = start_from_heads(same, path)
+    assert {"tag_head.weight", "tag_norm.weight", "rel_head.weight"} <= set(copied)
+    for name in copied:
+        assert torch.equal(same.state_dict()[name], teacher.state_dict()[name]), name
+    other = student(("NA", "lived_in", "born_in"))  # same names, other order: no relation head
+    fresh = other.rel_head.weight.clone()
+    copied = start_from_heads(other, path)
+    assert "tag_head.weight" in copied and not any(n.startswith("rel_") for n in copied)
+    assert torch.equal(other.rel_head.weight, fresh)
 
 
 def test_micro_batch_loss_adds_the_kl_term_of_each_rows_own_pair(tiny_encoder, tmp_path):
@@ -85,6 +139,25 @@ def test_micro_batch_loss_adds_the_kl_term_of_each_rows_own_pair(tiny_encoder, t
     assert all(u.kind == "pair" for u in units) and units[0] == Unit("pair", 0, "en")
 
 
+def test_micro_batch_loss_adds_the_tag_kl_term_of_each_tag_row(tiny_encoder, tmp_path):
+    cfg = _cfg(tiny_encoder, "unused", tmp_path / "run", tagging_weight=0.5, dropout=0.0,
+               distill_tag_weight=2.0, distill_temperature=2.0)  # fmt: skip
+    model = RelationExtractor(
+        ModelConfig(encoder=tiny_encoder, relations=("NA", "born_in", "lived_in"),
+                    dropout=0.0, tagging_weight=0.5)
+    )  # fmt: skip
+    tag_enc = [model.encode_tags(p.tokens, [(0, 1, "PER")]) for p in PAIRS]
+    units = [Unit("tag", i, "en") for i in range(3)]
+    teacher = [torch.randn(len(e.input_ids), len(model.cfg.tags)) for e in tag_enc]
+    args = (model, units, [2, 0], [], tag_enc, [], cfg, torch.device("cpu"))
+    plain = trainer._micro_batch_loss(*args)
+    with_teacher = trainer._micro_batch_loss(*args, None, teacher)
+    batch = model.collate([tag_enc[2], tag_enc[0]])
+    logits = model(batch, labels=False)["tag_logits"]
+    kl = tag_distillation_loss(logits, batch["tag_labels"], [0, 1], [teacher[2], teacher[0]], 2.0)
+    assert kl > 0 and torch.allclose(with_teacher - plain, 0.5 * 2.0 * kl, atol=1e-5)
+
+
 def test_training_with_a_teacher_runs_and_records_it(tiny_encoder, tmp_path, monkeypatch):
     shards = write_toy_shards(tmp_path / "shards")
     teacher = trainer.train(_cfg(tiny_encoder, shards, tmp_path / "teacher", epochs=1))["model_dir"]
@@ -93,18 +166,25 @@ def test_training_with_a_teacher_runs_and_records_it(tiny_encoder, tmp_path, mon
     monkeypatch.setattr(
         trainer, "distillation_loss", lambda *a: seen.append(a[1].shape) or inner(*a)
     )
+    tag_rows = []
+    inner_tags = trainer.tag_distillation_loss
+    monkeypatch.setattr(
+        trainer, "tag_distillation_loss", lambda *a: tag_rows.append(a[2]) or inner_tags(*a)
+    )
     stats = trainer.train(
         _cfg(tiny_encoder, shards, tmp_path / "student", epochs=1, marker_mode="levitated",
-             distill_from=teacher)
+             distill_from=teacher, distill_tag_weight=1.0)
     )  # fmt: skip
     assert stats["completed"] and seen and all(s[1:] == seen[0][1:] for s in seen)
+    assert tag_rows and all(tag_rows)
     saved = (tmp_path / "student" / "model" / "train_config.json").read_text()
     assert f'"distill_from": "{teacher}"' in saved
     # A rerun of the finished run has nothing to do, and no teacher to score.
     monkeypatch.setattr(trainer, "teacher_targets", lambda *a, **k: pytest.fail("scored"))
+    monkeypatch.setattr(trainer, "teacher_tag_logits", lambda *a, **k: pytest.fail("tagged"))
     again = trainer.train(
         _cfg(tiny_encoder, shards, tmp_path / "student", epochs=1, marker_mode="levitated",
-             distill_from=teacher)
+             distill_from=teacher, distill_tag_weight=1.0)
     )  # fmt: skip
     assert again["global_step"] == stats["global_step"]
 
