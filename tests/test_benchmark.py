@@ -97,7 +97,7 @@ def test_fast_student_is_levitated_distilled_and_scored(tiny_encoder, tmp_path):
     assert config["marker_mode"] == "levitated"
     trained = json.loads((student / "train_config.json").read_text())
     assert trained["distill_from"] == str(out / "model") and trained["epochs"] == 1
-    assert trained["heads_from"] == str(out / "model")
+    assert trained["heads_from"] == str(out / "model") and trained["distill_tag_weight"] == 1.0
     assert trained["unannotated_negatives"] == 0.5
     assert trained["model"] == str(out / "model" / "encoder")
     assert (student / "threshold.json").exists()  # its own raw-text calibration
