@@ -58,9 +58,8 @@ def teacher_targets(
       ValueError: the teacher predicts other relations than the student learns.
     """
     from relbridge.models.evaluate import predict_pairs
-    from relbridge.models.extractor import RelationExtractor
 
-    teacher = RelationExtractor.from_pretrained(path, inference=True).to(device)
+    teacher = _load_teacher(path, device)
     names = list(teacher.inventory.names)
     if sorted(names) != sorted(relations):
         raise ValueError(
@@ -75,6 +74,20 @@ def teacher_targets(
     del teacher
     columns = [names.index(r) for r in relations]
     return soften(torch.from_numpy(probs[..., columns]), temperature)
+
+
+def _load_teacher(path: str, device: torch.device) -> torch.nn.Module:
+    """The teacher for inference, loaded without drawing from the global random stream.
+
+    Building a model draws its marker noise from torch's generator. The
+    trainer loads the teacher after restoring a checkpoint's random state, so
+    without this a resumed run would draw other dropout masks than the run it
+    continues.
+    """
+    from relbridge.models.extractor import RelationExtractor
+
+    with torch.random.fork_rng(devices=[]):
+        return RelationExtractor.from_pretrained(path, inference=True).to(device)
 
 
 def soften(probs: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -145,10 +158,9 @@ def teacher_tag_logits(
     Raises:
       ValueError: the teacher has other tags.
     """
-    from relbridge.models.extractor import RelationExtractor
     from relbridge.runtime.progress import ProgressBar
 
-    teacher = RelationExtractor.from_pretrained(path, inference=True).to(device)
+    teacher = _load_teacher(path, device)
     if tuple(teacher.cfg.tags) != tuple(tags):
         raise ValueError(f"{path}: the teacher tags {teacher.cfg.tags}, the student {tuple(tags)}")
     out: list[torch.Tensor] = [torch.empty(0)] * len(encoded)

@@ -74,6 +74,12 @@ def test_teacher_tag_logits_are_the_teachers_own_per_input(tiny_encoder, tmp_pat
     with torch.inference_mode():
         alone = teacher(teacher.collate(encoded[1:]), labels=False)["tag_logits"][0].float()
     assert torch.allclose(got[1], alone, atol=5e-2)  # bf16 autocast where the CPU has it
+    torch.manual_seed(7)
+    teacher_tag_logits(path, encoded, teacher.cfg.tags, torch.device("cpu"))
+    teacher_targets(path, PAIRS[:1], ("NA", "born_in"), torch.device("cpu"), 1.0)
+    drawn = torch.rand(3)
+    torch.manual_seed(7)
+    assert torch.equal(drawn, torch.rand(3))  # a resumed run draws what the first run drew
     with pytest.raises(ValueError, match="the teacher tags"):
         teacher_tag_logits(path, encoded, ("O", "B-PER", "I-PER"), torch.device("cpu"))
 
