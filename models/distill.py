@@ -110,7 +110,6 @@ def distillation_loss(
     return temperature**2 * kl.sum(-1).mean()  # sum over relations, mean over (N, 2)
 
 
-
 def start_from_heads(model: torch.nn.Module, path: str) -> list[str]:
     """Copies a trained model's heads into ``model`` where they mean the same; returns their names.
 
@@ -198,6 +197,8 @@ def tag_distillation_loss(
         words = labels[row, : len(target)] != -100
         student.append(logits[row, : len(target)][words])
         teacher.append(target.to(logits.device)[words])
+    if not sum(len(s) for s in student):  # no words (inputs truncated to nothing): no term
+        return logits.sum() * 0.0
     student_log = torch.log_softmax(torch.cat(student).float() / temperature, dim=-1)
     teacher_p = torch.softmax(torch.cat(teacher).float() / temperature, dim=-1)
     kl = torch.nn.functional.kl_div(student_log, teacher_p, reduction="none").sum(-1)

@@ -63,6 +63,8 @@ def test_tag_distillation_reads_only_the_words_of_the_given_rows():
     moved[1, 2] = torch.tensor([5.0, -5.0, 0.0])
     assert tag_distillation_loss(moved, labels, [0], teacher[:1], 2.0).abs() < 1e-6
     assert tag_distillation_loss(moved, labels, [1], teacher[1:], 2.0) > 0.1
+    no_words = torch.full_like(labels, -100)
+    assert tag_distillation_loss(moved, no_words, [0, 1], teacher, 2.0) == 0.0
 
 
 def test_teacher_tag_logits_are_the_teachers_own_per_input(tiny_encoder, tmp_path):
