@@ -50,9 +50,9 @@ Two presets (``--preset``; explicit flags override either):
 its pairs), one epoch from the trained model's encoder, distilled from the
 trained model (`relbridge.models.distill`), under ``<output>/fast``; it is
 scored like the first, and ``fast_student.relx_f1_mean_below_teacher`` says
-what the speed costs. Measured on 2 cores (the README has the table): 0.16
-marked RELX points on the mean, but 2.4 points of raw-text relx_f1, so it is
-not the default.
+what the speed costs. Measured on 2 cores (the README has the table): 0.06
+and 1.10 marked RELX points on the mean with two seeds, 0.54 and 3.45 points
+of raw-text relx_f1, so it is not the default.
 
 Run::
 
@@ -96,8 +96,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 """Training settings per preset, on top of `relx_benchmark_config`'s fixed ones."""
 
 STUDENT_NEGATIVES = 0.5
-STUDENT_TAG_WEIGHT = 1.0
 """Unannotated-pair negatives per annotated pair in the fast student's training."""
+
+STUDENT_TAG_WEIGHT = 1.0
+"""Weight of the fast student's tagger distillation term (``distill_tag_weight``)."""
 
 KBP37_TEST = {"full": True, "cpu": False}
 """Whether each preset scores KBP37 test (minus RELX) by default."""

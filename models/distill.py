@@ -102,12 +102,12 @@ def distillation_loss(
     """``T^2 * KL(targets || softmax(logits / T))``, the mean over rows and directions.
 
     ``logits`` (N, 2, R) are the student's, ``targets`` (N, 2, R) softened
-    teacher probabilities. The T^2 factor keeps the gradient's scale independent
+    teacher probabilities (any leading shape works: the tagger's are (words, K)). The T^2 factor keeps the gradient's scale independent
     of the temperature (Hinton et al.).
     """
     log_student = torch.log_softmax(logits.float() / temperature, dim=-1)
     kl = torch.nn.functional.kl_div(log_student, targets.to(log_student.device), reduction="none")
-    return temperature**2 * kl.sum(-1).mean()  # sum over relations, mean over (N, 2)
+    return temperature**2 * kl.sum(-1).mean()  # sum over classes, mean over the rest
 
 
 def start_from_heads(model: torch.nn.Module, path: str) -> list[str]:
@@ -199,7 +199,5 @@ def tag_distillation_loss(
         teacher.append(target.to(logits.device)[words])
     if not sum(len(s) for s in student):  # no words (inputs truncated to nothing): no term
         return logits.sum() * 0.0
-    student_log = torch.log_softmax(torch.cat(student).float() / temperature, dim=-1)
-    teacher_p = torch.softmax(torch.cat(teacher).float() / temperature, dim=-1)
-    kl = torch.nn.functional.kl_div(student_log, teacher_p, reduction="none").sum(-1)
-    return temperature**2 * kl.mean()
+    targets = torch.softmax(torch.cat(teacher).float() / temperature, dim=-1)  # (words, K)
+    return distillation_loss(torch.cat(student), targets, temperature)
