@@ -50,9 +50,10 @@ Two presets (``--preset``; explicit flags override either):
 its pairs), one epoch from the trained model's encoder, distilled from the
 trained model (`relbridge.models.distill`), under ``<output>/fast``; it is
 scored like the first, and ``fast_student.relx_f1_mean_below_teacher`` says
-what the speed costs. Measured on 2 cores (the README has the table): 0.06
-and 1.10 marked RELX points on the mean with two seeds, 0.54 and 3.45 points
-of raw-text relx_f1, so it is not the default.
+what the speed costs. Measured on 2 cores (the README has the tables), two
+teacher-student pairs: 0.06 and 0.14 marked RELX points below the teacher on
+the mean, raw-text relx_f1 0.54 below and 2.27 above. It is not the default
+because it adds about 30 minutes to the cpu preset.
 
 Run::
 

@@ -102,8 +102,9 @@ def distillation_loss(
     """``T^2 * KL(targets || softmax(logits / T))``, the mean over rows and directions.
 
     ``logits`` (N, 2, R) are the student's, ``targets`` (N, 2, R) softened
-    teacher probabilities (any leading shape works: the tagger's are (words, K)). The T^2 factor keeps the gradient's scale independent
-    of the temperature (Hinton et al.).
+    teacher probabilities (any leading shape works: the tagger's are (words, K)).
+    The T^2 factor keeps the gradient's scale independent of the temperature
+    (Hinton et al.).
     """
     log_student = torch.log_softmax(logits.float() / temperature, dim=-1)
     kl = torch.nn.functional.kl_div(log_student, targets.to(log_student.device), reduction="none")
