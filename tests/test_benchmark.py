@@ -34,11 +34,12 @@ def test_benchmark_runs_and_reports_every_language(tiny_encoder, tmp_path):
     kbp, relx = _toy_dirs(tmp_path)
     out = tmp_path / "bench"
     summary = run_relx_benchmark(
-        kbp, relx, str(out), preset="cpu", kbp37_test=True,
+        kbp, relx, str(out), preset="cpu", kbp37_test=True, fast_student=False,
         model=tiny_encoder, freeze_layers=1, max_train_instances=0, max_dev_instances=3,
         eval_every=3, epochs=2, batch_size=2, progress=False,
     )  # fmt: skip
-    assert set(summary["relx_f1"]) == {"en", "de", "fr"}
+    assert set(summary["relx_f1"]) == {"en", "de", "fr"} and "teacher" not in summary
+    assert summary["model_dir"] == str(out / "model") and summary["marker_mode"] == "inline"
     assert summary["scores"]["en"]["pairs"] == 2 and summary["scores"]["de"]["pairs"] == 4
     assert summary["scores"]["kbp37_test_minus_relx"]["pairs"] == 2
     training = summary["training"]
@@ -78,21 +79,25 @@ def test_freeze_lower_stops_gradients_below_the_top_layers(tiny_encoder):
     assert model.rel_head.weight.requires_grad
 
 
-def test_fast_student_is_levitated_distilled_and_scored(tiny_encoder, tmp_path):
+def test_the_fast_student_is_delivered_by_default(tiny_encoder, tmp_path):
     kbp, relx = _toy_dirs(tmp_path)
     out = tmp_path / "bench"
     summary = run_relx_benchmark(
-        kbp, relx, str(out), languages=("en", "de"), preset="cpu", fast_student=True,
+        kbp, relx, str(out), languages=("en", "de"), preset="cpu", kbp37_test=True,
         model=tiny_encoder, freeze_layers=1, max_dev_instances=3, eval_every=3, epochs=2,
         batch_size=2, progress=False, raw_text_sentences=2, calibration_sentences=2,
     )  # fmt: skip
-    fast = summary["fast_student"]
-    assert set(fast["relx_f1"]) == set(fast["raw_text"]) == {"en", "de"}
-    teacher_mean = sum(summary["relx_f1"].values()) / 2
-    student_mean = sum(fast["relx_f1"].values()) / 2
-    assert abs(fast["relx_f1_mean_below_teacher"] - (teacher_mean - student_mean)) < 0.01
-    student = out / "fast" / "model"
-    assert fast["model_dir"] == str(student)
+    student, teacher = out / "fast" / "model", summary["teacher"]
+    assert summary["model_dir"] == str(student) and summary["marker_mode"] == "levitated"
+    assert teacher["model_dir"] == str(out / "model") and teacher["marker_mode"] == "inline"
+    assert set(summary["relx_f1"]) == set(summary["raw_text"]) == set(teacher["relx_f1"])
+    assert set(teacher["relx_f1"]) == {"en", "de"}
+    below = (sum(teacher["relx_f1"].values()) - sum(summary["relx_f1"].values())) / 2
+    assert abs(summary["relx_f1_mean_below_teacher"] - below) < 0.01
+    # KBP37 test is scored for the delivered model; the teacher's raw text is not scored.
+    assert summary["scores"]["kbp37_test_minus_relx"]["pairs"] == 2
+    assert not (out / "model" / "threshold.json").exists()
+    assert (student / "threshold.json").exists()  # its own raw-text calibration
     config = json.loads((student / "extractor_config.json").read_text())
     assert config["marker_mode"] == "levitated"
     trained = json.loads((student / "train_config.json").read_text())
@@ -100,12 +105,12 @@ def test_fast_student_is_levitated_distilled_and_scored(tiny_encoder, tmp_path):
     assert trained["heads_from"] == str(out / "model") and trained["distill_tag_weight"] == 1.0
     assert trained["unannotated_negatives"] == 0.5
     assert trained["model"] == str(out / "model" / "encoder")
-    assert (student / "threshold.json").exists()  # its own raw-text calibration
+    assert summary["training"]["model_dir"] == str(student)
     written = json.loads((out / "benchmark.json").read_text())
-    assert written["fast_student"]["relx_f1"] == fast["relx_f1"]
+    assert written["teacher"] == teacher and written["relx_f1"] == summary["relx_f1"]
 
 
-def test_cli_passes_fast_student_and_prints_its_summary(monkeypatch, tmp_path, capsys):
+def test_cli_delivers_the_fast_student_unless_told_not_to(monkeypatch, tmp_path, capsys):
     import relbridge.models.benchmark as benchmark
     from relbridge.cli.main import main
 
@@ -113,14 +118,19 @@ def test_cli_passes_fast_student_and_prints_its_summary(monkeypatch, tmp_path, c
 
     def fake(kbp37, relx, output, languages, **kw):
         seen.update(kw)
-        fast = {"relx_f1": {"en": 50.0}, "relx_f1_mean_below_teacher": 1.0, "scores": {"en": {}}}
-        return {"relx_f1": {"en": 51.0}, "scores": {}, "fast_student": fast}
+        teacher = {"model_dir": f"{output}/model", "relx_f1": {"en": 51.0}}
+        return {
+            "model_dir": f"{output}/fast/model", "relx_f1": {"en": 50.0}, "scores": {},
+            "teacher": teacher, "relx_f1_mean_below_teacher": 1.0, "history": [],
+        }  # fmt: skip
 
     monkeypatch.setattr(benchmark, "run_relx_benchmark", fake)
     out = str(tmp_path / "bench")
     argv = ["benchmark", "relx", "--kbp37", "k", "--relx", "r", "--output", out]
-    assert main(argv + ["--fast-student"]) == 0
+    assert main(argv) == 0
     printed = json.loads(capsys.readouterr().out)
     assert seen["fast_student"] is True
-    assert printed["fast_student"] == {"relx_f1": {"en": 50.0}, "relx_f1_mean_below_teacher": 1.0}
-    assert main(argv) == 0 and seen["fast_student"] is False
+    assert printed["model_dir"] == f"{out}/fast/model" and "history" not in printed
+    assert printed["teacher"]["relx_f1"] == {"en": 51.0}
+    assert printed["relx_f1_mean_below_teacher"] == 1.0
+    assert main(argv + ["--no-fast-student"]) == 0 and seen["fast_student"] is False
