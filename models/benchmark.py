@@ -13,8 +13,9 @@ Two presets (``--preset``; explicit flags override either):
 
 * ``full``: fine-tune the whole encoder (word embeddings frozen) on all of KBP37
   for 3 epochs, dev evaluation each epoch, KBP37 test scored. The GPU setting.
-* ``cpu``: about 45 minutes on 2 idle CPU cores (45 min 9 s measured, 2,585 s
-  of training at 18.4 ex/s). The top 10 of the 12 layers train, with
+* ``cpu``: the inline model in 35-45 minutes on 2 idle CPU cores (2,106 s of
+  training at 30.7 ex/s on 2026-12-07, 2,585 s at 18.4 ex/s on an earlier
+  commit), then the fast student (about 25 minutes). The top 10 of the 12 layers train, with
   layer-wise learning-rate decay 0.9 (layer 12 at 2e-4, layer 3 at 2e-4 x
   0.9^9 = 7.7e-5), markers and the lowest 2 layers frozen, so the backward
   pass stops at layer 2; three epochs over all of KBP37 train (1,482 steps of
@@ -45,15 +46,17 @@ Two presets (``--preset``; explicit flags override either):
 
 ``auto`` (the default) picks ``full`` when CUDA is available, else ``cpu``.
 
-``fast_student`` (``--fast-student``) then trains a second model for
-`extract`'s speed: levitated markers (one encoder pass per sentence for all
-its pairs), one epoch from the trained model's encoder, distilled from the
-trained model (`relbridge.models.distill`), under ``<output>/fast``; it is
-scored like the first, and ``fast_student.relx_f1_mean_below_teacher`` says
-what the speed costs. Measured on 2 cores (the README has the tables), two
-teacher-student pairs: 0.06 and 0.14 marked RELX points below the teacher on
-the mean, raw-text relx_f1 0.54 below and 2.27 above. It is not the default
-because it adds about 30 minutes to the cpu preset.
+``fast_student`` (the default; ``--no-fast-student`` turns it off) then
+trains the model the run delivers, for `extract`'s speed: levitated markers
+(one encoder pass per sentence for all its pairs), one epoch from the inline
+model's encoder, distilled from it (`relbridge.models.distill`), under
+``<output>/fast``. ``benchmark.json`` scores that student at its top level
+(``model_dir`` names it) and keeps the inline teacher's marked scores under
+``teacher``, with ``relx_f1_mean_below_teacher``: what the speed costs.
+Measured on 2 cores (the README has the tables), three teacher-student
+pairs: the student 0.06 and 0.14 marked RELX points below its teacher on the
+mean and 0.34 above; raw-text relx_f1 0.54 below, 2.27 and 3.86 above. It
+makes the cpu preset about an hour (61 minutes measured) instead of 37.
 
 Run::
 

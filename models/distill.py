@@ -19,8 +19,8 @@ keep it reading names as the teacher does while the shared encoder moves.
 Measured (README, "Distilling the inline model"): with all of these and
 unannotated-pair negatives, the levitated student scores 0.06 marked RELX
 points below the inline teacher on the mean and 0.54 below on raw text
-(without the tagger's terms: 2.4 below on raw text), so `benchmark relx
---fast-student` trains it, and the flags are off by default.
+(without the tagger's terms: 2.4 below on raw text), so `benchmark relx`
+trains it and delivers it; `train`'s flags are off by default.
 """
 
 from __future__ import annotations
