@@ -7,7 +7,8 @@
   [--pr-curve curve.png]`` prints the metrics as JSON.
 * ``extract --model DIR --input sentences.txt --output triples.jsonl``.
 * ``benchmark relx --kbp37 DIR --relx DIR --output DIR [--preset auto|cpu|full]``:
-  KBP37 -> RELX en/de/fr (see `relbridge.models.benchmark` for the presets).
+  KBP37 -> RELX en/de/fr; delivers the levitated student ``DIR/fast/model`` unless
+  ``--no-fast-student`` (see `relbridge.models.benchmark` for the presets).
 """
 
 from __future__ import annotations

@@ -231,7 +231,8 @@ def run_relx_benchmark(
       output: run directory (model, checkpoint, ``benchmark.json``).
       languages: RELX languages to score.
       preset: ``auto``, ``full`` or ``cpu`` (see the module docstring).
-      kbp37_test: also score KBP37 test minus RELX (None: the preset's default).
+      kbp37_test: also score KBP37 test minus RELX, with the delivered model (None: the
+        preset's default).
       mention_finders: ``lang -> KB mention finder`` (CLI ``--kb``): its aliases are
         mentions beside the tagger's in the raw-text scores.
       raw_text: choose the raw-text relation threshold on KBP37 dev and score
