@@ -64,6 +64,13 @@ def register(subparsers) -> None:
         "(by default they are counted as type_mismatch and left out; needs --kb)",
     )
     p.add_argument(
+        "--lang",
+        default="",
+        help="comma-separated languages of the records' text: a mention whose argument is one "
+        "of their function words (his, er, elle) names no entity and is counted as "
+        "function_word_argument and left out (default: none, no such check)",
+    )
+    p.add_argument(
         "--only-new",
         action="store_true",
         help="write only triples between linked entities that the KB does not hold (needs --kb; "
@@ -157,8 +164,9 @@ def _triples(args: argparse.Namespace) -> int:
     min_confidence = args.min_confidence
     if min_confidence is None:
         min_confidence = _records_threshold(args.input)
+    langs = tuple(code.strip() for code in args.lang.split(",") if code.strip())
     cfg = TriplesConfig(
-        min_confidence, args.aggregate, args.max_evidence, check_types=args.check_types
+        min_confidence, args.aggregate, args.max_evidence, args.check_types, langs
     )
     kb = with_harvested_aliases(load_kb(args.kb), args)[0] if args.kb else None
     triples, counts = aggregate_triples(_records(args.input), cfg, kb)

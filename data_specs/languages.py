@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cache
 
 logger = logging.getLogger(__name__)
@@ -76,3 +76,16 @@ def lexicon(lang: str | None) -> tuple[frozenset[str], Callable[[str], bool]]:
         return frozenset(), has_digit
     like_num = defaults.lex_attr_getters.get(LIKE_NUM) or has_digit
     return frozenset(w.casefold() for w in defaults.stop_words), like_num
+
+
+def is_function_word(words: Sequence[str], stop_words: frozenset[str]) -> bool:
+    """One word of the stop list (``his``, ``er``, ``May``), unless written in capitals (``US``).
+
+    Such a word names no entity to an alias matcher or a knowledge graph: KB aliases
+    like it match nearly every sentence, and a graph node for it would join every
+    sentence's *his*.
+    """
+    if len(words) != 1:
+        return False
+    word = words[0]
+    return word.casefold() in stop_words and not (len(word) > 1 and word.isupper())

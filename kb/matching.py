@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from itertools import permutations
 
 from relbridge.data_specs.formats import Entity, KnowledgeBase
+from relbridge.data_specs.languages import is_function_word as is_function_word_alias
 from relbridge.data_specs.languages import lexicon
 from relbridge.data_specs.relations import NA
 from relbridge.data_specs.schema import Mention, RelationInstance
@@ -53,14 +54,6 @@ class Candidate:
     # that `KbIndex.view_of` need not look them up again; not part of equality
     nums: tuple[int, ...] = field(default=(), compare=False, repr=False)
     types: tuple[str, ...] = field(default=(), compare=False, repr=False)
-
-
-def is_function_word_alias(words: Sequence[str], stop_words: frozenset[str]) -> bool:
-    """A one-word alias in the stop list, unless written in capitals (``US``, ``IT``)."""
-    if len(words) != 1:
-        return False
-    word = words[0]
-    return word.casefold() in stop_words and not (len(word) > 1 and word.isupper())
 
 
 _APOSTROPHES = str.maketrans({"\u2019": "'"})

@@ -202,7 +202,9 @@ def config_from_args(args: argparse.Namespace) -> KgBuildConfig:
         inference=inference,
         split=SplitConfig(args.lang, args.split),
         mentions=MentionConfig(args.kb, args.lang, langs),
-        triples=TriplesConfig(min_confidence, args.aggregate, args.max_evidence),
+        triples=TriplesConfig(
+            min_confidence, args.aggregate, args.max_evidence, langs=(args.lang,)
+        ),
         graph=args.graph,
         base_iri=args.base_iri,
         num_shards=args.num_shards,

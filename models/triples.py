@@ -65,6 +65,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from relbridge.data_specs.formats import KnowledgeBase
+from relbridge.data_specs.languages import is_function_word, lexicon
 from relbridge.data_specs.relations import NA
 
 AGGREGATIONS = ("max", "noisy-or")
@@ -89,12 +90,19 @@ class TriplesConfig:
         relation never have (``per:employee_of`` between two ``PER``) is
         counted ``type_mismatch`` and left out. An untyped argument, or a
         relation without typed facts, passes.
+      langs: the languages of the records' text. A mention whose argument is
+        one of their function words (spaCy's stop lists: ``his``, ``er``,
+        ``elle``; not in capitals, `is_function_word`) is counted
+        ``function_word_argument`` and left out: without coreference it names
+        no entity, and its stable id would make every sentence's *his* one
+        node. Empty: no such check.
     """
 
     min_confidence: float = 0.5
     aggregate: str = "max"
     max_evidence: int = 5
     check_types: bool = True
+    langs: tuple[str, ...] = ()
 
     def __post_init__(self):
         if not 0.0 <= self.min_confidence <= 1.0:
@@ -253,6 +261,7 @@ COUNT_KEYS = (
     "no_relation",
     "below_threshold",
     "type_mismatch",
+    "function_word_argument",
     "triples",
     "in_kb",
     "new",
@@ -283,8 +292,9 @@ class TripleKeys:
     """What aggregation makes of one record: its outcome, and the triple it joins.
 
     ``keys(record)`` returns ``(outcome, key, links)``: outcome ``no_relation``,
-    ``below_threshold`` or ``type_mismatch`` (key None: the record makes no
-    triple), or ``used`` with the key ``((node, KB id, type) of the subject,
+    ``below_threshold``, ``function_word_argument`` or ``type_mismatch`` (key
+    None: the record makes no triple), or ``used`` with the key ``((node, KB id,
+    type) of the subject,
     relation, (node, KB id, type) of the object)`` and the two arguments'
     `Link`s. A record's key depends on the record and the KB alone, so records
     can be sent to their triple's worker before they are merged
@@ -299,12 +309,15 @@ class TripleKeys:
         self.cfg = cfg
         self.linker = EntityLinker(kb) if kb is not None else None
         self.signatures = kb.relation_signatures() if kb is not None and cfg.check_types else {}
+        self.stop_words = frozenset().union(*(lexicon(lang)[0] for lang in cfg.langs))
 
     def __call__(self, record: dict) -> tuple[str, tuple | None, tuple[Link, ...]]:
         if record["relation"] == NA:
             return "no_relation", None, ()
         if float(record["confidence"]) < self.cfg.min_confidence:
             return "below_threshold", None, ()
+        if any(is_function_word(record[role].split(), self.stop_words) for role in ROLES):
+            return "function_word_argument", None, ()
         linker = self.linker
         tagged = tuple(str(record.get(f"{role}_type") or "") for role in ROLES)
         links = (
@@ -343,7 +356,7 @@ def aggregate_triples(
     Returns:
       The triples, most confident first (ties by key, so the order is stable),
       and counts: ``records`` = ``used`` + ``no_relation`` +
-      ``below_threshold`` + ``type_mismatch``; ``triples``, of which
+      ``below_threshold`` + ``function_word_argument`` + ``type_mismatch``; ``triples``, of which
       ``in_kb`` and ``new`` (both entities linked) and ``unlinked``; and per
       argument of a used record, ``arguments_linked`` (of which
       ``linked_by_type`` and ``linked_by_facts`` needed the type or the

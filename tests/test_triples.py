@@ -183,6 +183,23 @@ def test_mentions_whose_types_the_kb_never_has_for_the_relation_are_left_out():
     assert (unchecked["used"], unchecked["type_mismatch"]) == (5, 0)
 
 
+def test_function_word_arguments_make_no_node():
+    records = [
+        _rec("his", "per:employee_of", "CDU", 0.9, 1),  # would join every sentence's "his"
+        _rec("Angela Merkel", "per:employee_of", "er", 0.9, 2, object_type="ORG"),
+        _rec("Er", "per:employee_of", "CDU", 0.9, 3),  # a sentence-initial German pronoun
+        _rec("IT", "org:members", "CDU", 0.9, 4),  # capitals: a name, not "it"
+        _rec("Angela Merkel", "per:employee_of", "CDU", 0.9, 5),
+    ]
+    rows = [(f"in.txt:{r['line']}", r) for r in records]
+    triples, counts = aggregate_triples(rows, TriplesConfig(langs=("en", "de")))
+    assert counts["function_word_argument"] == 3 and counts["used"] == 2
+    assert counts["records"] == counts["used"] + counts["function_word_argument"]
+    assert {t["subject_name"] for t in triples} == {"IT", "Angela Merkel"}
+    _, unchecked = aggregate_triples(rows, TriplesConfig())  # no language: no such check
+    assert (unchecked["used"], unchecked["function_word_argument"]) == (5, 0)
+
+
 def test_mentions_merge_into_one_triple_per_fact():
     records = [
         _rec("Merkel", "per:city_of_birth", "Hamburg", 0.9, 1),
@@ -197,7 +214,8 @@ def test_mentions_merge_into_one_triple_per_fact():
     rows = [(f"in.txt:{r['line']}", r) for r in records]
     triples, counts = aggregate_triples(rows, TriplesConfig(max_evidence=2), KB)
     assert counts == {"records": 8, "used": 7, "no_relation": 0, "below_threshold": 1,
-                      "type_mismatch": 0, "triples": 4, "in_kb": 1, "new": 1, "unlinked": 2,
+                      "type_mismatch": 0, "function_word_argument": 0,
+                      "triples": 4, "in_kb": 1, "new": 1, "unlinked": 2,
                       "arguments_linked": 10, "arguments_ambiguous": 1, "arguments_unknown": 3,
                       "linked_by_type": 1, "linked_by_facts": 0, "type_conflicts": 0}  # fmt: skip
     assert [t["confidence"] for t in triples] == [0.95, 0.9, 0.8, 0.55]  # most confident first
