@@ -27,10 +27,10 @@ from relbridge.data_specs.formats import (
     kb_sources,
     open_lines,
 )
-from relbridge.data_specs.languages import lexicon
+from relbridge.data_specs.languages import is_function_word, lexicon
 from relbridge.data_specs.relation_map import iter_levels, map_triple, read_relation_map
 from relbridge.kb.index import INDEX_FORMAT, MatchProfile, normalize_name
-from relbridge.kb.matching import KEY_SEP, alias_key, is_function_word_alias
+from relbridge.kb.matching import KEY_SEP, alias_key
 
 logger = logging.getLogger(__name__)
 
@@ -323,7 +323,7 @@ def _load_profile(con: sqlite3.Connection, profile: MatchProfile, kb_langs: list
                     continue
                 for alias in names:
                     words = tokenize(alias)
-                    if is_function_word_alias(words, stop_words):
+                    if is_function_word(words, stop_words):
                         skipped += 1
                         continue
                     key = alias_key(words, profile.case_sensitive)

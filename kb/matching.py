@@ -32,8 +32,7 @@ from dataclasses import dataclass, field
 from itertools import permutations
 
 from relbridge.data_specs.formats import Entity, KnowledgeBase
-from relbridge.data_specs.languages import is_function_word as is_function_word_alias
-from relbridge.data_specs.languages import lexicon
+from relbridge.data_specs.languages import is_function_word, lexicon
 from relbridge.data_specs.relations import NA
 from relbridge.data_specs.schema import Mention, RelationInstance
 
@@ -125,7 +124,7 @@ class AliasMatcher:
                 aliases.setdefault(alias, set()).update(ids)
         for alias, ids in aliases.items():
             words = tokenize(alias)
-            if is_function_word_alias(words, stop_words):
+            if is_function_word(words, stop_words):
                 skipped.append(alias)
                 continue
             key = alias_key(words, case_sensitive)
