@@ -165,6 +165,11 @@ def _triples(args: argparse.Namespace) -> int:
     if min_confidence is None:
         min_confidence = _records_threshold(args.input)
     langs = tuple(code.strip() for code in args.lang.split(",") if code.strip())
+    if langs:  # a mistyped code would turn the check off with a warning, not stop the run
+        from relbridge.data_specs.tokenizer import check_language
+
+        for lang in langs:
+            check_language(lang, tokenizer=False)
     cfg = TriplesConfig(
         min_confidence, args.aggregate, args.max_evidence, args.check_types, langs
     )

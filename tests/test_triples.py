@@ -306,6 +306,19 @@ def test_cli_names_the_line_of_a_record_that_is_no_extract_record(tmp_path, caps
     assert not (tmp_path / "kg.jsonl").exists()
 
 
+def test_cli_drops_function_word_arguments_and_refuses_an_unknown_language(tmp_path, capsys):
+    src, out = tmp_path / "in.jsonl", tmp_path / "kg.jsonl"
+    rows = [_rec("his", "per:employee_of", "CDU", 0.9, 1),
+            _rec("Kim", "per:employee_of", "CDU", 0.9, 2)]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    argv = ["triples", "--input", str(src), "--output", str(out), "--lang", "en"]
+    assert main(argv) == 0
+    counts = json.loads(capsys.readouterr().out)
+    assert (counts["used"], counts["function_word_argument"], counts["written"]) == (1, 1, 1)
+    assert main(argv[:-1] + ["enn"]) == 2
+    assert "'enn'" in capsys.readouterr().err
+
+
 def test_cli_links_merges_and_keeps_only_new_facts(tmp_path, capsys):
     kb = tmp_path / "kb"
     kb.mkdir()
