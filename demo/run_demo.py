@@ -168,8 +168,8 @@ def extract_knowledge_graph(cfg: DemoConfig, model_dir: str) -> dict:
         f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     triples, counts = aggregate_triples(
         ((f"{r['source_file']}:{r['line']}", r) for r in records),
-        # as `kg build` does, for the two languages of the records
-        TriplesConfig(min_confidence=records_threshold(model_dir), langs=("de", "en")),
+        # as `kg build` does, for the languages of the records
+        TriplesConfig(min_confidence=records_threshold(model_dir), langs=tuple(scores)),
         kb,
     )
     with open(os.path.join(out, "triples.jsonl"), "w", encoding="utf-8") as f:
