@@ -294,14 +294,13 @@ class TripleKeys:
     ``keys(record)`` returns ``(outcome, key, links)``: outcome ``no_relation``,
     ``below_threshold``, ``function_word_argument`` or ``type_mismatch`` (key
     None: the record makes no triple), or ``used`` with the key ``((node, KB id,
-    type) of the subject,
-    relation, (node, KB id, type) of the object)`` and the two arguments'
-    `Link`s. A record's key depends on the record and the KB alone, so records
-    can be sent to their triple's worker before they are merged
-    (`relbridge.kg.aggregate`).
+    type) of the subject, relation, (node, KB id, type) of the object)`` and the
+    two arguments' `Link`s. A record's key depends on the record and the KB
+    alone, so records can be sent to their triple's worker before they are
+    merged (`relbridge.kg.aggregate`).
 
     Args:
-      cfg: thresholds and the type check.
+      cfg: thresholds, the type check and the function-word languages.
       kb: links entities when given (the linker is built once, here).
     """
 
@@ -355,8 +354,8 @@ def aggregate_triples(
 
     Returns:
       The triples, most confident first (ties by key, so the order is stable),
-      and counts: ``records`` = ``used`` + ``no_relation`` +
-      ``below_threshold`` + ``function_word_argument`` + ``type_mismatch``; ``triples``, of which
+      and counts: ``records`` = ``used`` + ``no_relation`` + ``below_threshold``
+      + ``function_word_argument`` + ``type_mismatch``; ``triples``, of which
       ``in_kb`` and ``new`` (both entities linked) and ``unlinked``; and per
       argument of a used record, ``arguments_linked`` (of which
       ``linked_by_type`` and ``linked_by_facts`` needed the type or the
