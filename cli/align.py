@@ -19,6 +19,8 @@ import argparse
 import json
 import logging
 
+from relbridge.runtime.flags import comma_list
+
 logger = logging.getLogger(__name__)
 
 # AlignConfig fields whose flags map one to one (``num_threads`` is ``--threads``)
@@ -84,11 +86,14 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--method",
+        type=comma_list(),
         help="method, comma-separated methods (the first one is scored as 'aer') or 'mai' "
         "(default: the preset's)",
     )
     parser.add_argument(
-        "--extra-layers", help="comma-separated hidden states averaged with --layer (default: the preset's)"
+        "--extra-layers",
+        type=comma_list(int),
+        help="comma-separated hidden states averaged with --layer (default: the preset's)",
     )
     add_align_flags(parser)
     add_flags(parser, eflomal_flags(), given_only=True, default_text="the preset's")
@@ -110,13 +115,9 @@ def config_from_args(args: argparse.Namespace):
 
     overrides = given(args, align_flags())
     if args.extra_layers is not None:
-        overrides["extra_layers"] = tuple(int(x) for x in args.extra_layers.split(",") if x.strip())
+        overrides["extra_layers"] = args.extra_layers
     if args.method is not None:
-        methods = (
-            MAI
-            if args.method == "mai"
-            else tuple(m.strip() for m in args.method.split(",") if m.strip())
-        )
+        methods = MAI if args.method == ("mai",) else args.method
         if not methods:
             raise ValueError("--method is empty")
         overrides["method"], overrides["also"] = methods[0], methods[1:]

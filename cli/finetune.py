@@ -22,6 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from relbridge.runtime.flags import comma_list
+
 _FIELDS = (
     "corpus", "output", "model", "layer", "text_prefix", "softmax_threshold", "learning_rate",
     "weight_decay", "warmup_ratio", "batch_size", "epochs", "max_steps", "max_length",
@@ -67,6 +69,7 @@ def register(subparsers) -> None:
               given_only=True)  # fmt: skip
     parser.add_argument(
         "--objectives",
+        type=comma_list(),
         help="comma-separated: so (always) and optionally co (consistency) (default: so)",
     )
     parser.add_argument(
@@ -91,7 +94,7 @@ def config_from_args(args: argparse.Namespace):
     overrides = {k: getattr(preset, k) for k in SHARED_FIELDS}
     overrides |= given(args, finetune_flags())
     if args.objectives is not None:
-        overrides["objectives"] = tuple(o.strip() for o in args.objectives.split(",") if o.strip())
+        overrides["objectives"] = args.objectives
     return FinetuneConfig(**overrides)
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from relbridge.runtime.flags import comma_list
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("kb", help="build a KB index; convert a Wikidata dump to a KB")
@@ -46,9 +48,14 @@ def register(subparsers) -> None:
     )
     wikidata.add_argument("--dump", required=True, help="latest-all.json or .json.gz")
     wikidata.add_argument("--output", required=True, help="KB directory to write")
-    wikidata.add_argument("--langs", required=True, help="alias languages, e.g. en,de,fr")
     wikidata.add_argument(
-        "--properties", default="", help="comma-separated property ids to keep (default: all)"
+        "--langs", required=True, type=comma_list(), help="alias languages, e.g. en,de,fr"
+    )
+    wikidata.add_argument(
+        "--properties",
+        type=comma_list(),
+        default=(),
+        help="comma-separated property ids to keep (default: all)",
     )
     wikidata.add_argument(
         "--relation-map",
@@ -80,8 +87,8 @@ def _wikidata(args: argparse.Namespace) -> int:
     from relbridge.kb.wikidata import WikidataConfig, convert_dump
 
     cfg = WikidataConfig(
-        langs=tuple(c.strip() for c in args.langs.split(",") if c.strip()),
-        properties=tuple(p.strip() for p in args.properties.split(",") if p.strip()),
+        langs=args.langs,
+        properties=args.properties,
         relation_map=args.relation_map,
     )
     print(json.dumps(convert_dump(args.dump, args.output, cfg)))

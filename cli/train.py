@@ -20,7 +20,7 @@ import os
 from relbridge.cli.triples import add_alias_arguments, with_harvested_aliases
 from relbridge.data_specs.formats import open_lines
 from relbridge.models.candidates import DEFAULT_MAX_DISTANCE
-from relbridge.runtime.flags import at_least
+from relbridge.runtime.flags import at_least, comma_list
 
 BENCHMARK_OUTPUT = "out/benchmark_relx"
 
@@ -185,6 +185,7 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--kb-alias-langs",
+        type=comma_list(),
         help="comma-separated languages whose KB aliases to match (default: all in the KB; "
         "the languages of --kb-aliases are added)",
     )
@@ -310,6 +311,7 @@ def _add_kb_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--kb-alias-langs",
+        type=comma_list(),
         help="comma-separated languages whose KB aliases to match (default: all in the KB)",
     )
 
@@ -324,7 +326,7 @@ def _mention_finders(args: argparse.Namespace):
     from relbridge.kb import TextMentions
 
     kb = args.kb  # a KB directory's index is built once, then each finder opens it
-    langs = [code.strip() for code in (args.kb_alias_langs or "").split(",") if code.strip()]
+    langs = list(args.kb_alias_langs or ())
 
     def finder(lang: str):
         check_language(lang)
@@ -439,7 +441,7 @@ def _extract_locked(args: argparse.Namespace) -> int:
 
         # TextMentions builds the tokenizer next, in this process: no second build to check it
         check_language(args.lang, tokenizer=False)
-        langs = [code.strip() for code in (args.kb_alias_langs or "").split(",") if code.strip()]
+        langs = list(args.kb_alias_langs or ())
         if args.kb_aliases:  # harvested names join the KB in memory; an index holds its own only
             from relbridge.data_specs.formats import load_kb
 

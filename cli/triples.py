@@ -21,6 +21,7 @@ import os
 from collections.abc import Iterator
 
 from relbridge.data_specs.formats import InputError, open_lines
+from relbridge.runtime.flags import comma_list
 
 
 def register(subparsers) -> None:
@@ -65,7 +66,8 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--lang",
-        default="",
+        type=comma_list(),
+        default=(),
         help="comma-separated languages of the records' text: a mention whose argument is one "
         "of their function words (his, er, elle) names no entity and is counted as "
         "function_word_argument and left out (default: none, no such check)",
@@ -164,7 +166,7 @@ def _triples(args: argparse.Namespace) -> int:
     min_confidence = args.min_confidence
     if min_confidence is None:
         min_confidence = _records_threshold(args.input)
-    langs = tuple(code.strip() for code in args.lang.split(",") if code.strip())
+    langs = args.lang
     if langs:  # a mistyped code would turn the check off with a warning, not stop the run
         from relbridge.data_specs.tokenizer import check_language
 

@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass, field
 
 from relbridge.models.triples import AGGREGATIONS, TriplesConfig
+from relbridge.runtime.flags import comma_list
 
 DTYPES = ("float32", "auto", "bfloat16")
 
@@ -156,7 +157,8 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-split", dest="split", action="store_false",
                    help="one sentence per line: do not split lines into sentences (default: split)")  # fmt: skip
     p.add_argument("--kb", help="KB directory: aliases are mentions, entities are linked (default: none)")
-    p.add_argument("--kb-alias-langs", default="", help="comma-separated alias languages (default: all in the KB)")
+    p.add_argument("--kb-alias-langs", type=comma_list(), default=(),
+                   help="comma-separated alias languages (default: all in the KB)")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=16, help="sentences per inference batch (default: 16)")
     p.add_argument("--threshold", type=float, default=None,
                    help="minimum relation probability of a record (default: the threshold calibrated "
@@ -186,7 +188,7 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> KgBuildConfig:
     from relbridge.models.extract import records_threshold
 
-    langs = tuple(c.strip() for c in args.kb_alias_langs.split(",") if c.strip())
+    langs = args.kb_alias_langs
     if langs and not args.kb:
         raise ValueError("--kb-alias-langs only acts with --kb")
     inference = InferenceConfig(

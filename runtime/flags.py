@@ -197,3 +197,17 @@ def at_least(minimum: int):
 
     parse.__name__ = "integer"  # argparse names the type in its message: 'invalid integer value'
     return parse
+
+
+def comma_list(item: Any = str):
+    """An argparse type: comma-separated values, each converted by ``item``, blanks dropped.
+
+    ``en, de,`` -> ``("en", "de")``; with ``item=int`` a value such as ``8,x`` is a usage
+    error naming the flag (exit 2), not a traceback from deep in the command.
+    """
+
+    def parse(text: str) -> tuple:
+        return tuple(item(part.strip()) for part in text.split(",") if part.strip())
+
+    parse.__name__ = "comma-separated"  # argparse: 'invalid comma-separated value: ...'
+    return parse

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from relbridge.runtime.flags import add_flags, field_flags, given
+from relbridge.runtime.flags import add_flags, comma_list, field_flags, given
 
 
 @dataclass(frozen=True)
@@ -57,3 +57,27 @@ def test_every_config_flag_of_every_command_says_its_default(command):
     actions = [a for a in sub.choices[command]._actions if a.option_strings and a.dest != "help"]
     missing = [a.option_strings[0] for a in actions if "default" not in a.help and not a.required]
     assert not missing, missing
+
+
+def test_comma_lists_drop_blanks_and_a_bad_item_is_a_usage_error(capsys):
+    parser = argparse.ArgumentParser(prog="relbridge")
+    parser.add_argument("--langs", type=comma_list(), default=())
+    parser.add_argument("--layers", type=comma_list(int))
+    args = parser.parse_args(["--langs", " en, de,,", "--layers", "8,10"])
+    assert (args.langs, args.layers) == (("en", "de"), (8, 10))
+    assert parser.parse_args([]).langs == ()
+    with pytest.raises(SystemExit) as stop:
+        parser.parse_args(["--layers", "8,x"])
+    assert stop.value.code == 2
+    assert "--layers: invalid comma-separated value: '8,x'" in capsys.readouterr().err
+
+
+def test_the_commands_parse_their_comma_lists_into_tuples():
+    from relbridge.cli.main import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["eval-align", "--pairs", "p", "--gold", "g",
+                              "--method", "itermax,match", "--extra-layers", "7, 9"])  # fmt: skip
+    assert (args.method, args.extra_layers) == (("itermax", "match"), (7, 9))
+    args = parser.parse_args(["triples", "--input", "r", "--output", "t", "--lang", "en,de"])
+    assert args.lang == ("en", "de")
