@@ -10,7 +10,8 @@
     are imported only then; a remote index is copied once per process into
     the local cache (SQLite reads a local file).
 
-The cache directory is ``$RELBRIDGE_KB_CACHE``, else ``~/.cache/relbridge/kb``.
+The cache directory is ``$RELBRIDGE_KB_CACHE``, else ``kb`` under ``$RELBRIDGE_CACHE`` (the
+bundled encoder's cache), else ``~/.cache/relbridge/kb``.
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ _BUILD_LOCK = threading.Lock()
 
 
 def default_cache_dir() -> str:
-    return os.environ.get("RELBRIDGE_KB_CACHE") or os.path.join(
-        os.path.expanduser("~"), ".cache", "relbridge", "kb"
-    )
+    """``$RELBRIDGE_KB_CACHE``, else ``kb`` in relbridge's cache (``$RELBRIDGE_CACHE``, where the
+    bundled encoder lives, else ``~/.cache/relbridge``): one variable moves every cache."""
+    root = os.environ.get("RELBRIDGE_CACHE") or os.path.join("~", ".cache", "relbridge")
+    return os.path.expanduser(os.environ.get("RELBRIDGE_KB_CACHE") or os.path.join(root, "kb"))
 
 
 def is_remote(path: str) -> bool:

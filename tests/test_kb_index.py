@@ -254,3 +254,17 @@ def test_a_remote_kb_is_indexed_once_uploaded_and_copied_to_each_worker(tmp_path
     assert source.localize(remote) == index.path
     sentence = ["The", "New", "York", "Times", "met", "US", "bank"]
     assert index.find_mentions(sentence, profile) == reference(kb, profile)(sentence)
+
+
+def test_the_kb_cache_follows_relbridge_cache_unless_it_has_its_own(tmp_path, monkeypatch):
+    from relbridge.kb.source import default_cache_dir
+
+    monkeypatch.delenv("RELBRIDGE_KB_CACHE", raising=False)
+    monkeypatch.setenv("RELBRIDGE_CACHE", str(tmp_path / "cache"))
+    assert default_cache_dir() == str(tmp_path / "cache" / "kb")
+    monkeypatch.setenv("RELBRIDGE_KB_CACHE", str(tmp_path / "indexes"))
+    assert default_cache_dir() == str(tmp_path / "indexes")
+    monkeypatch.delenv("RELBRIDGE_CACHE")
+    monkeypatch.delenv("RELBRIDGE_KB_CACHE")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_cache_dir() == str(tmp_path / "home" / ".cache" / "relbridge" / "kb")
