@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
              "mentions_per_sentence": round(sum(len(m) for _, m in found) / len(texts), 2),
              "peak_rss_mb": round(peak_rss_mb())}]
     if args.reference:
-        from relbridge.data_specs.formats import load_kb
+        from relbridge.data_specs.kb_format import load_kb
 
         start = time.perf_counter()
         old = TextMentions(load_kb(args.kb), args.lang)

@@ -116,7 +116,7 @@ def worker(kind: str, kb: str, tokens_file: str) -> dict:
         def label(tokens):
             return label_tokens(tokens, index, cfg)
     else:
-        from relbridge.data_specs.formats import load_kb
+        from relbridge.data_specs.kb_format import load_kb
 
         loaded = load_kb(kb)
         relation_index = loaded.relation_index()

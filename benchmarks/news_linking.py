@@ -42,7 +42,7 @@ from relbridge.data_specs.aliases import add_aliases, load_alias_files
 from relbridge.data_specs.relations import NA
 from relbridge.models.triples import EntityLinker
 from relbridge.pipeline.harvest import ALIASES, projected_names
-from relbridge.data_specs.formats import load_kb as read_kb
+from relbridge.data_specs.kb_format import load_kb as read_kb
 from relbridge.kb import TextMentions
 
 logger = logging.getLogger("news_linking")

@@ -443,7 +443,7 @@ def _extract_locked(args: argparse.Namespace) -> int:
         check_language(args.lang, tokenizer=False)
         langs = list(args.kb_alias_langs or ())
         if args.kb_aliases:  # harvested names join the KB in memory; an index holds its own only
-            from relbridge.data_specs.formats import load_kb
+            from relbridge.data_specs.kb_format import load_kb
 
             kb, harvested = with_harvested_aliases(load_kb(args.kb), args)
             langs = sorted({*langs, *harvested}) if langs else []

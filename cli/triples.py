@@ -155,7 +155,7 @@ def _model_of(record) -> str | None:
 
 
 def _triples(args: argparse.Namespace) -> int:
-    from relbridge.data_specs.formats import load_kb
+    from relbridge.data_specs.kb_format import load_kb
     from relbridge.models.triples import TriplesConfig, aggregate_triples
     from relbridge.runtime.files import atomic_file
 

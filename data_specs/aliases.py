@@ -32,7 +32,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
-from relbridge.data_specs.formats import Entity, InputError, KnowledgeBase, open_lines
+from relbridge.data_specs.formats import InputError, open_lines
+from relbridge.data_specs.kb_format import Entity, KnowledgeBase
 from relbridge.data_specs.schema import ProjectedMention, ShardRow
 
 logger = logging.getLogger(__name__)

@@ -18,14 +18,13 @@ from contextlib import AbstractContextManager
 from dataclasses import asdict
 from functools import lru_cache
 
-from relbridge.data_specs.formats import (
+from relbridge.data_specs.formats import InputError, open_lines
+from relbridge.data_specs.kb_format import (
     EntityLine,
-    InputError,
     check_duplicate_entity,
     iter_entity_lines,
     iter_triple_lines,
     kb_sources,
-    open_lines,
 )
 from relbridge.data_specs.languages import is_function_word, lexicon
 from relbridge.data_specs.relation_map import iter_levels, map_triple, read_relation_map

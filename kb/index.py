@@ -40,7 +40,7 @@ import urllib.parse
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from relbridge.data_specs.formats import Entity
+from relbridge.data_specs.kb_format import Entity
 from relbridge.kb.matching import KEY_SEP, Candidate, KbView, fold_for, longest_leftmost
 
 logger = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import permutations
 
-from relbridge.data_specs.formats import Entity, KnowledgeBase
+from relbridge.data_specs.kb_format import Entity, KnowledgeBase
 from relbridge.data_specs.languages import is_function_word, lexicon
 from relbridge.data_specs.relations import NA
 from relbridge.data_specs.schema import Mention, RelationInstance

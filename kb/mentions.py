@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from relbridge.data_specs.formats import KnowledgeBase
+from relbridge.data_specs.kb_format import KnowledgeBase
 from relbridge.kb.index import KbIndex, MatchProfile
 from relbridge.kb.matching import AliasMatcher
 

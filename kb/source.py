@@ -24,7 +24,8 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from relbridge.data_specs.formats import find_kb_files, open_lines, strict_lines
+from relbridge.data_specs.formats import open_lines, strict_lines
+from relbridge.data_specs.kb_format import find_kb_files
 from relbridge.kb.build import build_index
 from relbridge.kb.index import INDEX_FORMAT, KbIndex, MatchProfile
 

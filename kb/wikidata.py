@@ -14,7 +14,7 @@ is one JSON array with one entity per line. `convert_dump` keeps:
     ``(subject, P.., object)``.
 
 It writes ``entities.jsonl.gz`` and ``triples.jsonl.gz`` and declares the
-relation inventory (`relbridge.data_specs.formats`): a copy of the relation
+relation inventory (`relbridge.data_specs.kb_format`): a copy of the relation
 map as ``relation_map.json``, or else ``relations.json`` with the properties
 that occur. Memory stays bounded: kept ids and candidate triples are staged
 in a temporary SQLite file and joined at the end. The directory appears
@@ -33,7 +33,8 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from relbridge.data_specs.formats import InputError, RELATION_MAP_FILE, RELATIONS_FILE, open_lines
+from relbridge.data_specs.formats import InputError, open_lines
+from relbridge.data_specs.kb_format import RELATION_MAP_FILE, RELATIONS_FILE
 
 logger = logging.getLogger(__name__)
 

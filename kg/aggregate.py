@@ -76,7 +76,7 @@ class _WithKeys(beam.DoFn):
 
     def setup(self):
         if self.kb_path:
-            from relbridge.data_specs.formats import load_kb
+            from relbridge.data_specs.kb_format import load_kb
 
             self._kb = load_kb(self.kb_path)
         self._keys = TripleKeys(self.cfg, self._kb)

@@ -129,7 +129,7 @@ def run_config(
     if not FileSystems.exists(FileSystems.join(cfg.inference.model, CONFIG_FILE)):
         raise FileNotFoundError(f"{cfg.inference.model} is not a trained relbridge model")
     if cfg.mentions.kb:
-        from relbridge.data_specs.formats import load_kb
+        from relbridge.data_specs.kb_format import load_kb
 
         load_kb(cfg.mentions.kb)  # a malformed KB stops here, naming its file and line
     graph = cfg.graph or graph_for_run(cfg.run_id, cfg.base_iri)

@@ -64,7 +64,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from relbridge.data_specs.formats import KnowledgeBase
+from relbridge.data_specs.kb_format import KnowledgeBase
 from relbridge.data_specs.languages import is_function_word, lexicon
 from relbridge.data_specs.relations import NA
 

@@ -4,7 +4,7 @@ import json
 
 from benchmark_scripts import load_benchmark
 
-from relbridge.data_specs.formats import load_kb
+from relbridge.data_specs.kb_format import load_kb
 
 
 def _rec(i, text, label):

@@ -10,7 +10,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from relbridge.cli.main import main
 from relbridge.data_specs import InputError, KnowledgeBase, Mention, ProjectedMention, ShardRow
 from relbridge.data_specs.aliases import add_aliases, load_alias_files, parse_alias_lines
-from relbridge.data_specs.formats import Entity, parse_entities
+from relbridge.data_specs.kb_format import Entity, parse_entities
 from relbridge.models.triples import EntityLinker
 from relbridge.pipeline.harvest import HarvestAliases, HarvestConfig, projected_names
 

@@ -15,7 +15,8 @@ import re
 
 import pytest
 
-from relbridge.data_specs.formats import InputError, load_kb
+from relbridge.data_specs.formats import InputError
+from relbridge.data_specs.kb_format import load_kb
 from relbridge.kb import build_index
 
 GOOD_ENTITIES = [

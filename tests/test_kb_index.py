@@ -14,7 +14,7 @@ import random
 
 import pytest
 
-from relbridge.data_specs.formats import Entity, KnowledgeBase, load_kb
+from relbridge.data_specs.kb_format import Entity, KnowledgeBase, load_kb
 from relbridge.data_specs.tokenizer import make_tokenizer
 from relbridge.kb import (
     AliasMatcher,

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from relbridge.data_specs.formats import InputError, load_kb
+from relbridge.data_specs.formats import InputError
+from relbridge.data_specs.kb_format import load_kb
 from relbridge.kb import MatchProfile, open_kb
 from relbridge.kb.wikidata import WikidataConfig, convert_dump
 

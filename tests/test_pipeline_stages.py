@@ -8,7 +8,8 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from relbridge.data_specs import NA, KnowledgeBase, Mention, RelationInstance
-from relbridge.data_specs.formats import BitextRecord, Entity
+from relbridge.data_specs.formats import BitextRecord
+from relbridge.data_specs.kb_format import Entity
 from relbridge.pipeline.dead_letter import DEAD_LETTER_TAG
 from relbridge.pipeline.ingest import (
     IngestConfig, ReadBitext, pack_record, read_records, unpack_record,

@@ -12,7 +12,8 @@ import json
 
 import pytest
 
-from relbridge.data_specs.formats import InputError, load_kb
+from relbridge.data_specs.formats import InputError
+from relbridge.data_specs.kb_format import load_kb
 from relbridge.data_specs.relation_map import MapRule, map_triple, parse_relation_map
 from relbridge.kb import KbIndex, MatchProfile, build_index
 

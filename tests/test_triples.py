@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from relbridge.cli.main import main
-from relbridge.data_specs.formats import Entity, KnowledgeBase
+from relbridge.data_specs.kb_format import Entity, KnowledgeBase
 from relbridge.models.triples import (
     EntityLinker,
     Link,
