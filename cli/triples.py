@@ -141,7 +141,7 @@ def _records(paths: list[str]) -> Iterator[tuple[str, dict]]:
 
 def _records_threshold(paths: list[str]) -> float:
     """`records_threshold` of the one model that wrote every record (records name it), else 0.5."""
-    from relbridge.models.extract import records_threshold
+    from relbridge.models.thresholds import records_threshold
 
     # a record that is no extract record counts as one of no model; aggregation names its line
     models = {_model_of(record) for _, record in _records(paths)}

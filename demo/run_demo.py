@@ -138,7 +138,8 @@ def extract_knowledge_graph(cfg: DemoConfig, model_dir: str) -> dict:
     leaves a sentence's other facts unannotated, so the precision is a lower bound.
     """
     from relbridge.data_specs.kb_format import load_kb
-    from relbridge.models.extract import extract_with_mentions, records_threshold
+    from relbridge.models.extract import extract_with_mentions
+    from relbridge.models.thresholds import records_threshold
     from relbridge.models.raw_text import gold_sentences, raw_text_scores
     from relbridge.models.triples import TriplesConfig, aggregate_triples
     from relbridge.kb import TextMentions

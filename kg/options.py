@@ -70,7 +70,7 @@ class InferenceConfig:
         ``relbridge extract`` takes it, so that the run id changes when a
         recalibration changes it. Workers use the resolved config as it is, so
         the records match the run id even if the file changes during the job.
-      confidence: what the threshold applies to (`relbridge.models.extract.CONFIDENCES`),
+      confidence: what the threshold applies to (`relbridge.models.thresholds.CONFIDENCES`),
         resolved with the thresholds.
     """
 
@@ -96,11 +96,11 @@ class InferenceConfig:
         """This config resolved as ``relbridge extract`` resolves it: ``threshold`` None,
         ``span_threshold`` and ``confidence`` from ``threshold.json`` beside the model.
 
-        `relbridge.models.extract.calibration` reads the file (written by
+        `relbridge.models.thresholds.calibration` reads the file (written by
         ``relbridge evaluate --raw-text --calibrate``); a model without one keeps
         every relation above 0 and marginal decoding.
         """
-        from relbridge.models.extract import calibrated_decoding, calibration
+        from relbridge.models.thresholds import calibrated_decoding, calibration
 
         saved = calibration(self.model)
         threshold = self.threshold
@@ -186,7 +186,7 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> KgBuildConfig:
-    from relbridge.models.extract import records_threshold
+    from relbridge.models.thresholds import records_threshold
 
     langs = args.kb_alias_langs
     if langs and not args.kb:

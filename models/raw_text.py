@@ -28,7 +28,7 @@ trimmed to the words it covers, as the marked evaluation does.
 
 `calibrate` chooses the tagger's span threshold, the relation threshold and
 what that threshold applies to (the relation probability, or that weighted by
-the mentions' span probabilities: `relbridge.models.extract.CALIBRATED`) for
+the mentions' span probabilities: `relbridge.models.thresholds.CALIBRATED`) for
 raw text on a dev file (KBP37 dev, never RELX): the choice with the best raw-text
 ``relx_f1`` less `TRIPLE_COST` points per triple per sentence beyond the true
 facts, so that the output stays near the facts in number, not near the
@@ -51,11 +51,11 @@ from relbridge.data_specs.relations import NA
 from relbridge.data_specs.relx import read_relx, words_with_spans
 from relbridge.data_specs.schema import token_offsets
 from relbridge.models.evaluate import NO_RELATION, relx_f1
-from relbridge.models.extract import (
-    CALIBRATED, CONFIDENCES, THRESHOLD_FILE, MentionFinder, extract_with_mentions,
-    mention_factor, span_probabilities,
-)  # fmt: skip
+from relbridge.models.extract import MentionFinder, extract_with_mentions
 from relbridge.models.tagging import SPAN_THRESHOLDS
+from relbridge.models.thresholds import (
+    CALIBRATED, CONFIDENCES, THRESHOLD_FILE, mention_factor, span_probabilities,
+)  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -217,12 +217,12 @@ def evaluate_raw_text(
     )
     result = raw_text_scores(gold, records, mentions, with_kb=mentions_of is not None)
     if threshold is None and isinstance(model, str):
-        from relbridge.models.extract import calibrated_threshold
+        from relbridge.models.thresholds import calibrated_threshold
 
         threshold = calibrated_threshold(model)
     result["threshold"] = threshold if threshold is not None else 0.0
     if isinstance(model, str):
-        from relbridge.models.extract import calibration
+        from relbridge.models.thresholds import calibration
 
         result["span_threshold"] = calibration(model).get("span_threshold")
     return result
@@ -327,7 +327,7 @@ def calibrate(
 
     The relation threshold applies to a record's confidence, and calibration
     also chooses what that is, from ``confidences``
-    (`relbridge.models.extract.CALIBRATED`): the relation probability, or that
+    (`relbridge.models.thresholds.CALIBRATED`): the relation probability, or that
     times the geometric mean of the two arguments' probabilities of being one
     name (a KB alias's too). Each is scored over the same grid and the best entry
     wins (on a tie, the plain relation probability). With the RELX benchmark's

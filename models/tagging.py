@@ -69,7 +69,7 @@ class Tagged(NamedTuple):
     ``names[(start, end)]``: the posterior probability that words ``[start, end)``
     are exactly one mention of any type (the typed `span_posteriors` summed over
     types), for every span the head scores. It is how sure the tagger is of a span
-    it did not choose, e.g. a KB alias (`relbridge.models.extract.span_probabilities`).
+    it did not choose, e.g. a KB alias (`relbridge.models.thresholds.span_probabilities`).
     """
 
     mentions: list[tuple[int, int, str, float]]

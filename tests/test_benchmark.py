@@ -5,7 +5,7 @@ import json
 from single_thread import one_torch_thread  # noqa: F401 (autouse)
 from test_models import RELX_TEXT
 
-from relbridge.models.extract import CALIBRATED
+from relbridge.models.thresholds import CALIBRATED
 from relbridge.models.benchmark import kbp37_test_ids, relx_benchmark_config, run_relx_benchmark
 from relbridge.models.extractor import ModelConfig, RelationExtractor
 from relbridge.models.optim import freeze_lower as _freeze_lower

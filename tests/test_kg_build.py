@@ -165,7 +165,7 @@ def _model_copy(tmp, name):
 
 def test_kg_build_cuts_at_the_calibrated_threshold_as_extract_does(setup):
     """Without --threshold both commands take threshold.json beside the model: equal records."""
-    from relbridge.models.extract import THRESHOLD_FILE
+    from relbridge.models.thresholds import THRESHOLD_FILE
 
     tmp = setup
     model, good, mentions = _model_copy(tmp, "model_cal")
@@ -237,7 +237,7 @@ def test_a_second_kg_build_into_a_locked_output_stops_with_exit_2(setup, capsys)
 
 def test_kg_build_decodes_spans_at_the_calibrated_span_threshold_as_extract_does(setup):
     """A span threshold beside the model switches both commands to span decoding, alike."""
-    from relbridge.models.extract import THRESHOLD_FILE
+    from relbridge.models.thresholds import THRESHOLD_FILE
 
     tmp = setup
     model, good, mentions = _model_copy(tmp, "model_span")
@@ -257,7 +257,7 @@ def test_kg_build_decodes_spans_at_the_calibrated_span_threshold_as_extract_does
 
 def test_kg_build_weights_confidence_by_the_mentions_as_extract_does(setup):
     """A model calibrated with mention-weighted confidence: both commands weight it, alike."""
-    from relbridge.models.extract import THRESHOLD_FILE
+    from relbridge.models.thresholds import THRESHOLD_FILE
 
     tmp = setup
     model, good, mentions = _model_copy(tmp, "model_weighted")
