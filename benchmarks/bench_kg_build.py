@@ -31,7 +31,8 @@ def tiny_model(path: str, o_bias: float = 0.0) -> str:
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
     from tiny_models import build_tiny_encoder
 
-    from relbridge.models.extractor import ModelConfig, RelationExtractor
+    from relbridge.models.extractor import RelationExtractor
+    from relbridge.models.model_config import ModelConfig
 
     torch.manual_seed(0)
     encoder = build_tiny_encoder(os.path.join(path, "encoder"))

@@ -27,7 +27,7 @@ BENCHMARK_OUTPUT = "out/benchmark_relx"
 
 def _config_flags(skip: tuple[str, ...] = ()) -> list:
     """One flag per flat TrainConfig setting, group by group; the dest is the flat name."""
-    from relbridge.models.extractor import ModelConfig
+    from relbridge.models.model_config import ModelConfig
     from relbridge.models.train_config import (
         MODEL_HELP,
         MODEL_SETTINGS,

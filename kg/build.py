@@ -124,7 +124,7 @@ def run_config(
     cfg: KgBuildConfig, beam_args: list[str] | None = None, test_pipeline=None
 ) -> dict:
     """Runs the job for a resolved config; returns ``stats.json``'s content."""
-    from relbridge.models.extractor import CONFIG_FILE
+    from relbridge.models.model_config import CONFIG_FILE
 
     if not FileSystems.exists(FileSystems.join(cfg.inference.model, CONFIG_FILE)):
         raise FileNotFoundError(f"{cfg.inference.model} is not a trained relbridge model")

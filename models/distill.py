@@ -121,7 +121,7 @@ def start_from_heads(model: torch.nn.Module, path: str) -> list[str]:
     levitated student found about 5 in 100 fewer RELX names in raw text than
     its teacher. Parameters whose meaning differs keep their fresh values.
     """
-    from relbridge.models.extractor import CONFIG_FILE, HEADS_FILE, ModelConfig, marker_tokens
+    from relbridge.models.model_config import CONFIG_FILE, HEADS_FILE, ModelConfig, marker_tokens
     from relbridge.runtime.loading import load_weights_only, read_json_object
 
     heads = load_weights_only(os.path.join(path, HEADS_FILE), "heads file", dict)

@@ -2,7 +2,7 @@
 
 * `DataConfig`: what is read and how it is sampled (shards, RELX files, dev
   split, NA subsampling, bags, tagging share, language temperature);
-* `ModelConfig` (`relbridge.models.extractor`): the model itself, nested as
+* `ModelConfig` (`relbridge.models.model_config`): the model itself, nested as
   it is saved beside the trained model; the trainer fills in what the data
   decides (relations, entity types) and the resolved encoder path;
 * `OptimConfig`: how the weights move (epochs, batches, learning rates, AdamW,
@@ -27,7 +27,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from relbridge.models.extractor import ModelConfig
+from relbridge.models.model_config import ModelConfig
 from relbridge.runtime.bundled_e5 import DEFAULT_MODEL
 
 AGGREGATIONS = ("none", "attention", "average")

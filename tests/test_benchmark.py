@@ -7,7 +7,8 @@ from test_models import RELX_TEXT
 
 from relbridge.models.thresholds import CALIBRATED
 from relbridge.models.benchmark import kbp37_test_ids, relx_benchmark_config, run_relx_benchmark
-from relbridge.models.extractor import ModelConfig, RelationExtractor
+from relbridge.models.extractor import RelationExtractor
+from relbridge.models.model_config import ModelConfig
 from relbridge.models.optim import freeze_lower as _freeze_lower
 
 

@@ -145,7 +145,8 @@ def test_importing_it_leaves_transformers_model_code_unloaded(saved):
 def test_inference_loads_it_and_extracts_what_transformers_model_extracts(tiny_encoder, tmp_path):
     """`load_for_inference` takes this encoder; every record and confidence stays the same."""
     from relbridge.models import extract
-    from relbridge.models.extractor import ModelConfig, RelationExtractor
+    from relbridge.models.extractor import RelationExtractor
+    from relbridge.models.model_config import ModelConfig
     from relbridge.models.scoring import load_for_inference
 
     torch.manual_seed(0)

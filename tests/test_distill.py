@@ -17,7 +17,8 @@ from relbridge.models.distill import (
     teacher_targets,
 )
 from relbridge.models.evaluate import predict_pairs
-from relbridge.models.extractor import ModelConfig, RelationExtractor
+from relbridge.models.extractor import RelationExtractor
+from relbridge.models.model_config import ModelConfig
 from relbridge.models.units import Unit, build_units
 
 PAIRS = [

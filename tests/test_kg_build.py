@@ -12,7 +12,8 @@ from relbridge.cli.main import main
 from relbridge.kg.build import run
 from relbridge.kg.export import EDGE_HEADER, NODE_HEADER
 from relbridge.models.extract import extract_file
-from relbridge.models.extractor import ModelConfig, RelationExtractor
+from relbridge.models.extractor import RelationExtractor
+from relbridge.models.model_config import ModelConfig
 from relbridge.kb import TextMentions
 
 GOOD = [
@@ -306,7 +307,7 @@ def test_the_run_id_of_a_plain_confidence_config_is_what_it_was_before_the_setti
 
 def test_kg_build_scores_a_levitated_model_over_the_tagging_pass_as_extract_does(setup):
     """kg's RunInference handler takes extract's fast path: records as extract's and --exact's."""
-    from relbridge.models.extractor import CONFIG_FILE
+    from relbridge.models.model_config import CONFIG_FILE
     from relbridge.models.scoring import ScoringConfig
 
     tmp = setup

@@ -9,7 +9,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoModel, AutoTokenizer
 
-from relbridge.models.extractor import ModelConfig, RelationExtractor
+from relbridge.models.extractor import RelationExtractor
+from relbridge.models.model_config import ModelConfig
 from relbridge.models.scoring import load_for_inference
 from relbridge.runtime import loading
 from relbridge.runtime.loading import load_encoder, read_safetensors_into, save_tokenizer

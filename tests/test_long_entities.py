@@ -6,7 +6,8 @@ from single_thread import one_torch_thread  # noqa: F401 (autouse)
 
 from relbridge.models.data import PairInstance, RelationData
 from relbridge.models.evaluate import predict_pairs
-from relbridge.models.extractor import ModelConfig, RelationExtractor
+from relbridge.models.extractor import RelationExtractor
+from relbridge.models.model_config import ModelConfig
 from relbridge.models.trainer import TrainConfig
 from relbridge.models.units import build_units as _build_units
 

@@ -4,7 +4,8 @@ import numpy as np
 import torch
 
 from relbridge.models import markers
-from relbridge.models.extractor import ModelConfig, RelationExtractor
+from relbridge.models.extractor import RelationExtractor
+from relbridge.models.model_config import ModelConfig
 from tiny_models import scoring_cases
 
 WORDS = ["Angela", "Merkel", "was", "born", "in", "Berlin", "and", "Macron", "in", "Paris"]

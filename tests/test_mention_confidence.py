@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from relbridge.models import extract as extract_mod
-from relbridge.models.extractor import ModelConfig, RelationExtractor
+from relbridge.models.extractor import RelationExtractor
+from relbridge.models.model_config import ModelConfig
 from relbridge.models.tagging import Tagged
 
 TEXT = "Angela Merkel was born in Berlin and Macron in Paris"

@@ -19,7 +19,8 @@ from relbridge.models.data import (
     read_shard_data,
 )
 from relbridge.models.evaluate import predict_pairs
-from relbridge.models.extractor import ModelConfig, RelationExtractor
+from relbridge.models.extractor import RelationExtractor
+from relbridge.models.model_config import ModelConfig
 
 # (en tokens, de tokens, subject span, object span (en), same spans (de), label, subject kb, object kb)
 FACTS = [

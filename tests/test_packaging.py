@@ -108,6 +108,9 @@ def test_no_module_is_over_600_lines():
         ),  # the specs say what the data is, nothing runs here
         (("relbridge.projection.projection", "relbridge.projection.projection_eval"),
          ("apache_beam", "torch")),
+        # a model's settings and the training flags read without loading torch
+        (("relbridge.models.model_config", "relbridge.models.train_config"),
+         ("apache_beam", "torch")),
     ],
 )  # fmt: skip
 def test_importing_leaves_heavy_frameworks_out(modules, forbidden):

@@ -134,7 +134,8 @@ def test_word_emissions_and_allowed_tags():
 
 
 def test_encode_tags_partial_marks_unknown_words(tiny_encoder):
-    from relbridge.models.extractor import ModelConfig, RelationExtractor
+    from relbridge.models.extractor import RelationExtractor
+    from relbridge.models.model_config import ModelConfig
 
     model = RelationExtractor(ModelConfig(encoder=tiny_encoder, tag_crf=True))
     words = ["Billy", "Hughes", "led", "Australia", "."]

@@ -6,7 +6,8 @@ import torch
 
 from relbridge.models import markers, prefix
 from relbridge.models.markers import PairSpec
-from relbridge.models.extractor import ModelConfig, RelationExtractor
+from relbridge.models.extractor import RelationExtractor
+from relbridge.models.model_config import ModelConfig
 from relbridge.models.scoring import ScoringConfig, score_pairs
 from relbridge.models.tagging import tag_mentions
 from tiny_models import scoring_cases

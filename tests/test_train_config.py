@@ -2,7 +2,7 @@
 
 import pytest
 
-from relbridge.models.extractor import ModelConfig
+from relbridge.models.model_config import ModelConfig
 from relbridge.models.train_config import FLAT, TrainConfig
 
 

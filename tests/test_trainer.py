@@ -299,7 +299,7 @@ def test_lora_trains_adapters_only_and_saves_merged_weights(tiny_encoder, tmp_pa
     from test_models import _toy_pairs
 
     from relbridge.models.evaluate import predict_pairs
-    from relbridge.models.extractor import ModelConfig
+    from relbridge.models.model_config import ModelConfig
     from relbridge.models.optim import apply_lora as _apply_lora
 
     torch.manual_seed(0)
@@ -344,7 +344,7 @@ def test_lora_trains_adapters_only_and_saves_merged_weights(tiny_encoder, tmp_pa
 
 
 def test_layer_lr_decay_scales_lower_layers_down(tiny_encoder, tmp_path):
-    from relbridge.models.extractor import ModelConfig
+    from relbridge.models.model_config import ModelConfig
     from relbridge.models.optim import encoder_lr_scale
     from relbridge.models.optim import make_optimizer as _optimizer
 
