@@ -28,9 +28,10 @@ import pickle
 import struct
 import sys
 import zipfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +42,17 @@ CHUNK_BYTES = 16 << 20
 
 _ADDED_TOKEN_FIELDS = ("content", "single_word", "lstrip", "rstrip", "normalized", "special")
 _DTYPES = {
-    "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "U8": torch.uint8, "BOOL": torch.bool,
+    "F32": "float32", "F16": "float16", "BF16": "bfloat16",
+    "I64": "int64", "I32": "int32", "U8": "uint8", "BOOL": "bool",
 }  # fmt: skip
+"""safetensors dtype -> torch dtype name (torch is imported where a tensor is made, not here:
+the CLI's flags import this module, and `relbridge --help` should not wait for torch)."""
+
+
+def _torch_dtype(name: str):
+    import torch
+
+    return getattr(torch, _DTYPES[name])
 
 
 def load_weights_only(path: str, what: str, expect: type | None = None, advice: str = "") -> Any:
@@ -59,6 +68,8 @@ def load_weights_only(path: str, what: str, expect: type | None = None, advice: 
       ValueError: ``PATH: reason``: a pickle that names a function or class
         (refused unread), a truncated or foreign file, or another type than ``expect``.
     """
+    import torch
+
     advice = f"; {advice}" if advice else ""
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -127,7 +138,7 @@ def safetensors_header(path: str) -> tuple[dict[str, dict], int]:
     base = 8 + length
     for name, info in header.items():
         try:
-            dtype = _DTYPES[info["dtype"]]
+            dtype = _torch_dtype(info["dtype"])
             begin, end = info["data_offsets"]
             fits = end - begin == math.prod(info["shape"]) * dtype.itemsize
         except (KeyError, TypeError, ValueError):
@@ -149,6 +160,8 @@ def read_safetensors_into(
     Raises:
       ValueError: ``PATH: reason`` for a malformed file or a tensor that does not fit.
     """
+    import torch
+
     header, base = parsed or safetensors_header(path)
     if set(header) != set(targets):
         raise ValueError(
@@ -158,7 +171,7 @@ def read_safetensors_into(
         raise ValueError(f"{path}: safetensors data is little-endian; this machine is not")
     with open(path, "rb", buffering=0) as f, torch.no_grad():
         for name, info in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
-            dest, dtype = targets[name], _DTYPES[info["dtype"]]
+            dest, dtype = targets[name], _torch_dtype(info["dtype"])
             if tuple(dest.shape) != tuple(info["shape"]) or not dest.is_contiguous():
                 raise ValueError(f"{path}: tensor {name!r} has shape {info['shape']}, "
                                  f"the model's {tuple(dest.shape)}")  # fmt: skip
@@ -192,6 +205,8 @@ def load_encoder(path: str, dtype: torch.dtype | None = None, inference: bool = 
     `relbridge.runtime.bert_encoder` computes exactly is loaded as that instead,
     which spares the 2 s of importing transformers' model code.
     """
+    import torch
+
     if inference:
         from relbridge.runtime.bert_encoder import load_bert_style
 

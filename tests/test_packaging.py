@@ -165,6 +165,18 @@ def test_cli_lists_subcommands():
         assert command in help_text
 
 
+def test_every_commands_flags_build_without_torch():
+    """`relbridge --help` builds every subcommand's flags; torch (2 s) waits for a command that runs."""
+    code = (
+        "import sys\nfrom relbridge.cli.main import build_parser\nbuild_parser()\n"
+        "print('torch' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == "False"
+
+
 def test_dataflow_stages_the_package_from_pyproject(tmp_path):
     """`--setup_file pyproject.toml` builds the sdist Dataflow workers install, offline."""
     import tarfile
