@@ -47,7 +47,8 @@ from torch import nn
 
 from relbridge.models import markers as levitated
 from relbridge.models.model_config import (
-    CONFIG_FILE, ENCODER_DIR, HEADS_FILE, RELATIONS_FILE, UNTYPED, ModelConfig, marker_tokens,
+    CONFIG_FILE, ENCODER_DIR, HEADS_FILE, RELATIONS_FILE, UNTYPED, ModelConfig, check_model_dir,
+    marker_tokens,
 )  # fmt: skip
 from relbridge.models.partial_crf import UNKNOWN as UNKNOWN_TAG
 from relbridge.models.partial_crf import not_tag, partial_crf_loss
@@ -438,12 +439,8 @@ class RelationExtractor(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: str, encoder_dtype=None, inference=False, **overrides):
         """Loads a directory written by `save_pretrained` (in eval mode; `__init__`'s args)."""
+        check_model_dir(directory)
         config = os.path.join(directory, CONFIG_FILE)
-        if not os.path.isfile(config):
-            raise FileNotFoundError(
-                f"{directory} is not a trained relbridge model: it has no {CONFIG_FILE} "
-                "('relbridge train --output DIR' writes the model to DIR/model)"
-            )
         data = read_json_object(config, ("encoder", "relations"))
         data["encoder"] = os.path.join(directory, data["encoder"])
         data.update(overrides)

@@ -10,6 +10,7 @@ configs and model directories can be read without loading a model.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,3 +128,22 @@ def marker_tokens(cfg: ModelConfig) -> list[str]:
     if cfg.marker_style == "untyped":
         return ["[E1]", "[/E1]", "[E2]", "[/E2]"]
     return [f"[{tag}:{t}]" for t in cfg.tag_types for tag in ("E1", "/E1", "E2", "/E2")]
+
+
+def check_model_dir(directory: str) -> None:
+    """Raises FileNotFoundError unless ``directory`` holds a trained model (its `CONFIG_FILE`).
+
+    Commands call it before reading their data, so a wrong ``--model`` costs no time; given a
+    training output folder (``relbridge train --output DIR``), the message names ``DIR/model``.
+    """
+    if os.path.isfile(os.path.join(directory, CONFIG_FILE)):
+        return
+    inner = os.path.join(directory, "model")
+    hint = (
+        f"; did you mean {inner}?"
+        if os.path.isfile(os.path.join(inner, CONFIG_FILE))
+        else " ('relbridge train --output DIR' writes the model to DIR/model)"
+    )
+    raise FileNotFoundError(
+        f"{directory} is not a trained relbridge model: it has no {CONFIG_FILE}{hint}"
+    )

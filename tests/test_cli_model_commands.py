@@ -152,3 +152,23 @@ def test_a_second_extract_into_the_same_output_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and "out.jsonl is in use by another run (run extract (pid 7)" in err[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
+
+
+
+def test_a_training_folder_given_as_the_model_is_named_with_its_model(tmp_path, capsys):
+    from relbridge.cli.main import main
+    from relbridge.models.model_config import CONFIG_FILE
+
+    (tmp_path / "train" / "model").mkdir(parents=True)
+    (tmp_path / "train" / "model" / CONFIG_FILE).write_text("{}")
+    relx = tmp_path / "RELX_de.txt"
+    relx.write_text('1\t"<e1> A </e1> in <e2> B </e2>"\nno_relation\n\n', encoding="utf-8")
+    (tmp_path / "in.txt").write_text("Angela Merkel was born in Berlin .\n")
+    for argv in (["evaluate", "--data", str(relx), "--format", "relx"],
+                 ["extract", "--input", str(tmp_path / "in.txt"),
+                  "--output", str(tmp_path / "r.jsonl")]):  # fmt: skip
+        assert main([*argv, "--model", str(tmp_path / "train")]) == 2
+        err = capsys.readouterr().err
+        assert "train is not a trained relbridge model" in err, err
+        assert f"did you mean {tmp_path / 'train' / 'model'}?" in err
+    assert not (tmp_path / "r.jsonl").exists()
