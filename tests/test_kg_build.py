@@ -236,6 +236,14 @@ def test_a_second_kg_build_into_a_locked_output_stops_with_exit_2(setup, capsys)
     assert "in use by another run (run other-run" in capsys.readouterr().err
 
 
+def test_kg_build_given_a_training_folder_names_its_model(setup, capsys):
+    tmp = setup  # it holds model/, as `relbridge train --output` writes it
+    assert main(["kg", "build", *_argv(tmp, out="wrong-model", model="")]) == 2
+    err = capsys.readouterr().err
+    assert f"it has no extractor_config.json; did you mean {tmp / 'model'}?" in err, err
+    assert not (tmp / "wrong-model" / "stats.json").exists()
+
+
 def test_kg_build_decodes_spans_at_the_calibrated_span_threshold_as_extract_does(setup):
     """A span threshold beside the model switches both commands to span decoding, alike."""
     from relbridge.models.thresholds import THRESHOLD_FILE
