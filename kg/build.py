@@ -124,13 +124,10 @@ def run_config(
     cfg: KgBuildConfig, beam_args: list[str] | None = None, test_pipeline=None
 ) -> dict:
     """Runs the job for a resolved config; returns ``stats.json``'s content."""
-    from relbridge.kb.source import is_remote
-    from relbridge.models.model_config import CONFIG_FILE, check_model_dir
+    from relbridge.models.model_config import check_model_dir
 
-    if not is_remote(cfg.inference.model):
-        check_model_dir(cfg.inference.model)  # a training folder's message names its model/
-    elif not FileSystems.exists(FileSystems.join(cfg.inference.model, CONFIG_FILE)):
-        raise FileNotFoundError(f"{cfg.inference.model} is not a trained relbridge model")
+    # local or gs://: a training folder's message names its model/
+    check_model_dir(cfg.inference.model, FileSystems.exists)
     if cfg.mentions.kb:
         from relbridge.data_specs.kb_format import load_kb
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,18 +131,20 @@ def marker_tokens(cfg: ModelConfig) -> list[str]:
     return [f"[{tag}:{t}]" for t in cfg.tag_types for tag in ("E1", "/E1", "E2", "/E2")]
 
 
-def check_model_dir(directory: str) -> None:
+def check_model_dir(directory: str, exists: Callable[[str], bool] = os.path.isfile) -> None:
     """Raises FileNotFoundError unless ``directory`` holds a trained model (its `CONFIG_FILE`).
 
     Commands call it before reading their data, so a wrong ``--model`` costs no time; given a
     training output folder (``relbridge train --output DIR``), the message names ``DIR/model``.
+    ``exists`` tells whether a file is there: Beam's ``FileSystems.exists`` for a ``gs://``
+    model (this module stays free of Beam).
     """
-    if os.path.isfile(os.path.join(directory, CONFIG_FILE)):
+    if exists(os.path.join(directory, CONFIG_FILE)):
         return
     inner = os.path.join(directory, "model")
     hint = (
         f"; did you mean {inner}?"
-        if os.path.isfile(os.path.join(inner, CONFIG_FILE))
+        if exists(os.path.join(inner, CONFIG_FILE))
         else " ('relbridge train --output DIR' writes the model to DIR/model)"
     )
     raise FileNotFoundError(

@@ -172,3 +172,14 @@ def test_a_training_folder_given_as_the_model_is_named_with_its_model(tmp_path, 
         assert "train is not a trained relbridge model" in err, err
         assert f"did you mean {tmp_path / 'train' / 'model'}?" in err
     assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_a_remote_training_folder_is_named_with_its_model_too():
+    from relbridge.models.model_config import CONFIG_FILE, check_model_dir
+
+    stored = {f"gs://b/train/model/{CONFIG_FILE}"}  # what a gs:// bucket holds
+    check_model_dir("gs://b/train/model", stored.__contains__)
+    with pytest.raises(FileNotFoundError, match="did you mean gs://b/train/model\\?"):
+        check_model_dir("gs://b/train", stored.__contains__)
+    with pytest.raises(FileNotFoundError, match="writes the model to DIR/model"):
+        check_model_dir("gs://b/other", stored.__contains__)
