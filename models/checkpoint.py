@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from relbridge.models.model_config import MODEL_DIR
 from relbridge.models.train_config import TrainConfig
 from relbridge.runtime.files import swap_in
 from relbridge.runtime.loading import load_weights_only
@@ -39,7 +40,6 @@ from relbridge.runtime.loading import load_weights_only
 logger = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
-MODEL_DIR = "model"
 TRAIN_CONFIG = "train_config.json"
 TRAIN_STATS = "train_stats.json"
 RESUMABLE_CHANGES = {"stop_after_steps", "resume", "progress", "num_threads", "keep_checkpoint"}

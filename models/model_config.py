@@ -21,6 +21,8 @@ CONFIG_FILE = "extractor_config.json"
 HEADS_FILE = "heads.pt"
 RELATIONS_FILE = "relations.json"
 ENCODER_DIR = "encoder"
+MODEL_DIR = "model"
+"""Where `relbridge train --output DIR` writes the model: ``DIR/model``."""
 UNTYPED = "ENT"
 """The entity type of untyped mentions; always the first tag type."""
 
@@ -141,7 +143,7 @@ def check_model_dir(directory: str, exists: Callable[[str], bool] = os.path.isfi
     """
     if exists(os.path.join(directory, CONFIG_FILE)):
         return
-    inner = os.path.join(directory, "model")
+    inner = os.path.join(directory, MODEL_DIR)
     hint = (
         f"; did you mean {inner}?"
         if exists(os.path.join(inner, CONFIG_FILE))

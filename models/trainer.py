@@ -42,7 +42,7 @@ import torch
 
 from relbridge.data_specs.relations import RelationInventory
 from relbridge.models import checkpoint as ckpt_io
-from relbridge.models.checkpoint import CHECKPOINT, MODEL_DIR, TRAIN_CONFIG, TRAIN_STATS
+from relbridge.models.checkpoint import CHECKPOINT, TRAIN_CONFIG, TRAIN_STATS
 from relbridge.models.data import RelationData
 from relbridge.models.distill import (
     distillation_loss,
@@ -52,6 +52,7 @@ from relbridge.models.distill import (
     teacher_targets,
 )
 from relbridge.models.extractor import Encoded, RelationExtractor, masked_cross_entropy
+from relbridge.models.model_config import MODEL_DIR
 from relbridge.models.negatives import marked_na_bias
 from relbridge.models.optim import (
     WeightAverage,

@@ -154,7 +154,6 @@ def test_a_second_extract_into_the_same_output_is_refused(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
 
 
-
 def test_a_training_folder_given_as_the_model_is_named_with_its_model(tmp_path, capsys):
     from relbridge.cli.main import main
     from relbridge.models.model_config import CONFIG_FILE
