@@ -28,6 +28,7 @@ from relbridge.data_specs.formats import open_lines, strict_lines
 from relbridge.data_specs.kb_format import find_kb_files
 from relbridge.kb.build import build_index
 from relbridge.kb.index import INDEX_FORMAT, KbIndex, MatchProfile
+from relbridge.runtime.cache import cache_root
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +39,8 @@ _BUILD_LOCK = threading.Lock()
 def default_cache_dir() -> str:
     """``$RELBRIDGE_KB_CACHE``, else ``kb`` in relbridge's cache (``$RELBRIDGE_CACHE``, where the
     bundled encoder lives, else ``~/.cache/relbridge``): one variable moves every cache."""
-    root = os.environ.get("RELBRIDGE_CACHE") or os.path.join("~", ".cache", "relbridge")
-    return os.path.expanduser(os.environ.get("RELBRIDGE_KB_CACHE") or os.path.join(root, "kb"))
+    own = os.environ.get("RELBRIDGE_KB_CACHE")
+    return os.path.expanduser(own) if own else os.path.join(cache_root(), "kb")
 
 
 def is_remote(path: str) -> bool:

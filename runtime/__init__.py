@@ -14,7 +14,8 @@ here, so the layers above agree on it:
   warm-up/decay schedule;
 * `metrics`: precision, recall and F1 from counts;
 * `progress`: a tqdm bar on a terminal, throttled log lines elsewhere;
-* `flags`: command-line flags generated from dataclass fields, for every command.
+* `flags`: command-line flags generated from dataclass fields, for every command;
+* `cache`: the one cache root, for the bundled encoder and the KB indexes.
 
 `runtime` imports no other relbridge package (and neither Beam nor the
 pipeline); torch is imported inside the functions that need it, so

