@@ -31,7 +31,9 @@ from collections.abc import Sequence
 
 import torch
 
+from relbridge.data_specs.relations import NA
 from relbridge.models.data import PairInstance
+from relbridge.models.negatives import is_boundary_negative
 from relbridge.runtime.devices import native_bf16
 
 logger = logging.getLogger(__name__)
@@ -73,7 +75,13 @@ def teacher_targets(
         probs = predict_pairs(teacher, pairs, batch_size=batch_size, progress="teacher")
     del teacher
     columns = [names.index(r) for r in relations]
-    return soften(torch.from_numpy(probs[..., columns]), temperature)
+    targets = soften(torch.from_numpy(probs[..., columns]), temperature)
+    # the teacher never saw a wrong boundary: a boundary negative's target is NA alone
+    rows = [i for i, p in enumerate(pairs) if is_boundary_negative(p)]
+    if rows:
+        targets[rows] = 0.0
+        targets[rows, :, list(relations).index(NA)] = 1.0
+    return targets
 
 
 def _load_teacher(path: str, device: torch.device) -> torch.nn.Module:

@@ -100,6 +100,48 @@ def unannotated_negatives(
     return out
 
 
+def boundary_negatives(
+    pairs: Sequence[PairInstance], rate: float, seed: int = 0
+) -> list[PairInstance]:
+    """About ``rate`` NA pairs per related annotated pair: the same pair with one argument
+    of several words cut short by a word at either end.
+
+    Raw-text output counts a triple only when both its spans are exact, yet a
+    relation head trained on exact spans alone relates ``Carolina`` as readily as
+    ``North Carolina``. These teach it that a pair with a part of a name holds no
+    relation, so that among overlapping readings the whole name wins. Names are
+    not lengthened: KBP37 often marks part of a name (``Democratic`` of
+    ``Democratic Party``), and the longer reading would then be taught wrong. Their ids
+    carry ``~negb`` (`is_boundary_negative`); their teacher targets are NA only.
+    """
+    out: list[PairInstance] = []
+    for p in pairs:
+        if p.label_12 == NA and p.label_21 == NA:
+            continue
+        if hash_fraction(f"{p.id}~negb", seed) >= rate:
+            continue
+        rng = random.Random(f"{seed}:{p.id}:b")
+        args = [p.e1, p.e2]
+        options = [
+            (k, cut)
+            for k, (s, e) in enumerate(args)
+            if e - s > 1
+            for cut in ((s + 1, e), (s, e - 1))
+        ]
+        if not options:
+            continue
+        which, cut = rng.choice(options)
+        args[which] = cut
+        out.append(PairInstance(f"{p.id}~negb", p.lang, p.tokens, args[0], args[1], NA, NA,
+                                side=p.side))  # fmt: skip
+    return out
+
+
+def is_boundary_negative(pair: PairInstance) -> bool:
+    """Whether ``pair`` is one of `boundary_negatives`' (by its id)."""
+    return "~negb" in pair.id
+
+
 def marked_na_bias(pairs: Sequence[PairInstance]) -> float:
     """Log-odds of NA per direction among annotated pairs minus among all ``pairs``.
 

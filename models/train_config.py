@@ -95,6 +95,13 @@ class DataConfig:
             "pairs are unrelated."
         },
     )
+    boundary_negatives: float = field(
+        default=0.0,
+        metadata={
+            "help": "share of related KBP37/RELX training pairs that also train as NA with one "
+            "argument's boundary a word off (relbridge.models.negatives; 0-1)."
+        },
+    )
     max_dev_instances: int = field(
         default=0,
         metadata={"help": "evaluate early stopping on at most N dev pairs (0: all; CPU budget)."},
@@ -133,6 +140,8 @@ class DataConfig:
         _non_negative(self, "max_train_instances", "max_na_ratio", "max_dev_instances")
         if not 0.0 <= self.unannotated_negatives <= 3.0:
             raise ValueError("unannotated_negatives must be in [0, 3]")
+        if not 0.0 <= self.boundary_negatives <= 1.0:
+            raise ValueError("boundary_negatives must be in [0, 1]")
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from relbridge.models.data import (
     read_data,
 )
 from relbridge.models.extractor import Encoded, RelationExtractor
-from relbridge.models.negatives import unannotated_negatives
+from relbridge.models.negatives import boundary_negatives, unannotated_negatives
 from relbridge.models.train_config import TrainConfig
 from relbridge.runtime.batching import length_bucketed_batches
 
@@ -55,6 +55,10 @@ def load_training_data(cfg: TrainConfig) -> tuple[RelationData, RelationData]:
         if d.unannotated_negatives:
             negatives = unannotated_negatives(marked.pairs, d.unannotated_negatives, seed)
             logger.info("%s: %d unannotated-pair negatives", path, len(negatives))
+            marked = RelationData(marked.pairs + negatives, marked.tags, marked.skipped)
+        if d.boundary_negatives:
+            negatives = boundary_negatives(marked.pairs, d.boundary_negatives, seed)
+            logger.info("%s: %d boundary negatives", path, len(negatives))
             marked = RelationData(marked.pairs + negatives, marked.tags, marked.skipped)
         train.extend(marked)
     if d.tagging_shards:

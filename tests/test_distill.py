@@ -102,6 +102,10 @@ def test_teacher_targets_follow_the_students_relation_order(tiny_encoder, tmp_pa
         want = torch.from_numpy(predict_pairs(teacher, PAIRS))[..., [2, 0, 1]]
     assert got.shape == (3, 2, 3)
     assert torch.allclose(got, want, atol=2e-2)  # bf16 autocast where the CPU has it
+    cut = PairInstance("a~negb", "en", PAIRS[0].tokens, (0, 1), (4, 5), "NA", "NA")
+    na_only = teacher_targets(path, [*PAIRS, cut], student_order, torch.device("cpu"), 1.0)
+    assert torch.allclose(na_only[:3], got)  # a boundary negative changes no other target
+    assert na_only[3].tolist() == [[0.0, 1.0, 0.0], [0.0, 1.0, 0.0]]  # NA alone, both directions
     with pytest.raises(ValueError, match="only the data: \\['org:founded'\\]"):
         teacher_targets(path, PAIRS, ("NA", "born_in", "org:founded"), torch.device("cpu"), 1.0)
 

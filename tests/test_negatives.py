@@ -6,7 +6,13 @@ import pytest
 
 from relbridge.data_specs.relations import NA
 from relbridge.models.data import PairInstance
-from relbridge.models.negatives import name_spans, unannotated_negatives
+from relbridge.models.negatives import (
+    boundary_negatives,
+    is_boundary_negative,
+    marked_na_bias,
+    name_spans,
+    unannotated_negatives,
+)
 
 WORDS = tuple("Ada Lovelace worked with Charles Babbage in London for the University of London .".split())
 GOLD = PairInstance("s1", "en", WORDS, (0, 2), (4, 6), "per:employee_of", NA, side="relx")
@@ -53,7 +59,6 @@ def test_the_marked_prior_undoes_the_na_share_the_negatives_added():
     import torch
 
     from relbridge.models.evaluate import marked_prior
-    from relbridge.models.negatives import marked_na_bias
 
     related = [PairInstance(f"r{i}", "en", WORDS, (0, 2), (4, 6), "per:title", NA) for i in range(3)]
     unrelated = [PairInstance("u", "en", WORDS, (0, 2), (4, 6), NA, NA)]
@@ -74,3 +79,30 @@ def test_the_marked_prior_undoes_the_na_share_the_negatives_added():
     assert shifted[0, 0, 0] < 0.6
     assert shifted[0, 0, 1] / shifted[0, 0, 2] == pytest.approx(3.0)  # relations keep their odds
     np.testing.assert_array_equal(marked_prior(probs, Model(0.0)), probs)
+
+
+def test_boundary_negatives_cut_one_argument_of_a_related_pair_by_a_word():
+    pairs = [
+        PairInstance(f"s{i}", "en", WORDS, (0, 2), (4, 6), "per:employee_of", NA, side="relx")
+        for i in range(40)
+    ]
+    drawn = boundary_negatives(pairs, rate=1.0, seed=0)
+    assert len(drawn) == 40 and drawn == boundary_negatives(pairs, rate=1.0, seed=0)
+    cuts = set()
+    for n in drawn:
+        assert is_boundary_negative(n) and n.id.endswith("~negb") and n.side == "relx"
+        assert (n.label_12, n.label_21) == (NA, NA) and n.tokens == WORDS
+        (kept, cut), = [(g, c) for g, c in ((GOLD.e1, n.e1), (GOLD.e2, n.e2)) if g != c]
+        assert cut in ((kept[0] + 1, kept[1]), (kept[0], kept[1] - 1))  # a word off one end
+        cuts.add(cut)
+    assert cuts == {(1, 2), (0, 1), (5, 6), (4, 5)}  # either argument, either end
+    assert 10 <= len(boundary_negatives(pairs, rate=0.5, seed=1)) <= 30
+
+
+def test_boundary_negatives_skip_unrelated_pairs_and_one_word_names():
+    unrelated = PairInstance("u", "en", WORDS, (0, 2), (4, 6), NA, NA)
+    single = PairInstance("w", "en", WORDS, (7, 8), (9, 10), "per:title", NA)
+    assert boundary_negatives([unrelated, single], rate=1.0) == []
+    # they are negatives for the marked prior too
+    cut = boundary_negatives([GOLD], rate=1.0)
+    assert marked_na_bias([GOLD, *cut]) < 0.0  # the annotated pairs' NA share is lower
