@@ -59,6 +59,7 @@ class Extractor:
         self.model = load_for_inference(cfg.model, self.scoring.precision, self.device)
         self.model.span_threshold = cfg.span_threshold  # the config's, as hashed into the run id
         self.model.confidence = cfg.confidence
+        self.model.readings = cfg.readings
         self.schema = kb_schema(cfg.kb, self.model.inventory.names)
         logger.info("extractor %s on %s (%s)", cfg.model, self.device, cfg.dtype)
 

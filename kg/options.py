@@ -72,6 +72,8 @@ class InferenceConfig:
         the records match the run id even if the file changes during the job.
       confidence: what the threshold applies to (`relbridge.models.thresholds.CONFIDENCES`),
         resolved with the thresholds.
+      readings: which of the tagger's spans are paired
+        (`relbridge.models.thresholds.READINGS`), resolved with the thresholds.
     """
 
     model: str
@@ -83,6 +85,7 @@ class InferenceConfig:
     kb: str | None = None
     span_threshold: float | None = None
     confidence: str = "relation"
+    readings: str = "decoded"
 
     def __post_init__(self):
         if self.batch_size < 1:
@@ -94,7 +97,8 @@ class InferenceConfig:
 
     def with_calibrated_threshold(self) -> InferenceConfig:
         """This config resolved as ``relbridge extract`` resolves it: ``threshold`` None,
-        ``span_threshold`` and ``confidence`` from ``threshold.json`` beside the model.
+        ``span_threshold``, ``confidence`` and ``readings`` from ``threshold.json`` beside
+        the model.
 
         `relbridge.models.thresholds.calibration` reads the file (written by
         ``relbridge evaluate --raw-text --calibrate``); a model without one keeps
@@ -106,10 +110,11 @@ class InferenceConfig:
         threshold = self.threshold
         if threshold is None:
             threshold = float(saved.get("threshold", 0.0))
-        span_threshold, confidence = calibrated_decoding(saved)
+        span_threshold, confidence, readings = calibrated_decoding(saved)
         return dataclasses.replace(
-            self, threshold=threshold, span_threshold=span_threshold, confidence=confidence
-        )
+            self, threshold=threshold, span_threshold=span_threshold, confidence=confidence,
+            readings=readings,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -142,9 +147,10 @@ class KgBuildConfig:
     def derive_run_id(self) -> str:
         """A hash of the input and every setting but the output and refresh flag: stable per input."""
         settings = {k: v for k, v in self.to_dict().items() if k not in ("output", "refresh", "overwrite", "run_id")}
-        if settings["inference"]["confidence"] == "relation":
-            # what confidence meant before it was a setting: outputs made then keep their run id
-            del settings["inference"]["confidence"]
+        for key, before in (("confidence", "relation"), ("readings", "decoded")):
+            if settings["inference"][key] == before:
+                # what it meant before it was a setting: outputs made then keep their run id
+                del settings["inference"][key]
         text = json.dumps(settings, sort_keys=True, default=list)
         return hashlib.sha1(text.encode()).hexdigest()[:10]
 

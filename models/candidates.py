@@ -142,6 +142,9 @@ def candidate_pairs(
 ) -> list[tuple[Mention, Mention]]:
     """The unordered mention pairs (first in word order) worth scoring, in word order.
 
+    Two overlapping mentions (readings of one name, `relbridge.models.tagging.other_readings`)
+    never pair.
+
     Time grows with the pairs within the distance, not with all pairs: in start
     order, the first mention too far after ``a`` ends ``a``'s partners (a long
     text's 1,000 mentions are 500k pairs, of which a few percent are near).
@@ -152,6 +155,8 @@ def candidate_pairs(
         for b in (ordered[j] for j in range(i + 1, len(ordered))):
             if b[0] - a[1] > cfg.max_distance:  # = distance(a, b): b starts after a ends
                 break
+            if b[0] < a[1]:  # overlapping readings
+                continue
             if cfg.use_types and not (schema.admits(a[2], b[2]) or schema.admits(b[2], a[2])):
                 continue
             kept.append((a, b))

@@ -15,6 +15,10 @@
   calibrated with mention-weighted confidence (`relbridge.models.thresholds`) multiplies that
   probability by the geometric mean of the two arguments' span probabilities,
   and never scores a pair whose mentions alone keep it below the threshold.
+  A model calibrated with ``lattice`` readings also pairs the other spans the
+  tagger reads as one name above the span threshold (``North Carolina`` beside
+  the decoded ``North`` and ``Carolina``; never two overlapping spans), and the
+  relation head decides which reading holds a relation.
   With a KB mention finder (``mentions_of``, e.g.
   `relbridge.kb.TextMentions`; CLI ``--kb``), the KB's aliases
   found in the sentence are mentions too (of two overlapping spans the longer
@@ -60,10 +64,10 @@ from relbridge.models.markers import PairSpec
 from relbridge.models.scoring import ScoringConfig, load_for_inference, score_pairs
 from relbridge.models.evaluate import decode_joint, marked_prior, predict_pairs
 from relbridge.models import prefix
-from relbridge.models.tagging import decode_mentions, tag_mentions
+from relbridge.models.tagging import decode_mentions, other_readings, tag_mentions
 from relbridge.models.thresholds import (
-    CONFIDENCES, calibrated_decoding, calibrated_threshold, calibration, mention_factor,
-    span_probabilities,
+    CONFIDENCES, READINGS, calibrated_decoding, calibrated_threshold, calibration,
+    mention_factor, span_probabilities,
 )  # fmt: skip
 from relbridge.runtime.devices import autocast_for
 
@@ -234,16 +238,24 @@ def extract_prepared(
             offsets = meta[-1][2]
             mentions_found[s.index] = [(*_char_span(offsets, w), "", False) for w in (w1, w2)]
     confidence = getattr(model, "confidence", "relation")
-    weighted = confidence in CONFIDENCES[1:] and getattr(model, "span_threshold", None) is not None
-    found, passes = _tag(model, [w for _, _, w in untagged], batch_size, scoring, weighted)
+    span_threshold = getattr(model, "span_threshold", None)
+    weighted = confidence in CONFIDENCES[1:] and span_threshold is not None
+    lattice = getattr(model, "readings", READINGS[0]) == "lattice" and span_threshold is not None
+    found, passes = _tag(
+        model, [w for _, _, w in untagged], batch_size, scoring, weighted or lattice
+    )
     schema = schema or TypeSchema.from_relation_names(names)
     candidate_sets = []
     counts = {"candidate_pairs_before": 0, "candidate_pairs": 0, "encoder_passes": len(pairs)}
     factors: list[list[float]] = []  # per untagged sentence, per candidate pair
     for (i, text, words), tagged, kb_mentions in zip(untagged, found, known):
         span_p = span_probabilities(tagged, kb_mentions, confidence) if weighted else {}
-        tagged = tagged.mentions if weighted else tagged
+        others = other_readings(tagged, span_threshold) if lattice else []
+        span_p.update({m[:2]: m[3] for m in others if weighted and m[:2] not in span_p})
+        tagged = tagged.mentions if weighted or lattice else tagged
         mentions = merge_mentions(kb_mentions, [m[:3] for m in tagged])
+        taken = {m[:2] for m in mentions}
+        mentions += [m[:3] for m in others if m[:2] not in taken]  # lattice readings
         offsets = token_offsets(text, words)
         kb_spans = {(m[0], m[1]) for m in kb_mentions}
         mentions_found[i] = [
@@ -341,14 +353,16 @@ against 256's 1,749 MB, in the same time (102-107 s against 104 s)."""
 
 def load_model(model_dir: str, precision: str = "auto"):
     """The model of a directory, ready for inference at ``precision`` (`for_inference`),
-    with the span threshold and the confidence calibrated for its tagger, if any.
+    with the span threshold, the confidence and the readings calibrated for its tagger, if any.
 
     ``model.span_threshold`` makes `relbridge.models.tagging.tag_mentions` decode
     whole spans at that threshold; None keeps marginal decoding.
     ``model.confidence`` is one of `CONFIDENCES`.
     """
     model = load_for_inference(model_dir, precision)
-    model.span_threshold, model.confidence = calibrated_decoding(calibration(model_dir))
+    model.span_threshold, model.confidence, model.readings = calibrated_decoding(
+        calibration(model_dir)
+    )
     return model
 
 

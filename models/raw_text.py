@@ -12,7 +12,8 @@ one annotated pair:
   record between exactly those two spans (either direction), and
   ``no_relation`` when it found either argument not exactly or output nothing
   for the pair. Directly comparable to the marked-entity metric on the same file.
-* ``mention_recall``: gold argument spans found exactly, over all arguments.
+* ``mention_recall``: gold argument spans found exactly, over all arguments
+  (with ``lattice`` readings, among all the readings paired).
 * ``pair_recall``: sentences whose two arguments were both found exactly.
 * ``triple_recall``: gold facts (non-NA) output with both spans, relation and
   direction right.
@@ -28,7 +29,8 @@ trimmed to the words it covers, as the marked evaluation does.
 
 `calibrate` chooses the tagger's span threshold, the relation threshold and
 what that threshold applies to (the relation probability, or that weighted by
-the mentions' span probabilities: `relbridge.models.thresholds.CALIBRATED`) for
+the mentions' span probabilities: `relbridge.models.thresholds.CALIBRATED`) and
+which spans are paired (`relbridge.models.thresholds.READINGS`) for
 raw text on a dev file (KBP37 dev, never RELX): the choice with the best raw-text
 ``relx_f1`` less `TRIPLE_COST` points per triple per sentence beyond the true
 facts, so that the output stays near the facts in number, not near the
@@ -54,7 +56,7 @@ from relbridge.models.evaluate import NO_RELATION, relx_f1
 from relbridge.models.extract import MentionFinder, extract_with_mentions
 from relbridge.models.tagging import SPAN_THRESHOLDS
 from relbridge.models.thresholds import (
-    CALIBRATED, CONFIDENCES, THRESHOLD_FILE, mention_factor, span_probabilities,
+    CALIBRATED, CONFIDENCES, READINGS, THRESHOLD_FILE, mention_factor, span_probabilities,
 )  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -238,6 +240,7 @@ def choose_thresholds(
             key=lambda c: (
                 round(c["relx_f1"] - triple_cost * max(0.0, c["triples_per_sentence"] - facts), 6),
                 -CONFIDENCES.index(c.get("confidence", CONFIDENCES[0])),
+                -READINGS.index(c.get("readings", READINGS[0])),
                 c["span_threshold"],
                 c["threshold"],
             ),
@@ -253,28 +256,34 @@ def _dev_output(
     span_threshold: float,
     mentions_of: MentionFinder | None,
     batch_size: int,
-) -> tuple[list[dict[str, Any]], list[list[tuple[int, int, str, bool]]], dict]:
-    """`extract_with_mentions` at relation threshold 0 with spans decoded at ``span_threshold``,
-    and each mention's probability of being one name (`span_probabilities` under
-    ``relation_x_names``), keyed ``(sentence, (char start, char end))``."""
+    lattice: bool = False,
+) -> tuple[list[dict[str, Any]], list[list[tuple[int, int, str, bool]]], dict, set]:
+    """`extract_with_mentions` at relation threshold 0 with spans decoded at ``span_threshold``
+    (with ``lattice``, the other readings too), each mention's probability of being one name
+    (`span_probabilities` under ``relation_x_names``) keyed ``(sentence, (char start, char
+    end))``, and the keys of the mentions that are other readings, not decoded ones."""
     from relbridge.models.extract import load_model, prepare_sentence
-    from relbridge.models.tagging import tag_mentions
+    from relbridge.models.tagging import other_readings, tag_mentions
 
     model = load_model(model_dir)
     model.span_threshold = span_threshold
     model.confidence = "relation"  # the relation probabilities; calibrate weights them itself
+    model.readings = READINGS[1] if lattice else READINGS[0]
     records, mentions = extract_with_mentions(model, texts, batch_size, 0.0, mentions_of)
     prepared = [prepare_sentence(i, t, mentions_of) for i, t in enumerate(texts)]
     tagged = tag_mentions(
         model, [s.words for s in prepared], batch_size, "span", with_probability=True
     )
-    probability = {}
+    probability, others = {}, set()
     for i, (text, sentence, found) in enumerate(zip(texts, prepared, tagged)):
         offsets = token_offsets(text, sentence.words)
         spans = span_probabilities(found, sentence.kb_mentions, "relation_x_names")
+        for start, end, _, p in other_readings(found, span_threshold) if lattice else ():
+            others.add((i, (offsets[start][0], offsets[end - 1][1])))
+            spans.setdefault((start, end), p)
         for (start, end), p in spans.items():
             probability[i, (offsets[start][0], offsets[end - 1][1])] = p
-    return records, mentions, probability
+    return records, mentions, probability, others
 
 
 def _weighted(record: dict[str, Any], probability: dict) -> dict[str, Any]:
@@ -303,6 +312,7 @@ def calibrate(
     triple_cost: float = TRIPLE_COST,
     span_thresholds: Sequence[float] = SPAN_THRESHOLDS,
     confidences: Sequence[str] = CALIBRATED,
+    readings: Sequence[str] = READINGS,
 ) -> dict[str, Any]:
     """Chooses the raw-text span and relation thresholds on a dev file and saves them beside the model.
 
@@ -334,28 +344,43 @@ def calibrate(
     model the weighted confidence won on KBP37 dev, with and without the
     Wikidata KB's mentions.
 
+    It chooses the readings too, from ``readings``
+    (`relbridge.models.thresholds.READINGS`): the decoded mentions only, or the
+    lattice of every span the tagger reads as one name above the span threshold.
+    Extraction runs once with the lattice; the decoded choice filters out the
+    other readings (a tie goes to the decoded mentions, which cost fewer pairs).
+
     Returns:
-      ``{"threshold", "span_threshold", "confidence", "chosen_on", "sentences",
-      "gold_facts_per_sentence", "curve": [{confidence, span_threshold, threshold, relx_f1,
-      precision_lower_bound, triple_recall, triples_per_sentence}]}``.
+      ``{"threshold", "span_threshold", "confidence", "readings", "chosen_on", "sentences",
+      "gold_facts_per_sentence", "curve": [{confidence, readings, span_threshold, threshold,
+      relx_f1, precision_lower_bound, triple_recall, triples_per_sentence}]}``.
     """
     gold = gold_sentences(dev_path, ids)
     if not gold:
         raise ValueError(f"{dev_path}: no sentences to calibrate on")
     if not confidences or any(c not in CALIBRATED for c in confidences):
         raise ValueError(f"confidences must be some of {CALIBRATED}, got {confidences!r}")
-    plain, mentions, probability = _dev_output(
-        model_dir, [g.text for g in gold], min(span_thresholds), mentions_of, batch_size
-    )
+    if not readings or any(r not in READINGS for r in readings):
+        raise ValueError(f"readings must be some of {READINGS}, got {readings!r}")
+    plain, mentions, probability, others = _dev_output(
+        model_dir, [g.text for g in gold], min(span_thresholds), mentions_of, batch_size,
+        lattice=READINGS[1] in readings,
+    )  # fmt: skip
     weighted = [_weighted(r, probability) for r in plain]
     scored = {"relation": plain, "relation_x_names": weighted}  # weighted once, not per tau
     curve = []
-    for confidence, tau in itertools.product(confidences, sorted(span_thresholds)):
+    for confidence, reading, tau in itertools.product(
+        confidences, readings, sorted(span_thresholds)
+    ):
         records = scored[confidence]
         kept = [
-            [m for m in found if m[3] or probability.get((i, (m[0], m[1])), 0.0) >= tau]
+            [
+                m for m in found
+                if (m[3] or probability.get((i, (m[0], m[1])), 0.0) >= tau)
+                and (reading == "lattice" or (i, (m[0], m[1])) not in others)
+            ]
             for i, found in enumerate(mentions)
-        ]
+        ]  # fmt: skip
         spans = [{(m[0], m[1]) for m in found} for found in kept]
         between = [
             r for r in records
@@ -364,7 +389,8 @@ def calibrate(
         for t in thresholds:
             s = raw_text_scores(gold, [r for r in between if r["confidence"] >= t], kept)
             curve.append(
-                {"confidence": confidence, "span_threshold": tau, "threshold": t}
+                {"confidence": confidence, "readings": reading, "span_threshold": tau,
+                 "threshold": t}
                 | {k: s[k] for k in ("relx_f1", "precision_lower_bound", "triple_recall")}
                 | {"triples_per_sentence": s["triples_per_sentence"]}
             )
@@ -374,6 +400,7 @@ def calibrate(
         "threshold": best["threshold"],
         "span_threshold": span_threshold,
         "confidence": best["confidence"] if span_threshold is not None else "relation",
+        "readings": best["readings"] if span_threshold is not None else READINGS[0],
         "chosen_on": os.path.abspath(dev_path),
         "sentences": len(gold),
         "gold_facts_per_sentence": facts,
@@ -385,8 +412,9 @@ def calibrate(
             json.dump(result, f, indent=2)
         os.replace(path + ".tmp", path)  # never a half-written threshold file
         logger.info(
-            "raw-text thresholds: span %s, relation %.2f on the %s confidence (chosen on %s), "
-            "saved to %s",
-            span_threshold, best["threshold"], result["confidence"], dev_path, path,
+            "raw-text thresholds: span %s (%s readings), relation %.2f on the %s confidence "
+            "(chosen on %s), saved to %s",
+            span_threshold, result["readings"], best["threshold"], result["confidence"],
+            dev_path, path,
         )  # fmt: skip
     return result

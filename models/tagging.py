@@ -76,6 +76,26 @@ class Tagged(NamedTuple):
     names: dict[tuple[int, int], float]
 
 
+def other_readings(tagged: Tagged, threshold: float) -> list[tuple[int, int, str, float]]:
+    """The spans besides the decoded mentions that are one name with probability >= ``threshold``.
+
+    Decoding keeps no two overlapping spans, so each of these overlaps a decoded
+    mention (``North Carolina`` beside ``North`` and ``Carolina``): the other
+    readings of a lattice (`relbridge.models.thresholds.READINGS`). They are
+    untyped (``""``), with their probability, in word order.
+
+    >>> other_readings(Tagged([(0, 1, "LOC", 0.25), (1, 2, "LOC", 0.21)],
+    ...                       {(0, 1): 0.25, (1, 2): 0.21, (0, 2): 0.18, (2, 3): 0.02}), 0.1)
+    [(0, 2, '', 0.18)]
+    """
+    decoded = {(start, end) for start, end, *_ in tagged.mentions}
+    return sorted(
+        (start, end, "", p)
+        for (start, end), p in tagged.names.items()
+        if p >= threshold and (start, end) not in decoded
+    )
+
+
 DECODINGS = ("span", "marginal", "argmax")
 
 SPAN_THRESHOLDS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)

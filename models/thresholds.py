@@ -87,6 +87,19 @@ CONFIDENCES = ("relation", "relation_x_names", "relation_x_mentions")
 CALIBRATED = CONFIDENCES[:2]
 """The confidences that calibration chooses from."""
 
+READINGS = ("decoded", "lattice")
+"""Which of the tagger's spans raw-text extraction pairs (``threshold.json``'s ``readings``).
+
+* ``decoded``: the mentions span decoding keeps, none overlapping
+  (`relbridge.models.tagging.decode_spans`);
+* ``lattice``: besides those, every other span whose probability of being one
+  name reaches the span threshold (`relbridge.models.tagging.other_readings`):
+  ``North Carolina`` beside the decoded ``North`` and ``Carolina``. Pairs never
+  overlap, and the relation head decides which reading holds a relation, which a
+  model trained with boundary negatives (`relbridge.models.negatives`) has
+  learnt to do. Calibration offers both and keeps the better.
+"""
+
 
 def span_probabilities(
     tagged: Tagged, kb_mentions: Sequence[tuple], confidence: str
@@ -104,14 +117,17 @@ def span_probabilities(
     return probability
 
 
-def calibrated_decoding(saved: dict[str, Any]) -> tuple[float | None, str]:
-    """The span threshold (None: marginal decoding) and the confidence of a `calibration`.
+def calibrated_decoding(saved: dict[str, Any]) -> tuple[float | None, str, str]:
+    """The span threshold (None: marginal decoding), the confidence and the readings of a
+    `calibration`.
 
-    A file written before the confidence was calibrated means ``"relation"``.
+    A file written before the confidence (or the readings) were calibrated means
+    ``"relation"`` (``"decoded"``).
     """
     span_threshold = saved.get("span_threshold")
     span_threshold = None if span_threshold is None else float(span_threshold)
-    return span_threshold, saved.get("confidence", CONFIDENCES[0])
+    confidence = saved.get("confidence", CONFIDENCES[0])
+    return span_threshold, confidence, saved.get("readings", READINGS[0])
 
 
 def mention_factor(p1: float, p2: float) -> float:

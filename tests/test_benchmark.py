@@ -5,7 +5,7 @@ import json
 from single_thread import one_torch_thread  # noqa: F401 (autouse)
 from test_models import RELX_TEXT
 
-from relbridge.models.thresholds import CALIBRATED
+from relbridge.models.thresholds import CALIBRATED, READINGS
 from relbridge.models.benchmark import kbp37_test_ids, relx_benchmark_config, run_relx_benchmark
 from relbridge.models.extractor import RelationExtractor
 from relbridge.models.model_config import ModelConfig
@@ -57,7 +57,7 @@ def test_benchmark_runs_and_reports_every_language(tiny_encoder, tmp_path):
     threshold = json.loads((out / "model" / "threshold.json").read_text())
     assert threshold["threshold"] == summary["raw_text_threshold"]
     assert threshold["chosen_on"].endswith("dev.txt")
-    assert len(threshold["curve"]) == len(CALIBRATED) * 7 * 20
+    assert len(threshold["curve"]) == len(CALIBRATED) * len(READINGS) * 7 * 20
 
 
 def test_presets_and_overrides(tmp_path):

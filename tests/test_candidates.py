@@ -65,7 +65,8 @@ def test_kb_schema_refines_the_names_with_a_kb_directory_s_relation_map(tmp_path
 
 
 def test_near_pairs_are_found_without_visiting_all_pairs():
-    """The same pairs, in the same order, as checking every pair, overlapping spans included."""
+    """The same pairs, in the same order, as checking every pair (two overlapping spans never
+    pair)."""
     import itertools
     import random
 
@@ -82,6 +83,14 @@ def test_near_pairs_are_found_without_visiting_all_pairs():
         every = [
             (a, b) for a, b in itertools.combinations(sorted(mentions), 2)
             if distance(a, b) <= cfg.max_distance
+            and not b[0] < a[1]
             and (schema.admits(a[2], b[2]) or schema.admits(b[2], a[2]))
         ]  # fmt: skip
         assert candidate_pairs(mentions, schema, cfg) == every
+
+
+def test_overlapping_readings_of_one_name_never_pair():
+    readings = [(0, 1, ""), (0, 2, ""), (1, 2, ""), (3, 4, "")]  # North | North Carolina | Carolina
+    pairs = candidate_pairs(readings, TypeSchema(), CandidateConfig())
+    assert pairs == [((0, 1, ""), (1, 2, "")), ((0, 1, ""), (3, 4, "")), ((0, 2, ""), (3, 4, "")),
+                     ((1, 2, ""), (3, 4, ""))]  # fmt: skip

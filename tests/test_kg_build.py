@@ -291,7 +291,8 @@ def test_kg_build_weights_confidence_by_the_mentions_as_extract_does(setup):
 
 
 def test_the_run_id_of_a_plain_confidence_config_is_what_it_was_before_the_setting(tmp_path):
-    """Outputs built before `confidence` was a setting keep their run id: a refresh finds them."""
+    """Outputs built before `confidence` and `readings` were settings keep their run id: a
+    refresh finds them."""
     import hashlib
 
     from relbridge.kg.options import InferenceConfig, KgBuildConfig, ReadConfig
@@ -303,7 +304,7 @@ def test_the_run_id_of_a_plain_confidence_config_is_what_it_was_before_the_setti
     before = cfg.to_dict()
     for key in ("output", "refresh", "overwrite", "run_id"):
         before.pop(key)
-    del before["inference"]["confidence"]
+    del before["inference"]["confidence"], before["inference"]["readings"]
     text = json.dumps(before, sort_keys=True, default=list)
     assert cfg.run_id == hashlib.sha1(text.encode()).hexdigest()[:10]
     calibrated = {"threshold": 0.0, "span_threshold": None, "confidence": "relation_x_mentions"}
@@ -311,6 +312,10 @@ def test_the_run_id_of_a_plain_confidence_config_is_what_it_was_before_the_setti
     weighted = KgBuildConfig(ReadConfig(("in.txt",)), "out", InferenceConfig(str(model)))
     assert weighted.inference.confidence == "relation_x_mentions"
     assert weighted.run_id != cfg.run_id
+    (model / "threshold.json").write_text(json.dumps(calibrated | {"readings": "lattice"}))
+    lattice = KgBuildConfig(ReadConfig(("in.txt",)), "out", InferenceConfig(str(model)))
+    assert lattice.inference.readings == "lattice"
+    assert lattice.run_id not in (cfg.run_id, weighted.run_id)
 
 
 def test_kg_build_scores_a_levitated_model_over_the_tagging_pass_as_extract_does(setup):

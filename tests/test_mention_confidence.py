@@ -118,3 +118,20 @@ def test_a_model_without_a_span_threshold_keeps_the_relation_probability(model):
 def test_mention_factor():
     assert extract_mod.mention_factor(0.25, 1.0) == pytest.approx(0.5)
     assert extract_mod.mention_factor(-0.1, 1.0) == 0.0
+
+
+def test_lattice_readings_pair_the_other_spans_read_as_one_name_never_overlapping(model):
+    model.confidence = "relation_x_names"
+    model.readings = "lattice"  # "Macron in Paris" (0.3) beside the decoded Macron and Paris
+    records, mentions = extract_mod.extract_with_mentions(model, [TEXT], threshold=0.0)
+    confidences = _confidences(records)
+    merkel, berlin, macron_in_paris = (0, 13), (26, 32), (37, 52)
+    assert len(confidences) == 8  # the 6 pairs of decoded mentions, and the reading's 2
+    assert confidences[merkel, macron_in_paris] == pytest.approx(
+        RELATION_P * math.sqrt(0.9 * 0.3), abs=1e-5
+    )
+    assert (berlin, macron_in_paris) in confidences
+    assert ((7, 8), (7, 10)) not in model.scored and ((7, 10), (9, 10)) not in model.scored
+    assert (*macron_in_paris, "", False) in mentions[0]
+    model.readings = "decoded"
+    assert len(extract_mod.extract(model, [TEXT], threshold=0.0)) == 6

@@ -83,7 +83,7 @@ def test_calibration_ties_go_to_the_triple_count_nearest_the_true_facts(monkeypa
     monkeypatch.setattr(raw_text, "gold_sentences", lambda path, ids=None: gold)
     found = [[(*BILLY, "", False), (*LED, "", False)]] * 2
     sure = {(i, span): 0.9 for i in (0, 1) for span in (BILLY, LED)}
-    monkeypatch.setattr(raw_text, "_dev_output", lambda *a, **k: (records, found, sure))
+    monkeypatch.setattr(raw_text, "_dev_output", lambda *a, **k: (records, found, sure, set()))
     result = raw_text.calibrate(
         str(tmp_path), "dev.txt", thresholds=(0.0, 0.5, 0.9), save=True, span_thresholds=(0.3,)
     )
@@ -113,10 +113,10 @@ def test_calibration_takes_the_highest_threshold_that_keeps_the_comparable_score
     mentions = [[(*BILLY, "", False), (*AUSTRALIA, "", False), (*LED, "", False)]]
     monkeypatch.setattr(raw_text, "gold_sentences", lambda path, ids=None: [GOLD[0]])
     sure = {(0, span): 0.9 for span in (BILLY, AUSTRALIA, LED)}
-    monkeypatch.setattr(raw_text, "_dev_output", lambda *a, **k: (records, mentions, sure))
+    monkeypatch.setattr(raw_text, "_dev_output", lambda *a, **k: (records, mentions, sure, set()))
     result = raw_text.calibrate(
         str(tmp_path), "dev.txt", thresholds=(0.0, 0.5, 0.7, 0.9), save=False,
-        span_thresholds=(0.3,), confidences=("relation",),
+        span_thresholds=(0.3,), confidences=("relation",), readings=("decoded",),
     )  # fmt: skip
     assert [c["relx_f1"] > 0 for c in result["curve"]] == [True, True, True, False]
     assert result["threshold"] == 0.7
@@ -136,7 +136,7 @@ def test_calibration_takes_the_highest_span_threshold_that_keeps_the_gold_argume
     for australia, expected in ((0.2, 0.1), (0.5, 0.3)):
         probs = {(0, BILLY): 0.9, (0, AUSTRALIA): australia, (0, LED): 0.25}
         monkeypatch.setattr(raw_text, "gold_sentences", lambda path, ids=None: [GOLD[0]])
-        monkeypatch.setattr(raw_text, "_dev_output", lambda *a, **k: (records, mentions, probs))
+        monkeypatch.setattr(raw_text, "_dev_output", lambda *a, **k: (records, mentions, probs, set()))
         result = raw_text.calibrate(
             str(tmp_path), "dev.txt", thresholds=(0.0, 0.85), save=False, span_thresholds=(0.1, 0.3)
         )
@@ -159,7 +159,7 @@ def test_calibration_weights_each_record_by_its_mentions(monkeypatch, tmp_path):
     mentions = [[(*BILLY, "", False), (*AUSTRALIA, "", False), (*LED, "", False)]]
     probs = {(0, BILLY): 0.9, (0, AUSTRALIA): 0.9, (0, LED): 0.2}
     monkeypatch.setattr(raw_text, "gold_sentences", lambda path, ids=None: [GOLD[0]])
-    monkeypatch.setattr(raw_text, "_dev_output", lambda *a, **k: (records, mentions, probs))
+    monkeypatch.setattr(raw_text, "_dev_output", lambda *a, **k: (records, mentions, probs, set()))
     triples = {}
     for confidence in ("relation", "relation_x_names"):
         result = raw_text.calibrate(
@@ -173,8 +173,9 @@ def test_calibration_weights_each_record_by_its_mentions(monkeypatch, tmp_path):
     assert triples == {"relation": 2, "relation_x_names": 1}
     # offered both, calibration takes the weighted one: the same relx_f1 with one triple less
     result = raw_text.calibrate(
-        str(tmp_path), "dev.txt", thresholds=(0.5,), save=False, span_thresholds=(0.1,)
-    )
+        str(tmp_path), "dev.txt", thresholds=(0.5,), save=False, span_thresholds=(0.1,),
+        readings=("decoded",),
+    )  # fmt: skip
     assert result["confidence"] == "relation_x_names" and len(result["curve"]) == 2
     with pytest.raises(ValueError, match="confidences"):
         raw_text.calibrate(str(tmp_path), "dev.txt", confidences=("other",))
@@ -191,3 +192,37 @@ def test_untagged_words_split_off_what_a_marked_boundary_would():
     # a name's inner apostrophe stays, as do contractions and lowercase stems
     assert raw_words("O'Brien don't aujourd'hui") == ["O'Brien", "don't", "aujourd'hui"]
     assert raw_words("Ankara'da 2019'da ABD'nin") == ["Ankara", "'da", "2019", "'da", "ABD", "'nin"]
+
+
+def test_calibration_chooses_the_lattice_when_a_whole_name_beside_its_parts_pays(
+    monkeypatch, tmp_path
+):
+    import relbridge.models.raw_text as raw_text
+
+    # decoding kept "Billy" (0, 5); the whole "Billy Hughes" is another reading of the same words
+    part = (0, 5)
+    mentions = [[(*part, "", False), (*BILLY, "", False), (*AUSTRALIA, "", False)]]
+    probs = {(0, part): 0.6, (0, BILLY): 0.4, (0, AUSTRALIA): 0.9}
+    others = {(0, BILLY)}
+    monkeypatch.setattr(raw_text, "gold_sentences", lambda path, ids=None: [GOLD[0]])
+
+    def calibrate(records):
+        monkeypatch.setattr(raw_text, "_dev_output", lambda *a, **k: (records, mentions, probs,
+                                                                       others))  # fmt: skip
+        return raw_text.calibrate(
+            str(tmp_path), "dev.txt", thresholds=(0.0,), span_thresholds=(0.1,),
+            confidences=("relation",),
+        )  # fmt: skip
+
+    whole = _record(0, BILLY, "per:employee_of", AUSTRALIA, 0.7)
+    result = calibrate([_record(0, part, "per:employee_of", AUSTRALIA, 0.8), whole])
+    at = {c["readings"]: c for c in result["curve"]}
+    assert at["decoded"]["relx_f1"] == 0.0 and at["decoded"]["triples_per_sentence"] == 1
+    assert at["lattice"]["relx_f1"] > 0.0 and at["lattice"]["triples_per_sentence"] == 2
+    assert result["readings"] == "lattice"
+    assert json.loads((tmp_path / "threshold.json").read_text())["readings"] == "lattice"
+    # when no record needs another reading, the two score alike and the decoded mentions win
+    result = calibrate([_record(0, part, "per:employee_of", AUSTRALIA, 0.8)])
+    assert result["readings"] == "decoded"
+    with pytest.raises(ValueError, match="readings must be some of"):
+        raw_text.calibrate(str(tmp_path), "dev.txt", readings=("all",))
