@@ -24,6 +24,13 @@ in the presets. Name spans are found without a model, since the tagger trains in
 maximal runs of capitalised words or numbers, with a lowercase connector
 (``of``, ``de``, ``von``...) inside a run when a capitalised word follows. They
 are only used to draw training negatives, never as tagging labels.
+
+`boundary_negatives` are the other kind: an annotated related pair with one
+argument cut a word short, labelled NA (``train --boundary-negatives``). Raw
+text is scored on exact spans, and they teach the relation head to relate the
+whole name, not its parts, so that extraction can pair every reading the tagger
+finds plausible and let the head choose (``lattice`` readings,
+`relbridge.models.thresholds.READINGS`).
 """
 
 from __future__ import annotations
