@@ -104,7 +104,7 @@ def test_the_fast_student_is_delivered_by_default(tiny_encoder, tmp_path):
     trained = json.loads((student / "train_config.json").read_text())
     assert trained["distill_from"] == str(out / "model") and trained["epochs"] == 1
     assert trained["heads_from"] == str(out / "model") and trained["distill_tag_weight"] == 1.0
-    assert trained["unannotated_negatives"] == 0.5
+    assert trained["unannotated_negatives"] == 0.5 and trained["boundary_negatives"] == 0.25
     assert trained["model"] == str(out / "model" / "encoder")
     assert summary["training"]["model_dir"] == str(student)
     written = json.loads((out / "benchmark.json").read_text())
