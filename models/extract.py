@@ -357,7 +357,7 @@ def load_model(model_dir: str, precision: str = "auto"):
 
     ``model.span_threshold`` makes `relbridge.models.tagging.tag_mentions` decode
     whole spans at that threshold; None keeps marginal decoding.
-    ``model.confidence`` is one of `CONFIDENCES`.
+    ``model.confidence`` is one of `CONFIDENCES`, ``model.readings`` one of `READINGS`.
     """
     model = load_for_inference(model_dir, precision)
     model.span_threshold, model.confidence, model.readings = calibrated_decoding(
