@@ -251,7 +251,8 @@ def extract_prepared(
     for (i, text, words), tagged, kb_mentions in zip(untagged, found, known):
         span_p = span_probabilities(tagged, kb_mentions, confidence) if weighted else {}
         others = other_readings(tagged, span_threshold) if lattice else []
-        span_p.update({m[:2]: m[3] for m in others if weighted and m[:2] not in span_p})
+        if weighted:  # a reading's own probability of being one name (a KB alias keeps its own)
+            span_p.update({m[:2]: m[3] for m in others if m[:2] not in span_p})
         tagged = tagged.mentions if weighted or lattice else tagged
         mentions = merge_mentions(kb_mentions, [m[:3] for m in tagged])
         taken = {m[:2] for m in mentions}

@@ -99,7 +99,7 @@ class DataConfig:
         default=0.0,
         metadata={
             "help": "share of related KBP37/RELX training pairs that also train as NA with one "
-            "argument's boundary a word off (relbridge.models.negatives; 0-1)."
+            "argument cut a word short (relbridge.models.negatives; 0-1)."
         },
     )
     max_dev_instances: int = field(
